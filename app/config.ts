@@ -1,0 +1,264 @@
+import { z } from 'zod';
+import { parseRate, type Rate } from './http/rate.models.js';
+
+/**
+ * Every environment variable Cinderbox reads, with its default and one line of documentation.
+ * This table is the single source: `loadConfig` parses it, and `.env.example` and the README's
+ * configuration table are generated from it (`npm run docs:config`) and checked by a test.
+ */
+
+const positiveInt = z
+  .string()
+  .regex(/^\d+$/, 'expected a positive integer')
+  .transform(Number)
+  .refine((n) => Number.isSafeInteger(n) && n > 0, 'expected a positive integer');
+
+const port = positiveInt.refine((n) => n <= 65535, 'expected a port number 1..65535');
+
+// Minutes may be fractional (SPEC §6): "0.5" is thirty seconds.
+const positiveMinutes = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, 'expected a positive number of minutes')
+  .transform(Number)
+  .refine((n) => n > 0, 'expected a positive number of minutes');
+
+const positiveHours = z
+  .string()
+  .regex(/^\d+(\.\d+)?$/, 'expected a positive number of hours')
+  .transform(Number)
+  .refine((n) => n > 0, 'expected a positive number of hours');
+
+// z.coerce.boolean() would turn "false" into true; accept only the spellings people write.
+const bool = z
+  .string()
+  .toLowerCase()
+  .refine((s) => ['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'].includes(s), 'expected true or false')
+  .transform((s) => ['true', '1', 'yes', 'on'].includes(s));
+
+const rate = z.string().transform((s, ctx): Rate => {
+  const parsed = parseRate(s);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: 'expected N/unit such as 30/hour (unit: second, minute, hour, day)' });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const url = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'expected an http(s) URL');
+
+const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s), 'expected a redis://, rediss:// or unix:// URL');
+
+const mimeList = z.string().transform((s, ctx): string[] => {
+  const trimmed = s.trim();
+  let items: unknown;
+  if (trimmed.startsWith('[')) {
+    try {
+      items = JSON.parse(trimmed);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'expected a comma list or a JSON list of MIME types' });
+      return z.NEVER;
+    }
+  } else {
+    items = trimmed === '' ? [] : trimmed.split(',');
+  }
+  if (!Array.isArray(items) || !items.every((i) => typeof i === 'string')) {
+    ctx.addIssue({ code: 'custom', message: 'expected a comma list or a JSON list of MIME types' });
+    return z.NEVER;
+  }
+  const types = items.map((i: string) => i.trim().toLowerCase()).filter(Boolean);
+  const bad = types.find((t) => !/^[a-z0-9][a-z0-9!#$&^_.+-]*\/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$/.test(t));
+  if (bad !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected MIME types such as image/png or image/*; "${bad}" is not one` });
+    return z.NEVER;
+  }
+  return types;
+});
+
+const logIp = z.enum(['full', 'hash', 'off'], { message: 'expected full, hash or off' });
+const logLevel = z.enum(['error', 'warn', 'info', 'debug'], { message: 'expected error, warn, info or debug' });
+const nodeEnv = z.enum(['development', 'production', 'test'], { message: 'expected development, production or test' });
+
+// "1" (hops), "loopback", "10.0.0.0/8, 192.168.0.1", … — never "true" (SPEC §4.6).
+const trustProxy = z.string().transform((s, ctx): number | string[] => {
+  const trimmed = s.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const items = trimmed.split(',').map((i) => i.trim()).filter(Boolean);
+  const named = ['loopback', 'linklocal', 'uniquelocal'];
+  const ok = items.length > 0 && items.every((i) => named.includes(i) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(i));
+  if (!ok) {
+    ctx.addIssue({ code: 'custom', message: 'expected a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal (never true)' });
+    return z.NEVER;
+  }
+  return items;
+});
+
+const secret = z.string().refine((s) => Buffer.byteLength(s) >= 32, 'expected at least 32 characters (use: openssl rand -base64 48)');
+
+const kdfCost = positiveInt.refine((n) => n >= 10 && n <= 20, 'expected log2 of the scrypt cost, 10..20');
+
+interface Variable<S extends z.ZodType = z.ZodType, D extends string | undefined = string | undefined> {
+  schema: S;
+  default: D;
+  doc: string;
+}
+
+function variable<S extends z.ZodType, D extends string | undefined>(schema: S, defaultValue: D, doc: string): Variable<S, D> {
+  return { schema, default: defaultValue, doc };
+}
+
+export const VARIABLES = {
+  NODE_ENV: variable(nodeEnv, 'development', 'production requires CINDERBOX_SECRET and REDIS_URL'),
+  PORT: variable(port, '8000', 'TCP port of the API'),
+  HOST: variable(z.string().min(1, 'expected a host name or address'), '127.0.0.1', 'address the API binds (0.0.0.0 in the image)'),
+  PUBLIC_URL: variable(url, undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
+  REDIS_URL: variable(redisUrl, undefined, 'Redis/Valkey URL; unset = `npm start` runs a private redis-server'),
+  REDIS_PREFIX: variable(z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
+  STORAGE_PATH: variable(z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
+  TEMP_PATH: variable(z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
+  MAX_FILE_SIZE: variable(positiveInt, '10485760', 'largest upload in bytes'),
+  MAX_STORAGE_BYTES: variable(positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
+  ALLOWED_MIME_TYPES: variable(mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
+  DEFAULT_EXPIRY_MINUTES: variable(positiveMinutes, '10', 'expiry when the upload names none'),
+  MAX_EXPIRY_MINUTES: variable(positiveMinutes, '60', 'longest expiry an upload may ask for'),
+  DEFAULT_USES: variable(positiveInt, '1', 'downloads allowed when the upload names none'),
+  MAX_USES: variable(positiveInt, '5', 'most downloads an upload may ask for'),
+  DICEWARE_WORDLIST_PATH: variable(z.string().min(1, 'expected a file path'), 'data/eff_large_wordlist.txt', 'EFF large wordlist (7,776 words)'),
+  DICEWARE_WORDS: variable(positiveInt.refine((n) => n >= 3 && n <= 12, 'expected 3..12 words'), '4', 'words in a passphrase (uploads may ask for up to 12)'),
+  KDF_COST: variable(kdfCost, '15', 'scrypt cost as log2 N (15 = 32768; see docs/FORMAT.md for measured times)'),
+  KDF_CONCURRENCY: variable(positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
+  UPLOAD_RATE_LIMIT: variable(rate, '30/hour', 'uploads per client IP'),
+  HEALTH_RATE_LIMIT: variable(rate, '1/second', 'health checks per client IP'),
+  LOOKUP_RATE_LIMIT: variable(rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
+  DOWNLOAD_FAIL_LIMIT: variable(positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
+  DOWNLOAD_BLOCK_WINDOW: variable(positiveInt, '1800', 'seconds an IP stays blocked'),
+  UPLOAD_STALL_SECONDS: variable(positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
+  CLEANUP_INTERVAL_MINUTES: variable(positiveMinutes, '10', 'how often the janitor sweeps orphans'),
+  ORPHAN_AGE_MINUTES: variable(positiveMinutes, '15', 'age after which a file without a live record is swept'),
+  SECURE_SHRED_PASSES: variable(positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'), '1', 'random overwrites before unlink'),
+  TOMBSTONE_HOURS: variable(positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
+  TRUST_PROXY: variable(trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
+  CINDERBOX_SECRET: variable(secret, undefined, 'server secret, 32+ random bytes; required in production'),
+  LOG_LEVEL: variable(logLevel, 'info', 'error, warn, info or debug'),
+  LOG_DIR: variable(z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
+  LOG_IP: variable(logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
+  METRICS_ENABLED: variable(bool, 'false', 'serve Prometheus text at /metrics'),
+} satisfies Record<string, Variable>;
+
+type Variables = typeof VARIABLES;
+type Parsed = { [K in keyof Variables]: Variables[K]['default'] extends string ? z.output<Variables[K]['schema']> : z.output<Variables[K]['schema']> | undefined };
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  publicUrl: string | undefined;
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  storagePath: string;
+  tempPath: string;
+  maxFileSize: number;
+  maxStorageBytes: number | undefined;
+  allowedMimeTypes: string[];
+  defaultExpiryMinutes: number;
+  maxExpiryMinutes: number;
+  defaultUses: number;
+  maxUses: number;
+  wordlistPath: string;
+  dicewareWords: number;
+  kdfCostLog2: number;
+  kdfConcurrency: number;
+  uploadRateLimit: Rate;
+  healthRateLimit: Rate;
+  lookupRateLimit: Rate;
+  downloadFailLimit: number;
+  downloadBlockSeconds: number;
+  uploadStallSeconds: number;
+  cleanupIntervalMinutes: number;
+  orphanAgeMinutes: number;
+  shredPasses: number;
+  tombstoneHours: number;
+  trustProxy: number | string[] | undefined;
+  secret: string | undefined;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  logDir: string;
+  logIp: 'full' | 'hash' | 'off';
+  metricsEnabled: boolean;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment once; throws ConfigError with one line per problem, each naming its variable. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const problems: string[] = [];
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(VARIABLES) as [string, Variable][]) {
+    const raw = env[name] ?? spec.default;
+    if (raw === undefined) {
+      values[name] = undefined;
+      continue;
+    }
+    const result = spec.schema.safeParse(raw);
+    if (result.success) values[name] = result.data;
+    else problems.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(raw)}`);
+  }
+  const v = values as Parsed;
+  if (problems.length === 0) {
+    if (v.DEFAULT_EXPIRY_MINUTES > v.MAX_EXPIRY_MINUTES) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${v.MAX_EXPIRY_MINUTES}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
+    if (v.DEFAULT_USES > v.MAX_USES) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${v.MAX_USES}), got "${env.DEFAULT_USES ?? ''}"`);
+    if (v.NODE_ENV === 'production' && v.CINDERBOX_SECRET === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    nodeEnv: v.NODE_ENV,
+    port: v.PORT,
+    host: v.HOST,
+    publicUrl: v.PUBLIC_URL?.replace(/\/+$/, ''),
+    redisUrl: v.REDIS_URL,
+    redisPrefix: v.REDIS_PREFIX,
+    storagePath: v.STORAGE_PATH,
+    tempPath: v.TEMP_PATH,
+    maxFileSize: v.MAX_FILE_SIZE,
+    maxStorageBytes: v.MAX_STORAGE_BYTES,
+    allowedMimeTypes: v.ALLOWED_MIME_TYPES,
+    defaultExpiryMinutes: v.DEFAULT_EXPIRY_MINUTES,
+    maxExpiryMinutes: v.MAX_EXPIRY_MINUTES,
+    defaultUses: v.DEFAULT_USES,
+    maxUses: v.MAX_USES,
+    wordlistPath: v.DICEWARE_WORDLIST_PATH,
+    dicewareWords: v.DICEWARE_WORDS,
+    kdfCostLog2: v.KDF_COST,
+    kdfConcurrency: v.KDF_CONCURRENCY,
+    uploadRateLimit: v.UPLOAD_RATE_LIMIT,
+    healthRateLimit: v.HEALTH_RATE_LIMIT,
+    lookupRateLimit: v.LOOKUP_RATE_LIMIT,
+    downloadFailLimit: v.DOWNLOAD_FAIL_LIMIT,
+    downloadBlockSeconds: v.DOWNLOAD_BLOCK_WINDOW,
+    uploadStallSeconds: v.UPLOAD_STALL_SECONDS,
+    cleanupIntervalMinutes: v.CLEANUP_INTERVAL_MINUTES,
+    orphanAgeMinutes: v.ORPHAN_AGE_MINUTES,
+    shredPasses: v.SECURE_SHRED_PASSES,
+    tombstoneHours: v.TOMBSTONE_HOURS,
+    trustProxy: v.TRUST_PROXY,
+    secret: v.CINDERBOX_SECRET,
+    logLevel: v.LOG_LEVEL,
+    logDir: v.LOG_DIR,
+    logIp: v.LOG_IP,
+    metricsEnabled: v.METRICS_ENABLED,
+  };
+}
+
+/** The config with a secret guaranteed present: what the processes run with. */
+export type RuntimeConfig = Config & { secret: string };

@@ -1,0 +1,72 @@
+import { access, constants } from 'node:fs/promises';
+import type { Redis } from 'ioredis';
+import type { RedisKeys } from '../shared/redis-keys.js';
+import { readEvictionPolicy } from '../shared/redis.js';
+
+export type ServiceState = 'online' | 'offline';
+
+export interface HealthReport {
+  status: 'healthy' | 'degraded' | 'unhealthy';
+  version: string;
+  timestamp: string;
+  services: { redis: ServiceState; storage: ServiceState; scheduler: ServiceState; diceware: ServiceState };
+  uptime_seconds: number;
+  started_at: string;
+  warnings?: string[];
+}
+
+const CHECK_TIMEOUT_MS = 800;
+
+function withTimeout<T>(promise: Promise<T>, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(fallback), CHECK_TIMEOUT_MS);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(fallback);
+      },
+    );
+  });
+}
+
+/**
+ * Health as SPEC §3 defines it: Redis or storage down → unhealthy (503); only the janitor down →
+ * degraded (200: uploads and downloads still work). The janitor is judged by a heartbeat key with
+ * a short TTL, so a stopped worker shows offline within seconds, not "online" forever.
+ */
+export async function checkHealth(deps: {
+  redis: Redis;
+  keys: RedisKeys;
+  paths: string[];
+  wordlistLoaded: boolean;
+  version: string;
+  startedAt: Date;
+  now: () => Date;
+}): Promise<HealthReport> {
+  const redisUp = withTimeout(deps.redis.ping().then((r) => r === 'PONG'), false);
+  const storageUp = withTimeout(Promise.all(deps.paths.map((p) => access(p, constants.W_OK))).then(() => true), false);
+  const heartbeat = withTimeout(deps.redis.exists(deps.keys.heartbeat()).then((n) => n === 1), false);
+  const policy = withTimeout(readEvictionPolicy(deps.redis), null);
+  const [redis, storage, scheduler, evictionPolicy] = await Promise.all([redisUp, storageUp, heartbeat, policy]);
+
+  const warnings: string[] = [];
+  if (redis && evictionPolicy !== null && evictionPolicy !== 'noeviction')
+    warnings.push(`redis maxmemory-policy is ${evictionPolicy}; Cinderbox needs noeviction (records and jobs could be evicted)`);
+
+  const status = !redis || !storage || !deps.wordlistLoaded ? 'unhealthy' : !scheduler || warnings.length > 0 ? 'degraded' : 'healthy';
+  const now = deps.now();
+  const state = (up: boolean): ServiceState => (up ? 'online' : 'offline');
+  return {
+    status,
+    version: deps.version,
+    timestamp: now.toISOString(),
+    services: { redis: state(redis), storage: state(storage), scheduler: state(redis && scheduler), diceware: state(deps.wordlistLoaded) },
+    uptime_seconds: Math.floor((now.getTime() - deps.startedAt.getTime()) / 1000),
+    started_at: deps.startedAt.toISOString(),
+    ...(warnings.length > 0 ? { warnings } : {}),
+  };
+}

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import type { JobsOptions } from 'bullmq';
+
+/**
+ * The janitor's job catalogue (STYLE §7): job name → payload schema and options. The API imports it
+ * to enqueue, the worker to handle; `JobHandlers` makes a job without a handler a compile error.
+ * Job data holds no secret: blob ids (random names on disk) and opaque client ids only.
+ */
+export const JANITOR_QUEUE = 'janitor';
+
+const blobId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'expected a blob id');
+
+export const JOBS = {
+  /** Burned or deleted: overwrite the blob in place, then unlink. */
+  shred: { schema: z.object({ blobId, reason: z.enum(['burned', 'deleted', 'expired', 'orphan']) }) },
+  /** Delayed until the file's expiry: shred its blob if the record is gone or expired. */
+  expire: { schema: z.object({ blobId }) },
+  /** Periodic and at start: shred files with no live record, older than ORPHAN_AGE_MINUTES. */
+  sweep: { schema: z.object({ trigger: z.enum(['schedule', 'startup', 'manual']) }) },
+  /** Delayed until a block ends: drop the client from the admin block list and log it. */
+  unblock: { schema: z.object({ client: z.string().regex(/^[a-f0-9]{16,64}$/, 'expected a client id'), until: z.number().int().positive() }) },
+} as const;
+
+export type JobName = keyof typeof JOBS;
+export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]['schema']>;
+export type JobHandlers = { [N in JobName]: (payload: JobPayload<N>, context: { jobId: string; attempt: number }) => Promise<void> };
+
+/** Deterministic ids (no `:`, which BullMQ reserves), so enqueuing twice is a no-op. */
+export const jobIds = {
+  shred: (p: JobPayload<'shred'>) => `shred-${p.blobId}`,
+  expire: (p: JobPayload<'expire'>) => `expire-${p.blobId}`,
+  sweep: (p: JobPayload<'sweep'>) => `sweep-${p.trigger}`,
+  unblock: (p: JobPayload<'unblock'>) => `unblock-${p.client}-${p.until}`,
+} satisfies { [N in JobName]: (payload: JobPayload<N>) => string };
+
+export const SWEEP_SCHEDULER_ID = 'sweep-schedule';
+
+/** Retries with backoff for transient errors; bounded history so Redis does not grow. */
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 1_000 },
+  removeOnComplete: { count: 1_000, age: 24 * 3600 },
+  removeOnFail: { count: 5_000, age: 7 * 24 * 3600 },
+};

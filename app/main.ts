@@ -1,0 +1,56 @@
+import type { Server } from 'node:http';
+import { createApp } from './app.js';
+import { createLogger } from './shared/logger.js';
+import { createApiRedis, readEvictionPolicy } from './shared/redis.js';
+import { redisKeys } from './shared/redis-keys.js';
+import { ensureDirectories, loadRuntimeConfig, VERSION, waitForRedis } from './shared/runtime.js';
+import { installShutdown } from './shared/shutdown.js';
+import { loadWordlist } from './diceware/wordlist.js';
+import { createJanitorQueue } from './jobs/enqueue.js';
+import { configureServerTimeouts } from './http/timeouts.js';
+
+// The only file of the API that reads process.env, listens and wires signals (STYLE §2).
+const config = await loadRuntimeConfig(process.env, 'api');
+await ensureDirectories(config);
+const log = createLogger({ service: 'api', level: config.logLevel, dir: config.logDir });
+const keys = redisKeys(config.redisPrefix);
+
+const redis = createApiRedis(config.redisUrl!);
+let redisWasDown = false;
+redis.on('error', (error: Error) => {
+  if (!redisWasDown) log.error('redis_unavailable', { error: error.message });
+  redisWasDown = true;
+});
+redis.on('ready', () => {
+  if (redisWasDown) log.info('redis_reconnected');
+  redisWasDown = false;
+});
+
+try {
+  await waitForRedis(redis, 15_000);
+} catch (error) {
+  log.error('startup_failed', { reason: (error as Error).message });
+  await log.close();
+  process.exit(1);
+}
+const policy = await readEvictionPolicy(redis);
+if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy', { policy, expected: 'noeviction' });
+
+const wordlist = await loadWordlist(config.wordlistPath);
+const janitor = createJanitorQueue(redis, keys.queuePrefix());
+const startedAt = new Date();
+const app = createApp({ config, log, redis, keys, wordlist, enqueue: janitor.enqueue, version: VERSION, startedAt, now: () => new Date() });
+
+const server: Server = app.listen(config.port, config.host, () => {
+  log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });
+});
+configureServerTimeouts(server, config);
+
+installShutdown({
+  log,
+  steps: [
+    { name: 'http', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
+    { name: 'queue', run: () => janitor.close() },
+    { name: 'redis', run: () => redis.quit() },
+  ],
+});

@@ -1,0 +1,104 @@
+import path from 'node:path';
+import winston from 'winston';
+
+export type Service = 'api' | 'worker' | 'launcher';
+
+/**
+ * The logging contract (SPEC §7): one JSON object per line with `timestamp`, `level`, `event`,
+ * `service`; the message *is* the event name, a constant, and data goes in fields. Callers write
+ * `log.info('file_uploaded', { size })`. Nothing here knows about requests; the request logger
+ * chooses its fields, so raw paths, bodies and secrets cannot slip in by accident.
+ */
+export interface Logger {
+  error(event: string, fields?: Record<string, unknown>): void;
+  warn(event: string, fields?: Record<string, unknown>): void;
+  info(event: string, fields?: Record<string, unknown>): void;
+  debug(event: string, fields?: Record<string, unknown>): void;
+  child(fields: Record<string, unknown>): Logger;
+  close(): Promise<void>;
+}
+
+export interface LoggerOptions {
+  service: Service;
+  level: string;
+  /** Directory of `cinderbox-<service>.log`; empty = stdout only. */
+  dir: string;
+  /** Extra transport for tests. */
+  stream?: NodeJS.WritableStream;
+  silentStdout?: boolean;
+}
+
+const MAX_FILE_BYTES = 10 * 1024 * 1024;
+const MAX_FILES = 5;
+
+const eventFormat = winston.format((info) => {
+  info.event = info.message;
+  delete (info as { message?: unknown }).message;
+  return info;
+});
+
+// Fixed key order makes `tail -F | jq` output easy to scan.
+const lineFormat = winston.format.printf((info) => {
+  const { timestamp, level, event, service, ...rest } = info as Record<string, unknown>;
+  return JSON.stringify({ timestamp, level, event, service, ...rest }, errorReplacer);
+});
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return { name: value.name, message: value.message, stack: value.stack };
+  if (typeof value === 'bigint') return Number(value);
+  return value;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const format = winston.format.combine(winston.format.timestamp(), eventFormat(), lineFormat);
+  const transports: winston.transport[] = [];
+  if (!options.silentStdout) transports.push(new winston.transports.Console({ format }));
+  if (options.dir !== '') {
+    // Each process writes and rotates only its own file, so two processes never rotate the same one.
+    transports.push(
+      new winston.transports.File({
+        filename: path.join(options.dir, `cinderbox-${options.service}.log`),
+        maxsize: MAX_FILE_BYTES,
+        maxFiles: MAX_FILES,
+        tailable: true,
+        format,
+      }),
+    );
+  }
+  if (options.stream) transports.push(new winston.transports.Stream({ stream: options.stream, format }));
+  const root = winston.createLogger({
+    level: options.level,
+    defaultMeta: { service: options.service },
+    transports,
+    exitOnError: false,
+  });
+  return wrap(root, root);
+}
+
+function wrap(instance: winston.Logger, root: winston.Logger): Logger {
+  return {
+    error: (event, fields) => instance.error(event, fields),
+    warn: (event, fields) => instance.warn(event, fields),
+    info: (event, fields) => instance.info(event, fields),
+    debug: (event, fields) => instance.debug(event, fields),
+    child: (fields) => wrap(instance.child(fields), root),
+    close: () =>
+      new Promise<void>((resolve) => {
+        root.on('finish', () => resolve());
+        root.end();
+      }),
+  };
+}
+
+/** A logger that writes nothing: for unit tests that do not look at logs. */
+export function createSilentLogger(): Logger {
+  const silent: Logger = {
+    error: () => undefined,
+    warn: () => undefined,
+    info: () => undefined,
+    debug: () => undefined,
+    child: () => silent,
+    close: () => Promise.resolve(),
+  };
+  return silent;
+}

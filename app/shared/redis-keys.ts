@@ -1,0 +1,48 @@
+/**
+ * Every Redis key Cinderbox uses, and its lifetime, in one place (STYLE §11). Keys that belong to
+ * one file share the hash tag `{<lookupId>}` so a file's record and tombstone live on one Cluster
+ * slot and a Lua script may touch both. Lookup ids never leave Redis: not in logs, not in job data.
+ */
+export interface RedisKeys {
+  prefix: string;
+  /** The file's record (a hash): blob id, wrapped key, encrypted metadata, uses, expiry… */
+  file(lookupId: string): string;
+  /** A burned, expired or deleted file's tombstone: its reason, kept TOMBSTONE_HOURS. */
+  tombstone(lookupId: string): string;
+  /** Blob id → lookup id, with the record's expiry: blob liveness in O(1) for the janitor. */
+  blob(blobId: string): string;
+  /** Worker heartbeat, refreshed every few seconds. */
+  heartbeat(): string;
+  /** Failed lookups of one client (IP or /64) within the counting window. */
+  lookupFailures(client: string): string;
+  /** An active block of one client; its TTL is the block. */
+  block(client: string): string;
+  /** Admin view: sorted set of blocked clients (as logged) scored by block end, ms. */
+  blockList(): string;
+  /** express-rate-limit store prefix for one limiter. */
+  rateLimit(name: string): string;
+  /** Sum of stored ciphertext bytes (for MAX_STORAGE_BYTES). */
+  storageBytes(): string;
+  /** BullMQ queue prefix (BullMQ adds `:<queue>:…`). */
+  queuePrefix(): string;
+}
+
+export const HEARTBEAT_TTL_SECONDS = 15;
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+export const LOOKUP_FAILURE_WINDOW_SECONDS = 600;
+
+export function redisKeys(prefix: string): RedisKeys {
+  return {
+    prefix,
+    file: (lookupId) => `${prefix}:file:{${lookupId}}`,
+    tombstone: (lookupId) => `${prefix}:tomb:{${lookupId}}`,
+    blob: (blobId) => `${prefix}:blob:${blobId}`,
+    heartbeat: () => `${prefix}:worker:heartbeat`,
+    lookupFailures: (client) => `${prefix}:fail:${client}`,
+    block: (client) => `${prefix}:block:${client}`,
+    blockList: () => `${prefix}:blocklist`,
+    rateLimit: (name) => `${prefix}:rl:${name}:`,
+    storageBytes: () => `${prefix}:storage:bytes`,
+    queuePrefix: () => `${prefix}:bull`,
+  };
+}

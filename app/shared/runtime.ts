@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type { Redis } from 'ioredis';
+import { ConfigError, loadConfig, type RuntimeConfig } from '../config.js';
+import { loadOrCreateLocalSecret } from './secret.js';
+
+/** What both processes do first: parse config (or exit naming every bad variable) and find the secret. */
+export async function loadRuntimeConfig(env: Record<string, string | undefined>, service: string): Promise<RuntimeConfig> {
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`cinderbox ${service}: ${problem}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+  if (config.redisUrl === undefined) {
+    process.stderr.write(`cinderbox ${service}: REDIS_URL: required for start:${service} (npm start runs a private Redis for you)\n`);
+    process.exit(78);
+  }
+  const secret = config.secret ?? (await loadOrCreateLocalSecret());
+  return { ...config, secret };
+}
+
+export async function ensureDirectories(config: RuntimeConfig): Promise<void> {
+  for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (config.logDir !== '') await mkdir(config.logDir, { recursive: true });
+}
+
+/** Waits for the first connection, so start-up fails clearly instead of serving 503s forever. */
+export function waitForRedis(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error(`Redis not reachable within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
+}
+
+function readVersion(): string {
+  // Source runs from app/shared, the build from dist/app/shared: look up until package.json.
+  for (const relative of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'cinderbox' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not here; try the next level up
+    }
+  }
+  return '0.0.0';
+}
+
+export const VERSION = readVersion();

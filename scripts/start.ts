@@ -1,0 +1,104 @@
+/**
+ * `npm start`: Cinderbox on one machine. When REDIS_URL is unset, runs a private Redis (valkey-server
+ * or redis-server from PATH) on loopback with no persistence and `noeviction`, its files under var/;
+ * then the API and the janitor worker as child processes. Ctrl-C or SIGTERM stops all of them; if
+ * one child dies, the others are stopped and the launcher exits non-zero.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
+import { findExecutable, waitForRedisPing } from './redis-server.js';
+
+const say = (line: string) => process.stderr.write(`cinderbox: ${line}\n`);
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// Built: dist/scripts/start.js runs dist/app/main.js. From source (tests, via tsx): the .ts files.
+const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const apiEntry = path.join(here, '..', 'app', `main${ext}`);
+const workerEntry = path.join(here, '..', 'workers', `main${ext}`);
+
+const children: { name: string; process: ChildProcess }[] = [];
+let stopping = false;
+let exitCode = 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function stopAll(code: number) {
+  if (stopping) return;
+  stopping = true;
+  exitCode = code;
+  // The API and worker first (the worker finishes its active job), Redis last.
+  const apps = children.filter((c) => c.name !== 'redis');
+  for (const c of apps) c.process.kill('SIGTERM');
+  await Promise.all(apps.map((c) => exited(c.process)));
+  const redis = children.find((c) => c.name === 'redis');
+  if (redis) {
+    redis.process.kill('SIGTERM');
+    await exited(redis.process);
+  }
+  say(`stopped (exit ${exitCode})`);
+  process.exit(exitCode);
+}
+
+function run(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, options: { detached?: boolean } = {}): ChildProcess {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'inherit', 'inherit'], detached: options.detached ?? false });
+  children.push({ name, process: child });
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    say(`${name} exited unexpectedly (${signal ?? `code ${code}`}); stopping the others`);
+    void stopAll(1);
+  });
+  return child;
+}
+
+process.on('SIGINT', () => void stopAll(0));
+process.on('SIGTERM', () => void stopAll(0));
+
+const env: NodeJS.ProcessEnv = { ...process.env };
+if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
+
+if (!env.REDIS_URL) {
+  const binary = findExecutable(['valkey-server', 'redis-server']);
+  if (!binary) {
+    say('no valkey-server or redis-server on PATH.');
+    say('  Debian/Ubuntu: sudo apt-get install -y redis-server');
+    say('  macOS:         brew install valkey');
+    say('  or point Cinderbox at a running server: REDIS_URL=redis://host:6379 npm start');
+    process.exit(1);
+  }
+  const dir = path.resolve('var', 'redis');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const port = await freePort();
+  // Detached: Ctrl-C reaches only the launcher and the apps, so Redis outlives them until they have
+  // finished shutting down. No persistence: wrapped keys must never reach disk (SPEC §4.5).
+  run('redis', binary, [
+    '--bind', '127.0.0.1', '--port', String(port), '--protected-mode', 'yes',
+    '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction',
+    '--dir', dir, '--logfile', path.join(dir, 'redis.log'), '--loglevel', 'warning',
+  ], env, { detached: true });
+  env.REDIS_URL = `redis://127.0.0.1:${port}`;
+  await waitForRedisPing(port, 10_000);
+  say(`private ${path.basename(binary)} on 127.0.0.1:${port} (no persistence, noeviction)`);
+}
+
+// Children inherit our exec arguments so `tsx` keeps working when the launcher runs from source.
+run('api', process.execPath, [...process.execArgv, apiEntry], env);
+run('worker', process.execPath, [...process.execArgv, workerEntry], env);
+say(`API on http://${env.HOST ?? '127.0.0.1'}:${env.PORT ?? '8000'}  (Ctrl-C stops everything)`);

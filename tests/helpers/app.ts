@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { inject } from 'vitest';
+import { createApp, type AppDeps } from '../../app/app.js';
+import { loadConfig, type RuntimeConfig } from '../../app/config.js';
+import { loadWordlist } from '../../app/diceware/wordlist.js';
+import { createJanitorQueue } from '../../app/jobs/enqueue.js';
+import { createLogger } from '../../app/shared/logger.js';
+import { createApiRedis } from '../../app/shared/redis.js';
+import { redisKeys } from '../../app/shared/redis-keys.js';
+import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
+import { configureServerTimeouts } from '../../app/http/timeouts.js';
+
+export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+
+/** Environment for tests: generous limits, cheap KDF, a private prefix and directories. */
+export function testEnv(dir: string, prefix: string, redisUrl: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    STORAGE_PATH: path.join(dir, 'uploads'),
+    TEMP_PATH: path.join(dir, 'temp'),
+    LOG_DIR: '',
+    CINDERBOX_SECRET: TEST_SECRET,
+    KDF_COST: '10',
+    HEALTH_RATE_LIMIT: '10000/second',
+    UPLOAD_RATE_LIMIT: '10000/minute',
+    LOOKUP_RATE_LIMIT: '10000/minute',
+    DOWNLOAD_FAIL_LIMIT: '10000',
+    ...env,
+  };
+}
+
+export function uniquePrefix(): string {
+  return `t${randomBytes(5).toString('hex')}`;
+}
+
+export interface LogLine {
+  timestamp: string;
+  level: string;
+  event: string;
+  service: string;
+  [field: string]: unknown;
+}
+
+export interface TestApp {
+  url: string;
+  config: RuntimeConfig;
+  deps: AppDeps;
+  dir: string;
+  logs: LogLine[];
+  /** Every raw log line, to search for secrets. */
+  rawLogs: string[];
+  close(): Promise<void>;
+}
+
+/** The real app, in-process on port 0, against a real Redis (the suite's, unless `redisUrl` is given). */
+export async function startTestApp(options: { env?: Record<string, string>; redisUrl?: string; now?: () => Date } = {}): Promise<TestApp> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-test-'));
+  const prefix = uniquePrefix();
+  const config = { ...loadConfig(testEnv(dir, prefix, options.redisUrl ?? inject('redisUrl'), options.env)), secret: TEST_SECRET };
+  await ensureDirectories(config);
+  const rawLogs: string[] = [];
+  const logs: LogLine[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        rawLogs.push(line);
+        logs.push(JSON.parse(line) as LogLine);
+      }
+      done();
+    },
+  });
+  const log = createLogger({ service: 'api', level: 'debug', dir: '', stream, silentStdout: true });
+  const redis = createApiRedis(config.redisUrl!);
+  redis.on('error', () => undefined);
+  await waitForRedis(redis, 10_000);
+  const keys = redisKeys(prefix);
+  const janitor = createJanitorQueue(redis, keys.queuePrefix());
+  const wordlist = await loadWordlist(config.wordlistPath);
+  const deps: AppDeps = { config, log, redis, keys, wordlist, enqueue: janitor.enqueue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
+  const app = createApp(deps);
+  const server = app.listen(0, '127.0.0.1');
+  configureServerTimeouts(server, config);
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    config,
+    deps,
+    dir,
+    logs,
+    rawLogs,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await janitor.close().catch(() => undefined);
+      redis.disconnect();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

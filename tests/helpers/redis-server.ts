@@ -1,0 +1,57 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { findExecutable, waitForRedisPing } from '../../scripts/redis-server.js';
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  /** Stops the server (SIGTERM) and waits for it to exit. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty (no persistence). */
+  start(): Promise<void>;
+  /** Stops it for good and removes its directory. */
+  destroy(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A real, private redis-server for tests: loopback, no persistence, noeviction. */
+export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedis> {
+  const binary = findExecutable(['redis-server', 'valkey-server']);
+  if (!binary) throw new Error('redis-server is not installed (apt-get install -y redis-server)');
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-redis-'));
+  let child: ChildProcess | null = null;
+
+  const start = async () => {
+    child = spawn(binary, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
+    await waitForRedisPing(port, 10_000);
+  };
+  const stop = async () => {
+    const running = child;
+    child = null;
+    if (!running || running.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      running.once('exit', () => resolve());
+      running.kill('SIGTERM');
+    });
+  };
+  await start();
+  const destroy = async () => {
+    await stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { url: `redis://127.0.0.1:${port}`, port, stop, start, destroy };
+}

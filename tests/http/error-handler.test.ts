@@ -1,0 +1,68 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { errorHandler, notFoundHandler } from '../../app/http/error-handler.js';
+import { AppError } from '../../app/http/errors.js';
+import { requestId } from '../../app/http/request-context.js';
+import { createLogger } from '../../app/shared/logger.js';
+import { Writable } from 'node:stream';
+import type { Server } from 'node:http';
+
+describe('the error middleware', () => {
+  const lines: Record<string, unknown>[] = [];
+  let server: Server;
+  let url: string;
+
+  beforeAll(async () => {
+    const stream = new Writable({
+      write(chunk: Buffer, _e, done) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
+    const log = createLogger({ service: 'api', level: 'info', dir: '', stream, silentStdout: true });
+    const app = express();
+    app.use(requestId());
+    app.get('/boom', () => {
+      throw new TypeError('boom while reading /srv/secret/apple-banana');
+    });
+    app.get('/zod', () => {
+      z.object({ uses: z.number().max(5) }).parse({ uses: 9 });
+    });
+    app.get('/app-error', () => {
+      throw new AppError({ code: 'FILE_GONE', status: 410, message: 'This file is gone.', extra: { reason: 'burned' } });
+    });
+    app.use(notFoundHandler());
+    app.use(errorHandler(log));
+    server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((r) => server.once('listening', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('turns an unexpected exception into a generic 500 and logs its stack, not its text, to the client', async () => {
+    const res = await fetch(`${url}/boom`);
+    expect(res.status).toBe(500);
+    const text = await res.text();
+    expect(text).not.toContain('boom');
+    expect(text).not.toContain('/srv');
+    expect(JSON.parse(text)).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'Something went wrong on our side.', request_id: res.headers.get('x-request-id') } });
+    const logged = lines.find((l) => l.event === 'request_failed');
+    expect(logged).toMatchObject({ level: 'error', code: 'INTERNAL_ERROR', error: { name: 'TypeError', stack: expect.stringContaining('TypeError') } });
+  });
+
+  it('turns a ZodError into 400 VALIDATION_FAILED with details naming the field', async () => {
+    const res = await fetch(`${url}/zod`);
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; details: { field: string }[] } };
+    expect(body.error.code).toBe('VALIDATION_FAILED');
+    expect(body.error.details).toEqual([{ field: 'uses', message: expect.any(String) }]);
+  });
+
+  it('keeps an AppError’s code, status and extra fields', async () => {
+    const res = await fetch(`${url}/app-error`);
+    expect(res.status).toBe(410);
+    expect(await res.json()).toEqual({ error: { code: 'FILE_GONE', message: 'This file is gone.', request_id: expect.any(String), reason: 'burned' } });
+  });
+});

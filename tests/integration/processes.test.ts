@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/redis-server.js';
+import { isAlive, runTs } from '../helpers/processes.js';
+
+function childPids(pid: number): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+  } catch {
+    return [];
+  }
+}
+
+describe('the processes', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-proc-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start the API with a bad variable, naming it', async () => {
+    const api = runTs('app/main.ts', { MAX_FILE_SIZE: 'lots', REDIS_URL: 'redis://127.0.0.1:1' });
+    const { code } = await api.exited;
+    expect(code).not.toBe(0);
+    expect(api.stderr()).toContain('MAX_FILE_SIZE: expected a positive integer, got "lots"');
+  });
+
+  it('refuses to start in production without CINDERBOX_SECRET, naming it', async () => {
+    for (const entry of ['app/main.ts', 'workers/main.ts']) {
+      const proc = runTs(entry, { NODE_ENV: 'production', REDIS_URL: 'redis://127.0.0.1:1' });
+      const { code } = await proc.exited;
+      expect(code).not.toBe(0);
+      expect(proc.stderr()).toMatch(/CINDERBOX_SECRET: required when NODE_ENV=production/);
+    }
+  });
+
+  it('tells how to get Redis when the launcher finds no Redis binary', async () => {
+    const launcher = runTs('scripts/start.ts', { PATH: '/nonexistent', REDIS_URL: undefined });
+    const { code } = await launcher.exited;
+    expect(code).toBe(1);
+    expect(launcher.stderr()).toContain('apt-get install -y redis-server');
+    expect(launcher.stderr()).toContain('brew install valkey');
+    expect(launcher.stderr()).toContain('REDIS_URL');
+  });
+
+  describe('npm start (the launcher)', () => {
+    it('runs Redis, the API and the worker; health is healthy; logs are JSON; Ctrl-C leaves nothing behind', async () => {
+      const port = await freePort();
+      const logDir = path.join(dir, 'logs');
+      const launcher = runTs('scripts/start.ts', {
+        PORT: String(port),
+        LOG_DIR: logDir,
+        STORAGE_PATH: path.join(dir, 'uploads'),
+        TEMP_PATH: path.join(dir, 'temp'),
+        CINDERBOX_SECRET: 'launcher-test-secret-0123456789abcdefghij',
+      });
+      await launcher.waitForEvent('api_started');
+      await launcher.waitForEvent('worker_started');
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ status: 'healthy', services: { redis: 'online', scheduler: 'online', storage: 'online', diceware: 'online' } });
+
+      const pids = childPids(launcher.child.pid!);
+      expect(pids).toHaveLength(3); // redis, api, worker
+      launcher.child.kill('SIGINT');
+      const { code } = await launcher.exited;
+      expect(code).toBe(0);
+      for (const pid of pids) expect(isAlive(pid)).toBe(false);
+
+      for (const service of ['api', 'worker']) {
+        const lines = (await readFile(path.join(logDir, `cinderbox-${service}.log`), 'utf8')).split('\n').filter(Boolean);
+        expect(lines.length).toBeGreaterThan(1);
+        for (const line of lines) {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          expect(parsed).toMatchObject({ timestamp: expect.any(String), level: expect.any(String), event: expect.stringMatching(/^[a-z_]+$/), service });
+        }
+      }
+    });
+
+    it('stops the others and exits non-zero when one child dies', async () => {
+      const port = await freePort();
+      const launcher = runTs('scripts/start.ts', {
+        PORT: String(port),
+        LOG_DIR: '',
+        STORAGE_PATH: path.join(dir, 'uploads2'),
+        TEMP_PATH: path.join(dir, 'temp2'),
+        CINDERBOX_SECRET: 'launcher-test-secret-0123456789abcdefghij',
+      });
+      await launcher.waitForEvent('api_started');
+      await launcher.waitForEvent('worker_started');
+      const pids = childPids(launcher.child.pid!);
+      expect(pids).toHaveLength(3);
+      const api = pids.find((pid) => execFileSync('ps', ['-o', 'args=', '-p', String(pid)], { encoding: 'utf8' }).includes('app/main'));
+      expect(api).toBeDefined();
+      process.kill(api!, 'SIGKILL');
+      const { code } = await launcher.exited;
+      expect(code).toBe(1);
+      for (const pid of pids) expect(isAlive(pid)).toBe(false);
+    });
+  });
+});
