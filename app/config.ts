@@ -131,7 +131,7 @@ export const VARIABLES = {
   MAX_USES: variable(positiveInt, '5', 'most downloads an upload may ask for'),
   DICEWARE_WORDLIST_PATH: variable(z.string().min(1, 'expected a file path'), 'data/eff_large_wordlist.txt', 'EFF large wordlist (7,776 words)'),
   DICEWARE_WORDS: variable(positiveInt.refine((n) => n >= 3 && n <= 12, 'expected 3..12 words'), '4', 'words in a passphrase (uploads may ask for up to 12)'),
-  KDF_COST: variable(kdfCost, '15', 'scrypt cost as log2 N (15 = 32768; see docs/FORMAT.md for measured times)'),
+  KDF_COST: variable(kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable(positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
   UPLOAD_RATE_LIMIT: variable(rate, '30/hour', 'uploads per client IP'),
   HEALTH_RATE_LIMIT: variable(rate, '1/second', 'health checks per client IP'),

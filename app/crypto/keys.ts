@@ -1,0 +1,250 @@
+/**
+ * The key hierarchy (docs/FORMAT.md): passphrase --scrypt(server secret)--> master --HKDF--> lookup id
+ * and KEK; the KEK wraps each file's random data key; the data key encrypts the payload (stream.ts)
+ * and the metadata. All functions are deterministic given their inputs; randomness is injectable.
+ */
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { integrityCheckFailed, kdfBusy, type IntegrityFailure } from './crypto.errors.js';
+import { DATA_KEY_LENGTH } from './stream.js';
+
+/** log2 N. Measured in docs/FORMAT.md: 2^14 is ~39 ms here, 2^15 already ~97 ms. */
+export const DEFAULT_SCRYPT_COST_LOG2 = 14;
+/** One scrypt per core on the 2-core host; the libuv pool (4 threads) keeps room for fs and dns. */
+export const DEFAULT_KDF_CONCURRENCY = 2;
+/** With 2 running at ~40 ms each, 32 waiting is ~640 ms of work; beyond that, answer 503 at once. */
+export const DEFAULT_KDF_MAX_QUEUE = 32;
+export const MIN_SCRYPT_COST_LOG2 = 10;
+export const MAX_SCRYPT_COST_LOG2 = 20;
+
+const SCRYPT_R = 8;
+const SCRYPT_P = 1;
+const KEY_LENGTH = 32;
+const NONCE_LENGTH = 12;
+const TAG_LENGTH = 16;
+const ENVELOPE_VERSION = 1;
+const SCRYPT_SALT_PREFIX = 'cinderbox scrypt v1';
+const LOOKUP_INFO = 'cinderbox lookup id v1';
+const KEK_INFO = 'cinderbox kek v1';
+const METADATA_INFO = 'cinderbox metadata v1';
+
+export interface DerivedKeys {
+  /** 64 hex characters; names the Redis record. */
+  lookupId: string;
+  /** 32 bytes; wraps the data key. */
+  kek: Buffer;
+}
+
+export interface FileMetadata {
+  filename: string;
+  mimeType: string;
+  sha256: string;
+}
+
+/** Hashing gives a fixed-length salt whatever the secret's encoding, and separates it from other uses. */
+export function scryptSalt(secret: Buffer | string): Buffer {
+  return createHash('sha256').update(SCRYPT_SALT_PREFIX, 'utf8').update(secret).digest();
+}
+
+function hkdf(ikm: Buffer, info: string, salt: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info, 'utf8'), KEY_LENGTH));
+}
+
+function scryptAsync(passphrase: string, salt: Buffer, costLog2: number): Promise<Buffer> {
+  if (!Number.isInteger(costLog2) || costLog2 < MIN_SCRYPT_COST_LOG2 || costLog2 > MAX_SCRYPT_COST_LOG2) {
+    throw new RangeError(`scrypt cost must be log2 N in ${MIN_SCRYPT_COST_LOG2}..${MAX_SCRYPT_COST_LOG2}`);
+  }
+  const N = 2 ** costLog2;
+  // scrypt needs 128·N·r bytes; Node's default maxmem (32 MiB) refuses N ≥ 2^15 at r = 8.
+  const maxmem = 2 * 128 * N * SCRYPT_R;
+  return new Promise((resolve, reject) => {
+    scrypt(passphrase, salt, KEY_LENGTH, { N, r: SCRYPT_R, p: SCRYPT_P, maxmem }, (error, key) =>
+      error ? reject(error) : resolve(key),
+    );
+  });
+}
+
+/** The async scrypt runs on the libuv pool; call it through createKdf so the pool cannot be flooded. */
+export async function deriveKeys(options: {
+  passphrase: string;
+  secret: Buffer | string;
+  costLog2: number;
+}): Promise<DerivedKeys> {
+  return deriveWithSalt(options.passphrase, scryptSalt(options.secret), options.costLog2);
+}
+
+async function deriveWithSalt(passphrase: string, salt: Buffer, costLog2: number): Promise<DerivedKeys> {
+  if (passphrase.length === 0) throw new RangeError('passphrase must not be empty');
+  const master = await scryptAsync(passphrase, salt, costLog2);
+  return { lookupId: hkdf(master, LOOKUP_INFO).toString('hex'), kek: hkdf(master, KEK_INFO) };
+}
+
+export interface Limiter {
+  /** Runs the task when a slot is free; rejects at once with SERVICE_UNAVAILABLE if the queue is full. */
+  run<T>(task: () => Promise<T>): Promise<T>;
+  readonly active: number;
+  readonly queued: number;
+}
+
+export function createLimiter({ concurrency, maxQueue }: { concurrency: number; maxQueue: number }): Limiter {
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be at least 1');
+  let active = 0;
+  const waiting: (() => void)[] = [];
+
+  const release = () => {
+    const next = waiting.shift();
+    // Hand the slot straight to the next waiter, so a newcomer cannot overtake the queue.
+    if (next) next();
+    else active -= 1;
+  };
+
+  return {
+    get active() {
+      return active;
+    },
+    get queued() {
+      return waiting.length;
+    },
+    async run<T>(task: () => Promise<T>): Promise<T> {
+      if (active < concurrency) active += 1;
+      else if (waiting.length >= maxQueue) throw kdfBusy();
+      else await new Promise<void>((resolve) => waiting.push(resolve));
+      try {
+        return await task();
+      } finally {
+        release();
+      }
+    },
+  };
+}
+
+export interface Kdf {
+  derive(passphrase: string): Promise<DerivedKeys>;
+  readonly active: number;
+  readonly queued: number;
+}
+
+/** One per process (built in main.ts from config), so every route shares the same limit. */
+export function createKdf(options: {
+  secret: Buffer | string;
+  costLog2?: number;
+  concurrency?: number;
+  maxQueue?: number;
+}): Kdf {
+  const salt = scryptSalt(options.secret);
+  const costLog2 = options.costLog2 ?? DEFAULT_SCRYPT_COST_LOG2;
+  const limiter = createLimiter({
+    concurrency: options.concurrency ?? DEFAULT_KDF_CONCURRENCY,
+    maxQueue: options.maxQueue ?? DEFAULT_KDF_MAX_QUEUE,
+  });
+  return {
+    derive: (passphrase) => limiter.run(() => deriveWithSalt(passphrase, salt, costLog2)),
+    get active() {
+      return limiter.active;
+    },
+    get queued() {
+      return limiter.queued;
+    },
+  };
+}
+
+export function generateDataKey(): Buffer {
+  return randomBytes(DATA_KEY_LENGTH);
+}
+
+/** AES-256-GCM envelope: version(1) || nonce(12) || ciphertext || tag(16); the version byte is authenticated. */
+function seal(key: Buffer, plaintext: Buffer, aad: Buffer, nonce: Buffer): Buffer {
+  if (nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
+  const version = Buffer.from([ENVELOPE_VERSION]);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_LENGTH });
+  cipher.setAAD(Buffer.concat([version, aad]));
+  return Buffer.concat([version, nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+
+function open(key: Buffer, sealed: Buffer, aad: Buffer, reason: IntegrityFailure): Buffer {
+  if (sealed.length < 1 + NONCE_LENGTH + TAG_LENGTH || sealed[0] !== ENVELOPE_VERSION) {
+    throw integrityCheckFailed(reason);
+  }
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(1, 1 + NONCE_LENGTH), {
+      authTagLength: TAG_LENGTH,
+    });
+    decipher.setAAD(Buffer.concat([sealed.subarray(0, 1), aad]));
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
+    const plaintext = decipher.update(sealed.subarray(1 + NONCE_LENGTH, sealed.length - TAG_LENGTH));
+    return Buffer.concat([plaintext, decipher.final()]);
+  } catch (error) {
+    throw integrityCheckFailed(reason, 0, error);
+  }
+}
+
+function lookupIdBytes(lookupId: string): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(lookupId)) throw new RangeError('lookupId must be 64 lowercase hex characters');
+  return Buffer.from(lookupId, 'hex');
+}
+
+/** The lookup id is associated data, so a wrapped key moved to another record does not open. 61 bytes. */
+export function wrapDataKey(options: { dataKey: Buffer; kek: Buffer; lookupId: string; nonce?: Buffer }): Buffer {
+  if (options.dataKey.length !== DATA_KEY_LENGTH) throw new RangeError(`dataKey must be ${DATA_KEY_LENGTH} bytes`);
+  const nonce = options.nonce ?? randomBytes(NONCE_LENGTH);
+  return seal(options.kek, options.dataKey, lookupIdBytes(options.lookupId), nonce);
+}
+
+/** Throws INTEGRITY_CHECK_FAILED (reason key_unwrap) for a wrong KEK, lookup id or a damaged record. */
+export function unwrapDataKey(options: { wrapped: Buffer; kek: Buffer; lookupId: string }): Buffer {
+  const dataKey = open(options.kek, options.wrapped, lookupIdBytes(options.lookupId), 'key_unwrap');
+  if (dataKey.length !== DATA_KEY_LENGTH) throw integrityCheckFailed('key_unwrap');
+  return dataKey;
+}
+
+/** A key of its own (distinct HKDF info), so the metadata never shares a key or nonce space with the payload. */
+function metadataKey(dataKey: Buffer): Buffer {
+  if (dataKey.length !== DATA_KEY_LENGTH) throw new RangeError(`dataKey must be ${DATA_KEY_LENGTH} bytes`);
+  return hkdf(dataKey, METADATA_INFO);
+}
+
+/** Returns the binary envelope; the repository decides how to store it (e.g. base64 in a hash field). */
+export function encryptMetadata(options: {
+  dataKey: Buffer;
+  blobId: string;
+  metadata: FileMetadata;
+  nonce?: Buffer;
+}): Buffer {
+  const { filename, mimeType, sha256 } = options.metadata;
+  const json = Buffer.from(JSON.stringify({ filename, mimeType, sha256 }), 'utf8');
+  const nonce = options.nonce ?? randomBytes(NONCE_LENGTH);
+  return seal(metadataKey(options.dataKey), json, Buffer.from(options.blobId, 'utf8'), nonce);
+}
+
+export function decryptMetadata(options: { dataKey: Buffer; blobId: string; sealed: Buffer }): FileMetadata {
+  const json = open(metadataKey(options.dataKey), options.sealed, Buffer.from(options.blobId, 'utf8'), 'metadata');
+  let value: unknown;
+  try {
+    value = JSON.parse(json.toString('utf8'));
+  } catch (error) {
+    throw integrityCheckFailed('metadata', 0, error);
+  }
+  const { filename, mimeType, sha256 } = (value ?? {}) as Record<string, unknown>;
+  if (typeof filename !== 'string' || typeof mimeType !== 'string' || typeof sha256 !== 'string') {
+    throw integrityCheckFailed('metadata');
+  }
+  return { filename, mimeType, sha256 };
+}
+
+export function generateDeleteToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** Only this hash is stored; a token is 256 random bits, so a fast hash is enough. */
+export function hashDeleteToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/**
+ * Constant-time string comparison. Both sides are hashed first so timingSafeEqual gets equal lengths
+ * and the time does not depend on where, or whether, the lengths differ.
+ * Typical use: tokensEqual(hashDeleteToken(presented), record.deleteTokenHash).
+ */
+export function tokensEqual(a: string, b: string): boolean {
+  const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest();
+  return timingSafeEqual(digest(a), digest(b));
+}

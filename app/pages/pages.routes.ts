@@ -1,0 +1,128 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express from 'express';
+import type { Request, Response } from 'express';
+
+export interface PageLimits {
+  maxFileSize: number;
+  defaultExpiryMinutes: number;
+  maxExpiryMinutes: number;
+  defaultUses: number;
+  maxUses: number;
+  defaultWords: number;
+}
+
+/**
+ * CSP for the two pages. No 'unsafe-inline' anywhere: scripts and styles are files under /static/,
+ * limits reach the scripts as data-* attributes, and scripts style elements through the CSSOM only.
+ * img-src allows data: for the blank favicon; the QR code is inline SVG built with DOM APIs.
+ */
+export const PAGES_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The static files live next to the sources; tsc does not copy them, so a build in dist/ looks back. */
+function findStaticDir(): string {
+  const candidates = [join(here, 'static'), join(here, '..', '..', '..', 'app', 'pages', 'static')];
+  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
+  if (!found) throw new Error(`pages: static directory not found (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+/** The package only exports "." (require → qrcode.js); its ES module sits beside it. */
+function findQrModule(): string {
+  const cjsEntry = createRequire(import.meta.url).resolve('qrcode-generator');
+  const path = join(dirname(cjsEntry), 'qrcode.mjs');
+  if (!existsSync(path)) throw new Error(`pages: qrcode-generator ES module not found at ${path}`);
+  return path;
+}
+
+function escapeAttribute(value: string): string {
+  return value
+    .replaceAll('&', '&amp;')
+    .replaceAll('"', '&quot;')
+    .replaceAll("'", '&#39;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;');
+}
+
+/** Replaces every `{{name}}` with the escaped limit; an unknown placeholder is a programming error. */
+function renderTemplate(template: string, limits: PageLimits): string {
+  return template.replace(/\{\{(\w+)\}\}/g, (_match, name: string) => {
+    if (!Object.hasOwn(limits, name)) throw new Error(`pages: unknown template placeholder {{${name}}}`);
+    return escapeAttribute(String(limits[name as keyof PageLimits]));
+  });
+}
+
+const STATIC_TYPES: Record<string, string> = {
+  'app.css': 'text/css; charset=utf-8',
+  'common.js': 'text/javascript; charset=utf-8',
+  'upload.js': 'text/javascript; charset=utf-8',
+  'download.js': 'text/javascript; charset=utf-8',
+};
+
+interface Asset {
+  body: Buffer;
+  type: string;
+}
+
+export function createPagesRouter(opts: { limits: PageLimits }): express.Router {
+  const staticDir = findStaticDir();
+  // Files are read once at startup: the set is small and fixed, and a missing file fails fast.
+  const pages = {
+    upload: Buffer.from(renderTemplate(readFileSync(join(staticDir, 'index.html'), 'utf8'), opts.limits)),
+    download: Buffer.from(renderTemplate(readFileSync(join(staticDir, 'd.html'), 'utf8'), opts.limits)),
+  };
+  const assets = new Map<string, Asset>();
+  for (const [name, type] of Object.entries(STATIC_TYPES)) {
+    assets.set(name, { body: readFileSync(join(staticDir, name)), type });
+  }
+  assets.set('qrcode.mjs', { body: readFileSync(findQrModule()), type: 'text/javascript; charset=utf-8' });
+
+  const router = express.Router({ strict: false });
+
+  const sendPage = (body: Buffer) => (_req: Request, res: Response) => {
+    res.set({
+      'Content-Type': 'text/html; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'Referrer-Policy': 'no-referrer',
+      'Content-Security-Policy': PAGES_CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'X-Frame-Options': 'DENY',
+    });
+    res.send(body);
+  };
+
+  router.get('/', sendPage(pages.upload));
+  // The recipient's key travels in the fragment, which browsers and link-preview bots never send,
+  // so serving /d is the same static page for everyone and spends nothing.
+  router.get('/d', sendPage(pages.download));
+
+  router.get('/static/:name', (req: Request<{ name: string }>, res: Response, next: express.NextFunction) => {
+    const asset = assets.get(req.params.name);
+    if (!asset) {
+      next();
+      return;
+    }
+    res.set({
+      'Content-Type': asset.type,
+      // Revalidate every time (cheap 304 via ETag) so a deploy never mixes old and new scripts.
+      'Cache-Control': 'no-cache',
+      'X-Content-Type-Options': 'nosniff',
+    });
+    res.send(asset.body);
+  });
+
+  return router;
+}

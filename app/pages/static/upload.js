@@ -1,0 +1,494 @@
+// Upload page (GET /): pick or drop a file, choose expiry and uses, upload with progress, show the result card.
+import qrcode from '/static/qrcode.mjs';
+import {
+  $,
+  announce,
+  attachCopyButton,
+  clearError,
+  el,
+  formatBytes,
+  formatDuration,
+  formatMinutes,
+  formatTime,
+  parseApiError,
+  postJson,
+  readLimits,
+  showError,
+  startCountdown,
+} from '/static/common.js';
+
+const limits = readLimits();
+
+const ui = {
+  form: $('upload-form'),
+  section: $('upload-section'),
+  dropzone: $('dropzone'),
+  dropzoneTitle: $('dropzone-title'),
+  input: $('file'),
+  maxSize: $('max-size'),
+  chosen: $('file-chosen'),
+  chosenName: $('file-name'),
+  chosenSize: $('file-size'),
+  expiry: $('expiry'),
+  uses: $('uses'),
+  error: $('upload-error'),
+  uploadButton: $('upload-button'),
+  progressPanel: $('progress-panel'),
+  progressLabel: $('progress-label'),
+  progress: $('progress'),
+  progressBytes: $('progress-bytes'),
+  progressSpeed: $('progress-speed'),
+  progressEta: $('progress-eta'),
+  progressLive: $('progress-live'),
+  cancelButton: $('cancel-button'),
+  result: $('result'),
+  resultHeading: $('result-heading'),
+  resultFilename: $('result-filename'),
+  resultSize: $('result-size'),
+  shareLink: $('share-link'),
+  passphrase: $('passphrase'),
+  copyLink: $('copy-link'),
+  copyPassphrase: $('copy-passphrase'),
+  receiveAddress: $('receive-address'),
+  qr: $('qr'),
+  countdown: $('countdown'),
+  countdownLive: $('countdown-live'),
+  expiryTime: $('expiry-time'),
+  usesLeft: $('uses-left'),
+  sha256: $('sha256'),
+  state: $('result-state'),
+  explanation: $('explanation'),
+  deleteError: $('delete-error'),
+  deleteButton: $('delete-button'),
+  anotherButton: $('another-button'),
+};
+
+let selectedFile = null;
+let activeUpload = null;
+let current = null; // the upload's 201 answer while the result card is shown
+let countdown = null;
+let statusTimer = null;
+
+// ---------- form setup ----------
+
+function expiryChoices() {
+  const max = limits.maxExpiryMinutes;
+  const preset = [1, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 4320, 10080];
+  const choices = new Set(preset.filter((m) => m <= max));
+  choices.add(Math.min(limits.defaultExpiryMinutes, max));
+  choices.add(max);
+  return [...choices].sort((a, b) => a - b);
+}
+
+function usesChoices() {
+  const max = Math.floor(limits.maxUses);
+  const choices = new Set();
+  for (let n = 1; n <= Math.min(max, 10); n += 1) choices.add(n);
+  for (const n of [15, 20, 25, 50, 100, 250, 500, 1000]) if (n <= max) choices.add(n);
+  choices.add(max);
+  choices.add(Math.min(limits.defaultUses, max));
+  return [...choices].sort((a, b) => a - b);
+}
+
+function fillSelects() {
+  const defaultExpiry = Math.min(limits.defaultExpiryMinutes, limits.maxExpiryMinutes);
+  for (const minutes of expiryChoices()) {
+    ui.expiry.append(el('option', { value: String(minutes), defaultSelected: minutes === defaultExpiry }, formatMinutes(minutes)));
+  }
+  const defaultUses = Math.min(limits.defaultUses, limits.maxUses);
+  for (const n of usesChoices()) {
+    ui.uses.append(el('option', { value: String(n), defaultSelected: n === defaultUses }, n === 1 ? '1 download' : `${n} downloads`));
+  }
+  ui.maxSize.textContent = formatBytes(limits.maxFileSize);
+}
+
+function chooseFile(file) {
+  clearError(ui.error);
+  selectedFile = file ?? null;
+  if (!selectedFile) {
+    ui.chosen.hidden = true;
+    ui.dropzone.classList.remove('has-file');
+    ui.dropzoneTitle.textContent = 'Choose a file';
+    return;
+  }
+  ui.dropzoneTitle.textContent = 'Choose a different file';
+  ui.chosenName.textContent = selectedFile.name || 'Unnamed file';
+  ui.chosenSize.textContent = formatBytes(selectedFile.size);
+  ui.chosen.hidden = false;
+  ui.dropzone.classList.add('has-file');
+  if (selectedFile.size > limits.maxFileSize) showTooLarge();
+}
+
+function showTooLarge() {
+  showError(ui.error, { code: 'FILE_TOO_LARGE', status: 413 }, limits);
+}
+
+ui.input.addEventListener('change', () => chooseFile(ui.input.files?.[0]));
+
+// Dropping anywhere else must not make the browser navigate to the file.
+window.addEventListener('dragover', (event) => event.preventDefault());
+window.addEventListener('drop', (event) => event.preventDefault());
+
+let dragDepth = 0;
+ui.dropzone.addEventListener('dragenter', (event) => {
+  event.preventDefault();
+  dragDepth += 1;
+  ui.dropzone.classList.add('is-dragging');
+});
+ui.dropzone.addEventListener('dragover', (event) => {
+  event.preventDefault();
+  if (event.dataTransfer) event.dataTransfer.dropEffect = 'copy';
+});
+ui.dropzone.addEventListener('dragleave', () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) ui.dropzone.classList.remove('is-dragging');
+});
+ui.dropzone.addEventListener('drop', (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  ui.dropzone.classList.remove('is-dragging');
+  const files = event.dataTransfer?.files;
+  if (!files || files.length === 0) return;
+  if (files.length > 1) {
+    showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'One file at a time, please. To send several, zip them first.' }, limits);
+    return;
+  }
+  ui.input.value = '';
+  chooseFile(files[0]);
+  announce(`Selected ${files[0].name}, ${formatBytes(files[0].size)}.`);
+});
+
+// ---------- upload ----------
+
+ui.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  clearError(ui.error);
+  if (!selectedFile) {
+    showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'Choose a file first.' }, limits);
+    ui.input.focus();
+    return;
+  }
+  if (selectedFile.size > limits.maxFileSize) {
+    showTooLarge();
+    return;
+  }
+  startUpload(selectedFile);
+});
+
+ui.cancelButton.addEventListener('click', () => activeUpload?.abort());
+
+function warnBeforeLeaving(event) {
+  event.preventDefault();
+}
+
+function startUpload(file) {
+  const body = new FormData();
+  // Fields before the file, so the server knows the options before the bytes stream in.
+  body.append('expiry', ui.expiry.value);
+  body.append('uses', ui.uses.value);
+  body.append('file', file, file.name);
+
+  const xhr = new XMLHttpRequest();
+  activeUpload = xhr;
+  const meter = createMeter(file.size);
+
+  ui.form.hidden = true;
+  ui.progressPanel.hidden = false;
+  ui.progressLabel.textContent = `Uploading ${file.name}`;
+  ui.progress.max = Math.max(file.size, 1);
+  ui.progress.value = 0;
+  meter.render(0);
+  ui.progressLive.textContent = `Uploading ${file.name}.`;
+  window.addEventListener('beforeunload', warnBeforeLeaving);
+
+  xhr.open('POST', '/upload');
+  xhr.setRequestHeader('Accept', 'application/json');
+  xhr.upload.addEventListener('progress', (event) => meter.update(event.loaded));
+  xhr.upload.addEventListener('load', () => meter.finish());
+  xhr.addEventListener('load', () => {
+    let data = null;
+    try {
+      data = JSON.parse(xhr.responseText);
+    } catch {
+      data = null;
+    }
+    if (xhr.status === 201 && data && typeof data.key === 'string') {
+      endUpload();
+      showResult(data);
+    } else {
+      endUpload();
+      failUpload(parseApiError(xhr.status, data, xhr.getResponseHeader('Retry-After')));
+    }
+  });
+  xhr.addEventListener('error', () => {
+    endUpload();
+    failUpload(parseApiError(0, null));
+  });
+  xhr.addEventListener('abort', () => {
+    endUpload();
+    backToForm();
+    announce('Upload cancelled.');
+    ui.uploadButton.focus();
+  });
+  xhr.send(body);
+}
+
+function endUpload() {
+  activeUpload = null;
+  window.removeEventListener('beforeunload', warnBeforeLeaving);
+}
+
+function backToForm() {
+  ui.progressPanel.hidden = true;
+  ui.form.hidden = false;
+}
+
+function failUpload(err) {
+  backToForm();
+  showError(ui.error, err, limits);
+  ui.uploadButton.focus();
+}
+
+/**
+ * Bytes, speed and time left. The bar and numbers repaint at most five times a second; screen readers
+ * hear only quarter-way milestones, so the live region does not chatter.
+ */
+function createMeter(total) {
+  const samples = [];
+  let lastPaint = 0;
+  let nextMilestone = 25;
+  const speedOf = () => {
+    if (samples.length < 2) return 0;
+    const first = samples[0];
+    const last = samples[samples.length - 1];
+    const seconds = (last.t - first.t) / 1000;
+    return seconds > 0 ? (last.loaded - first.loaded) / seconds : 0;
+  };
+  const render = (loaded) => {
+    ui.progress.value = loaded;
+    ui.progressBytes.textContent = `${formatBytes(loaded)} of ${formatBytes(total)}`;
+    const speed = speedOf();
+    ui.progressSpeed.textContent = speed > 0 ? `${formatBytes(speed)}/s` : '';
+    ui.progressEta.textContent = speed > 0 && loaded < total ? `about ${formatDuration((total - loaded) / speed)} left` : '';
+  };
+  return {
+    render,
+    update(loaded) {
+      const now = performance.now();
+      samples.push({ t: now, loaded });
+      // A three-second window: steady enough to read, quick to follow a changing network.
+      while (samples.length > 2 && now - samples[0].t > 3000) samples.shift();
+      const percent = total > 0 ? Math.floor((loaded / total) * 100) : 100;
+      if (percent >= nextMilestone && percent < 100) {
+        ui.progressLive.textContent = `${nextMilestone} percent uploaded.`;
+        nextMilestone = (Math.floor(percent / 25) + 1) * 25;
+      }
+      if (now - lastPaint >= 200) {
+        lastPaint = now;
+        render(loaded);
+      }
+    },
+    finish() {
+      render(total);
+      ui.progressEta.textContent = 'finishing…';
+      ui.progressLive.textContent = 'Upload complete. Finishing encryption.';
+    },
+  };
+}
+
+// ---------- result card ----------
+
+function sameOriginPath(url) {
+  const parsed = new URL(url, location.href);
+  // PUBLIC_URL may name another host in front of us; the page may only talk to its own origin (CSP).
+  return parsed.origin === location.origin ? parsed.href : parsed.pathname + parsed.search;
+}
+
+function showResult(data) {
+  current = data;
+  ui.section.hidden = true;
+  ui.result.hidden = false;
+  ui.result.classList.remove('is-gone');
+  ui.resultHeading.textContent = 'Your file is ready to share';
+  ui.state.replaceChildren();
+  clearError(ui.deleteError);
+  ui.deleteButton.hidden = false;
+  ui.deleteButton.disabled = false;
+  ui.copyLink.hidden = false;
+  ui.copyPassphrase.hidden = false;
+
+  ui.resultFilename.textContent = data.filename ?? '';
+  ui.resultSize.textContent = Number.isFinite(data.size) ? formatBytes(data.size) : '';
+  ui.shareLink.textContent = data.share_url;
+  ui.passphrase.textContent = data.key;
+  ui.receiveAddress.textContent = new URL('/d', new URL(data.share_url, location.href)).href;
+  ui.sha256.textContent = data.sha256 ?? '';
+  renderQr(ui.qr, data.share_url);
+
+  const expiresAt = new Date(data.expiry);
+  ui.expiryTime.textContent = `(at ${formatTime(expiresAt)})`;
+  setUsesLeft(data.uses);
+  ui.explanation.textContent =
+    `The file is stored encrypted with a key made from the passphrase; the server cannot open it without it. ` +
+    `After ${data.uses === 1 ? 'one download' : `${data.uses} downloads`} or at ${formatTime(expiresAt)}, whichever comes first, ` +
+    `it is destroyed. Anyone with the link or the passphrase can download it. ` +
+    `The link and passphrase are shown only once: copy them now.`;
+
+  countdown?.stop();
+  countdown = startCountdown({
+    expiresAt,
+    clock: ui.countdown,
+    live: ui.countdownLive,
+    onExpire: () => markGone('expired'),
+  });
+  scheduleStatusRefresh();
+
+  ui.resultHeading.focus();
+  announce('Upload complete. Your share link and passphrase are ready.');
+}
+
+function setUsesLeft(n) {
+  ui.usesLeft.textContent = Number.isFinite(n) ? String(n) : '–';
+}
+
+/** Sender-side view of the file: status spends nothing, so it is safe to ask now and then. */
+async function refreshStatus() {
+  if (!current || document.visibilityState === 'hidden') return;
+  const key = current.key;
+  const answer = await postJson('/status', { key });
+  if (!current || current.key !== key) return;
+  if (answer.ok) {
+    setUsesLeft(answer.data.remaining_uses);
+  } else if (answer.error.code === 'FILE_GONE') {
+    markGone(answer.error.reason ?? 'burned');
+  }
+}
+
+function scheduleStatusRefresh() {
+  clearInterval(statusTimer);
+  statusTimer = setInterval(() => void refreshStatus(), 60_000);
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') void refreshStatus();
+});
+
+const GONE_NOTES = {
+  burned: 'The last download has happened. The file is now destroyed.',
+  expired: 'The time is up. The file is now destroyed.',
+  deleted: 'Deleted. The link and passphrase no longer work.',
+};
+
+function markGone(reason) {
+  if (!current) return;
+  countdown?.stop();
+  clearInterval(statusTimer);
+  statusTimer = null;
+  ui.result.classList.add('is-gone');
+  ui.resultHeading.textContent = reason === 'deleted' ? 'File deleted' : 'File destroyed';
+  ui.countdown.textContent = '–';
+  ui.expiryTime.textContent = '';
+  setUsesLeft(0);
+  ui.deleteButton.hidden = true;
+  ui.copyLink.hidden = true;
+  ui.copyPassphrase.hidden = true;
+  ui.state.replaceChildren(el('p', {}, GONE_NOTES[reason] ?? 'The file no longer exists.'));
+}
+
+attachCopyButton(ui.copyLink, () => current?.share_url ?? '', ui.shareLink);
+attachCopyButton(ui.copyPassphrase, () => current?.key ?? '', ui.passphrase);
+
+ui.deleteButton.addEventListener('click', async () => {
+  if (!current) return;
+  clearError(ui.deleteError);
+  ui.deleteButton.disabled = true;
+  let response;
+  try {
+    response = await fetch(sameOriginPath(current.delete_url), {
+      method: 'DELETE',
+      headers: { 'X-Delete-Token': current.delete_token, Accept: 'application/json' },
+      credentials: 'omit',
+      cache: 'no-store',
+      referrerPolicy: 'no-referrer',
+    });
+  } catch {
+    ui.deleteButton.disabled = false;
+    showError(ui.deleteError, parseApiError(0, null), limits);
+    return;
+  }
+  if (response.status === 204) {
+    markGone('deleted');
+    announce('Deleted.');
+    ui.anotherButton.focus();
+    return;
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const err = parseApiError(response.status, body, response.headers.get('Retry-After'));
+  if (err.code === 'FILE_GONE' || err.code === 'FILE_NOT_FOUND') {
+    markGone(err.reason ?? 'burned');
+    ui.anotherButton.focus();
+    return;
+  }
+  ui.deleteButton.disabled = false;
+  showError(ui.deleteError, err, limits);
+});
+
+ui.anotherButton.addEventListener('click', () => {
+  // Drop the secrets from the page before going back to the form.
+  current = null;
+  countdown?.stop();
+  clearInterval(statusTimer);
+  statusTimer = null;
+  for (const node of [ui.shareLink, ui.passphrase, ui.sha256, ui.qr, ui.resultFilename, ui.explanation, ui.state]) {
+    node.replaceChildren();
+  }
+  ui.result.hidden = true;
+  ui.section.hidden = false;
+  ui.form.reset();
+  ui.input.value = '';
+  chooseFile(null);
+  backToForm();
+  ui.input.focus();
+});
+
+// ---------- QR code as inline SVG, built with DOM APIs ----------
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+function renderQr(container, text) {
+  const code = qrcode(0, 'M');
+  code.addData(text);
+  code.make();
+  const count = code.getModuleCount();
+  const quiet = 4;
+  const size = count + quiet * 2;
+  let d = '';
+  for (let row = 0; row < count; row += 1) {
+    for (let col = 0; col < count; col += 1) {
+      if (code.isDark(row, col)) d += `M${col + quiet} ${row + quiet}h1v1h-1z`;
+    }
+  }
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${size} ${size}`);
+  svg.setAttribute('class', 'qr-svg');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('shape-rendering', 'crispEdges');
+  const title = document.createElementNS(SVG_NS, 'title');
+  title.textContent = 'QR code of the share link';
+  const background = document.createElementNS(SVG_NS, 'rect');
+  background.setAttribute('width', String(size));
+  background.setAttribute('height', String(size));
+  background.setAttribute('fill', '#ffffff');
+  const modules = document.createElementNS(SVG_NS, 'path');
+  modules.setAttribute('d', d);
+  modules.setAttribute('fill', '#000000');
+  svg.append(title, background, modules);
+  container.replaceChildren(svg);
+}
+
+fillSelects();

@@ -1,0 +1,272 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../../app/http/errors.js';
+import { isIntegrityCheckFailed } from '../../app/crypto/crypto.errors.js';
+import {
+  createKdf,
+  createLimiter,
+  decryptMetadata,
+  deriveKeys,
+  encryptMetadata,
+  generateDataKey,
+  generateDeleteToken,
+  hashDeleteToken,
+  scryptSalt,
+  tokensEqual,
+  unwrapDataKey,
+  wrapDataKey,
+} from '../../app/crypto/keys.js';
+import { derivePayloadKey } from '../../app/crypto/stream.js';
+
+interface KeyVectors {
+  kdf: { passphrase: string; secret: string; costLog2: number; scryptSaltHex: string; lookupId: string; kekHex: string };
+  wrap: { dataKeyHex: string; kekHex: string; lookupId: string; nonceHex: string; wrappedHex: string };
+  metadata: {
+    dataKeyHex: string;
+    blobId: string;
+    metadata: { filename: string; mimeType: string; sha256: string };
+    nonceHex: string;
+    metadataKeyHex: string;
+    sealedHex: string;
+  };
+  deleteToken: { token: string; hashHex: string };
+}
+
+const vectors = JSON.parse(readFileSync(new URL('../vectors/keys.json', import.meta.url), 'utf8')) as KeyVectors;
+const hex = (value: string) => Buffer.from(value, 'hex');
+const COST = 10; // the lowest accepted cost keeps the suite fast; the format is the same at any N
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+function expectUnwrapFailure(action: () => unknown) {
+  let caught: unknown;
+  try {
+    action();
+  } catch (error) {
+    caught = error;
+  }
+  expect(isIntegrityCheckFailed(caught)).toBe(true);
+  if (isIntegrityCheckFailed(caught)) expect(caught.code).toBe('INTEGRITY_CHECK_FAILED');
+  return caught;
+}
+
+describe('the key vectors', () => {
+  it('derives the committed lookup id and KEK from the vector passphrase and secret', async () => {
+    const { passphrase, secret, costLog2 } = vectors.kdf;
+    expect(scryptSalt(secret).toString('hex')).toBe(vectors.kdf.scryptSaltHex);
+    const keys = await deriveKeys({ passphrase, secret, costLog2 });
+    expect(keys.lookupId).toBe(vectors.kdf.lookupId);
+    expect(keys.kek.toString('hex')).toBe(vectors.kdf.kekHex);
+    const viaKdf = await createKdf({ secret: Buffer.from(secret, 'utf8'), costLog2 }).derive(passphrase);
+    expect(viaKdf).toEqual(keys);
+  });
+
+  it('wraps the vector data key to the committed bytes and unwraps it again', () => {
+    const { dataKeyHex, kekHex, lookupId, nonceHex, wrappedHex } = vectors.wrap;
+    const wrapped = wrapDataKey({ dataKey: hex(dataKeyHex), kek: hex(kekHex), lookupId, nonce: hex(nonceHex) });
+    expect(wrapped.toString('hex')).toBe(wrappedHex);
+    expect(wrapped).toHaveLength(61);
+    expect(unwrapDataKey({ wrapped, kek: hex(kekHex), lookupId }).toString('hex')).toBe(dataKeyHex);
+  });
+
+  it('seals the vector metadata to the committed bytes and opens it again', () => {
+    const { dataKeyHex, blobId, metadata, nonceHex, sealedHex } = vectors.metadata;
+    const sealed = encryptMetadata({ dataKey: hex(dataKeyHex), blobId, metadata, nonce: hex(nonceHex) });
+    expect(sealed.toString('hex')).toBe(sealedHex);
+    expect(decryptMetadata({ dataKey: hex(dataKeyHex), blobId, sealed })).toEqual(metadata);
+  });
+
+  it('hashes the vector delete token to the committed hex', () => {
+    expect(hashDeleteToken(vectors.deleteToken.token)).toBe(vectors.deleteToken.hashHex);
+  });
+});
+
+describe('passphrase-derived keys', () => {
+  const secret = 'server-secret-for-tests-0123456789abcdef';
+
+  it('cannot unwrap a data key with a wrong passphrase', async () => {
+    const right = await deriveKeys({ passphrase: 'apple-banana-cherry', secret, costLog2: COST });
+    const wrong = await deriveKeys({ passphrase: 'apple-banana-cherri', secret, costLog2: COST });
+    const dataKey = generateDataKey();
+    const wrapped = wrapDataKey({ dataKey, kek: right.kek, lookupId: right.lookupId });
+
+    expect(wrong.lookupId).not.toBe(right.lookupId);
+    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: right.lookupId }));
+    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: wrong.lookupId }));
+    expect(unwrapDataKey({ wrapped, kek: right.kek, lookupId: right.lookupId }).equals(dataKey)).toBe(true);
+  });
+
+  it('gives the same passphrase a different lookup id and KEK under another server secret', async () => {
+    const passphrase = 'apple-banana-cherry';
+    const here = await deriveKeys({ passphrase, secret, costLog2: COST });
+    const elsewhere = await deriveKeys({ passphrase, secret: `${secret}!`, costLog2: COST });
+    const wrapped = wrapDataKey({ dataKey: generateDataKey(), kek: here.kek, lookupId: here.lookupId });
+
+    expect(elsewhere.lookupId).not.toBe(here.lookupId);
+    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: elsewhere.kek, lookupId: here.lookupId }));
+  });
+
+  it('keeps the lookup id and the KEK independent of each other', async () => {
+    const keys = await deriveKeys({ passphrase: 'apple-banana-cherry', secret, costLog2: COST });
+    expect(keys.lookupId).toMatch(/^[0-9a-f]{64}$/);
+    expect(keys.kek).toHaveLength(32);
+    expect(keys.kek.toString('hex')).not.toBe(keys.lookupId);
+  });
+
+  it('does not open a wrapped key moved to another record', () => {
+    const kek = generateDataKey();
+    const wrapped = wrapDataKey({ dataKey: generateDataKey(), kek, lookupId: 'a'.repeat(64) });
+    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek, lookupId: 'b'.repeat(64) }));
+  });
+
+  it('refuses a damaged or truncated wrapped key', () => {
+    const kek = generateDataKey();
+    const lookupId = 'c'.repeat(64);
+    const wrapped = wrapDataKey({ dataKey: generateDataKey(), kek, lookupId });
+    for (const at of [0, 5, 20, 60]) {
+      const damaged = Buffer.from(wrapped);
+      damaged[at] = damaged[at]! ^ 0x01;
+      expectUnwrapFailure(() => unwrapDataKey({ wrapped: damaged, kek, lookupId }));
+    }
+    expectUnwrapFailure(() => unwrapDataKey({ wrapped: wrapped.subarray(0, 20), kek, lookupId }));
+  });
+
+  it('accepts scrypt costs above the default memory cap', async () => {
+    // 2^15 needs 32 MiB, which Node's default maxmem refuses.
+    const keys = await deriveKeys({ passphrase: 'apple-banana-cherry', secret, costLog2: 15 });
+    expect(keys.lookupId).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('refuses a cost outside 2^10..2^20 and an empty passphrase', async () => {
+    await expect(deriveKeys({ passphrase: 'apple', secret, costLog2: 9 })).rejects.toThrow(RangeError);
+    await expect(deriveKeys({ passphrase: 'apple', secret, costLog2: 21 })).rejects.toThrow(RangeError);
+    await expect(deriveKeys({ passphrase: '', secret, costLog2: COST })).rejects.toThrow(RangeError);
+  });
+});
+
+describe('file metadata', () => {
+  const dataKey = generateDataKey();
+  const metadata = { filename: 'notes ✓.txt', mimeType: 'text/plain', sha256: 'ab'.repeat(32) };
+
+  it('round-trips with a fresh nonce each time', () => {
+    const a = encryptMetadata({ dataKey, blobId: 'blob-1', metadata });
+    const b = encryptMetadata({ dataKey, blobId: 'blob-1', metadata });
+    expect(a.equals(b)).toBe(false);
+    expect(decryptMetadata({ dataKey, blobId: 'blob-1', sealed: a })).toEqual(metadata);
+    expect(a.includes(Buffer.from('notes'))).toBe(false);
+  });
+
+  it('does not open under another blob id, another data key or after tampering', () => {
+    const sealed = encryptMetadata({ dataKey, blobId: 'blob-1', metadata });
+    const tampered = Buffer.from(sealed);
+    tampered[20] = tampered[20]! ^ 0x01;
+    for (const action of [
+      () => decryptMetadata({ dataKey, blobId: 'blob-2', sealed }),
+      () => decryptMetadata({ dataKey: generateDataKey(), blobId: 'blob-1', sealed }),
+      () => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: tampered }),
+    ]) {
+      const error = expectUnwrapFailure(action);
+      if (isIntegrityCheckFailed(error)) expect(error.reason).toBe('metadata');
+    }
+  });
+
+  it('uses a key of its own, not the payload key', () => {
+    const metadataKey = hex(vectors.metadata.metadataKeyHex);
+    const payloadKey = derivePayloadKey({ dataKey: hex(vectors.metadata.dataKeyHex), blobId: vectors.metadata.blobId, salt: Buffer.alloc(0) });
+    expect(metadataKey.equals(payloadKey)).toBe(false);
+  });
+});
+
+describe('delete tokens and random keys', () => {
+  it('generates 256-bit base64url delete tokens and distinct data keys', () => {
+    const token = generateDeleteToken();
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(generateDeleteToken()).not.toBe(token);
+    expect(generateDataKey()).toHaveLength(32);
+    expect(generateDataKey().equals(generateDataKey())).toBe(false);
+  });
+
+  it('compares tokens of any length without throwing', () => {
+    const token = generateDeleteToken();
+    expect(tokensEqual(hashDeleteToken(token), hashDeleteToken(token))).toBe(true);
+    expect(tokensEqual(hashDeleteToken(token), hashDeleteToken(`${token}x`))).toBe(false);
+    expect(tokensEqual('short', 'much longer value')).toBe(false);
+    expect(tokensEqual('', '')).toBe(true);
+  });
+});
+
+describe('the KDF limiter', () => {
+  it('runs at most `concurrency` tasks at once, in arrival order', async () => {
+    const limiter = createLimiter({ concurrency: 2, maxQueue: 10 });
+    const count = 6;
+    const gates = Array.from({ length: count }, () => deferred());
+    const started = Array.from({ length: count }, () => deferred());
+    const order: number[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+
+    const results = gates.map((gate, i) =>
+      limiter.run(async () => {
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        order.push(i);
+        started[i]!.resolve();
+        await gate.promise;
+        inFlight -= 1;
+        return i;
+      }),
+    );
+
+    await Promise.all([started[0]!.promise, started[1]!.promise]);
+    expect(limiter.active).toBe(2);
+    expect(limiter.queued).toBe(4);
+    expect(order).toEqual([0, 1]);
+
+    for (let i = 0; i < count; i += 1) {
+      gates[i]!.resolve();
+      if (i + 2 < count) await started[i + 2]!.promise;
+    }
+    expect(await Promise.all(results)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(maxInFlight).toBe(2);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(limiter.active).toBe(0);
+  });
+
+  it('rejects at once with SERVICE_UNAVAILABLE when the queue is full, and frees the slot of a failed task', async () => {
+    const limiter = createLimiter({ concurrency: 1, maxQueue: 1 });
+    const gate = deferred();
+    const running = limiter.run(() => gate.promise.then(() => 'first'));
+    const waiting = limiter.run(() => Promise.reject(new Error('task failed')));
+
+    const overflow = await limiter.run(() => Promise.resolve('never')).catch((error: unknown) => error);
+    expect(overflow).toBeInstanceOf(AppError);
+    expect((overflow as AppError).code).toBe('SERVICE_UNAVAILABLE');
+    expect((overflow as AppError).status).toBe(503);
+    expect(limiter.queued).toBe(1);
+
+    gate.resolve();
+    expect(await running).toBe('first');
+    await expect(waiting).rejects.toThrow('task failed');
+    expect(limiter.active).toBe(0);
+    expect(await limiter.run(() => Promise.resolve('after'))).toBe('after');
+  });
+
+  it('caps real scrypt derivations and still answers every caller', async () => {
+    const { passphrase, secret, costLog2, lookupId } = vectors.kdf;
+    const kdf = createKdf({ secret, costLog2, concurrency: 2, maxQueue: 3 });
+    const calls = Array.from({ length: 5 }, () => kdf.derive(passphrase));
+    expect(kdf.active).toBe(2);
+    expect(kdf.queued).toBe(3);
+    await expect(kdf.derive(passphrase)).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    for (const keys of await Promise.all(calls)) expect(keys.lookupId).toBe(lookupId);
+    expect(kdf.active).toBe(0);
+  });
+});
