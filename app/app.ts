@@ -10,6 +10,12 @@ import { requestId, requestLog } from './http/request-context.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { createRateLimiter } from './http/rate-limit.js';
 import { createHealthRouter } from './health/health.routes.js';
+import { createPagesRouter } from './pages/pages.routes.js';
+import { createFilesRouter } from './files/files.routes.js';
+import { createFilesRepository } from './files/files.repository.js';
+import { createStorage } from './files/storage.repository.js';
+import { createKdf } from './crypto/keys.js';
+import { createAbuseGuard } from './abuse/abuse.repository.js';
 
 export interface AppDeps {
   config: RuntimeConfig;
@@ -25,32 +31,63 @@ export interface AppDeps {
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
 export function createApp(deps: AppDeps): Express {
+  const { config, redis, keys } = deps;
   const app = express();
   app.disable('x-powered-by');
   // Client IP is the socket address unless TRUST_PROXY names hops or CIDRs; never `true` (SPEC §4.6).
-  app.set('trust proxy', deps.config.trustProxy ?? false);
+  app.set('trust proxy', config.trustProxy ?? false);
   app.set('query parser', 'simple');
 
   const log = deps.log.child({ module: 'http' });
   app.use(requestId());
   app.use(requestLog(log));
+  // API answers get `default-src 'none'`; the pages router sets its own stricter-than-default page CSP.
   app.use(
     helmet({
       contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
-      strictTransportSecurity: deps.config.publicUrl?.startsWith('https://') ? { maxAge: 31536000, includeSubDomains: true } : false,
+      strictTransportSecurity: config.publicUrl?.startsWith('https://') ? { maxAge: 31536000, includeSubDomains: true } : false,
       referrerPolicy: { policy: 'no-referrer' },
       crossOriginResourcePolicy: { policy: 'same-origin' },
     }),
   );
 
-  const healthLimiter = createRateLimiter({
-    name: 'health',
-    rate: deps.config.healthRateLimit,
-    redis: deps.redis,
-    prefix: deps.keys.rateLimit('health'),
-    failOpen: true,
-  });
-  app.use(createHealthRouter(deps, healthLimiter));
+  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), failOpen });
+
+  app.use(createHealthRouter(deps, limiter('health', config.healthRateLimit, true)));
+  app.use(
+    createPagesRouter({
+      limits: {
+        maxFileSize: config.maxFileSize,
+        defaultExpiryMinutes: config.defaultExpiryMinutes,
+        maxExpiryMinutes: config.maxExpiryMinutes,
+        defaultUses: config.defaultUses,
+        maxUses: config.maxUses,
+        defaultWords: config.dicewareWords,
+      },
+    }),
+  );
+
+  const abuse = createAbuseGuard({ redis, keys, config, secret: config.secret, enqueue: deps.enqueue, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  app.use(
+    createFilesRouter({
+      deps: {
+        config,
+        kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency }),
+        files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
+        storage: createStorage(config),
+        wordlist: deps.wordlist,
+        enqueue: deps.enqueue,
+        log: deps.log.child({ module: 'files' }),
+        now: deps.now,
+        onFailedLookup: () => Promise.resolve(),
+      },
+      uploadLimiter: limiter('upload', config.uploadRateLimit),
+      // Blocks first, then the lookup budget: both before any KDF work.
+      lookupGuards: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)],
+      recordFailure: (req) => abuse.recordFailure(req),
+    }),
+  );
 
   app.use(notFoundHandler());
   app.use(errorHandler(log));

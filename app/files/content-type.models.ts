@@ -1,0 +1,57 @@
+import { fileTypeFromBuffer } from 'file-type';
+
+/** Bytes file-type needs to recognise any format it knows. */
+export const SNIFF_BYTES = 4100;
+
+/**
+ * The type by content, never by the client's claim (SPEC §3). Unknown binary content is
+ * `application/octet-stream`; unknown content that is valid UTF-8 without NULs is `text/plain`.
+ */
+export async function detectType(sample: Buffer): Promise<string> {
+  const found = await fileTypeFromBuffer(sample);
+  if (found) return found.mime;
+  if (sample.length === 0) return 'application/octet-stream';
+  if (!sample.includes(0) && isUtf8Prefix(sample)) return 'text/plain';
+  return 'application/octet-stream';
+}
+
+function isUtf8Prefix(sample: Buffer): boolean {
+  // The sample may end inside a multi-byte character: retry without up to three trailing bytes.
+  for (let cut = 0; cut <= 3 && cut < sample.length; cut += 1) {
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(sample.subarray(0, sample.length - cut));
+      return true;
+    } catch {
+      // try a shorter prefix
+    }
+  }
+  return false;
+}
+
+/** `ALLOWED_MIME_TYPES` check: empty = all; `type/*` wildcards. */
+export function isAllowedType(type: string, allowed: string[]): boolean {
+  if (allowed.length === 0) return true;
+  return allowed.some((pattern) => (pattern.endsWith('/*') ? type.startsWith(pattern.slice(0, -1)) : pattern === type));
+}
+
+// Types a browser would execute or render: always sent as a download of octet-stream (SPEC §3).
+const ACTIVE = /^(text\/html|application\/xhtml\+xml|image\/svg\+xml|text\/xml|application\/xml|[a-z]+\/[a-z.+-]*\+xml|text\/javascript|application\/javascript|application\/ecmascript|text\/ecmascript|application\/x-javascript|text\/css|application\/wasm)$/;
+
+export function servedContentType(type: string): string {
+  return ACTIVE.test(type) ? 'application/octet-stream' : type;
+}
+
+// Path parts, C0/C1 controls, bidi overrides and isolates, zero-width marks and line separators.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
+
+/** The client's filename as safe metadata: no path, no control or bidi characters, at most 255 chars. */
+export function sanitiseFilename(raw: string | undefined): string {
+  const base = (raw ?? '').split(/[/\\]/).pop() ?? '';
+  let name = base.replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
+  if (name.length > 255) {
+    const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
+    name = Array.from(name.slice(0, 255 - ext.length)).join('').slice(0, 255 - ext.length) + ext;
+  }
+  return name === '' ? 'file' : name;
+}

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { insufficientStorage } from '../http/errors.js';
+import { createEncryptStream } from '../crypto/stream.js';
+import { generateDataKey } from '../crypto/keys.js';
+import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
+import { fileTooLarge, unsupportedMediaType, uploadStalled } from './files.errors.js';
+import { newBlobId, type Storage } from './storage.repository.js';
+
+export interface StoreLimits {
+  maxFileSize: number;
+  maxStorageBytes: number | undefined;
+  allowedMimeTypes: string[];
+  stallMs: number;
+}
+
+export interface StoredBlob {
+  blobId: string;
+  dataKey: Buffer;
+  size: number;
+  sha256: string;
+  mimeType: string;
+}
+
+const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
+// Keep this much free beyond the upload, so a full disk never stops Redis or the logs first.
+const DISK_RESERVE = 4 * 1024 * 1024;
+
+/**
+ * The one upload pipeline (multipart and raw PUT both use it): plaintext in, ciphertext to a
+ * partial file in TEMP_PATH, renamed into STORAGE_PATH under a random name when complete. It hashes
+ * and sniffs the type on the fly, stops at MAX_FILE_SIZE, watches free space and the quota, cuts
+ * off a stalled body, and removes the partial on any failure. Plaintext never touches disk.
+ */
+export async function storeEncrypted(options: { source: Readable; storage: Storage; limits: StoreLimits; expectedSize?: number }): Promise<StoredBlob> {
+  const { source, storage, limits } = options;
+  if (options.expectedSize !== undefined && options.expectedSize > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
+  await checkSpace(storage, limits, options.expectedSize ?? 0);
+
+  const blobId = newBlobId();
+  const dataKey = generateDataKey();
+  const hash = createHash('sha256');
+  let size = 0;
+  let sniffed: Buffer[] = [];
+  let sniffedBytes = 0;
+  let mimeType: string | null = null;
+  let nextSpaceCheck = SPACE_CHECK_EVERY;
+  let stallTimer: NodeJS.Timeout | undefined;
+
+  const inspect = new Transform({
+    async transform(chunk: Buffer, _encoding, done) {
+      try {
+        armStall();
+        size += chunk.length;
+        if (size > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
+        hash.update(chunk);
+        if (mimeType === null) {
+          sniffed.push(chunk);
+          sniffedBytes += chunk.length;
+          if (sniffedBytes >= SNIFF_BYTES) await decideType();
+        }
+        if (size >= nextSpaceCheck) {
+          nextSpaceCheck += SPACE_CHECK_EVERY;
+          await checkSpace(storage, limits, SPACE_CHECK_EVERY);
+        }
+        done(null, chunk);
+      } catch (error) {
+        done(error as Error);
+      }
+    },
+    async flush(done) {
+      try {
+        if (mimeType === null) await decideType();
+        done();
+      } catch (error) {
+        done(error as Error);
+      }
+    },
+  });
+
+  async function decideType() {
+    const sample = Buffer.concat(sniffed).subarray(0, SNIFF_BYTES);
+    sniffed = [];
+    mimeType = await detectType(sample);
+    if (!isAllowedType(mimeType, limits.allowedMimeTypes)) throw unsupportedMediaType(mimeType);
+  }
+
+  // A body that sends nothing for stallMs is cut off (SPEC §4.7).
+  const armStall = () => {
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => source.destroy(uploadStalled()), limits.stallMs);
+  };
+  armStall();
+
+  try {
+    await pipeline(source, inspect, createEncryptStream({ dataKey, blobId }), storage.openPartial(blobId));
+    await storage.commit(blobId);
+  } catch (error) {
+    await storage.discard(blobId);
+    if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT') throw insufficientStorage(error);
+    throw error;
+  } finally {
+    clearTimeout(stallTimer);
+  }
+  return { blobId, dataKey, size, sha256: hash.digest('hex'), mimeType: mimeType ?? 'application/octet-stream' };
+}
+
+async function checkSpace(storage: Storage, limits: StoreLimits, incoming: number): Promise<void> {
+  const free = await storage.freeBytes();
+  if (free < incoming + DISK_RESERVE) throw insufficientStorage();
+  if (limits.maxStorageBytes !== undefined && (await storage.usedBytes()) + incoming > limits.maxStorageBytes) throw insufficientStorage();
+}
