@@ -55,3 +55,14 @@ export function sanitiseFilename(raw: string | undefined): string {
   }
   return name === '' ? 'file' : name;
 }
+
+/**
+ * The `filename=` fallback of Content-Disposition: printable ASCII only (accents dropped, other
+ * characters and quotes as `_`); the exact name travels in RFC 5987 `filename*` (SPEC §3).
+ */
+export function asciiFallback(name: string): string {
+  return name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .replace(/[^\x20-\x7e]|["\\%]/g, '_');
+}

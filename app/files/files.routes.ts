@@ -6,7 +6,7 @@ import type { RuntimeConfig } from '../config.js';
 import { encryptingEngine } from '../http/multer-engine.js';
 import { validationFailed } from '../http/errors.js';
 import { zodDetails } from '../http/error-handler.js';
-import { servedContentType, sanitiseFilename } from './content-type.models.js';
+import { asciiFallback, servedContentType, sanitiseFilename } from './content-type.models.js';
 import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import { fileTooLarge, missingFile, uploadAborted } from './files.errors.js';
 import { baseUrl, fileLinks, minutesLeft, presentFields, uploadOptionsSchema, type UploadOptions } from './files.models.js';
@@ -125,7 +125,7 @@ export function createFilesRouter({ deps: shared, uploadLimiter, lookupGuards, r
     res.status(200);
     res.setHeader('Content-Type', servedContentType(dl.metadata.mimeType));
     res.setHeader('Content-Length', String(dl.size));
-    res.setHeader('Content-Disposition', contentDisposition(dl.metadata.filename, { type: 'attachment' }));
+    res.setHeader('Content-Disposition', contentDisposition(dl.metadata.filename, { type: 'attachment', fallback: asciiFallback(dl.metadata.filename) }));
     res.setHeader('X-SHA256', dl.metadata.sha256);
     res.setHeader('X-Remaining-Uses', String(dl.remainingUses));
     res.setHeader('Cache-Control', 'no-store, no-transform');
