@@ -1,5 +1,6 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RuntimeConfig } from './config.js';
 import type { Logger } from './shared/logger.js';
@@ -9,6 +10,7 @@ import type { Enqueue } from './jobs/enqueue.js';
 import { requestId, requestLog } from './http/request-context.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { createRateLimiter } from './http/rate-limit.js';
+import { sameOriginOnly } from './http/cors.js';
 import { createHealthRouter } from './health/health.routes.js';
 import { createPagesRouter } from './pages/pages.routes.js';
 import { createFilesRouter } from './files/files.routes.js';
@@ -16,6 +18,7 @@ import { createFilesRepository } from './files/files.repository.js';
 import { createStorage } from './files/storage.repository.js';
 import { createKdf } from './crypto/keys.js';
 import { createAbuseGuard } from './abuse/abuse.repository.js';
+import { createMetrics } from './metrics/metrics.js';
 
 export interface AppDeps {
   config: RuntimeConfig;
@@ -24,13 +27,18 @@ export interface AppDeps {
   keys: RedisKeys;
   wordlist: Wordlist;
   enqueue: Enqueue;
+  /** The janitor queue, read by /metrics for its depth. */
+  queue: Queue;
   version: string;
   startedAt: Date;
   now: () => Date;
 }
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
-export function createApp(deps: AppDeps): Express {
+export function createApp(appDeps: AppDeps): Express {
+  const metrics = appDeps.config.metricsEnabled ? createMetrics(appDeps.queue) : null;
+  // With metrics on, every log event also feeds the counters (one source of truth).
+  const deps = metrics ? { ...appDeps, log: metrics.tap(appDeps.log) } : appDeps;
   const { config, redis, keys } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -52,7 +60,10 @@ export function createApp(deps: AppDeps): Express {
   );
 
   const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
-    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), failOpen });
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), failOpen, log });
+
+  // Same-origin only, before any limiter counts the request (docs/SECURITY.md).
+  app.use(sameOriginOnly({ publicUrl: config.publicUrl }));
 
   app.use(createHealthRouter(deps, limiter('health', config.healthRateLimit, true)));
   app.use(
@@ -89,6 +100,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
 
+  if (metrics) app.use(metrics.router);
   app.use(notFoundHandler());
   app.use(errorHandler(log));
   return app;

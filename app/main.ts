@@ -39,7 +39,7 @@ if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy'
 const wordlist = await loadWordlist(config.wordlistPath);
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
-const app = createApp({ config, log, redis, keys, wordlist, enqueue: janitor.enqueue, version: VERSION, startedAt, now: () => new Date() });
+const app = createApp({ config, log, redis, keys, wordlist, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
 
 const server: Server = app.listen(config.port, config.host, () => {
   log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });

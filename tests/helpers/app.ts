@@ -83,7 +83,7 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const keys = redisKeys(prefix);
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
-  const deps: AppDeps = { config, log, redis, keys, wordlist, enqueue: janitor.enqueue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
+  const deps: AppDeps = { config, log, redis, keys, wordlist, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
   const app = createApp(deps);
   const server = app.listen(0, '127.0.0.1');
   configureServerTimeouts(server, config);
