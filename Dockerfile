@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# Cinderbox: one image, two roles. API (default command) and janitor worker:
+#   docker run … cinderbox                                   -> node dist/app/main.js
+#   docker run --no-healthcheck … cinderbox node dist/workers/main.js
+# See compose.yaml and docs/OPERATIONS.md.
+
+# --- build: compile TypeScript with the dev dependencies -------------------------------------------
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` would build before the sources are here; the build runs below.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY app ./app
+COPY workers ./workers
+COPY scripts ./scripts
+RUN npm run build
+
+# --- runtime: production dependencies, compiled code, wordlist, pages and Lua scripts only ----------
+FROM node:22-bookworm-slim AS runtime
+# tini as PID 1: forwards SIGTERM to node and reaps zombies.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+ENV HOST=0.0.0.0 \
+    NODE_ENV=production \
+    PORT=8000 \
+    LOG_DIR=/app/logs \
+    STORAGE_PATH=/data/uploads \
+    TEMP_PATH=/data/temp
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` runs tsc, which is a dev dependency and not installed here.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY data ./data
+# Non-TypeScript files the code reads at run time (tsc does not copy them; dist/ looks back into app/).
+COPY app/pages/static ./app/pages/static
+COPY app/files/lua ./app/files/lua
+COPY app/abuse/lua ./app/abuse/lua
+# Code stays root-owned (read-only to the app). The writable places belong to `node`, so named
+# volumes mounted on them start with that ownership.
+RUN mkdir -p /data/uploads /data/temp /app/logs \
+ && chown -R node:node /data /app/logs \
+ && chmod 700 /data/uploads /data/temp
+USER node
+VOLUME ["/data", "/app/logs"]
+EXPOSE 8000
+# No curl in the image: a few lines of node fetch GET /health on 127.0.0.1:$PORT (200 = healthy/degraded).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["node", "dist/scripts/healthcheck.js"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+# node directly, not npm: signals reach node and nothing writes npm logs on a read-only filesystem.
+CMD ["node", "dist/app/main.js"]

@@ -1,0 +1,320 @@
+/**
+ * Deployment checks that run without a Docker engine (issue 9):
+ *  1. `docker-compose config` accepts compose.yaml with CINDERBOX_SECRET and refuses it without;
+ *  2. every variable compose and the Dockerfile set is one app/config.ts knows;
+ *  3. the image's runtime stage, reproduced in a clean directory (production install only, the
+ *     compiled dist/, the copied data and static files), starts both roles with the image's
+ *     commands, answers /health, and the HEALTHCHECK command tells up from down.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { VARIABLES } from '../../app/config.js';
+import { TEST_SECRET, uniquePrefix } from '../helpers/app.js';
+import { isAlive, ROOT } from '../helpers/processes.js';
+import { freePort } from '../helpers/redis-server.js';
+
+// js-yaml is in node_modules (through eslint) without types; only `load` is used.
+const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[], options: { cwd: string; env: Record<string, string | undefined>; timeoutMs?: number }): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(command, args, { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const baseEnv = { PATH: process.env.PATH, HOME: process.env.HOME ?? os.tmpdir() };
+
+interface ComposeService {
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: unknown[];
+  healthcheck?: { test?: string[]; disable?: boolean };
+  read_only?: boolean;
+  cap_drop?: string[];
+  security_opt?: string[];
+  tmpfs?: string[];
+  restart?: string;
+  image?: string;
+  user?: string;
+  volumes?: string[];
+  depends_on?: Record<string, { condition?: string }>;
+}
+
+/** compose.yaml copied into a scratch project with the given .env, then `docker-compose config`. */
+async function composeConfig(dotenv: string | null, env: Record<string, string> = {}): Promise<Run> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-compose-'));
+  try {
+    await cp(path.join(ROOT, 'compose.yaml'), path.join(dir, 'compose.yaml'));
+    await cp(path.join(ROOT, 'Dockerfile'), path.join(dir, 'Dockerfile'));
+    if (dotenv !== null) await writeFile(path.join(dir, '.env'), dotenv);
+    return await run('docker-compose', ['-f', 'compose.yaml', 'config'], { cwd: dir, env: { ...baseEnv, ...env }, timeoutMs: 30_000 });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Dockerfile instructions, continuation lines joined, comments dropped. */
+async function dockerfile(): Promise<{ op: string; args: string; stage: number }[]> {
+  const text = (await readFile(path.join(ROOT, 'Dockerfile'), 'utf8')).replace(/\\\r?\n/g, ' ');
+  let stage = -1;
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
+    .map((l) => {
+      const [op = '', ...rest] = l.split(/\s+/);
+      if (op.toUpperCase() === 'FROM') stage += 1;
+      return { op: op.toUpperCase(), args: rest.join(' '), stage };
+    });
+}
+
+function envNames(args: string): string[] {
+  return [...args.matchAll(/(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=/g)].map((m) => m[1]!);
+}
+
+const SECRET_DOTENV = `CINDERBOX_SECRET=${TEST_SECRET}\n`;
+
+describe('compose.yaml', () => {
+  let services: Record<string, ComposeService>;
+
+  beforeAll(async () => {
+    const result = await composeConfig(SECRET_DOTENV);
+    expect(result.code, result.stderr).toBe(0);
+    services = (yaml.load(result.stdout) as { services: Record<string, ComposeService> }).services;
+  });
+
+  it('validates with CINDERBOX_SECRET in .env or in the environment, and refuses without it, naming it', async () => {
+    const fromEnv = await composeConfig('', { CINDERBOX_SECRET: TEST_SECRET });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+
+    const missing = await composeConfig('');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('CINDERBOX_SECRET');
+  });
+
+  it('runs valkey without persistence and with noeviction, and both roles from one image', () => {
+    expect(Object.keys(services).sort()).toEqual(['api', 'valkey', 'worker']);
+    const valkey = services.valkey!;
+    expect(valkey.image).toMatch(/^valkey\/valkey:9/);
+    const args = valkey.command!.join(' ');
+    expect(valkey.command).toEqual(expect.arrayContaining(['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']));
+    expect(args).toContain('--maxmemory ');
+    expect(valkey.healthcheck?.test).toEqual(['CMD', 'valkey-cli', 'ping']);
+
+    const { api, worker } = services;
+    expect(api!.image).toBe(worker!.image);
+    expect(api!.command).toEqual(['node', 'dist/app/main.js']);
+    expect(worker!.command).toEqual(['node', 'dist/workers/main.js']);
+    expect(api!.ports).toHaveLength(1);
+    expect(worker!.ports).toBeUndefined();
+    expect(api!.healthcheck?.test).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js']);
+    for (const s of [api!, worker!, valkey]) {
+      expect(s.read_only).toBe(true);
+      expect(s.cap_drop).toEqual(['ALL']);
+      expect(s.security_opt).toContain('no-new-privileges:true');
+      expect(s.restart).toBe('unless-stopped');
+    }
+    for (const s of [api!, worker!]) {
+      expect(s.tmpfs).toContain('/tmp');
+      expect(s.depends_on?.valkey?.condition).toBe('service_healthy');
+      expect(s.environment?.REDIS_URL).toBe('redis://valkey:6379');
+      expect(s.environment?.CINDERBOX_SECRET).toBe(TEST_SECRET);
+      // One storage volume shared by both roles, on the path STORAGE_PATH and TEMP_PATH live under.
+      expect(s.volumes).toEqual(expect.arrayContaining([expect.stringMatching(/^storage:\/data(:rw)?$/), expect.stringMatching(/^logs:\/app\/logs(:rw)?$/)]));
+    }
+  });
+
+  it('sets only variables that app/config.ts knows, and so does the Dockerfile', async () => {
+    const known = new Set(Object.keys(VARIABLES));
+    for (const name of ['api', 'worker']) {
+      const names = Object.keys(services[name]!.environment ?? {});
+      expect(names.length).toBeGreaterThan(0);
+      expect(names.filter((n) => !known.has(n)), `${name} sets unknown variables`).toEqual([]);
+    }
+    const env = (await dockerfile()).filter((i) => i.op === 'ENV').flatMap((i) => envNames(i.args));
+    expect(env).toEqual(expect.arrayContaining(['HOST', 'NODE_ENV', 'PORT', 'LOG_DIR', 'STORAGE_PATH', 'TEMP_PATH']));
+    expect(env.filter((n) => !known.has(n)), 'Dockerfile sets unknown variables').toEqual([]);
+  });
+});
+
+interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  waitForEvent(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+function start(argv: string[], cwd: string, env: Record<string, string | undefined>): Proc {
+  const [command, ...args] = argv;
+  // The image says `node`; run this very node so the test does not depend on PATH order.
+  const child = spawn(command === 'node' ? process.execPath : command!, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const events = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    exited,
+    waitForEvent: async (event, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const found = events().find((e) => e.event === event);
+        if (found) return found;
+        if (child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`no ${event}; exit ${child.exitCode}; stdout: ${out.slice(-2000)} stderr: ${err.slice(-2000)}`);
+    },
+  };
+}
+
+describe('the image, reproduced without Docker', () => {
+  let dir: string;
+  const procs: Proc[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-image-'));
+  });
+
+  afterAll(async () => {
+    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('installs production dependencies only, starts both roles with the image commands, and passes its HEALTHCHECK', { timeout: 240_000 }, async () => {
+    const instructions = await dockerfile();
+    const last = Math.max(...instructions.map((i) => i.stage));
+    const runtime = instructions.filter((i) => i.stage === last);
+    expect(instructions.find((i) => i.op === 'FROM')?.args).toMatch(/^node:22-bookworm-slim\b/);
+    expect(runtime.find((i) => i.op === 'USER')?.args).toBe('node');
+    expect(runtime.some((i) => i.op === 'ENTRYPOINT' && i.args.includes('tini'))).toBe(true);
+    expect(runtime.find((i) => i.op === 'EXPOSE')?.args).toBe('8000');
+
+    // COPY from the build context: the files git knows (tracked or new, not ignored) under each source.
+    const listed = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, env: baseEnv });
+    expect(listed.code, listed.stderr).toBe(0);
+    const files = listed.stdout.split('\n').filter((f) => f !== '' && existsSync(path.join(ROOT, f)));
+    let fromBuild = 0;
+    for (const copy of runtime.filter((i) => i.op === 'COPY')) {
+      const parts = copy.args.split(/\s+/).filter((p) => !p.startsWith('--chown') && !p.startsWith('--chmod'));
+      if (parts[0]!.startsWith('--from=')) {
+        expect(parts.slice(1)).toEqual(['/app/dist', './dist']);
+        fromBuild += 1;
+        continue;
+      }
+      const dest = parts.at(-1)!;
+      for (const source of parts.slice(0, -1)) {
+        const matches = files.filter((f) => f === source || f.startsWith(`${source.replace(/\/$/, '')}/`));
+        expect(matches.length, `COPY ${source}`).toBeGreaterThan(0);
+        for (const f of matches) {
+          const target = dest.endsWith('/') ? path.join(dir, dest, path.relative(path.dirname(source), f)) : path.join(dir, dest, path.relative(source, f));
+          await mkdir(path.dirname(target), { recursive: true });
+          await cp(path.join(ROOT, f), target);
+        }
+      }
+    }
+    expect(fromBuild).toBe(1);
+    // Files the code reads at run time that tsc does not emit (pages, Lua scripts…) must be copied.
+    const assets = files.filter((f) => /^(app|workers)\//.test(f) && !f.endsWith('.ts'));
+    expect(assets.filter((f) => !existsSync(path.join(dir, f))), 'files under app/ or workers/ that the runtime stage does not COPY').toEqual([]);
+    expect(existsSync(path.join(dir, 'package-lock.json'))).toBe(true);
+    expect(existsSync(path.join(dir, 'data', 'eff_large_wordlist.txt'))).toBe(true);
+    expect(existsSync(path.join(dir, 'app', 'pages', 'static', 'index.html'))).toBe(true);
+
+    // RUN npm ci --omit=dev --ignore-scripts … as the image does (the npm cache makes it quick).
+    const install = runtime.find((i) => i.op === 'RUN' && i.args.includes('npm ci'));
+    expect(install?.args).toMatch(/npm ci --omit=dev --ignore-scripts\b/);
+    const ci = await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir, env: baseEnv, timeoutMs: 180_000 });
+    expect(ci.code, `npm ci failed:\n${ci.stderr.slice(0, 2500)}`).toBe(0);
+    expect(existsSync(path.join(dir, 'node_modules', 'qrcode-generator'))).toBe(true);
+    expect(existsSync(path.join(dir, 'node_modules', 'express'))).toBe(true);
+    for (const dev of ['typescript', 'vitest', 'tsx', 'eslint']) expect(existsSync(path.join(dir, 'node_modules', dev)), `${dev} is a dev dependency`).toBe(false);
+
+    // COPY --from=build /app/dist ./dist: what `npm run build` (tsc -p tsconfig.build.json) emits.
+    const tsc = await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(dir, 'dist')], { cwd: ROOT, env: baseEnv, timeoutMs: 180_000 });
+    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+
+    const cmd = JSON.parse(runtime.find((i) => i.op === 'CMD')!.args) as string[];
+    const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
+    const healthcheckArgv = JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD') + 3).trim()) as string[];
+    expect(cmd).toEqual(['node', 'dist/app/main.js']);
+    expect(healthcheckArgv).toEqual(['node', 'dist/scripts/healthcheck.js']);
+
+    const port = await freePort();
+    const env = {
+      PATH: process.env.PATH,
+      NODE_ENV: 'production',
+      CINDERBOX_SECRET: TEST_SECRET,
+      REDIS_URL: inject('redisUrl'),
+      REDIS_PREFIX: uniquePrefix(),
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      STORAGE_PATH: path.join(dir, 'state', 'uploads'),
+      TEMP_PATH: path.join(dir, 'state', 'temp'),
+      LOG_DIR: path.join(dir, 'state', 'logs'),
+    };
+    const api = start(cmd, dir, env);
+    procs.push(api);
+    const worker = start(['node', 'dist/workers/main.js'], dir, env);
+    procs.push(worker);
+    const started = await api.waitForEvent('api_started');
+    expect(started).toMatchObject({ service: 'api', port, version: expect.any(String) });
+    await worker.waitForEvent('worker_started');
+
+    // The image's HEALTHCHECK, with only PORT, against the running API.
+    const up = await run(process.execPath, healthcheckArgv.slice(1), { cwd: dir, env: { PATH: process.env.PATH, PORT: String(port) }, timeoutMs: 10_000 });
+    expect(up.code, up.stderr).toBe(0);
+
+    await new Promise((r) => setTimeout(r, 1_100)); // HEALTH_RATE_LIMIT is 1/second by default
+    const res = await fetch(`http://127.0.0.1:${port}/health`);
+    const body = (await res.json()) as { status: string; services: Record<string, string> };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body).toMatchObject({ status: 'healthy', services: { redis: 'online', storage: 'online', scheduler: 'online', diceware: 'online' } });
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect(page.status).toBe(200); // the static pages were found from dist/, back in app/pages/static
+
+    const closed = await freePort();
+    const t0 = Date.now();
+    const down = await run(process.execPath, healthcheckArgv.slice(1), { cwd: dir, env: { PATH: process.env.PATH, PORT: String(closed) }, timeoutMs: 10_000 });
+    expect(down.code).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+
+    for (const p of [api, worker]) p.child.kill('SIGTERM');
+    expect(await api.exited, api.err()).toBe(0);
+    expect(await worker.exited, worker.err()).toBe(0);
+    expect(isAlive(api.child.pid!)).toBe(false);
+    expect(api.out()).toContain('"event":"shutdown_completed"');
+    // Each role writes its own file in LOG_DIR (the logs volume in compose).
+    expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-api.log'))).toBe(true);
+    expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-worker.log'))).toBe(true);
+  });
+});
