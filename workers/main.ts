@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import { Worker } from 'bullmq';
+import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
+import { createJanitorQueue } from '../app/jobs/enqueue.js';
 import { createLogger } from '../app/shared/logger.js';
 import { createWorkerRedis, readEvictionPolicy } from '../app/shared/redis.js';
 import { redisKeys } from '../app/shared/redis-keys.js';
 import { ensureDirectories, loadRuntimeConfig, VERSION } from '../app/shared/runtime.js';
 import { installShutdown } from '../app/shared/shutdown.js';
 import { startHeartbeat } from './heartbeat.js';
+import { createHandlers, createProcessor, WORKER_OPTIONS } from './janitor.js';
+import { installSchedule } from './schedule.js';
+import { describeError } from './sweep.js';
 
 // The janitor process: reads process.env once, connects, runs jobs, never serves HTTP.
 const config = await loadRuntimeConfig(process.env, 'worker');
@@ -24,12 +30,33 @@ redis.once('ready', () => {
 
 const heartbeat = startHeartbeat({ redis, keys, log, workerId });
 await heartbeat.beat();
-log.info('worker_started', { version: VERSION, worker_id: workerId });
 
+const janitor = createJanitorQueue(redis, keys.queuePrefix());
+const handlers = createHandlers({ config, redis, keys, log, workerId });
+const worker = new Worker(JANITOR_QUEUE, createProcessor(handlers), { connection: redis, prefix: keys.queuePrefix(), ...WORKER_OPTIONS });
+
+// Job ids carry blob ids: the log names the job kind only, and file errors lose their path.
+worker.on('failed', (job, error) => {
+  const attempts = job?.opts.attempts ?? 1;
+  const attempt = job?.attemptsMade ?? 0;
+  const willRetry = error.name !== 'UnrecoverableError' && attempt < attempts;
+  const fields = { job: job?.name ?? 'unknown', attempt, attempts, will_retry: willRetry, reason: describeError(error) };
+  if (willRetry) log.warn('job_failed', fields);
+  else log.error('job_failed', fields);
+});
+worker.on('error', (error) => log.warn('worker_error', { error: describeError(error) }));
+
+// Signals are handled before anything is announced, so a SIGTERM at any point drains in order.
 installShutdown({
   log,
   steps: [
+    // close() stops fetching and waits for the active jobs to finish, so a shred is never cut short.
+    { name: 'worker', run: () => worker.close() },
     { name: 'heartbeat', run: () => heartbeat.stop() },
+    { name: 'queue', run: () => janitor.close() },
     { name: 'redis', run: () => redis.quit() },
   ],
 });
+
+await installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log });
+log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });
