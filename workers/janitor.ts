@@ -77,7 +77,7 @@ export function createHandlers(deps: JanitorDeps): JobHandlers {
     },
 
     sweep: async ({ trigger }, { jobId }) => {
-      const counts = await withSweepLock({ redis, key: `${keys.prefix}:janitor:sweep-lock`, owner: `${deps.workerId}/${jobId}` }, () =>
+      const counts = await withSweepLock({ redis, key: keys.sweepLock(), owner: `${deps.workerId}/${jobId}` }, () =>
         sweepOrphans({ ...config, redis, keys, log, now }),
       );
       if (counts === null) {

@@ -21,10 +21,10 @@ export interface RedisKeys {
   blockList(): string;
   /** express-rate-limit store prefix for one limiter. */
   rateLimit(name: string): string;
-  /** Sum of stored ciphertext bytes (for MAX_STORAGE_BYTES). */
-  storageBytes(): string;
   /** BullMQ queue prefix (BullMQ adds `:<queue>:…`). */
   queuePrefix(): string;
+  /** Held by the one janitor replica that is sweeping. */
+  sweepLock(): string;
 }
 
 export const HEARTBEAT_TTL_SECONDS = 15;
@@ -42,7 +42,7 @@ export function redisKeys(prefix: string): RedisKeys {
     block: (client) => `${prefix}:block:${client}`,
     blockList: () => `${prefix}:blocklist`,
     rateLimit: (name) => `${prefix}:rl:${name}:`,
-    storageBytes: () => `${prefix}:storage:bytes`,
     queuePrefix: () => `${prefix}:bull`,
+    sweepLock: () => `${prefix}:janitor:sweep-lock`,
   };
 }
