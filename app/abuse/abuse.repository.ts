@@ -16,6 +16,11 @@ const luaDir = [path.join(here, 'lua'), path.join(here, '..', '..', '..', 'app',
 if (!luaDir) throw new Error('abuse: Lua scripts not found');
 const FAIL_LUA = readFileSync(path.join(luaDir, 'fail.lua'), 'utf8');
 
+/** The keyed hash that stands for a client (`clientKey`: an IP, or an IPv6 /64) in Redis, jobs and logs. */
+export function clientIdOf(secret: string, key: string): string {
+  return createHmac('sha256', secret).update(`client:${key}`).digest('hex').slice(0, 32);
+}
+
 /**
  * Brute-force accounting (SPEC §4.6). A client is its socket address (or a trusted proxy's view),
  * IPv6 grouped per /64, stored only as a keyed hash: raw IPs never sit in Redis or in job data.
@@ -23,7 +28,7 @@ const FAIL_LUA = readFileSync(path.join(luaDir, 'fail.lua'), 'utf8');
 export function createAbuseGuard(deps: { redis: Redis; keys: RedisKeys; config: Pick<Config, 'downloadFailLimit' | 'downloadBlockSeconds' | 'logIp'>; secret: string; enqueue: Enqueue; log: Logger; now: () => Date }) {
   if (!('cbxFail' in deps.redis)) deps.redis.defineCommand('cbxFail', { numberOfKeys: 3, lua: FAIL_LUA });
   const redis = deps.redis as Redis & { cbxFail: (...args: (string | number)[]) => Promise<number> };
-  const clientId = (req: Request) => createHmac('sha256', deps.secret).update(`client:${clientKey(req)}`).digest('hex').slice(0, 32);
+  const clientId = (req: Request) => clientIdOf(deps.secret, clientKey(req));
   const loggedIp = (req: Request, id: string) => (deps.config.logIp === 'full' ? { ip: clientKey(req) } : deps.config.logIp === 'hash' ? { ip_hash: id } : {});
 
   /** Every key-taking route: a blocked client gets 429 IP_BLOCKED before any other work. */

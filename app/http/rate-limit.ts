@@ -2,12 +2,34 @@ import { ipKeyGenerator, rateLimit, type RateLimitRequestHandler } from 'express
 import type { Request } from 'express';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../shared/logger.js';
+import { isRedisOutOfMemory } from '../shared/redis.js';
 import type { Rate } from './rate.models.js';
 import { rateLimited } from './errors.js';
 
 /** The client a limit counts: the socket address (or a trusted proxy's), IPv6 grouped per /64. */
-export function clientKey(req: Request): string {
+export function clientKey(req: Pick<Request, 'ip' | 'socket'>): string {
   return ipKeyGenerator(req.ip ?? req.socket.remoteAddress ?? 'unknown', 64);
+}
+
+/**
+ * express-rate-limit reports through a `{ warn, error }` logger (console by default). Route it to
+ * the structured log: store errors (Redis down) become one `rate_limit_store_error` line; any
+ * `ERR_ERL_*` validation error is logged as `rate_limit_misconfigured` at error level (tests fail on it).
+ */
+function limiterLogger(log: Logger | undefined, name: string) {
+  const emit = (level: 'warn' | 'error', args: unknown[]) => {
+    const error = args.find((a): a is Error => a instanceof Error);
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_ERL_')) {
+      if (log) log.error('rate_limit_misconfigured', { limiter: name, code, detail: error?.message });
+      else console.error(error);
+      return;
+    }
+    const text = args.find((a): a is string => typeof a === 'string');
+    log?.[level]('rate_limit_store_error', { limiter: name, detail: text, error: error?.message });
+  };
+  return { warn: (...args: unknown[]) => emit('warn', args), error: (...args: unknown[]) => emit('error', args) };
 }
 
 /**
@@ -20,10 +42,21 @@ export function createRateLimiter(options: {
   redis: Redis;
   prefix: string;
   failOpen?: boolean;
+  log?: Logger;
 }): RateLimitRequestHandler {
   const store = new RedisStore({
     prefix: options.prefix,
-    sendCommand: (command: string, ...args: string[]) => options.redis.call(command, ...args) as Promise<RedisReply>,
+    sendCommand: (command: string, ...args: string[]) =>
+      (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
+        // Redis full (maxmemory, noeviction) refuses the counter's write, not reads: let a request
+        // that only reads through (status, a download's claim answers 507 by itself) rather than
+        // turn every route into 507. Uploads still fail at their own writes (SPEC §3, docs/FAULTS.md).
+        if (command === 'EVALSHA' && isRedisOutOfMemory(error)) {
+          options.log?.warn('rate_limit_store_error', { limiter: options.name, error: 'redis out of memory: not counted' });
+          return [1, options.rate.windowMs] as RedisReply;
+        }
+        throw error;
+      }),
   });
   return rateLimit({
     windowMs: options.rate.windowMs,
@@ -31,9 +64,13 @@ export function createRateLimiter(options: {
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     identifier: options.name,
+    // Our own keyGenerator: req.ip as Express derives it under `trust proxy` (never `true`), IPv6 per
+    // /64. express-rate-limit's IP and X-Forwarded-For checks run only inside its default key
+    // generator, so a forged header from a client cannot trigger them; every other check stays on.
     keyGenerator: clientKey,
     store,
     passOnStoreError: options.failOpen ?? false,
+    logger: limiterLogger(options.log, options.name),
     handler: (req, _res, next, _opts) => {
       const resetTime = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
       const seconds = resetTime ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000)) : Math.ceil(options.rate.windowMs / 1000);
