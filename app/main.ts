@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import { createApp } from './app.js';
 import { createLogger } from './shared/logger.js';
 import { createApiRedis, readEvictionPolicy } from './shared/redis.js';
@@ -41,7 +41,10 @@ const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
 const app = createApp({ config, log, redis, keys, wordlist, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
 
-const server: Server = app.listen(config.port, config.host, () => {
+// Node checks header and request timeouts every 30 s by default: check each second, so a
+// slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.
+const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
+server.listen(config.port, config.host, () => {
   log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });
 });
 configureServerTimeouts(server, config);
