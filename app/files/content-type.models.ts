@@ -11,8 +11,19 @@ export async function detectType(sample: Buffer): Promise<string> {
   const found = await fileTypeFromBuffer(sample);
   if (found) return found.mime;
   if (sample.length === 0) return 'application/octet-stream';
-  if (!sample.includes(0) && isUtf8Prefix(sample)) return 'text/plain';
+  if (!sample.includes(0) && isUtf8Prefix(sample)) return markupType(sample) ?? 'text/plain';
   return 'application/octet-stream';
+}
+
+// file-type does not recognise HTML or SVG text: without this, a page would be labelled text/plain
+// and could never be told apart from an active type (SPEC §3 serves active types as octet-stream).
+const HTML_START = /^(?:\ufeff)?\s*(?:<!--[\s\S]*?-->\s*)*<(?:!doctype\s+html|html|head|body|script|iframe|meta|title|style|div|a|img|svg|form)[\s/>]/i;
+
+function markupType(sample: Buffer): string | null {
+  const start = sample.subarray(0, 1024).toString('utf8');
+  const match = HTML_START.exec(start);
+  if (!match) return null;
+  return /<svg[\s/>]$/i.test(match[0]) ? 'image/svg+xml' : 'text/html';
 }
 
 function isUtf8Prefix(sample: Buffer): boolean {

@@ -48,34 +48,28 @@ export async function storeEncrypted(options: { source: Readable; storage: Stora
   let nextSpaceCheck = SPACE_CHECK_EVERY;
   let stallTimer: NodeJS.Timeout | undefined;
 
+  const inspectChunk = async (chunk: Buffer) => {
+    armStall();
+    size += chunk.length;
+    if (size > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
+    hash.update(chunk);
+    if (mimeType === null) {
+      sniffed.push(chunk);
+      sniffedBytes += chunk.length;
+      if (sniffedBytes >= SNIFF_BYTES) await decideType();
+    }
+    if (size >= nextSpaceCheck) {
+      nextSpaceCheck += SPACE_CHECK_EVERY;
+      await checkSpace(storage, limits, SPACE_CHECK_EVERY);
+    }
+  };
+
   const inspect = new Transform({
-    async transform(chunk: Buffer, _encoding, done) {
-      try {
-        armStall();
-        size += chunk.length;
-        if (size > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
-        hash.update(chunk);
-        if (mimeType === null) {
-          sniffed.push(chunk);
-          sniffedBytes += chunk.length;
-          if (sniffedBytes >= SNIFF_BYTES) await decideType();
-        }
-        if (size >= nextSpaceCheck) {
-          nextSpaceCheck += SPACE_CHECK_EVERY;
-          await checkSpace(storage, limits, SPACE_CHECK_EVERY);
-        }
-        done(null, chunk);
-      } catch (error) {
-        done(error as Error);
-      }
+    transform(chunk: Buffer, _encoding, done) {
+      inspectChunk(chunk).then(() => done(null, chunk), (error: unknown) => done(error as Error));
     },
-    async flush(done) {
-      try {
-        if (mimeType === null) await decideType();
-        done();
-      } catch (error) {
-        done(error as Error);
-      }
+    flush(done) {
+      (mimeType === null ? decideType() : Promise.resolve()).then(() => done(), (error: unknown) => done(error as Error));
     },
   });
 

@@ -4,7 +4,7 @@ import express, { Router, type Request, type RequestHandler, type Response } fro
 import multer from 'multer';
 import type { RuntimeConfig } from '../config.js';
 import { encryptingEngine } from '../http/multer-engine.js';
-import { validationFailed } from '../http/errors.js';
+import { AppError, validationFailed } from '../http/errors.js';
 import { zodDetails } from '../http/error-handler.js';
 import { asciiFallback, servedContentType, sanitiseFilename } from './content-type.models.js';
 import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
@@ -107,7 +107,9 @@ export function createFilesRouter({ deps: shared, uploadLimiter, lookupGuards, r
     try {
       stored = await store(req, declared);
     } catch (error) {
-      if (aborted) throw uploadAborted();
+      // Our own refusals (413, 415, 507, stall) destroy the request stream, which also emits
+      // 'aborted': keep their answer, and call it an abort only for an error that is not ours.
+      if (aborted && !(error instanceof AppError)) throw uploadAborted();
       throw error;
     }
     const uploaded = await registerUpload(deps, { stored, filename: sanitiseFilename(String(req.params.filename)), expiryMinutes: options.expiry, uses: options.uses, words: options.words });
@@ -144,15 +146,14 @@ export function createFilesRouter({ deps: shared, uploadLimiter, lookupGuards, r
     }
   };
 
-  router.get('/download/:key', ...lookupGuards, async (req, res) => {
-    // A browser navigation or a link-preview bot gets the page, which spends nothing.
-    if (req.accepts(['application/octet-stream', 'text/html']) === 'text/html') {
-      res.setHeader('Cache-Control', 'no-store');
-      res.redirect(303, `/d#${encodeURIComponent(String(req.params.key)).replace(/%2D/gi, '-')}`);
-      return;
-    }
-    await download(req, res, req.params.key);
-  });
+  // A browser navigation or a link-preview bot gets the page, which spends nothing: before the
+  // lookup guards, so a click on a share link costs no lookup budget and is never refused as blocked.
+  const redirectBrowsers: RequestHandler = (req, res, next) => {
+    if (req.accepts(['application/octet-stream', 'text/html']) !== 'text/html') return next();
+    res.setHeader('Cache-Control', 'no-store');
+    res.redirect(303, `/d#${encodeURIComponent(String(req.params.key)).replace(/%2D/gi, '-')}`);
+  };
+  router.get('/download/:key', redirectBrowsers, ...lookupGuards, async (req, res) => download(req, res, req.params.key));
   router.post('/download', ...smallBody, ...lookupGuards, async (req, res) => download(req, res, keyFromBody(req)));
 
   const statusJson = async (req: Request, res: Response, keyInput: unknown) => {

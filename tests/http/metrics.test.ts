@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { waitFor } from '../helpers/files.js';
 
 describe('/metrics', () => {
   let on: TestApp;
@@ -23,6 +24,8 @@ describe('/metrics', () => {
     const { key } = (await up.json()) as { key: string };
     const down = await fetch(`${on.url}/download/${key}`);
     expect(await down.text()).toBe(body);
+    // The request line is logged when the server sees the response finish, a moment after the client.
+    await waitFor(async () => on.logs.some((l) => l.event === 'request_completed' && l.route === '/download/:key'), Boolean);
 
     const res = await fetch(`${on.url}/metrics`);
     expect(res.status).toBe(200);

@@ -1,0 +1,107 @@
+import { readdir } from 'node:fs/promises';
+import { expect } from 'vitest';
+import type { TestApp } from './app.js';
+
+export interface UploadAnswer {
+  key: string;
+  share_url: string;
+  download_url: string;
+  preview_url: string;
+  status_url: string;
+  delete_url: string;
+  delete_token: string;
+  expiry: string;
+  uses: number;
+  filename: string;
+  mime_type: string;
+  size: number;
+  created_at: string;
+  sha256: string;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; request_id: string; details?: { field: string; message: string }[]; reason?: string; [k: string]: unknown };
+}
+
+/** A multipart upload of `bytes` named `filename`, with optional form fields. */
+export function postFile(app: TestApp, bytes: Uint8Array | string, filename = 'file.bin', fields: Record<string, string> = {}, type = 'application/octet-stream'): Promise<Response> {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  form.append('file', new Blob([typeof bytes === 'string' ? Buffer.from(bytes) : new Uint8Array(bytes)], { type }), filename);
+  return fetch(`${app.url}/upload`, { method: 'POST', body: form });
+}
+
+/** Uploads and asserts 201; returns the JSON answer. */
+export async function uploadOk(app: TestApp, bytes: Uint8Array | string, filename = 'file.bin', fields: Record<string, string> = {}): Promise<UploadAnswer> {
+  const res = await postFile(app, bytes, filename, fields);
+  const text = await res.text();
+  expect(res.status, text).toBe(201);
+  return JSON.parse(text) as UploadAnswer;
+}
+
+/** Reads an error answer and checks the envelope: code, message and the request id echoed in the header. */
+export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  const body = JSON.parse(text) as ErrorBody;
+  expect(body.error.code).toBe(code);
+  expect(body.error.message).toEqual(expect.any(String));
+  expect(body.error.request_id).toBe(res.headers.get('x-request-id'));
+  return body;
+}
+
+/** Names of every file in TEMP_PATH and STORAGE_PATH. */
+export async function storedFiles(app: TestApp): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of [app.config.storagePath, app.config.tempPath]) out.push(...(await readdir(dir)).map((n) => `${dir}/${n}`));
+  return out;
+}
+
+/** Every Redis key under the app's prefix. */
+export async function redisKeysOf(app: TestApp, pattern = '*'): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await app.deps.redis.scan(cursor, 'MATCH', `${app.deps.keys.prefix}:${pattern}`, 'COUNT', 1000);
+    cursor = next;
+    found.push(...batch);
+  } while (cursor !== '0');
+  return found;
+}
+
+/** File records, tombstones and blob liveness keys (not rate-limit or queue keys). */
+export async function fileKeys(app: TestApp): Promise<string[]> {
+  return [...(await redisKeysOf(app, 'file:*')), ...(await redisKeysOf(app, 'blob:*'))];
+}
+
+/** Everything under the prefix as text: keys and values (strings, hashes, lists, sets, zsets, streams). */
+export async function redisDump(app: TestApp): Promise<string> {
+  const { redis } = app.deps;
+  const parts: string[] = [];
+  for (const key of await redisKeysOf(app)) {
+    const type = await redis.type(key);
+    parts.push(key);
+    if (type === 'string') parts.push((await redis.get(key)) ?? '');
+    else if (type === 'hash') parts.push(JSON.stringify(await redis.hgetall(key)));
+    else if (type === 'list') parts.push(JSON.stringify(await redis.lrange(key, 0, -1)));
+    else if (type === 'set') parts.push(JSON.stringify(await redis.smembers(key)));
+    else if (type === 'zset') parts.push(JSON.stringify(await redis.zrange(key, 0, -1, 'WITHSCORES')));
+    else if (type === 'stream') parts.push(JSON.stringify(await redis.xrange(key, '-', '+')));
+  }
+  return parts.join('\n');
+}
+
+/** Polls until `check` holds or the deadline passes; returns the last result. */
+export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await probe();
+  while (!check(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+    value = await probe();
+  }
+  return value;
+}
+
+/** A minimal valid PNG header (signature + IHDR), enough for content detection. */
+export const PNG_BYTES = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4d30000000049454e44ae426082', 'hex');

@@ -1,0 +1,234 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readdir } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { expectError, uploadOk, type UploadAnswer } from '../helpers/files.js';
+
+const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
+
+/** A multipart body built by hand, the name sent as RFC 5987 `filename*` so any character (CR, LF, quotes) arrives as is. */
+async function uploadRawName(app: TestApp, filename: string, content: string): Promise<UploadAnswer> {
+  const boundary = `----cbx${randomBytes(8).toString('hex')}`;
+  const encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''${encoded}\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    Buffer.from(content),
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  const res = await fetch(`${app.url}/upload`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+  const text = await res.text();
+  expect(res.status, text).toBe(201);
+  return JSON.parse(text) as UploadAnswer;
+}
+
+/** GET with node:http so repeated headers stay visible (fetch joins them). */
+function rawGet(url: string): Promise<{ status: number; rawHeaders: string[]; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+/** Finds the blob an upload created: the one new file in STORAGE_PATH. */
+async function newBlob(app: TestApp, before: string[]): Promise<string> {
+  const after = await readdir(app.config.storagePath);
+  const added = after.filter((n) => !before.includes(n));
+  expect(added).toHaveLength(1);
+  return path.join(app.config.storagePath, added[0]!);
+}
+
+async function flipByte(file: string, offset: number): Promise<void> {
+  const handle = await open(file, 'r+');
+  try {
+    const buf = Buffer.alloc(1);
+    await handle.read(buf, 0, 1, offset);
+    buf[0] = buf[0]! ^ 0x01;
+    await handle.write(buf, 0, 1, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+describe('downloads (SPEC §3)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    // Enough KDF slots and queue for 50 parallel lookups: the default sheds the excess with 503 by design.
+    app = await startTestApp({ env: { KDF_CONCURRENCY: '20' } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('sends the bytes with every header of the spec', async () => {
+    const content = randomBytes(100_000);
+    const up = await uploadOk(app, content, 'report.bin', { uses: '2' });
+    const res = await fetch(up.download_url);
+    expect(res.status).toBe(200);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    expect(bytes.equals(content)).toBe(true);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    expect(res.headers.get('content-length')).toBe('100000');
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename="report.bin"');
+    expect(res.headers.get('x-sha256')).toBe(sha256(bytes));
+    expect(res.headers.get('x-remaining-uses')).toBe('1');
+    expect(res.headers.get('cache-control')).toBe('no-store, no-transform');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; sandbox");
+    const second = await fetch(up.download_url);
+    expect(second.headers.get('x-remaining-uses')).toBe('0');
+    expect(Buffer.from(await second.arrayBuffer()).equals(content)).toBe(true);
+  });
+
+  it.each([
+    ['HTML', '<!DOCTYPE html><html><body><script>alert(1)</script></body></html>', 'page.html'],
+    ['HTML without a doctype', '  <html><script>alert(document.cookie)</script></html>', 'x.htm'],
+    ['SVG', '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', 'x.svg'],
+    ['XML', '<?xml version="1.0"?><root/>', 'x.xml'],
+  ])('serves an active type (%s) as application/octet-stream', async (_name, content, filename) => {
+    const up = await uploadOk(app, content, filename);
+    const res = await fetch(up.download_url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/octet-stream');
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment;/);
+    expect(await res.text()).toBe(content);
+  });
+
+  describe('filenames: one safe attachment header with the right name', () => {
+    const cases: [string, string, string][] = [
+      ['Unicode', '報告.pdf', '報告.pdf'],
+      ['quotes', 'a"b.txt', 'a"b.txt'],
+      ['CR/LF header injection', 'a\r\nSet-Cookie: x.txt', 'aSet-Cookie: x.txt'],
+      ['bidi override', '\u202Egnp.exe', 'gnp.exe'],
+      ['path traversal', '../../etc/passwd', 'passwd'],
+      ['windows path', '..\\..\\boot.ini', 'boot.ini'],
+      ['300 characters', `${'é'.repeat(296)}.txt`, `${'é'.repeat(251)}.txt`],
+    ];
+    it.each(cases)('%s', async (_name, raw, expected) => {
+      expect(expected.length).toBeLessThanOrEqual(255);
+      const up = await uploadRawName(app, raw, 'content');
+      expect(up.filename).toBe(expected);
+      const res = await rawGet(up.download_url);
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('content');
+      const names = res.rawHeaders.filter((_v, i) => i % 2 === 0).map((h) => h.toLowerCase());
+      expect(names.filter((n) => n === 'content-disposition')).toHaveLength(1);
+      expect(names).not.toContain('set-cookie');
+      const header = res.rawHeaders[res.rawHeaders.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === 'content-disposition') + 1]!;
+      expect(header).not.toMatch(/[\r\n]/);
+      expect(header).toMatch(/^[\x20-\x7e]+$/);
+      expect(header).toMatch(/^attachment; filename="/);
+      const star = /filename\*=UTF-8''([^;\s]+)/.exec(header);
+      if (/^[\x20-\x7e]*$/.test(expected)) {
+        // An ASCII name needs no filename*: the quoted form carries it exactly.
+        const quoted = /filename="((?:[^"\\]|\\.)*)"/.exec(header)![1]!.replace(/\\(.)/g, '$1');
+        expect(star ? decodeURIComponent(star[1]!) : quoted).toBe(expected);
+      } else {
+        expect(star).not.toBeNull();
+        expect(decodeURIComponent(star![1]!)).toBe(expected);
+      }
+    });
+  });
+
+  it('50 parallel downloads of a uses=1 file: exactly one 200', async () => {
+    const up = await uploadOk(app, 'only once', 'once.txt', { uses: '1' });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const res = await fetch(up.download_url);
+        return { status: res.status, body: await res.text() };
+      }),
+    );
+    expect(results.filter((r) => r.status === 200)).toEqual([{ status: 200, body: 'only once' }]);
+    expect(results.filter((r) => r.status === 410)).toHaveLength(49);
+  });
+
+  it('50 parallel downloads of a uses=3 file: exactly three 200', async () => {
+    const up = await uploadOk(app, 'thrice', 'thrice.txt', { uses: '3' });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const res = await fetch(up.download_url);
+        return { status: res.status, body: await res.text(), remaining: res.headers.get('x-remaining-uses') };
+      }),
+    );
+    const ok = results.filter((r) => r.status === 200);
+    expect(ok).toHaveLength(3);
+    expect(ok.map((r) => r.remaining).sort()).toEqual(['0', '1', '2']);
+    expect(ok.every((r) => r.body === 'thrice')).toBe(true);
+    expect(results.filter((r) => r.status !== 200 && r.status !== 410)).toEqual([]);
+    expect(results.filter((r) => r.status === 410)).toHaveLength(47);
+  });
+
+  describe('integrity', () => {
+    it('a corrupted first chunk answers 500 INTEGRITY_CHECK_FAILED and refunds the use', async () => {
+      for (const uses of ['1', '2']) {
+        const before = await readdir(app.config.storagePath);
+        const up = await uploadOk(app, randomBytes(1000), 'corrupt.bin', { uses });
+        await flipByte(await newBlob(app, before), 500);
+        const body = await expectError(await fetch(up.download_url), 500, 'INTEGRITY_CHECK_FAILED');
+        expect(JSON.stringify(body)).not.toMatch(/\/tmp|storage|uploads/);
+        const status = await fetch(up.status_url);
+        expect(status.status).toBe(200);
+        expect(((await status.json()) as { remaining_uses: number }).remaining_uses).toBe(Number(uses));
+        // Refunded again on a second failure: the file is never spent by a server-side failure.
+        await expectError(await fetch(up.download_url), 500, 'INTEGRITY_CHECK_FAILED');
+        expect(((await (await fetch(up.status_url)).json()) as { remaining_uses: number }).remaining_uses).toBe(Number(uses));
+      }
+    });
+
+    const readAll = async (res: Response) => {
+      const reader = res.body!.getReader();
+      const state = { received: 0 };
+      const read = async () => {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return;
+          state.received += value.byteLength;
+        }
+      };
+      return { state, read };
+    };
+
+    it('a corrupted second chunk of a 200 KiB file: the client never gets all the bytes', async () => {
+      const size = 200 * 1024;
+      const before = await readdir(app.config.storagePath);
+      const up = await uploadOk(app, randomBytes(size), 'mid.bin', { uses: '2' });
+      await flipByte(await newBlob(app, before), 100_000);
+      const res = await fetch(up.download_url);
+      // The blob is read 256 KiB at a time, so the bad chunk may fail before the first byte (500,
+      // refunded) or after it (aborted). Either way no complete-looking file reaches the client.
+      if (res.status === 500) {
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('INTEGRITY_CHECK_FAILED');
+        return;
+      }
+      expect(res.status).toBe(200);
+      const { state, read } = await readAll(res);
+      await expect(read()).rejects.toThrow();
+      expect(state.received).toBeLessThan(size);
+    });
+
+    it('a corrupted later chunk after the first byte aborts the connection, spends the use, sends only verified chunks', async () => {
+      const size = 1024 * 1024;
+      const before = await readdir(app.config.storagePath);
+      const up = await uploadOk(app, randomBytes(size), 'big.bin', { uses: '2' });
+      await flipByte(await newBlob(app, before), 900_000);
+      const res = await fetch(up.download_url);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe(String(size));
+      const { state, read } = await readAll(res);
+      await expect(read()).rejects.toThrow();
+      expect(state.received).toBeLessThan(size);
+      // Only verified chunks were released, all before the corrupted one (chunk 14 of 16).
+      expect(state.received).toBeLessThan(900_000);
+      // The use was spent (the first byte went out), not refunded.
+      expect(((await (await fetch(up.status_url)).json()) as { remaining_uses: number }).remaining_uses).toBe(1);
+      expect(app.logs.some((l) => l.event === 'integrity_check_failed')).toBe(true);
+    });
+  });
+});

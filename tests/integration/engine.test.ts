@@ -1,0 +1,228 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { fileKeys, redisDump, redisKeysOf, storedFiles, waitFor, type UploadAnswer } from '../helpers/files.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads every file in TEMP_PATH and STORAGE_PATH over and over until stopped; records what it saw. */
+function watchDirs(app: TestApp) {
+  const seen = { names: new Set<string>(), contents: [] as Buffer[], reads: 0 };
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const dir of [app.config.tempPath, app.config.storagePath]) {
+        for (const name of await readdir(dir).catch(() => [] as string[])) {
+          seen.names.add(name);
+          const data = await readFile(path.join(dir, name)).catch(() => null);
+          if (data) {
+            seen.contents.push(data);
+            seen.reads += 1;
+          }
+        }
+      }
+      await sleep(2);
+    }
+  })();
+  return {
+    seen,
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/** A raw PUT that sends `parts` with pauses, and optionally stops or aborts. */
+function slowPut(app: TestApp, urlPath: string, parts: Buffer[], opts: { pauseMs?: number; contentLength?: number; abortAfter?: number; stallAfter?: number } = {}) {
+  return new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
+    const req = http.request(`${app.url}${urlPath}`, {
+      method: 'PUT',
+      headers: { Accept: 'application/json', ...(opts.contentLength !== undefined ? { 'Content-Length': String(opts.contentLength) } : {}) },
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', (e) => resolve({ error: e.message }));
+    });
+    req.on('error', (e) => resolve({ error: e.message }));
+    void (async () => {
+      for (let i = 0; i < parts.length; i += 1) {
+        if (opts.abortAfter === i) {
+          req.destroy();
+          return;
+        }
+        if (opts.stallAfter === i) return; // send nothing more, keep the socket open
+        req.write(parts[i]);
+        await sleep(opts.pauseMs ?? 0);
+      }
+      req.end();
+    })();
+  });
+}
+
+const hasText = (haystack: Buffer | string, needle: string) => (typeof haystack === 'string' ? haystack.includes(needle) : haystack.includes(Buffer.from(needle)));
+
+describe('the encrypting upload engine, end to end (issue 3)', () => {
+  let app: TestApp;
+  const secrets: string[] = [];
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('never shows the plaintext or the filename on disk while uploading, nor in Redis afterwards', async () => {
+    const marker = `MARKER-${randomBytes(12).toString('hex')}`;
+    const filename = `secret-name-${randomBytes(6).toString('hex')}.txt`;
+    const chunk = Buffer.from(`${marker}\n`.repeat(4096));
+    const parts = Array.from({ length: 12 }, () => chunk);
+    const watcher = watchDirs(app);
+    const res = await slowPut(app, `/upload/${filename}?uses=2`, parts, { pauseMs: 20 });
+    const after = await storedFiles(app);
+    await watcher.stop();
+    expect('status' in res && res.status).toBe(201);
+    const up = JSON.parse((res as { body: string }).body) as UploadAnswer;
+    expect(up.filename).toBe(filename);
+    expect(up.size).toBe(chunk.length * 12);
+    // The watcher really saw the partial and the blob.
+    expect(watcher.seen.reads).toBeGreaterThan(0);
+    expect([...watcher.seen.names].some((n) => n.endsWith('.partial'))).toBe(true);
+    expect(after).toHaveLength(1);
+    for (const name of watcher.seen.names) {
+      expect(name).not.toContain(marker);
+      expect(name).not.toContain('secret-name');
+    }
+    for (const data of [...watcher.seen.contents, await readFile(after[0]!)]) {
+      expect(hasText(data, marker)).toBe(false);
+      expect(hasText(data, filename)).toBe(false);
+    }
+
+    const lookupIds = (await redisKeysOf(app, 'file:*')).map((k) => /\{(.+)\}/.exec(k)![1]!);
+    expect(lookupIds).toHaveLength(1);
+    secrets.push(up.key, up.delete_token, filename, ...lookupIds);
+    const dump = await redisDump(app);
+    expect(dump.length).toBeGreaterThan(0);
+    for (const secret of [marker, filename, up.key, up.delete_token]) expect(hasText(dump, secret)).toBe(false);
+    // The words themselves (joined any way) never appear either.
+    expect(hasText(dump, up.key.split('-').join(' '))).toBe(false);
+
+    // And the file still downloads intact.
+    const dl = await fetch(up.download_url);
+    expect(dl.status).toBe(200);
+    expect(Buffer.from(await dl.arrayBuffer()).equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it('a multipart upload writes no plaintext or filename either', async () => {
+    const marker = `MPMARKER-${randomBytes(12).toString('hex')}`;
+    const filename = `mp-name-${randomBytes(6).toString('hex')}.txt`;
+    const watcher = watchDirs(app);
+    const form = new FormData();
+    form.append('file', new Blob([`${marker}\n`.repeat(50_000)]), filename);
+    const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form });
+    await watcher.stop();
+    expect(res.status).toBe(201);
+    const up = (await res.json()) as UploadAnswer;
+    secrets.push(up.key, up.delete_token, filename);
+    for (const name of watcher.seen.names) expect(name).not.toContain('mp-name');
+    for (const data of watcher.seen.contents) expect(hasText(data, marker)).toBe(false);
+    for (const file of await storedFiles(app)) expect(hasText(await readFile(file), marker)).toBe(false);
+    const dump = await redisDump(app);
+    for (const secret of [marker, filename, up.key, up.delete_token]) expect(hasText(dump, secret)).toBe(false);
+  });
+
+  it('a client abort mid-upload (PUT) leaves no file and no record', async () => {
+    const filesBefore = await storedFiles(app);
+    const keysBefore = await fileKeys(app);
+    const completedBefore = app.logs.filter((l) => l.event === 'request_completed').length;
+    const part = randomBytes(256 * 1024);
+    const res = await slowPut(app, '/upload/aborted.bin', [part, part, part, part, part], { contentLength: 20 * part.length, pauseMs: 20, abortAfter: 3 });
+    expect('error' in res).toBe(true);
+    // Wait for the server to finish with the request, then for the partial to go.
+    await waitFor(async () => app.logs.filter((l) => l.event === 'request_completed').length, (n) => n > completedBefore, 5_000);
+    expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
+    expect(await fileKeys(app)).toEqual(keysBefore);
+  });
+
+  it('a client abort mid-upload (multipart) leaves no file and no record', async () => {
+    const filesBefore = await storedFiles(app);
+    const keysBefore = await fileKeys(app);
+    const boundary = 'cbxabortboundary';
+    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="abort.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+    const result = await new Promise<string>((resolve) => {
+      const req = http.request(`${app.url}/upload`, { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(10 * 1024 * 1024) } });
+      req.on('error', (e) => resolve(e.message));
+      req.on('response', (r) => resolve(`status ${r.statusCode}`));
+      req.write(head);
+      void (async () => {
+        for (let i = 0; i < 4; i += 1) {
+          req.write(randomBytes(256 * 1024));
+          await sleep(20);
+        }
+        req.destroy();
+      })();
+    });
+    expect(result).not.toMatch(/^status 201/);
+    expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
+    expect(await fileKeys(app)).toEqual(keysBefore);
+  });
+
+  describe('a stalled body', () => {
+    let stall: TestApp;
+    beforeAll(async () => {
+      stall = await startTestApp({ env: { UPLOAD_STALL_SECONDS: '1' } });
+    });
+    afterAll(async () => {
+      await stall.close();
+    });
+
+    it('is cut off after UPLOAD_STALL_SECONDS and leaves nothing (PUT)', async () => {
+      const started = Date.now();
+      const part = randomBytes(64 * 1024);
+      const res = await slowPut(stall, '/upload/stalled.bin', [part, part, part], { contentLength: 10 * part.length, stallAfter: 2 });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      if ('status' in res) expect(res.status).toBe(408);
+      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0)).toEqual([]);
+      expect(await fileKeys(stall)).toEqual([]);
+    });
+
+    it('is cut off after UPLOAD_STALL_SECONDS and leaves nothing (multipart)', async () => {
+      const started = Date.now();
+      const boundary = 'cbxstallboundary';
+      const pending = new Promise<string>((resolve) => {
+        const req = http.request(`${stall.url}/upload`, { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(1024 * 1024) } });
+        req.on('error', (e) => resolve(e.message));
+        req.on('response', (r) => {
+          r.resume();
+          resolve(`status ${r.statusCode}`);
+        });
+        req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="stall.bin"\r\n\r\n`);
+        req.write(randomBytes(10_000));
+      });
+      // The pipeline's idle timer discards the partial after UPLOAD_STALL_SECONDS...
+      await waitFor(() => storedFiles(stall), (f) => f.length > 0, 1_000);
+      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0, 3_000)).toEqual([]);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      // ...but multer waits for the rest of the body, so the socket is closed only by the server's
+      // idle timeout (UPLOAD_STALL_SECONDS + 5 s), without an answer.
+      const result = await pending;
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(result).not.toBe('status 201');
+      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0)).toEqual([]);
+      expect(await fileKeys(stall)).toEqual([]);
+    });
+  });
+
+  it('the logs hold no passphrase, delete token, filename or lookup id', () => {
+    expect(secrets.length).toBeGreaterThan(0);
+    const logs = app.rawLogs.join('\n');
+    expect(logs).toContain('file_uploaded');
+    for (const secret of secrets) expect(logs).not.toContain(secret);
+  });
+});
