@@ -59,4 +59,9 @@ installShutdown({
 });
 
 await installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log });
+// Redis keeps no data across a restart (SPEC §4.5), so the job scheduler may be gone after a
+// reconnect: install it again (idempotent), which also sweeps the blobs that lost their records.
+redis.on('ready', () => {
+  installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log }).catch((error: unknown) => log.warn('schedule_install_failed', { error: describeError(error) }));
+});
 log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });

@@ -3,8 +3,8 @@ import multer from 'multer';
 import { ZodError } from 'zod';
 import type { Logger } from '../shared/logger.js';
 import { AppError, internalError, notFoundRoute, validationFailed } from './errors.js';
-import { isRedisUnavailable } from '../shared/redis.js';
-import { serviceUnavailable } from './errors.js';
+import { isRedisOutOfMemory, isRedisUnavailable } from '../shared/redis.js';
+import { insufficientStorage, serviceUnavailable } from './errors.js';
 
 /** Turns a ZodError into our `details[]`: field paths and messages, never the rejected values. */
 export function zodDetails(error: ZodError): { field: string; message: string }[] {
@@ -21,6 +21,8 @@ function toAppError(error: unknown): AppError {
     return validationFailed([{ field: error.field ?? '(body)', message: error.message }]);
   }
   if (isRedisUnavailable(error)) return serviceUnavailable(error);
+  // Redis at maxmemory with noeviction refuses writes: a capacity problem, like a full disk.
+  if (isRedisOutOfMemory(error)) return insufficientStorage(error);
   const status = (error as { status?: unknown; type?: unknown } | null)?.status;
   // body-parser's own errors (bad JSON, too large) carry a 4xx status and a safe type.
   if (typeof status === 'number' && status >= 400 && status < 500) {
@@ -54,7 +56,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     const appError = toAppError(error);
     if (appError.status >= 500) {
       const cause = appError.cause ?? error;
-      log.error(appError.code === 'SERVICE_UNAVAILABLE' ? 'redis_unavailable' : 'request_failed', {
+      const event = appError.code === 'SERVICE_UNAVAILABLE' ? 'redis_unavailable' : isRedisOutOfMemory(cause) ? 'redis_out_of_memory' : 'request_failed';
+      log.error(event, {
         request_id: req.id,
         code: appError.code,
         error: cause instanceof Error ? { name: cause.name, message: cause.message, stack: cause.stack } : String(cause),
