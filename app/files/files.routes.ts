@@ -135,7 +135,6 @@ export function createFilesRouter({ deps: shared, uploadLimiter, lookupGuards, r
     res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
     if (dl.first) res.write(dl.first);
     else res.flushHeaders();
-    await dl.committed();
     deps.log.info('file_downloaded', { size: dl.size, remaining_uses: dl.remainingUses });
     try {
       await pipeline(dl.body, res);
@@ -143,6 +142,11 @@ export function createFilesRouter({ deps: shared, uploadLimiter, lookupGuards, r
       // Mid-stream: the status is sent; abort so the client never sees a complete-looking file.
       res.destroy();
       if ((error as { code?: string }).code === 'INTEGRITY_CHECK_FAILED') deps.log.error('integrity_check_failed', { after_first_byte: true });
+    } finally {
+      // Only now may the janitor overwrite a burned blob: shredding it while we still read it
+      // would cut this very download short.
+      // If Redis cannot take the job now, the record is already gone and the sweep shreds the orphan.
+      await dl.finished().catch((error: unknown) => deps.log.error('shred_enqueue_failed', { error: (error as Error).message }));
     }
   };
 

@@ -144,8 +144,8 @@ export interface Download {
   /** Verified plaintext; the first chunk has already been authenticated. */
   body: Readable;
   first: Buffer | null;
-  /** Call once the first byte has been sent: from then on the use is spent for good. */
-  committed(): Promise<void>;
+  /** Call once the response has ended, sent or aborted: a burned blob then goes to the janitor. */
+  finished(): Promise<void>;
 }
 
 /**
@@ -170,7 +170,7 @@ export async function startDownload(deps: FilesDeps, input: unknown): Promise<Do
       remainingUses: record.uses,
       body,
       first,
-      committed: async () => {
+      finished: async () => {
         if (!extra.burned) return;
         deps.log.info('file_burned', { size: record.size });
         await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' });
