@@ -1,0 +1,329 @@
+/**
+ * `npm run bench` (SPEC §9, issue 10): starts the real stack and measures small-file latency and
+ * throughput, large-file MiB/s and the API's peak RSS, the KDF's cost per lookup, and — in the same
+ * run — this machine's own limits (one-core AES-256-GCM, raw disk, loopback HTTP), then reports
+ * every figure as a ratio to its limit. `--quick` (64 MiB, fewer requests) is a smoke run for CI.
+ * Writes bench/results.json and bench/results.md and prints the table.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createKdf, DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
+import { request, runLoad, streamDownload, streamUpload, type LoadStats } from './bench/client.js';
+import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
+import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const quick = process.argv.includes('--quick');
+const SMALL = 10 * 1024;
+const SECRET = 'cinderbox-bench-secret-0123456789-abcdefghijklmnop';
+const plan = quick
+  ? { large: 64 * MiB, disk: 128 * MiB, small: [ { concurrency: 1, count: 40 }, { concurrency: 10, count: 150 }, { concurrency: 50, count: 250 } ], kdfSamples: 10, statusSamples: 15 }
+  : { large: 1024 * MiB, disk: 1024 * MiB, small: [ { concurrency: 1, count: 100 }, { concurrency: 10, count: 400 }, { concurrency: 50, count: 1000 } ], kdfSamples: 30, statusSamples: 60 };
+const kdfCost = Number(process.env.KDF_COST ?? DEFAULT_SCRYPT_COST_LOG2);
+const kdfConcurrency = Number(process.env.KDF_CONCURRENCY ?? DEFAULT_KDF_CONCURRENCY);
+const USES = 5;
+// uses=2 so the measured download is not the burning one (see docs/BENCHMARKS.md: a burn while streaming).
+const LARGE_USES = Number(process.env.BENCH_LARGE_USES ?? 2);
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const r1 = (n: number) => Math.round(n * 10) / 10;
+const r3 = (n: number) => Math.round(n * 1000) / 1000;
+
+/** A temp dir on the same filesystem as the repo (the storage a real deployment would use). */
+async function workDir(): Promise<string> {
+  const tmp = os.tmpdir();
+  const sameDisk = (await stat(tmp)).dev === (await stat(root)).dev;
+  const parent = sameDisk ? tmp : path.join(root, 'var');
+  await mkdir(parent, { recursive: true });
+  return mkdtemp(path.join(parent, 'cinderbox-bench-'));
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+async function kdfInProcess(): Promise<{ msMedian: number; msMean: number }> {
+  const kdf = createKdf({ secret: SECRET, costLog2: kdfCost, concurrency: 1 });
+  await kdf.derive('warm up the pool');
+  const times: number[] = [];
+  for (let i = 0; i < plan.kdfSamples; i++) {
+    const t0 = process.hrtime.bigint();
+    await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`);
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length };
+}
+
+interface StackResults {
+  upload: LoadStats[];
+  download: LoadStats[];
+  statusHitMs: number;
+  statusMissMs: number;
+  large: { uploadMiBs: number; downloadMiBs: number; peakUpload: number; peakDownload: number; peakLifetime: number; peakReset: boolean; idleRss: number; finalRss: number; burnDownload: string };
+}
+
+async function benchStack(stack: Stack): Promise<StackResults> {
+  const { base } = stack;
+  const body = randomBytes(SMALL);
+  const keys: string[] = [];
+  const uploadOne = async (a: http.Agent, i: number, uses = USES): Promise<string | null> => {
+    const r = await request(a, `${base}/upload/bench-${i}.bin?uses=${uses}&expiry=60`, { method: 'PUT', body, headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' } });
+    if (r.status !== 201) return `upload ${r.status} ${r.body.toString('utf8', 0, 120)}`;
+    keys.push((JSON.parse(r.body.toString('utf8')) as { key: string }).key);
+    return null;
+  };
+  const warm = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  for (let i = 0; i < 5; i++) {
+    const failure = await uploadOne(warm, -i);
+    if (failure) throw new Error(`warm-up ${failure}`);
+  }
+
+  // Large file: streamed from a repeated 1 MiB random chunk, never held in memory.
+  // First, on a fresh API (after the warm-up), so VmHWM is not the small-file load's heap.
+  const big = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const idleRss = (await memory(stack.apiPid)).rss;
+  const peakReset = await resetPeak(stack.apiPid);
+  log(`${plan.large / MiB} MiB upload`);
+  const up = await streamUpload(big, `${base}/upload/bench-large.bin?uses=${LARGE_USES}&expiry=60`, plan.large, randomBytes(MiB), { Accept: 'application/json', 'Content-Type': 'application/octet-stream' });
+  if (up.reply.status !== 201) throw new Error(`large upload: ${up.reply.status} ${up.reply.body.toString('utf8', 0, 200)}`);
+  const largeKey = (JSON.parse(up.reply.body.toString('utf8')) as { key: string }).key;
+  const peakUpload = (await memory(stack.apiPid)).hwm;
+  if (peakReset) await resetPeak(stack.apiPid);
+  log(`${plan.large / MiB} MiB download`);
+  const down = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, { Accept: '*/*' });
+  if (down.status !== 200 || down.bytes !== plan.large || !down.complete) throw new Error(`large download: ${down.status}, ${down.bytes} of ${plan.large} bytes`);
+  const peakDownload = (await memory(stack.apiPid)).hwm;
+  // The last use burns the file while it streams: checked (not timed), since it once failed mid-stream.
+  let burnDownload = 'not tried';
+  if (LARGE_USES === 2) {
+    log(`${plan.large / MiB} MiB download of the last use (burn while streaming)`);
+    try {
+      const last = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, { Accept: '*/*' });
+      burnDownload = last.status === 200 && last.bytes === plan.large && last.complete ? 'complete' : `INCOMPLETE (${last.status}, ${last.bytes} of ${plan.large} bytes)`;
+    } catch (error) {
+      burnDownload = `FAILED (${error instanceof Error ? error.message : String(error)})`;
+    }
+  }
+
+  const upload: LoadStats[] = [];
+  for (const { concurrency, count } of plan.small) {
+    const a = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+    log(`10 KiB uploads, concurrency ${concurrency}, ${count} requests`);
+    upload.push(await runLoad(concurrency, count, (i) => uploadOne(a, i)));
+    a.destroy();
+  }
+
+  // Each key serves USES downloads; interleave so concurrent requests rarely share a key.
+  const pool = Array.from({ length: USES }, () => keys).flat();
+  let taken = 0;
+  const download: LoadStats[] = [];
+  for (const { concurrency, count } of plan.small) {
+    const a = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+    log(`10 KiB downloads, concurrency ${concurrency}, ${count} requests`);
+    const slice = pool.slice(taken, taken + count);
+    taken += count;
+    download.push(
+      await runLoad(concurrency, count, async (i) => {
+        const key = slice[i];
+        if (key === undefined) return 'no key left';
+        const r = await request(a, `${base}/download/${encodeURIComponent(key)}`, { headers: { Accept: '*/*' } });
+        if (r.status !== 200) return `download ${r.status} ${r.body.toString('utf8', 0, 120)}`;
+        return r.body.length === SMALL ? null : `download short body ${r.body.length}`;
+      }),
+    );
+    a.destroy();
+  }
+
+  // KDF cost over HTTP: status of a live key (KDF) minus status of a non-wordlist key (no KDF).
+  log('status lookups (KDF cost over HTTP)');
+  await uploadOne(warm, 99_999, 1);
+  const liveKey = keys[keys.length - 1] ?? '';
+  const statusTimes = async (key: string, expect: number) => {
+    const times: number[] = [];
+    for (let i = 0; i < plan.statusSamples; i++) {
+      const t0 = process.hrtime.bigint();
+      const r = await request(warm, `${base}/status/${encodeURIComponent(key)}`, { headers: { Accept: 'application/json' } });
+      times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (r.status !== expect) throw new Error(`status ${key}: ${r.status}, expected ${expect}`);
+    }
+    return median(times);
+  };
+  const statusHitMs = await statusTimes(liveKey, 200);
+  const statusMissMs = await statusTimes('qqqq-zzzz-qqqq-zzzz', 404);
+
+  const peakLifetime = (await memory(stack.apiPid)).hwm;
+  const finalRss = (await memory(stack.apiPid)).rss;
+  warm.destroy();
+  big.destroy();
+  return {
+    upload,
+    download,
+    statusHitMs,
+    statusMissMs,
+    large: { uploadMiBs: plan.large / MiB / up.seconds, downloadMiBs: plan.large / MiB / down.seconds, peakUpload, peakDownload, peakLifetime, peakReset, idleRss, finalRss, burnDownload },
+  };
+}
+
+interface Row {
+  metric: string;
+  value: string;
+  limit: string;
+  ratio: string;
+  target: string;
+  met: string;
+}
+
+function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: number; readMiBs: number }; loop: LoopbackResult }, kdf: { msMedian: number }, s: StackResults) {
+  const rows: Row[] = [];
+  const targets: { name: string; met: boolean; detail: string }[] = [];
+  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') => rows.push({ metric, value, limit, ratio, target, met });
+  const yes = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  const pct = (x: number) => `${Math.round(x * 100)} %`;
+
+  const upLimit = Math.min(limits.aes.encryptMiBs, limits.disk.writeMiBs);
+  const downLimit = Math.min(limits.aes.decryptMiBs, limits.disk.readMiBs);
+  const size = `${plan.large / MiB} MiB`;
+  const upRatio = s.large.uploadMiBs / upLimit;
+  const downRatio = s.large.downloadMiBs / downLimit;
+  add(`${size} upload`, `${r1(s.large.uploadMiBs)} MiB/s`, `min(AES-GCM enc ${r1(limits.aes.encryptMiBs)} [one-shot ${r1(limits.aes.oneShotEncryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedEncryptMiBs)}], disk write ${r1(limits.disk.writeMiBs)}) = ${r1(upLimit)} MiB/s`, pct(upRatio), '≥ 50 %', yes(upRatio >= 0.5));
+  targets.push({ name: `${size} upload ≥ 50 % of min(AES, disk write)`, met: upRatio >= 0.5, detail: pct(upRatio) });
+  add(`${size} upload vs loopback`, `${r1(s.large.uploadMiBs)} MiB/s`, `loopback HTTP upload ${r1(limits.loop.uploadMiBs)} MiB/s`, pct(s.large.uploadMiBs / limits.loop.uploadMiBs));
+  add(`${size} download`, `${r1(s.large.downloadMiBs)} MiB/s`, `min(AES-GCM dec ${r1(limits.aes.decryptMiBs)} [one-shot ${r1(limits.aes.oneShotDecryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedDecryptMiBs)}], disk read ${r1(limits.disk.readMiBs)}) = ${r1(downLimit)} MiB/s`, pct(downRatio), '≥ 50 %', yes(downRatio >= 0.5));
+  targets.push({ name: `${size} download ≥ 50 % of min(AES, disk read)`, met: downRatio >= 0.5, detail: pct(downRatio) });
+  add(`${size} download vs loopback`, `${r1(s.large.downloadMiBs)} MiB/s`, `loopback HTTP download ${r1(limits.loop.downloadMiBs)} MiB/s`, pct(s.large.downloadMiBs / limits.loop.downloadMiBs));
+  const peak = Math.max(s.large.peakUpload, s.large.peakDownload) / MiB;
+  add('API peak RSS (VmHWM), upload', `${r1(s.large.peakUpload / MiB)} MiB`, '150 MiB', pct(s.large.peakUpload / MiB / 150), '< 150 MiB', yes(s.large.peakUpload / MiB < 150));
+  add('API peak RSS (VmHWM), download', `${r1(s.large.peakDownload / MiB)} MiB`, '150 MiB', pct(s.large.peakDownload / MiB / 150), '< 150 MiB', yes(s.large.peakDownload / MiB < 150));
+  add(`${size} download of the last use (burns while streaming)`, s.large.burnDownload, '', '', 'complete', yes(s.large.burnDownload === 'complete'));
+  add('API RSS before large transfers (after warm-up)', `${r1(s.large.idleRss / MiB)} MiB`);
+  add('API RSS after the small-file load (VmRSS; VmHWM)', `${r1(s.large.finalRss / MiB)} MiB; ${r1(s.large.peakLifetime / MiB)} MiB`);
+  targets.push({ name: `API peak RSS < 150 MiB during ${size} transfers`, met: peak < 150, detail: `${r1(peak)} MiB` });
+
+  const kdfCeiling = (Math.min(kdfConcurrency, os.cpus().length) * 1000) / kdf.msMedian;
+  add(`KDF (scrypt 2^${kdfCost}) in-process`, `${r1(kdf.msMedian)} ms`, `ceiling ${r1(kdfCeiling)} lookups/s (${Math.min(kdfConcurrency, os.cpus().length)} at once)`);
+  add('KDF over HTTP (status hit − miss)', `${r1(s.statusHitMs - s.statusMissMs)} ms`, `hit ${r1(s.statusHitMs)} ms, miss ${r1(s.statusMissMs)} ms`);
+
+  for (const [kind, list, loop] of [['upload', s.upload, limits.loop.small.upload], ['download', s.download, limits.loop.small.download]] as const) {
+    list.forEach((st, i) => {
+      const l = loop[i];
+      const ratio = l ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / kdfCeiling)} of KDF ceiling` : '';
+      let target = '';
+      let met = '';
+      if (st.concurrency === 10) {
+        const bound = kind === 'upload' ? 100 : 150;
+        target = `p95 < ${bound} ms`;
+        met = yes(st.p95 < bound);
+        targets.push({ name: `10 KiB ${kind} p95 < ${bound} ms at concurrency 10`, met: st.p95 < bound, detail: `${r1(st.p95)} ms` });
+      }
+      if (st.concurrency === 50) {
+        target = 'no errors';
+        met = yes(st.errors === 0);
+        targets.push({ name: `10 KiB ${kind}: no errors at concurrency 50`, met: st.errors === 0, detail: `${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}` });
+      }
+      add(`10 KiB ${kind} c=${st.concurrency} (${st.requests} req)`, `${r1(st.rps)} req/s; p50/p95/p99 ${r1(st.p50)}/${r1(st.p95)}/${r1(st.p99)} ms; ${st.errors} errors`, 'loopback HTTP, KDF', ratio, target, met);
+    });
+  }
+  return { rows, targets };
+}
+
+function markdown(rows: Row[], targets: { name: string; met: boolean; detail: string }[]): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  const lines = ['| Figure | Measured | Limit (same run) | Ratio | Target | Met |', '|---|---|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${[r.metric, r.value, r.limit, r.ratio, r.target, r.met].map(esc).join(' | ')} |`);
+  lines.push('', '| Target | Result | Met |', '|---|---|---|');
+  for (const t of targets) lines.push(`| ${esc(t.name)} | ${esc(t.detail)} | ${t.met ? 'met' : 'MISSED'} |`);
+  return lines.join('\n') + '\n';
+}
+
+async function main() {
+  const started = Date.now();
+  const dir = await workDir();
+  let stack: Stack | undefined;
+  const cleanup = async () => {
+    await stack?.stop();
+    stack = undefined;
+    await rm(dir, { recursive: true, force: true });
+  };
+  const onSignal = () => void cleanup().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const storage = path.join(dir, 'uploads');
+    const temp = path.join(dir, 'temp');
+    await mkdir(storage, { recursive: true });
+    await mkdir(temp, { recursive: true });
+    await mkdir(path.join(dir, 'logs'), { recursive: true });
+
+    log(`mode ${quick ? 'quick' : 'full'}; work dir ${dir}`);
+    log(`AES-256-GCM over ${plan.large / MiB} MiB`);
+    const aes = aesGcm(Math.max(plan.large, 4 * 64 * MiB));
+    log(`disk write+fsync / read ${plan.disk / MiB} MiB`);
+    const diskLimits = await disk(storage, plan.disk);
+    log('loopback HTTP');
+    const loop = await loopback(plan.large, SMALL, plan.small);
+    log(`KDF in-process (cost 2^${kdfCost})`);
+    const kdf = await kdfInProcess();
+
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      MAX_FILE_SIZE: '1200000000',
+      UPLOAD_RATE_LIMIT: '1000000/minute',
+      LOOKUP_RATE_LIMIT: '1000000/minute',
+      HEALTH_RATE_LIMIT: '1000000/minute',
+      DOWNLOAD_FAIL_LIMIT: '1000000',
+      MAX_USES: '1000',
+      MAX_EXPIRY_MINUTES: '120',
+      LOG_DIR: path.join(dir, 'logs'),
+      STORAGE_PATH: storage,
+      TEMP_PATH: temp,
+      CINDERBOX_SECRET: SECRET,
+    };
+    delete env.REDIS_URL;
+    delete env.MAX_STORAGE_BYTES;
+    log(`starting the stack on port ${port}`);
+    stack = await startStack(root, env);
+    const s = await benchStack(stack);
+    await stack.stop();
+    stack = undefined;
+
+    const { rows, targets } = report({ aes, disk: diskLimits, loop }, kdf, s);
+    const md = markdown(rows, targets);
+    const results = {
+      date: new Date().toISOString(),
+      mode: quick ? 'quick' : 'full',
+      node: process.version,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      seconds: r1((Date.now() - started) / 1000),
+      config: { kdfCostLog2: kdfCost, kdfConcurrency, largeBytes: plan.large, diskBytes: plan.disk, smallBytes: SMALL, uses: USES },
+      limits: { aesGcm: aes, disk: diskLimits, loopback: { uploadMiBs: loop.uploadMiBs, downloadMiBs: loop.downloadMiBs, small: loop.small } },
+      kdf: { inProcessMs: kdf.msMedian, overHttpMs: s.statusHitMs - s.statusMissMs, statusHitMs: s.statusHitMs, statusMissMs: s.statusMissMs },
+      small: { upload: s.upload, download: s.download },
+      large: s.large,
+      rows,
+      targets,
+    };
+    await mkdir(path.join(root, 'bench'), { recursive: true });
+    await writeFile(path.join(root, 'bench', 'results.json'), JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
+    const header = `Cinderbox bench (${results.mode}), ${results.date}, node ${results.node}, ${results.cpu} × ${results.cores}, ${results.seconds} s\n\n`;
+    await writeFile(path.join(root, 'bench', 'results.md'), header + md);
+    process.stdout.write(header + md);
+  } catch (error) {
+    if (stack) log(`the stack's last output:\n${stack.tail()}`);
+    throw error;
+  } finally {
+    await cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+await main();

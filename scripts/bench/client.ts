@@ -1,0 +1,131 @@
+/** A small HTTP load client for the bench: keep-alive agent, N requests at concurrency C, latency percentiles. */
+import http from 'node:http';
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface LoadStats {
+  concurrency: number;
+  requests: number;
+  errors: number;
+  errorSamples: string[];
+  seconds: number;
+  rps: number;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/** One request; the body (Buffer) is sent with Content-Length, the reply is collected in full. */
+export function request(agent: http.Agent, url: string, options: { method?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const headers: http.OutgoingHttpHeaders = { ...options.headers };
+    if (options.body) headers['Content-Length'] = options.body.length;
+    const req = http.request(url, { method: options.method ?? 'GET', agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end(options.body);
+  });
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] ?? NaN;
+}
+
+/**
+ * Runs `count` calls of `one(i)` with at most `concurrency` in flight. `one` resolves to null on
+ * success or an error description. Latency is measured per call in milliseconds.
+ */
+export async function runLoad(concurrency: number, count: number, one: (i: number) => Promise<string | null>): Promise<LoadStats> {
+  const latencies: number[] = [];
+  const errorSamples: string[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = process.hrtime.bigint();
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= count) return;
+      const t0 = process.hrtime.bigint();
+      let failure: string | null;
+      try {
+        failure = await one(i);
+      } catch (error) {
+        failure = error instanceof Error ? error.message : String(error);
+      }
+      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (failure !== null) {
+        errors += 1;
+        if (errorSamples.length < 5 && !errorSamples.includes(failure)) errorSamples.push(failure);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  latencies.sort((a, b) => a - b);
+  return {
+    concurrency,
+    requests: count,
+    errors,
+    errorSamples,
+    seconds,
+    rps: count / seconds,
+    p50: percentile(latencies, 50),
+    p95: percentile(latencies, 95),
+    p99: percentile(latencies, 99),
+  };
+}
+
+/** Streams `total` bytes made of `chunk` repeated as a PUT body; resolves with the reply and the MiB/s. */
+export function streamUpload(agent: http.Agent, url: string, total: number, chunk: Buffer, headers: http.OutgoingHttpHeaders = {}): Promise<{ reply: Reply; seconds: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request(url, { method: 'PUT', agent, headers: { ...headers, 'Content-Length': total } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () =>
+        resolve({ reply: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }, seconds: Number(process.hrtime.bigint() - t0) / 1e9 }),
+      );
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    let sent = 0;
+    const pump = () => {
+      while (sent < total) {
+        const n = Math.min(chunk.length, total - sent);
+        const piece = n === chunk.length ? chunk : chunk.subarray(0, n);
+        sent += n;
+        if (!req.write(piece)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+/** GETs a URL and discards the body, counting bytes; resolves with status, bytes and seconds. */
+export function streamDownload(agent: http.Agent, url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; bytes: number; seconds: number; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request(url, { method: 'GET', agent, headers }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, complete: res.complete }));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
