@@ -84,7 +84,7 @@ export function createApp(appDeps: AppDeps): Express {
     createFilesRouter({
       deps: {
         config,
-        kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency }),
+        kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue }),
         files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
         storage: createStorage(config),
         wordlist: deps.wordlist,

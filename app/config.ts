@@ -133,6 +133,7 @@ export const VARIABLES = {
   DICEWARE_WORDS: variable(positiveInt.refine((n) => n >= 3 && n <= 12, 'expected 3..12 words'), '4', 'words in a passphrase (uploads may ask for up to 12)'),
   KDF_COST: variable(kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable(positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
+  KDF_MAX_QUEUE: variable(positiveInt, '256', 'lookups that may wait for the KDF; beyond that 503 with Retry-After'),
   UPLOAD_RATE_LIMIT: variable(rate, '30/hour', 'uploads per client IP'),
   HEALTH_RATE_LIMIT: variable(rate, '1/second', 'health checks per client IP'),
   LOOKUP_RATE_LIMIT: variable(rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
@@ -174,6 +175,7 @@ export interface Config {
   dicewareWords: number;
   kdfCostLog2: number;
   kdfConcurrency: number;
+  kdfMaxQueue: number;
   uploadRateLimit: Rate;
   healthRateLimit: Rate;
   lookupRateLimit: Rate;
@@ -241,6 +243,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dicewareWords: v.DICEWARE_WORDS,
     kdfCostLog2: v.KDF_COST,
     kdfConcurrency: v.KDF_CONCURRENCY,
+    kdfMaxQueue: v.KDF_MAX_QUEUE,
     uploadRateLimit: v.UPLOAD_RATE_LIMIT,
     healthRateLimit: v.HEALTH_RATE_LIMIT,
     lookupRateLimit: v.LOOKUP_RATE_LIMIT,

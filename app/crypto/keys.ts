@@ -11,8 +11,8 @@ import { DATA_KEY_LENGTH } from './stream.js';
 export const DEFAULT_SCRYPT_COST_LOG2 = 14;
 /** One scrypt per core on the 2-core host; the libuv pool (4 threads) keeps room for fs and dns. */
 export const DEFAULT_KDF_CONCURRENCY = 2;
-/** With 2 running at ~40 ms each, 32 waiting is ~640 ms of work; beyond that, answer 503 at once. */
-export const DEFAULT_KDF_MAX_QUEUE = 32;
+/** With 2 running at ~40 ms each, 256 waiting is ~5 s of work (a burst of 50 clients waits ~1 s); beyond that, 503 at once. */
+export const DEFAULT_KDF_MAX_QUEUE = 256;
 export const MIN_SCRYPT_COST_LOG2 = 10;
 export const MAX_SCRYPT_COST_LOG2 = 20;
 

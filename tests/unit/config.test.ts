@@ -34,6 +34,7 @@ const BAD_VALUES: Record<string, string> = {
   DICEWARE_WORDS: '2',
   KDF_COST: '30',
   KDF_CONCURRENCY: '0',
+  KDF_MAX_QUEUE: 'none',
   UPLOAD_RATE_LIMIT: '30 per hour',
   HEALTH_RATE_LIMIT: '1/fortnight',
   LOOKUP_RATE_LIMIT: '0/minute',
