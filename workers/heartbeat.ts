@@ -18,11 +18,14 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
     }
   };
   const task = cron.schedule('*/5 * * * * *', beat, { name: 'heartbeat', noOverlap: true });
-  void beat();
   return {
+    /** Stops beating; if this worker wrote the last beat, removes it so health sees the stop at once. */
     stop: async () => {
       await task.stop();
       await task.destroy();
+      const key = deps.keys.heartbeat();
+      const last = await deps.redis.get(key).catch(() => null);
+      if (last !== null && (JSON.parse(last) as { worker?: string }).worker === deps.workerId) await deps.redis.del(key).catch(() => undefined);
     },
     beat,
   };

@@ -1,6 +1,6 @@
 /** Starts the real stack (scripts/start.ts: private Redis, API, worker) for the bench and stops it. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -43,9 +43,9 @@ export async function resetPeak(pid: number): Promise<boolean> {
 }
 
 export async function startStack(root: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Stack> {
-  const built = path.join(root, 'dist', 'scripts', 'start.js');
-  // From source by default (dist/ may be stale in a working tree); BENCH_DIST=1 runs the build.
-  const args = process.env.BENCH_DIST === '1' && existsSync(built) ? [built] : ['--import', 'tsx', path.join(root, 'scripts', 'start.ts')];
+  // Measure what production runs: the compiled build, fresh (tsx in the API would add its own memory).
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
+  const args = [path.join(root, 'dist', 'scripts', 'start.js')];
   const launcher = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let stdoutTail = '';
