@@ -1,5 +1,5 @@
 import { accessSync, constants } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import path from 'node:path';
 
 /** The first of `names` that is an executable on PATH, or null. */
@@ -44,5 +44,17 @@ function pingOnce(port: number): Promise<boolean> {
     });
     socket.on('error', () => resolve(false));
     socket.on('close', () => resolve(reply.startsWith('+PONG')));
+  });
+}
+
+/** A TCP port free on loopback right now (the OS picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
   });
 }

@@ -6,11 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
-import { findExecutable, waitForRedisPing } from './redis-server.js';
+import { findExecutable, freePort, waitForRedisPing } from './redis-server.js';
 
 const say = (line: string) => process.stderr.write(`cinderbox: ${line}\n`);
 
@@ -24,16 +23,6 @@ const children: { name: string; process: ChildProcess }[] = [];
 let stopping = false;
 let exitCode = 0;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

@@ -1,9 +1,11 @@
+import { freePort } from '../redis-server.js';
 /** Starts the real stack (scripts/start.ts: private Redis, API, worker) for the bench and stops it. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 
 import { readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
+
+export { freePort };
 
 export interface Stack {
   base: string;
@@ -14,16 +16,6 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Peak resident set (VmHWM) and current (VmRSS) of a process, in bytes. */
 export async function memory(pid: number): Promise<{ hwm: number; rss: number }> {

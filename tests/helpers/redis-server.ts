@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { findExecutable, waitForRedisPing } from '../../scripts/redis-server.js';
+import { findExecutable, freePort, waitForRedisPing } from '../../scripts/redis-server.js';
+
+export { freePort };
 
 export interface TestRedis {
   url: string;
@@ -16,16 +17,6 @@ export interface TestRedis {
   destroy(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** A real, private redis-server for tests: loopback, no persistence, noeviction. */
 export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedis> {
