@@ -28,6 +28,10 @@ ENV HOST=0.0.0.0 \
     LOG_DIR=/app/logs \
     STORAGE_PATH=/data/uploads \
     TEMP_PATH=/data/temp
+# Runtime tuning, measured in docs/BENCHMARKS.md: glibc's per-thread malloc arenas (scrypt allocates
+# 16 MiB per derivation on libuv threads) and V8's young generation were most of the API's peak RSS.
+ENV MALLOC_ARENA_MAX=2 \
+    NODE_OPTIONS=--max-semi-space-size=4
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` runs tsc, which is a dev dependency and not installed here.

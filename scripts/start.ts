@@ -60,7 +60,10 @@ function run(name: string, command: string, args: string[], env: NodeJS.ProcessE
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
-const env: NodeJS.ProcessEnv = { ...process.env };
+// Memory tuning measured in docs/BENCHMARKS.md (the image sets the same): fewer glibc malloc arenas
+// for the scrypt threads and a smaller V8 young generation keep the API's peak RSS near 135 MiB.
+const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env };
+const nodeFlags = ['--max-semi-space-size=4'];
 if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
 
 if (!env.REDIS_URL) {
@@ -88,6 +91,6 @@ if (!env.REDIS_URL) {
 }
 
 // Children inherit our exec arguments so `tsx` keeps working when the launcher runs from source.
-run('api', process.execPath, [...process.execArgv, apiEntry], env);
-run('worker', process.execPath, [...process.execArgv, workerEntry], env);
+run('api', process.execPath, [...nodeFlags, ...process.execArgv, apiEntry], env);
+run('worker', process.execPath, [...nodeFlags, ...process.execArgv, workerEntry], env);
 say(`API on http://${env.HOST ?? '127.0.0.1'}:${env.PORT ?? '8000'}  (Ctrl-C stops everything)`);
