@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { createApp, type AppDeps } from '../../app/app.js';
 import { loadConfig, type RuntimeConfig } from '../../app/config.js';
 import { loadWordlist } from '../../app/diceware/wordlist.js';
@@ -14,6 +14,7 @@ import { createApiRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
+import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
@@ -104,4 +105,21 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * For a describe block whose tests stop, restart or fill Redis: a private redis-server and an app on
+ * it, started before the block's tests and torn down after. Read `world.app` / `world.redis` in tests.
+ */
+export function appOnPrivateRedis(redisArgs: string[] = [], options: { env?: Record<string, string> } = {}): { readonly app: TestApp; readonly redis: TestRedis } {
+  const world = {} as { app: TestApp; redis: TestRedis };
+  beforeAll(async () => {
+    world.redis = await startTestRedis(redisArgs);
+    world.app = await startTestApp({ ...options, redisUrl: world.redis.url });
+  });
+  afterAll(async () => {
+    await world.app.close();
+    await world.redis.destroy();
+  });
+  return world;
 }

@@ -1,9 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
+import { appOnPrivateRedis, testEnv, type TestApp } from '../helpers/app.js';
 import { expectError, postFile, uploadOk, waitFor } from '../helpers/files.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
-import { startTestRedis, type TestRedis } from '../helpers/redis-server.js';
 import { exists, expectNoPlaintext, expectNoRecordWithoutBlob, expectTempEmpty, filesIn, markedPlaintext, timed } from './faults-helpers.js';
 
 // Fault suite, Redis side (SPEC §3 503/507, §5; issue 8): each case runs against a private
@@ -16,29 +15,20 @@ function ready(app: TestApp): Promise<void> {
 }
 
 describe('faults: Redis stopped while serving', () => {
-  let redis: TestRedis;
-  let app: TestApp;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    app = await startTestApp({ redisUrl: redis.url });
-  });
-  afterAll(async () => {
-    await app.close();
-    await redis.destroy();
-  });
+  const world = appOnPrivateRedis();
 
   it('answers 503 on every route within about a second, leaves no partial, and recovers without a restart', async () => {
     const { body, marker } = markedPlaintext(300 * 1024);
-    const before = await uploadOk(app, body, 'before.bin', { uses: '3' });
+    const before = await uploadOk(world.app, body, 'before.bin', { uses: '3' });
 
-    await redis.stop();
+    await world.redis.stop();
     const requests: [string, () => Promise<Response>][] = [
-      ['upload', () => postFile(app, body, 'during.bin')],
-      ['put upload', () => fetch(`${app.url}/upload/during.bin`, { method: 'PUT', body: new Uint8Array(body), headers: { Accept: 'application/json' } })],
-      ['download', () => fetch(`${app.url}/download/${before.key}`)],
-      ['status', () => fetch(`${app.url}/status/${before.key}`)],
-      ['preview', () => fetch(`${app.url}/preview/${before.key}`)],
-      ['delete', () => fetch(`${app.url}/files/${before.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': before.delete_token } })],
+      ['upload', () => postFile(world.app, body, 'during.bin')],
+      ['put upload', () => fetch(`${world.app.url}/upload/during.bin`, { method: 'PUT', body: new Uint8Array(body), headers: { Accept: 'application/json' } })],
+      ['download', () => fetch(`${world.app.url}/download/${before.key}`)],
+      ['status', () => fetch(`${world.app.url}/status/${before.key}`)],
+      ['preview', () => fetch(`${world.app.url}/preview/${before.key}`)],
+      ['delete', () => fetch(`${world.app.url}/files/${before.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': before.delete_token } })],
     ];
     for (const [name, run] of requests) {
       const { res, ms } = await timed(run);
@@ -46,53 +36,46 @@ describe('faults: Redis stopped while serving', () => {
       await expectError(res, 503, 'SERVICE_UNAVAILABLE');
       expect(res.headers.get('retry-after'), name).toBe('5');
     }
-    const { res: health, ms } = await timed(() => fetch(`${app.url}/health`));
+    const { res: health, ms } = await timed(() => fetch(`${world.app.url}/health`));
     expect(ms).toBeLessThan(1_500);
     expect(health.status).toBe(503);
     expect(await health.json()).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
 
     // The uploads that raced the outage were encrypted to disk, then discarded when registering failed.
-    await expectTempEmpty(places(app));
-    expect(await filesIn(app.config.storagePath)).toHaveLength(1);
-    expect(app.logs.some((l) => l.event === 'redis_unavailable')).toBe(true);
+    await expectTempEmpty(places(world.app));
+    expect(await filesIn(world.app.config.storagePath)).toHaveLength(1);
+    expect(world.app.logs.some((l) => l.event === 'redis_unavailable')).toBe(true);
     // Internal error text never reaches the client; the log has it.
-    expect(app.logs.find((l) => l.event === 'redis_unavailable')?.code).toBe('SERVICE_UNAVAILABLE');
+    expect(world.app.logs.find((l) => l.event === 'redis_unavailable')?.code).toBe('SERVICE_UNAVAILABLE');
 
-    // Redis back, empty (no persistence): the same app serves again.
-    const back = ready(app);
-    await redis.start();
+    // Redis back, empty (no persistence): the same world.app serves again.
+    const back = ready(world.app);
+    await world.redis.start();
     await back;
-    const after = await uploadOk(app, body, 'after.bin');
-    const download = await fetch(`${app.url}/download/${after.key}`);
+    const after = await uploadOk(world.app, body, 'after.bin');
+    const download = await fetch(`${world.app.url}/download/${after.key}`);
     expect(download.status).toBe(200);
     expect(Buffer.from(await download.arrayBuffer()).equals(body)).toBe(true);
     // The record from before the outage died with Redis' memory: 404, not a hang.
-    await expectError(await fetch(`${app.url}/status/${before.key}`), 404, 'FILE_NOT_FOUND');
+    await expectError(await fetch(`${world.app.url}/status/${before.key}`), 404, 'FILE_NOT_FOUND');
 
-    await expectNoRecordWithoutBlob(places(app));
-    await expectTempEmpty(places(app));
-    await expectNoPlaintext(places(app), marker);
+    await expectNoRecordWithoutBlob(places(world.app));
+    await expectTempEmpty(places(world.app));
+    await expectNoPlaintext(places(world.app), marker);
   });
 });
 
 describe('faults: Redis out of memory (noeviction)', () => {
-  let redis: TestRedis;
-  let app: TestApp;
+  const world = appOnPrivateRedis(['--maxmemory', '0']);
   let filler: Redis;
-  beforeAll(async () => {
-    redis = await startTestRedis(['--maxmemory', '0']);
-    app = await startTestApp({ redisUrl: redis.url });
-    filler = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  beforeAll(() => {
+    filler = new Redis(world.redis.url, { maxRetriesPerRequest: 1 });
   });
-  afterAll(async () => {
-    filler.disconnect();
-    await app.close();
-    await redis.destroy();
-  });
+  afterAll(() => filler.disconnect());
 
   it('refuses uploads with a clear 507, writes nothing half, and keeps status readable', async () => {
     const { body, marker } = markedPlaintext(100 * 1024);
-    const before = await uploadOk(app, body, 'before.bin', { uses: '2' });
+    const before = await uploadOk(world.app, body, 'before.bin', { uses: '2' });
 
     // Junk until Redis first says OOM, then pin the limit below what is used: memory use wobbles
     // (a refused value's query buffer counts while it is read), and a pinned limit keeps it full.
@@ -105,17 +88,17 @@ describe('faults: Redis out of memory (noeviction)', () => {
     await filler.config('SET', 'maxmemory', String((await usedMemory()) - 128 * 1024));
     await expect(filler.set('tiny', 'x')).rejects.toThrow(/^OOM/);
 
-    const blobsBefore = await filesIn(app.config.storagePath);
-    const res = await postFile(app, body, 'during.bin');
+    const blobsBefore = await filesIn(world.app.config.storagePath);
+    const res = await postFile(world.app, body, 'during.bin');
     const error = await expectError(res, 507, 'INSUFFICIENT_STORAGE');
     expect(JSON.stringify(error)).not.toMatch(/OOM|maxmemory/);
     // Nothing half written: the blob was discarded when its record could not be stored.
-    expect(await filesIn(app.config.storagePath)).toEqual(blobsBefore);
-    await expectTempEmpty(places(app));
-    expect(app.logs.some((l) => l.event === 'redis_out_of_memory')).toBe(true);
+    expect(await filesIn(world.app.config.storagePath)).toEqual(blobsBefore);
+    await expectTempEmpty(places(world.app));
+    expect(world.app.logs.some((l) => l.event === 'redis_out_of_memory')).toBe(true);
 
     // Reads keep working.
-    const status = await fetch(`${app.url}/status/${before.key}`);
+    const status = await fetch(`${world.app.url}/status/${before.key}`);
     expect(status.status, await status.clone().text()).toBe(200);
     expect(await status.json()).toMatchObject({ remaining_uses: 2 });
 
@@ -123,37 +106,28 @@ describe('faults: Redis out of memory (noeviction)', () => {
     await filler.flushdb().catch(() => undefined);
     await filler.config('SET', 'maxmemory', '0');
     // flushdb also dropped the record from before: only check the new upload.
-    const after = await uploadOk(app, body, 'after.bin');
-    expect((await fetch(`${app.url}/status/${after.key}`)).status).toBe(200);
+    const after = await uploadOk(world.app, body, 'after.bin');
+    expect((await fetch(`${world.app.url}/status/${after.key}`)).status).toBe(200);
 
-    await expectNoRecordWithoutBlob(places(app));
-    await expectNoPlaintext(places(app), marker);
+    await expectNoRecordWithoutBlob(places(world.app));
+    await expectNoPlaintext(places(world.app), marker);
   });
 });
 
 describe('faults: Redis restarted empty, with a real worker', () => {
-  let redis: TestRedis;
-  let app: TestApp;
+  const world = appOnPrivateRedis();
   let worker: RunningProcess | null = null;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    app = await startTestApp({ redisUrl: redis.url });
-  });
   afterEach(async () => {
     if (worker && worker.child.exitCode === null) {
       worker.child.kill('SIGKILL');
       await worker.exited;
     }
   });
-  afterAll(async () => {
-    await app.close();
-    await redis.destroy();
-  });
 
   it('answers 404 for old keys and sweeps every blob that lost its record', async () => {
-    const env = testEnv(app.dir, app.deps.keys.prefix, redis.url, {
-      STORAGE_PATH: app.config.storagePath,
-      TEMP_PATH: app.config.tempPath,
+    const env = testEnv(world.app.dir, world.app.deps.keys.prefix, world.redis.url, {
+      STORAGE_PATH: world.app.config.storagePath,
+      TEMP_PATH: world.app.config.tempPath,
       ORPHAN_AGE_MINUTES: '0.01',
       CLEANUP_INTERVAL_MINUTES: '0.02',
     });
@@ -161,20 +135,20 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     await worker.waitForEvent('worker_started');
 
     const { body, marker } = markedPlaintext(64 * 1024);
-    const old = await uploadOk(app, body, 'old.bin', { uses: '5' });
-    const blobs = await filesIn(app.config.storagePath);
+    const old = await uploadOk(world.app, body, 'old.bin', { uses: '5' });
+    const blobs = await filesIn(world.app.config.storagePath);
     expect(blobs).toHaveLength(1);
     // A live blob survives sweeps, however old.
     await new Promise((r) => setTimeout(r, 2_500));
     expect(await exists(blobs[0]!)).toBe(true);
 
-    await redis.stop();
-    const back = ready(app);
-    await redis.start();
+    await world.redis.stop();
+    const back = ready(world.app);
+    await world.redis.start();
     await back;
 
-    await expectError(await fetch(`${app.url}/status/${old.key}`), 404, 'FILE_NOT_FOUND');
-    await expectError(await fetch(`${app.url}/download/${old.key}`), 404, 'FILE_NOT_FOUND');
+    await expectError(await fetch(`${world.app.url}/status/${old.key}`), 404, 'FILE_NOT_FOUND');
+    await expectError(await fetch(`${world.app.url}/download/${old.key}`), 404, 'FILE_NOT_FOUND');
 
     // The worker reconnects by itself; its next sweep shreds the orphan.
     const gone = await waitFor(() => exists(blobs[0]!), (present) => !present, 20_000);
@@ -182,8 +156,8 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     const swept = /"event":"orphan_swept"[^\n]*"shredded":[1-9]/;
     expect(await waitFor(async () => worker!.stdout(), (out) => swept.test(out), 5_000)).toMatch(swept);
 
-    await expectNoRecordWithoutBlob(places(app));
-    await expectTempEmpty(places(app));
-    await expectNoPlaintext(places(app), marker);
+    await expectNoRecordWithoutBlob(places(world.app));
+    await expectTempEmpty(places(world.app));
+    await expectNoPlaintext(places(world.app), marker);
   });
 });
