@@ -57,11 +57,17 @@ function escapeAttribute(value: string): string {
     .replaceAll('>', '&gt;');
 }
 
-/** Replaces every `{{name}}` with the escaped limit; an unknown placeholder is a programming error. */
+/**
+ * Fills `<body {{limits}}>` with one escaped `data-*` attribute per limit (`maxFileSize` →
+ * `data-max-file-size`), so both pages carry the same contract and scripts read it via `dataset`.
+ * Any other placeholder is a programming error.
+ */
 function renderTemplate(template: string, limits: PageLimits): string {
   return template.replace(/\{\{(\w+)\}\}/g, (_match, name: string) => {
-    if (!Object.hasOwn(limits, name)) throw new Error(`pages: unknown template placeholder {{${name}}}`);
-    return escapeAttribute(String(limits[name as keyof PageLimits]));
+    if (name !== 'limits') throw new Error(`pages: unknown template placeholder {{${name}}}`);
+    return Object.entries(limits)
+      .map(([key, value]) => `data-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}="${escapeAttribute(String(value))}"`)
+      .join(' ');
   });
 }
 
