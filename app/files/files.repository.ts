@@ -29,14 +29,16 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const luaDir = [path.join(here, 'lua'), path.join(here, '..', '..', '..', 'app', 'files', 'lua')].find((d) => existsSync(d));
 if (!luaDir) throw new Error('files: Lua scripts not found');
 const lua = (name: string) => readFileSync(path.join(luaDir, `${name}.lua`), 'utf8');
+// The scripts that look a file up share `is_live` and `not_live` from lookup.lua.
+const lookupLua = (name: string) => `${lua('lookup')}\n${lua(name)}`;
 
 const SCRIPTS = {
   cbxStore: { numberOfKeys: 3, lua: lua('store') },
-  cbxClaim: { numberOfKeys: 2, lua: lua('claim') },
+  cbxClaim: { numberOfKeys: 2, lua: lookupLua('claim') },
   cbxRefund: { numberOfKeys: 3, lua: lua('refund') },
-  cbxPeek: { numberOfKeys: 2, lua: lua('peek') },
-  cbxPreview: { numberOfKeys: 2, lua: lua('preview') },
-  cbxDelete: { numberOfKeys: 2, lua: lua('delete') },
+  cbxPeek: { numberOfKeys: 2, lua: lookupLua('peek') },
+  cbxPreview: { numberOfKeys: 2, lua: lookupLua('preview') },
+  cbxDelete: { numberOfKeys: 2, lua: lookupLua('delete') },
 };
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;

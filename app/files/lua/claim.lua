@@ -2,15 +2,7 @@
 -- Returns {'ok'|'burned', field, value, ...} with `uses` already decremented, or {'gone', reason}, or {'missing'}.
 -- The request that takes the last use deletes the record (crypto-shred) and marks the tombstone;
 -- the caller then drops the blob's liveness key (its id is in the record).
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  local reason = redis.call('GET', KEYS[2])
-  if reason then return {'gone', reason} end
-  return {'missing'}
-end
-if tonumber(redis.call('HGET', KEYS[1], 'expires')) <= tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return {'gone', 'expired'}
-end
+if not is_live(ARGV[1]) then return not_live() end
 local uses = redis.call('HINCRBY', KEYS[1], 'uses', -1)
 local record = redis.call('HGETALL', KEYS[1])
 if uses <= 0 then

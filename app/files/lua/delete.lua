@@ -1,10 +1,6 @@
 -- Delete with the delete token's hash. KEYS: file, tombstone   ARGV: tokenHash, nowMs
 -- Returns {'deleted', blobId}, {'forbidden'}, {'gone', reason} or {'missing'}.
-if redis.call('EXISTS', KEYS[1]) == 0 or tonumber(redis.call('HGET', KEYS[1], 'expires')) <= tonumber(ARGV[2]) then
-  local reason = redis.call('GET', KEYS[2])
-  if reason then return {'gone', reason} end
-  return {'missing'}
-end
+if not is_live(ARGV[2]) then return not_live() end
 if redis.call('HGET', KEYS[1], 'dt') ~= ARGV[1] then return {'forbidden'} end
 local blob = redis.call('HGET', KEYS[1], 'blob')
 redis.call('DEL', KEYS[1])

@@ -1,0 +1,14 @@
+-- Prepended to every script that looks a file up (claim, peek, preview, delete) by the repository.
+-- KEYS[1] is the file record, KEYS[2] its tombstone.
+
+-- True while the record exists and its expiry (ms) is after `now`; PEXPIREAT removes it soon after.
+local function is_live(now)
+  return redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('HGET', KEYS[1], 'expires')) > tonumber(now)
+end
+
+-- The answer for a key with no live record: {'gone', reason} while its tombstone lasts, else {'missing'}.
+local function not_live()
+  local reason = redis.call('GET', KEYS[2])
+  if reason then return {'gone', reason} end
+  return {'missing'}
+end
