@@ -19,6 +19,7 @@ import { createStorage } from './files/storage.repository.js';
 import { createKdf } from './crypto/keys.js';
 import { createAbuseGuard } from './abuse/abuse.repository.js';
 import { createMetrics } from './metrics/metrics.js';
+import { KEY_WORDS } from './diceware/wordlist.js';
 
 export interface AppDeps {
   config: RuntimeConfig;
@@ -75,6 +76,8 @@ export function createApp(appDeps: AppDeps): Express {
         defaultUses: config.defaultUses,
         maxUses: config.maxUses,
         defaultWords: config.dicewareWords,
+        minWords: KEY_WORDS.min,
+        maxWords: KEY_WORDS.max,
       },
     }),
   );

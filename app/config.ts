@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseRate, type Rate } from './http/rate.models.js';
+import { KEY_WORDS } from './diceware/wordlist.js';
 
 /**
  * Every environment variable Cinderbox reads, with its default and one line of documentation.
@@ -103,96 +104,68 @@ const secret = z.string().refine((s) => Buffer.byteLength(s) >= 32, 'expected at
 
 const kdfCost = positiveInt.refine((n) => n >= 10 && n <= 20, 'expected log2 of the scrypt cost, 10..20');
 
-interface Variable<S extends z.ZodType = z.ZodType, D extends string | undefined = string | undefined> {
+interface Variable<K extends string = string, S extends z.ZodType = z.ZodType, D extends string | undefined = string | undefined> {
+  /** The field of `Config` that holds the parsed value. */
+  key: K;
   schema: S;
   default: D;
   doc: string;
 }
 
-function variable<S extends z.ZodType, D extends string | undefined>(schema: S, defaultValue: D, doc: string): Variable<S, D> {
-  return { schema, default: defaultValue, doc };
+function variable<const K extends string, S extends z.ZodType, D extends string | undefined>(key: K, schema: S, defaultValue: D, doc: string): Variable<K, S, D> {
+  return { key, schema, default: defaultValue, doc };
 }
 
 export const VARIABLES = {
-  NODE_ENV: variable(nodeEnv, 'development', 'production requires CINDERBOX_SECRET and REDIS_URL'),
-  PORT: variable(port, '8000', 'TCP port of the API'),
-  HOST: variable(z.string().min(1, 'expected a host name or address'), '127.0.0.1', 'address the API binds (0.0.0.0 in the image)'),
-  PUBLIC_URL: variable(url, undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
-  REDIS_URL: variable(redisUrl, undefined, 'Redis/Valkey URL; unset = `npm start` runs a private redis-server'),
-  REDIS_PREFIX: variable(z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
-  STORAGE_PATH: variable(z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
-  TEMP_PATH: variable(z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
-  MAX_FILE_SIZE: variable(positiveInt, '10485760', 'largest upload in bytes'),
-  MAX_STORAGE_BYTES: variable(positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
-  ALLOWED_MIME_TYPES: variable(mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
-  DEFAULT_EXPIRY_MINUTES: variable(positiveMinutes, '10', 'expiry when the upload names none'),
-  MAX_EXPIRY_MINUTES: variable(positiveMinutes, '60', 'longest expiry an upload may ask for'),
-  DEFAULT_USES: variable(positiveInt, '1', 'downloads allowed when the upload names none'),
-  MAX_USES: variable(positiveInt, '5', 'most downloads an upload may ask for'),
-  DICEWARE_WORDLIST_PATH: variable(z.string().min(1, 'expected a file path'), 'data/eff_large_wordlist.txt', 'EFF large wordlist (7,776 words)'),
-  DICEWARE_WORDS: variable(positiveInt.refine((n) => n >= 3 && n <= 12, 'expected 3..12 words'), '4', 'words in a passphrase (uploads may ask for up to 12)'),
-  KDF_COST: variable(kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
-  KDF_CONCURRENCY: variable(positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
-  KDF_MAX_QUEUE: variable(positiveInt, '256', 'lookups that may wait for the KDF; beyond that 503 with Retry-After'),
-  UPLOAD_RATE_LIMIT: variable(rate, '30/hour', 'uploads per client IP'),
-  HEALTH_RATE_LIMIT: variable(rate, '1/second', 'health checks per client IP'),
-  LOOKUP_RATE_LIMIT: variable(rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
-  DOWNLOAD_FAIL_LIMIT: variable(positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
-  DOWNLOAD_BLOCK_WINDOW: variable(positiveInt, '1800', 'seconds an IP stays blocked'),
-  UPLOAD_STALL_SECONDS: variable(positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
-  CLEANUP_INTERVAL_MINUTES: variable(positiveMinutes, '10', 'how often the janitor sweeps orphans'),
-  ORPHAN_AGE_MINUTES: variable(positiveMinutes, '15', 'age after which a file without a live record is swept'),
-  SECURE_SHRED_PASSES: variable(positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'), '1', 'random overwrites before unlink'),
-  TOMBSTONE_HOURS: variable(positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
-  TRUST_PROXY: variable(trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
-  CINDERBOX_SECRET: variable(secret, undefined, 'server secret, 32+ random bytes; required in production'),
-  LOG_LEVEL: variable(logLevel, 'info', 'error, warn, info or debug'),
-  LOG_DIR: variable(z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
-  LOG_IP: variable(logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
-  METRICS_ENABLED: variable(bool, 'false', 'serve Prometheus text at /metrics'),
+  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET and REDIS_URL'),
+  PORT: variable('port', port, '8000', 'TCP port of the API'),
+  HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', 'address the API binds (0.0.0.0 in the image)'),
+  PUBLIC_URL: variable('publicUrl', url.transform((s) => s.replace(/\/+$/, '')), undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
+  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset = `npm start` runs a private redis-server'),
+  REDIS_PREFIX: variable('redisPrefix', z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
+  STORAGE_PATH: variable('storagePath', z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
+  TEMP_PATH: variable('tempPath', z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
+  MAX_FILE_SIZE: variable('maxFileSize', positiveInt, '10485760', 'largest upload in bytes'),
+  MAX_STORAGE_BYTES: variable('maxStorageBytes', positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
+  ALLOWED_MIME_TYPES: variable('allowedMimeTypes', mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
+  DEFAULT_EXPIRY_MINUTES: variable('defaultExpiryMinutes', positiveMinutes, '10', 'expiry when the upload names none'),
+  MAX_EXPIRY_MINUTES: variable('maxExpiryMinutes', positiveMinutes, '60', 'longest expiry an upload may ask for'),
+  DEFAULT_USES: variable('defaultUses', positiveInt, '1', 'downloads allowed when the upload names none'),
+  MAX_USES: variable('maxUses', positiveInt, '5', 'most downloads an upload may ask for'),
+  DICEWARE_WORDLIST_PATH: variable('wordlistPath', z.string().min(1, 'expected a file path'), 'data/eff_large_wordlist.txt', 'EFF large wordlist (7,776 words)'),
+  DICEWARE_WORDS: variable(
+    'dicewareWords',
+    positiveInt.refine((n) => n >= KEY_WORDS.min && n <= KEY_WORDS.max, `expected ${KEY_WORDS.min}..${KEY_WORDS.max} words`),
+    '4',
+    `words in a passphrase (uploads may ask for up to ${KEY_WORDS.max})`,
+  ),
+  KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
+  KDF_CONCURRENCY: variable('kdfConcurrency', positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
+  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF; beyond that 503 with Retry-After'),
+  UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
+  HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP'),
+  LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
+  DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
+  DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),
+  UPLOAD_STALL_SECONDS: variable('uploadStallSeconds', positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
+  CLEANUP_INTERVAL_MINUTES: variable('cleanupIntervalMinutes', positiveMinutes, '10', 'how often the janitor sweeps orphans'),
+  ORPHAN_AGE_MINUTES: variable('orphanAgeMinutes', positiveMinutes, '15', 'age after which a file without a live record is swept'),
+  SECURE_SHRED_PASSES: variable('shredPasses', positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'), '1', 'random overwrites before unlink'),
+  TOMBSTONE_HOURS: variable('tombstoneHours', positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
+  TRUST_PROXY: variable('trustProxy', trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
+  CINDERBOX_SECRET: variable('secret', secret, undefined, 'server secret, 32+ random bytes; required in production'),
+  LOG_LEVEL: variable('logLevel', logLevel, 'info', 'error, warn, info or debug'),
+  LOG_DIR: variable('logDir', z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
+  LOG_IP: variable('logIp', logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
+  METRICS_ENABLED: variable('metricsEnabled', bool, 'false', 'serve Prometheus text at /metrics'),
 } satisfies Record<string, Variable>;
 
 type Variables = typeof VARIABLES;
-type Parsed = { [K in keyof Variables]: Variables[K]['default'] extends string ? z.output<Variables[K]['schema']> : z.output<Variables[K]['schema']> | undefined };
 
-export interface Config {
-  nodeEnv: 'development' | 'production' | 'test';
-  port: number;
-  host: string;
-  publicUrl: string | undefined;
-  redisUrl: string | undefined;
-  redisPrefix: string;
-  storagePath: string;
-  tempPath: string;
-  maxFileSize: number;
-  maxStorageBytes: number | undefined;
-  allowedMimeTypes: string[];
-  defaultExpiryMinutes: number;
-  maxExpiryMinutes: number;
-  defaultUses: number;
-  maxUses: number;
-  wordlistPath: string;
-  dicewareWords: number;
-  kdfCostLog2: number;
-  kdfConcurrency: number;
-  kdfMaxQueue: number;
-  uploadRateLimit: Rate;
-  healthRateLimit: Rate;
-  lookupRateLimit: Rate;
-  downloadFailLimit: number;
-  downloadBlockSeconds: number;
-  uploadStallSeconds: number;
-  cleanupIntervalMinutes: number;
-  orphanAgeMinutes: number;
-  shredPasses: number;
-  tombstoneHours: number;
-  trustProxy: number | string[] | undefined;
-  secret: string | undefined;
-  logLevel: 'error' | 'warn' | 'info' | 'debug';
-  logDir: string;
-  logIp: 'full' | 'hash' | 'off';
-  metricsEnabled: boolean;
-}
+/** The parsed configuration: one field per variable, named by its `key`; unset optional variables are undefined. */
+export type Config = {
+  [N in keyof Variables as Variables[N]['key']]: Variables[N]['default'] extends string ? z.output<Variables[N]['schema']> : z.output<Variables[N]['schema']> | undefined;
+};
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -208,59 +181,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   for (const [name, spec] of Object.entries(VARIABLES) as [string, Variable][]) {
     const raw = env[name] ?? spec.default;
     if (raw === undefined) {
-      values[name] = undefined;
+      values[spec.key] = undefined;
       continue;
     }
     const result = spec.schema.safeParse(raw);
-    if (result.success) values[name] = result.data;
+    if (result.success) values[spec.key] = result.data;
     else problems.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(raw)}`);
   }
-  const v = values as Parsed;
+  const config = values as Config;
   if (problems.length === 0) {
-    if (v.DEFAULT_EXPIRY_MINUTES > v.MAX_EXPIRY_MINUTES) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${v.MAX_EXPIRY_MINUTES}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
-    if (v.DEFAULT_USES > v.MAX_USES) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${v.MAX_USES}), got "${env.DEFAULT_USES ?? ''}"`);
-    if (v.NODE_ENV === 'production' && v.CINDERBOX_SECRET === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
+    if (config.defaultExpiryMinutes > config.maxExpiryMinutes) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
+    if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
+    if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
   }
   if (problems.length > 0) throw new ConfigError(problems);
-
-  return {
-    nodeEnv: v.NODE_ENV,
-    port: v.PORT,
-    host: v.HOST,
-    publicUrl: v.PUBLIC_URL?.replace(/\/+$/, ''),
-    redisUrl: v.REDIS_URL,
-    redisPrefix: v.REDIS_PREFIX,
-    storagePath: v.STORAGE_PATH,
-    tempPath: v.TEMP_PATH,
-    maxFileSize: v.MAX_FILE_SIZE,
-    maxStorageBytes: v.MAX_STORAGE_BYTES,
-    allowedMimeTypes: v.ALLOWED_MIME_TYPES,
-    defaultExpiryMinutes: v.DEFAULT_EXPIRY_MINUTES,
-    maxExpiryMinutes: v.MAX_EXPIRY_MINUTES,
-    defaultUses: v.DEFAULT_USES,
-    maxUses: v.MAX_USES,
-    wordlistPath: v.DICEWARE_WORDLIST_PATH,
-    dicewareWords: v.DICEWARE_WORDS,
-    kdfCostLog2: v.KDF_COST,
-    kdfConcurrency: v.KDF_CONCURRENCY,
-    kdfMaxQueue: v.KDF_MAX_QUEUE,
-    uploadRateLimit: v.UPLOAD_RATE_LIMIT,
-    healthRateLimit: v.HEALTH_RATE_LIMIT,
-    lookupRateLimit: v.LOOKUP_RATE_LIMIT,
-    downloadFailLimit: v.DOWNLOAD_FAIL_LIMIT,
-    downloadBlockSeconds: v.DOWNLOAD_BLOCK_WINDOW,
-    uploadStallSeconds: v.UPLOAD_STALL_SECONDS,
-    cleanupIntervalMinutes: v.CLEANUP_INTERVAL_MINUTES,
-    orphanAgeMinutes: v.ORPHAN_AGE_MINUTES,
-    shredPasses: v.SECURE_SHRED_PASSES,
-    tombstoneHours: v.TOMBSTONE_HOURS,
-    trustProxy: v.TRUST_PROXY,
-    secret: v.CINDERBOX_SECRET,
-    logLevel: v.LOG_LEVEL,
-    logDir: v.LOG_DIR,
-    logIp: v.LOG_IP,
-    metricsEnabled: v.METRICS_ENABLED,
-  };
+  return config;
 }
 
 /** The config with a secret guaranteed present: what the processes run with. */

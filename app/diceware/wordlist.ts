@@ -7,6 +7,9 @@ export interface Wordlist {
 
 const EXPECTED_WORDS = 7_776;
 
+/** Words in a key that a lookup accepts; DICEWARE_WORDS and an upload's `words` lie in this range too. */
+export const KEY_WORDS = { min: 3, max: 12 } as const;
+
 /**
  * Loads the EFF large wordlist (`11111<TAB>abacus` lines, or one word per line) and checks it is
  * the real thing: 7,776 unique lowercase words. The four words with a hyphen are then left out so a
@@ -37,10 +40,10 @@ export function parseWordlist(text: string): Wordlist {
  * surrounding blanks ignored. Returns the canonical `word-word-word` form, or null when the input
  * is not made of wordlist words — decided without any KDF work.
  */
-export function normaliseKey(input: unknown, wordlist: Wordlist, limits: { minWords: number; maxWords: number }): string | null {
+export function normaliseKey(input: unknown, wordlist: Wordlist): string | null {
   if (typeof input !== 'string' || input.length > 200) return null;
   const words = input.trim().toLowerCase().split(/[-\s._]+/).filter(Boolean);
-  if (words.length < limits.minWords || words.length > limits.maxWords) return null;
+  if (words.length < KEY_WORDS.min || words.length > KEY_WORDS.max) return null;
   if (!words.every((w) => wordlist.has(w))) return null;
   return words.join('-');
 }

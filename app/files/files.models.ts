@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Request } from 'express';
 import type { RuntimeConfig } from '../config.js';
+import { KEY_WORDS } from '../diceware/wordlist.js';
 
 /** Upload options, from multipart fields or PUT query parameters (SPEC §3). */
 export function uploadOptionsSchema(config: RuntimeConfig) {
@@ -11,7 +12,7 @@ export function uploadOptionsSchema(config: RuntimeConfig) {
       .max(config.maxExpiryMinutes, `expiry must be at most ${config.maxExpiryMinutes} minutes`)
       .default(config.defaultExpiryMinutes),
     uses: number('uses').int('uses must be a whole number').min(1, 'uses must be at least 1').max(config.maxUses, `uses must be at most ${config.maxUses}`).default(config.defaultUses),
-    words: number('words').int('words must be a whole number').min(config.dicewareWords, `words must be at least ${config.dicewareWords}`).max(12, 'words must be at most 12').default(config.dicewareWords),
+    words: number('words').int('words must be a whole number').min(config.dicewareWords, `words must be at least ${config.dicewareWords}`).max(KEY_WORDS.max, `words must be at most ${KEY_WORDS.max}`).default(config.dicewareWords),
   });
 }
 

@@ -39,7 +39,6 @@ export interface UploadedFile {
 }
 
 const MAX_DRAWS = 5;
-export const KEY_WORD_LIMITS = { minWords: 3, maxWords: 12 };
 
 /** Registers a stored blob: a fresh passphrase, its record (written last), the expire job. */
 export async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; expiryMinutes: number; uses: number; words: number }): Promise<UploadedFile> {
@@ -85,7 +84,7 @@ interface Resolved {
 
 /** Key input → derived ids; a key that is not wordlist words is a 404 without KDF work. */
 async function resolveKey(deps: FilesDeps, input: unknown): Promise<Resolved> {
-  const key = normaliseKey(input, deps.wordlist, KEY_WORD_LIMITS);
+  const key = normaliseKey(input, deps.wordlist);
   if (key === null) {
     await deps.onFailedLookup();
     throw fileNotFound();

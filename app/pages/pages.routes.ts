@@ -12,6 +12,8 @@ export interface PageLimits {
   defaultUses: number;
   maxUses: number;
   defaultWords: number;
+  minWords: number;
+  maxWords: number;
 }
 
 /**

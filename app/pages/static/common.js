@@ -1,21 +1,20 @@
 // Shared helpers for the upload (/) and recipient (/d) pages. Plain browser ES module, no build step.
 // Everything that reaches the DOM goes through textContent or createElement: no HTML strings.
 
-/** Limits the server substituted into <body data-*> when it started. */
+/**
+ * Limits the server substituted into <body data-*> when it started (app/pages/pages.routes.ts): the
+ * server's configuration is their only source, so a missing one is a deployment bug, not a default.
+ */
 export function readLimits() {
   const data = document.body.dataset;
-  const num = (value, fallback) => {
-    const n = Number(value);
-    return Number.isFinite(n) && n > 0 ? n : fallback;
-  };
-  return {
-    maxFileSize: num(data.maxFileSize, 10 * 1024 * 1024),
-    defaultExpiryMinutes: num(data.defaultExpiryMinutes, 10),
-    maxExpiryMinutes: num(data.maxExpiryMinutes, 60),
-    defaultUses: num(data.defaultUses, 1),
-    maxUses: num(data.maxUses, 5),
-    defaultWords: num(data.defaultWords, 4),
-  };
+  const names = ['maxFileSize', 'defaultExpiryMinutes', 'maxExpiryMinutes', 'defaultUses', 'maxUses', 'defaultWords', 'minWords', 'maxWords'];
+  const limits = {};
+  for (const name of names) {
+    const n = Number(data[name]);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`page limit ${name} is missing`);
+    limits[name] = n;
+  }
+  return limits;
 }
 
 export function $(id) {

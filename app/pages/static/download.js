@@ -16,7 +16,6 @@ import {
 } from '/static/common.js';
 
 const limits = readLimits();
-const MAX_WORDS = 12;
 
 const ui = {
   checking: $('checking'),
@@ -69,8 +68,8 @@ function problemWith(key) {
   if (!key) return 'Type the passphrase first.';
   const words = key.split('-');
   if (words.some((word) => !/^[a-z]+$/.test(word))) return 'A passphrase is made of words only: letters, separated by spaces or dashes.';
-  if (words.length < limits.defaultWords) return `A passphrase has at least ${limits.defaultWords} words; this one has ${words.length}.`;
-  if (words.length > MAX_WORDS) return `A passphrase has at most ${MAX_WORDS} words; this one has ${words.length}.`;
+  if (words.length < limits.minWords) return `A passphrase has at least ${limits.minWords} words; this one has ${words.length}.`;
+  if (words.length > limits.maxWords) return `A passphrase has at most ${limits.maxWords} words; this one has ${words.length}.`;
   return null;
 }
 
