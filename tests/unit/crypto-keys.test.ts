@@ -77,11 +77,16 @@ describe('the key vectors', () => {
     expect(unwrapDataKey({ wrapped, kek: hex(kekHex), lookupId }).toString('hex')).toBe(dataKeyHex);
   });
 
-  it('seals the vector metadata to the committed bytes and opens it again', () => {
+  it('opens the committed version 1 (unpadded) metadata, which the sealer no longer writes', () => {
     const { dataKeyHex, blobId, metadata, nonceHex, sealedHex } = vectors.metadata;
-    const sealed = encryptMetadata({ dataKey: hex(dataKeyHex), blobId, metadata, nonce: hex(nonceHex) });
-    expect(sealed.toString('hex')).toBe(sealedHex);
+    const sealed = hex(sealedHex);
+    expect(sealed[0]).toBe(1);
     expect(decryptMetadata({ dataKey: hex(dataKeyHex), blobId, sealed })).toEqual(metadata);
+    // Today's sealer writes version 2, padded, for the same input.
+    const resealed = encryptMetadata({ dataKey: hex(dataKeyHex), blobId, metadata, nonce: hex(nonceHex) });
+    expect(resealed[0]).toBe(2);
+    expect(resealed).toHaveLength(1053);
+    expect(decryptMetadata({ dataKey: hex(dataKeyHex), blobId, sealed: resealed })).toEqual(metadata);
   });
 
   it('hashes the vector delete token to the committed hex', () => {
