@@ -2,10 +2,10 @@
  * Fair admission to a small number of slots (the KDF's scrypt slots, SPEC §10.4).
  *
  * Foreground tasks queue FIFO per client, clients round-robin within their aggregate, aggregates
- * round-robin among themselves. A task waits for at most one dispatch per other aggregate with
- * queued work, however many clients or tasks those aggregates hold, so 200 addresses of one /48 or
- * /24 get one turn between them, not 200. Work-conserving: a slot never idles while a task waits,
- * and a lone client may use every slot.
+ * round-robin among themselves. The first task of an aggregate with nothing queued starts after at
+ * most one task of each other aggregate with queued work, however many clients or tasks those
+ * hold, so 200 addresses of one /48 or /24 get one turn between them, not 200. Work-conserving: a
+ * slot never idles while a task waits, and a lone client may use every slot.
  *
  * Caps (a refusal is immediate, with `kdfBusy()`; nothing is queued):
  * - per client, queued + in flight (`maxPerClient`): the client itself is over its share;
@@ -24,9 +24,10 @@
  *   slot, and a few users behind one NAT address are not refused while the KDF is merely busy;
  *   still 1/64 of the global queue, and the LOOKUP rate limit bounds its rate anyway.
  * - `maxQueuedPerAggregate` = maxQueue / 4 (64 with KDF_MAX_QUEUE = 256): ~1.3 s of the whole
- *   KDF, so the flooding /48 holds at most 64 waiting tasks and its 137th..200th poll gets a cheap
+ *   KDF, so the flooding /48 holds at most 64 waiting tasks and its 67th..200th poll gets a cheap
  *   503 at once; at least four saturated aggregates are needed to reach the global bound. The
- *   legitimate client waits behind at most one flood task per free slot: ≤ ~80 ms, not seconds.
+ *   legitimate client's lookup starts after at most one flood task, so it takes about two to three
+ *   derivation times (~80–120 ms) instead of the 4–5 s a global FIFO of 256 gives it.
  * - `maxQueue` = KDF_MAX_QUEUE (256): ~5 s of work at the worst (256 single-task aggregates).
  *
  * A **background** class (the key pool's refills) runs only when no foreground task waits and a

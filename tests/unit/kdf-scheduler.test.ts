@@ -226,6 +226,8 @@ describe('the fair scheduler under a flood from one aggregate', () => {
         expect(outcome.state).toBe('pending');
         // Oldest first, and a flooder polls again as soon as it has its answer: the flood never lets up.
         while (!d.started.includes(label)) {
+          // Only promises resolve here, so a starved task would loop forever past any timeout: bound it.
+          if (d.started.length - submittedAt > 1_000) throw new Error(`${label} not dispatched after 1,000 dispatches`);
           const [oldest] = d.running.keys();
           const before = d.started.length;
           d.finish(oldest!);
