@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { kdfBusy } from '../../app/crypto/crypto.errors.js';
-import { isAppError } from '../../app/http/errors.js';
+import { cryptoErrorToAppError } from '../../app/http/error-handler.js';
 import { createFairScheduler, defaultMaxPerClient, defaultMaxQueuedPerAggregate, type FairScheduler, type FairSchedulerOptions, type Requester } from '../../app/kdf/fair-scheduler.js';
 
 // Every task finishes only when the test says so: dispatch order is observed, never timed.
@@ -269,7 +269,7 @@ describe('the fair scheduler: caps', () => {
     const over = d.submit(a1, 'a1-3');
     await over.settled;
     expect(isBusy(over.error)).toBe(true);
-    expect(isAppError(over.error) && over.error.status).toBe(503);
+    expect(cryptoErrorToAppError(over.error)?.status).toBe(503);
     expect(scheduler.canAdmit(who('A', 'a2'))).toBe(true);
     expect(scheduler.canAdmit(who('B', 'b1'))).toBe(true);
     const a2 = d.submit(who('A', 'a2'), 'a2-1');
