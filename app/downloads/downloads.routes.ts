@@ -35,7 +35,8 @@ export function createDownloadsRouter(deps: FilesDeps, guards: KeyRouteGuards): 
   const download = async (req: Request, res: Response, key: unknown) => {
     const started = await startDownload(deps, { key, signal: clientGoneSignal(res) });
     if (started.kind === 'client_gone') {
-      res.locals.logFields = { ...res.locals.logFields, client_gone: true };
+      // Logged here: the request line was already written when the client hung up.
+      deps.log.info('download_not_claimed', { reason: 'client_gone', request_id: req.id });
       res.destroy();
       return;
     }

@@ -51,7 +51,7 @@ class EngineFailure extends Error {
  * streams): no plaintext temp file ever exists. One `file` part; option fields may come before or
  * after it.
  */
-function encryptingEngine(receive: Receive): StorageEngine {
+function encryptingEngine(receive: Receive, onFailure: (req: Request, error: unknown) => void): StorageEngine {
   return {
     _handleFile(req: Request, file, callback) {
       // Our pipeline reads through its own stream, so its failures (a full disk, a refused type)
@@ -65,6 +65,7 @@ function encryptingEngine(receive: Receive): StorageEngine {
           // Drain what is left of this part so busboy can finish the request.
           file.stream.unpipe(source);
           file.stream.resume();
+          onFailure(req, error);
           callback(new EngineFailure(error));
         },
       );
@@ -88,14 +89,24 @@ function multipartError(req: Request, error: unknown): unknown {
 
 /** `POST /upload` with `multipart/form-data`: the browser page and `curl -F`. */
 export function receiveMultipart(receive: Receive, limits: { fileSize: number }) {
+  // Multer answers an error only once the client has sent the rest of its body (no EPIPE for a
+  // client still sending). A stalled client sends nothing more: it is answered at once instead.
+  const stalled = new WeakMap<Request, (error: unknown) => void>();
+  const onFailure = (req: Request, error: unknown) => {
+    if (error instanceof AppError && error.code === 'UPLOAD_STALLED') stalled.get(req)?.(error);
+  };
   const upload = multer({
-    storage: encryptingEngine(receive),
+    storage: encryptingEngine(receive, onFailure),
     // One byte over the limit lets our own pipeline see the overflow and answer 413 itself.
     limits: { files: 1, fileSize: limits.fileSize + 1, fields: 10, fieldSize: 1024, parts: 12, headerPairs: 32 },
     defParamCharset: 'utf8',
   }).single('file');
   return (req: Request, res: Response): Promise<ReceivedUpload> =>
     new Promise((resolve, reject) => {
+      stalled.set(req, (error) => {
+        res.setHeader('Connection', 'close');
+        reject(error);
+      });
       upload(req, res, (error: unknown) => {
         if (error) return reject(multipartError(req, error));
         const file = req.file as (Express.Multer.File & { pending?: PendingUpload }) | undefined;
