@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { newBlobId } from '../blobs/blob-id.js';
 import { takeLease } from '../blobs/lease.js';
-import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey } from '../crypto/keys.js';
+import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey, type FileEntry } from '../crypto/keys.js';
 import { generatePassphrase } from '../diceware/passphrase.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
@@ -19,15 +19,20 @@ export interface UploadedFile {
   mimeType: string;
   size: number;
   sha256: string;
+  /** A drop's entries (absent for a single file). */
+  files?: FileEntry[];
 }
 
 /** A blob that is stored but has no record yet: register it, or discard it. */
 export interface PendingUpload {
   stored: StoredBlob;
   /** Writes the record under a fresh passphrase; on any failure the blob is removed. */
-  register(input: { filename: string; options: UploadOptions }): Promise<UploadedFile>;
+  register(input: { filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile>;
   discard(): Promise<void>;
 }
+
+/** A drop's own type (SPEC §10.7), whatever its first entry would make a sniffer say (a docx, an epub). */
+export const ARCHIVE_TYPE = 'application/zip';
 
 /** A passphrase collides with a live record or tombstone about never; give up after a few draws. */
 const MAX_DRAWS = 5;
@@ -37,7 +42,15 @@ const MAX_DRAWS = 5;
  * keeps the partial blob from the janitor for as long as it is written and until its record
  * exists. Every failure leaves nothing behind.
  */
-export async function receiveUpload(deps: FilesDeps, input: { source: Readable; expectedSize?: number }): Promise<PendingUpload> {
+export async function receiveUpload(
+  deps: FilesDeps,
+  input: {
+    source: Readable;
+    expectedSize?: number;
+    /** A drop's archive, built by the server: its own size bound, and no type sniffing (its entries were checked). */
+    archive?: { maxBytes: number };
+  },
+): Promise<PendingUpload> {
   const { config } = deps;
   const blobId = newBlobId();
   const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
@@ -47,8 +60,14 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
       source: input.source,
       store: deps.blobs.store,
       blobId,
-      limits: { maxFileSize: config.maxFileSize, maxStorageBytes: config.maxStorageBytes, allowedMimeTypes: config.allowedMimeTypes, stallMs: config.uploadStallSeconds * 1000 },
+      limits: {
+        maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
+        maxStorageBytes: config.maxStorageBytes,
+        allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
+        stallMs: config.uploadStallSeconds * 1000,
+      },
       ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+      ...(input.archive ? { knownType: ARCHIVE_TYPE } : {}),
     });
   } catch (error) {
     await lease.release().catch(() => undefined); // it ends by itself within its TTL
@@ -63,9 +82,9 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
   return {
     stored,
     discard: () => (settled ??= discard()) as Promise<void>,
-    register: async ({ filename, options }) => {
+    register: async ({ filename, options, files }) => {
       try {
-        const uploaded = await registerUpload(deps, { stored, filename, options });
+        const uploaded = await registerUpload(deps, { stored, filename, options, ...(files ? { files } : {}) });
         settled = lease.release().catch(() => undefined); // the record's own protection holds the blob now
         return uploaded;
       } catch (error) {
@@ -78,8 +97,8 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
 }
 
 /** The expire job, a fresh passphrase, and the record, written last. */
-async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions }): Promise<UploadedFile> {
-  const { stored, options } = input;
+async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile> {
+  const { stored, options, files } = input;
   const created = deps.now();
   const expires = new Date(created.getTime() + Math.round(options.expiry * 60_000));
   const deleteToken = generateDeleteToken();
@@ -92,7 +111,7 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
-      meta: encryptMetadata({ dataKey: stored.dataKey, blobId: stored.blobId, metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256 } }).toString('base64'),
+      meta: encryptMetadata({ dataKey: stored.dataKey, blobId: stored.blobId, metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256, ...(files ? { files } : {}) } }).toString('base64'),
       uses: options.uses,
       totalUses: options.uses,
       previewed: false,
@@ -103,8 +122,8 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     };
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
     if (!(await deps.files.store(lookupId, record))) continue;
-    deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType });
-    return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 };
+    deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType, ...(files ? { files: files.length } : {}) });
+    return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256, ...(files ? { files } : {}) };
   }
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
 }
