@@ -14,6 +14,12 @@ const positiveInt = z
   .transform(Number)
   .refine((n) => Number.isSafeInteger(n) && n > 0, 'expected a positive integer');
 
+const wholeNumber = z
+  .string()
+  .regex(/^\d+$/, 'expected a whole number')
+  .transform(Number)
+  .refine((n) => Number.isSafeInteger(n), 'expected a whole number');
+
 const port = positiveInt.refine((n) => n <= 65535, 'expected a port number 1..65535');
 
 // Minutes may be fractional (SPEC §6): "0.5" is thirty seconds.
@@ -142,7 +148,9 @@ export const VARIABLES = {
   ),
   KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable('kdfConcurrency', positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
-  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF; beyond that 503 with Retry-After'),
+  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF, all clients together; beyond that 503 with Retry-After'),
+  KDF_MAX_PER_CLIENT: variable('kdfMaxPerClient', positiveInt, '16', 'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503'),
+  KDF_POOL_SIZE: variable('kdfPoolSize', wholeNumber, '32', 'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off'),
   UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
   HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP'),
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),

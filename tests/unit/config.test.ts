@@ -36,6 +36,8 @@ const BAD_VALUES: Record<string, string> = {
   KDF_COST: '30',
   KDF_CONCURRENCY: '0',
   KDF_MAX_QUEUE: 'none',
+  KDF_MAX_PER_CLIENT: '0',
+  KDF_POOL_SIZE: '-1',
   UPLOAD_RATE_LIMIT: '30 per hour',
   HEALTH_RATE_LIMIT: '1/fortnight',
   LOOKUP_RATE_LIMIT: '0/minute',
