@@ -89,6 +89,7 @@ export function createApp(appDeps: AppDeps): Express {
         config,
         kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue }),
         files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
+        redis,
         storage: createStorage(config),
         wordlist: deps.wordlist,
         enqueue: deps.enqueue,

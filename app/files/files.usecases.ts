@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { Redis } from 'ioredis';
 import type { RuntimeConfig } from '../config.js';
 import { decryptMetadata, encryptMetadata, generateDeleteToken, hashDeleteToken, unwrapDataKey, wrapDataKey, type FileMetadata, type Kdf } from '../crypto/keys.js';
 import { createDecryptStream } from '../crypto/stream.js';
@@ -7,6 +8,7 @@ import { generatePassphrase } from '../diceware/passphrase.js';
 import { normaliseKey, type Wordlist } from '../diceware/wordlist.js';
 import type { Enqueue } from '../jobs/enqueue.js';
 import type { Logger } from '../shared/logger.js';
+import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import { serviceUnavailable } from '../http/errors.js';
 import { fileGone, fileNotFound, invalidDeleteToken, previewAlreadyUsed } from './files.errors.js';
 import type { FileRecord, FilesRepository, Lookup } from './files.repository.js';
@@ -17,6 +19,8 @@ export interface FilesDeps {
   config: RuntimeConfig;
   kdf: Kdf;
   files: FilesRepository;
+  /** The connection the repository writes on (WAIT covers that connection's writes). */
+  redis: Redis;
   storage: Storage;
   wordlist: Wordlist;
   enqueue: Enqueue;
@@ -64,6 +68,7 @@ export async function registerUpload(deps: FilesDeps, input: { stored: StoredBlo
       };
       // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
       if (!(await deps.files.store(lookupId, record))) continue;
+      await confirmReplicated(deps.redis, { timeoutMs: REPLICATION_WAIT_MS }); // acknowledged only once a replica has it (SPEC §10.3)
       await deps.enqueue('expire', { blobId: stored.blobId }, { delayMs: expires.getTime() - created.getTime() });
       deps.log.info('file_uploaded', { size: stored.size, uses: input.uses, expiry_minutes: input.expiryMinutes, mime_type: stored.mimeType });
       return { key, deleteToken, expiresAt: expires, createdAt: created, uses: input.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 };
