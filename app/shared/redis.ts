@@ -127,9 +127,22 @@ export class ReplicationUnconfirmedError extends Error {
 
 const replicaCounts = new WeakMap<Redis, { replicas: number; at: number }>();
 
+/**
+ * Replicas that can confirm a write: online and already acknowledging the stream. One still in its
+ * initial sync (or just after it: Redis 7 holds the stream back until the replica's first ACK,
+ * up to a second later) holds none of our data yet and cannot answer WAIT: it does not count.
+ */
+export function confirmingReplicas(infoReplication: string): number {
+  let count = 0;
+  for (const [, fields] of infoReplication.matchAll(/^slave\d+:(.*)$/gm)) {
+    const entry = new Map((fields ?? '').split(',').map((kv) => kv.split('=') as [string, string]));
+    if (entry.get('state') === 'online' && Number(entry.get('offset')) > 0) count += 1;
+  }
+  return count;
+}
+
 async function connectedReplicas(redis: Redis): Promise<number> {
-  const info = await redis.info('replication');
-  return Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
+  return confirmingReplicas(await redis.info('replication'));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../app/config.js';
-import { createApiRedis, createWorkerRedis, isRedisUnavailable, redisConnectionOptions, ReplicationUnconfirmedError } from '../../app/shared/redis.js';
+import { confirmingReplicas, createApiRedis, createWorkerRedis, isRedisUnavailable, redisConnectionOptions, ReplicationUnconfirmedError } from '../../app/shared/redis.js';
 import { diskWrites } from '../../workers/redis-persistence.js';
 
 function problemsOf(env: Record<string, string>): string[] {
@@ -93,6 +93,22 @@ describe('Redis configuration: a URL or Sentinel', () => {
     expect(isRedisUnavailable(new Error("READONLY You can't write against a read only replica."))).toBe(true);
     expect(isRedisUnavailable(new ReplicationUnconfirmedError(1, 500))).toBe(true);
     expect(isRedisUnavailable(new Error('ERR unknown command'))).toBe(false);
+  });
+});
+
+describe('replicas that can confirm a write', () => {
+  it('are the online ones that have acknowledged the stream, not those still syncing', () => {
+    const info = [
+      '# Replication',
+      'role:master',
+      'connected_slaves:3',
+      'slave0:ip=10.0.0.2,port=6379,state=online,offset=2907,lag=0',
+      'slave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0',
+      'slave2:ip=10.0.0.4,port=6379,state=online,offset=0,lag=1',
+      'master_repl_offset:2944',
+    ].join('\r\n');
+    expect(confirmingReplicas(info)).toBe(1);
+    expect(confirmingReplicas('# Replication\r\nrole:master\r\nconnected_slaves:0\r\n')).toBe(0);
   });
 });
 
