@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { SentinelAddress } from '../config.js';
+import { followSentinelSwitches } from './redis-failover.js';
 
 /**
  * Where Redis is: a URL, or Sentinel (SPEC §10.3). `Config` has these fields; a bare URL string
@@ -27,9 +28,12 @@ export function redisConnectionOptions(target: RedisTarget | string): RedisOptio
       ...(t.redisSentinelPassword !== undefined ? { sentinelPassword: t.redisSentinelPassword } : {}),
       ...(t.redisPassword !== undefined ? { password: t.redisPassword } : {}),
       role: 'master',
-      // Subscribe to +switch-master: a client still connected to a demoted (but alive) primary
-      // reconnects at once instead of waiting for its socket to fail.
-      failoverDetector: true,
+      // Off on purpose. ioredis 5.11's detector disconnects on +switch-master whatever the client is
+      // doing; if it is between reconnect attempts then, connect() rejects and the client ends for
+      // good (status "end", no more retries): seen in 5 of 6 clients in one failover here.
+      // followSentinelSwitches (redis-failover.ts) does that job for ready clients only; a dead
+      // host is caught by socketTimeout; READONLY reconnects; every reconnect asks Sentinel again.
+      failoverDetector: false,
       // A sentinel that accepts the connection but never answers must not stall the resolution.
       sentinelCommandTimeout: 1_000,
     };
@@ -72,16 +76,26 @@ function urlOptions(raw: string): RedisOptions {
  */
 export const API_COMMAND_TIMEOUT_MS = 1_000;
 
+/** A client that also moves off a replaced primary at once (redis-failover.ts). */
+function following(target: RedisTarget | string, options: RedisOptions): Redis {
+  const client = new Redis(options);
+  if (typeof target !== 'string') followSentinelSwitches(client, target);
+  return client;
+}
+
 // A primary demoted to replica answers writes with READONLY: drop the connection so the next one
 // asks Sentinel (and the ready check's role test) again. The command itself fails (1, not 2):
 // the API answers 503, BullMQ retries its loop, and nothing is resent blindly to a replica.
 const reconnectOnReadOnly = (error: Error) => (error.message.startsWith('READONLY') ? 1 : false);
 
 export function createApiRedis(target: RedisTarget | string, overrides: RedisOptions = {}): Redis {
-  return new Redis({
+  return following(target, {
     ...redisConnectionOptions(target),
     enableOfflineQueue: false,
     commandTimeout: API_COMMAND_TIMEOUT_MS,
+    // A primary whose host vanished sends no RST: with no reply for 2 s, drop the socket and ask
+    // Sentinel again, instead of timing out every command until TCP gives up (minutes).
+    socketTimeout: 2_000,
     connectTimeout: 2_000,
     maxRetriesPerRequest: 1,
     // Reconnect quickly after an outage, so the service recovers without a restart.
@@ -94,10 +108,13 @@ export function createApiRedis(target: RedisTarget | string, overrides: RedisOpt
 }
 
 export function createWorkerRedis(target: RedisTarget | string, overrides: RedisOptions = {}): Redis {
-  return new Redis({
+  return following(target, {
     ...redisConnectionOptions(target),
     maxRetriesPerRequest: null,
     enableReadyCheck: true,
+    // Above BullMQ's longest blocking wait (10 s, plus its own 1 s watchdog): a BZPOPMIN on the
+    // blocking connection (a duplicate of this client, with these options) is never cut short.
+    socketTimeout: 15_000,
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
     sentinelRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
     reconnectOnError: reconnectOnReadOnly,
@@ -185,6 +202,8 @@ const UNAVAILABLE_MESSAGES = [
   'MASTERDOWN',
   'Command aborted due to connection close',
   'All sentinels are unreachable',
+  // min-replicas-to-write on the primary (optional hardening, docs/OPERATIONS.md).
+  'NOREPLICAS',
 ];
 
 /** True for errors that mean "Redis cannot answer now", as opposed to a bug in a command. */

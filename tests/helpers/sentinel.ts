@@ -149,6 +149,8 @@ export interface SentinelCluster {
   sentinelPorts: number[];
   /** For REDIS_SENTINELS. */
   sentinels: string;
+  /** An admin connection to the i-th sentinel; the caller disconnects it. */
+  sentinelClient(index: number): Redis;
   /** The primary's port as each sentinel reports it now. */
   primaryPorts(): Promise<(number | null)[]>;
   /** Resolves once every sentinel names `port` as the primary. */
@@ -258,6 +260,7 @@ export async function startSentinelCluster(options: SentinelClusterOptions = {})
       replica,
       sentinelPorts,
       sentinels: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
+      sentinelClient: (index) => adminClient(sentinelPorts[index]!, sentinelPassword),
       primaryPorts,
       waitForPrimary: (port, timeoutMs) => until(`every sentinel names ${port} the primary`, async () => (await primaryPorts()).every((p) => p === port), timeoutMs, logs),
       logs,

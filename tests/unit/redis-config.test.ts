@@ -41,7 +41,7 @@ describe('Redis configuration: a URL or Sentinel', () => {
     expect(problemsOf({ REDIS_URL: 'redis://host:99999' })).toEqual([expect.stringMatching(/^REDIS_URL: /)]);
   });
 
-  it('turns Sentinel settings into ioredis sentinel options with both passwords and the failover detector', () => {
+  it('turns Sentinel settings into ioredis sentinel options with both passwords, without the failover detector (see redis.ts)', () => {
     const config = loadConfig({ REDIS_SENTINELS: '127.0.0.1:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'cbx-primary', REDIS_SENTINEL_PASSWORD: 'sentinel-pw', REDIS_PASSWORD: 'node-pw' });
     expect(redisConnectionOptions(config)).toMatchObject({
       sentinels: [
@@ -52,7 +52,7 @@ describe('Redis configuration: a URL or Sentinel', () => {
       sentinelPassword: 'sentinel-pw',
       password: 'node-pw',
       role: 'master',
-      failoverDetector: true,
+      failoverDetector: false,
     });
   });
 
@@ -73,9 +73,10 @@ describe('Redis configuration: a URL or Sentinel', () => {
     const target = loadConfig({ REDIS_SENTINELS: '127.0.0.1:1', REDIS_SENTINEL_PASSWORD: 'sp', REDIS_PASSWORD: 'np' });
     for (const client of [createWorkerRedis(target, { lazyConnect: true }), createApiRedis(target, { lazyConnect: true })]) {
       const copy = client.duplicate({ connectionName: 'bull:blocking' });
-      expect(copy.options).toMatchObject({ sentinels: [{ host: '127.0.0.1', port: 1 }], name: 'mymaster', sentinelPassword: 'sp', password: 'np', failoverDetector: true, connectionName: 'bull:blocking' });
+      expect(copy.options).toMatchObject({ sentinels: [{ host: '127.0.0.1', port: 1 }], name: 'mymaster', sentinelPassword: 'sp', password: 'np', connectionName: 'bull:blocking' });
       expect(copy.options.reconnectOnError).toBe(client.options.reconnectOnError);
       expect(copy.options.maxRetriesPerRequest).toBe(client.options.maxRetriesPerRequest);
+      expect(copy.options.socketTimeout).toBe(client.options.socketTimeout);
       client.disconnect();
       copy.disconnect();
     }
