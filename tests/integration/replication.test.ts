@@ -93,6 +93,20 @@ describe('confirmReplicated (WAIT for one replica)', () => {
     expect(await confirmReplicated(redis, { timeoutMs: 2_000 })).toEqual({ confirmedBy: 1 });
   });
 
+  it('fails while a hung replica is attached, and accepts again once the primary drops it (repl-timeout)', async () => {
+    const replica = await attachReplica();
+    const redis = connect(primary);
+    await redis.config('SET', 'repl-timeout', '2');
+    cleanups.push(async () => void (await connect(primary).config('SET', 'repl-timeout', '60')));
+    replica.pause();
+    cleanups.push(async () => replica.resume());
+    await redis.set('k', 'v');
+    await expect(confirmReplicated(redis, { timeoutMs: 200 })).rejects.toBeInstanceOf(ReplicationUnconfirmedError);
+    const started = performance.now();
+    await until('the primary drops the hung replica', async () => (await confirmReplicated(redis, { timeoutMs: 200 }).catch(() => null))?.confirmedBy === 0, 10_000);
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+
   it('believes "no replica" for a few seconds, then asks again and starts waiting', async () => {
     const redis = connect(primary);
     let now = 1_000_000;
