@@ -202,6 +202,7 @@ const UNAVAILABLE_MESSAGES = [
   'MASTERDOWN',
   'Command aborted due to connection close',
   'All sentinels are unreachable',
+  'Socket timeout',
   // min-replicas-to-write on the primary (optional hardening, docs/OPERATIONS.md).
   'NOREPLICAS',
 ];
