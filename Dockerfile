@@ -38,11 +38,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# dist/ holds the compiled code and the files it reads at run time (Lua scripts, pages): npm run build copies them.
 COPY data ./data
-# Non-TypeScript files the code reads at run time (tsc does not copy them; dist/ looks back into app/).
-COPY app/pages/static ./app/pages/static
-COPY app/files/lua ./app/files/lua
-COPY app/abuse/lua ./app/abuse/lua
 # Code stays root-owned (read-only to the app). The writable places belong to `node`, so named
 # volumes mounted on them start with that ownership.
 RUN mkdir -p /data/uploads /data/temp /app/logs \

@@ -13,11 +13,17 @@ import { createRateLimiter } from './http/rate-limit.js';
 import { sameOriginOnly } from './http/cors.js';
 import { createHealthRouter } from './health/health.routes.js';
 import { createPagesRouter } from './pages/pages.routes.js';
-import { createFilesRouter } from './files/files.routes.js';
 import { createFilesRepository } from './files/files.repository.js';
-import { createStorage } from './files/storage.repository.js';
+import type { FilesDeps } from './files/files.usecases.js';
+import { createUploadsRouter } from './uploads/uploads.routes.js';
+import { createDownloadsRouter } from './downloads/downloads.routes.js';
+import { createLookupsRouter } from './lookups/lookups.routes.js';
+import type { BlobStore } from './blobs/blob-store.js';
+import { createBlobGuard } from './blobs/blobs.repository.js';
 import { createKdf } from './crypto/keys.js';
-import { createAbuseGuard } from './abuse/abuse.repository.js';
+import { createAbuseRepository } from './abuse/abuse.repository.js';
+import { createAbuseGuard } from './http/abuse-guard.js';
+import type { KeyRouteGuards } from './http/key-routes.js';
 import { createMetrics } from './metrics/metrics.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
@@ -27,6 +33,8 @@ export interface AppDeps {
   redis: Redis;
   keys: RedisKeys;
   wordlist: Wordlist;
+  /** The storage engine of blobs (fs or s3). */
+  store: BlobStore;
   enqueue: Enqueue;
   /** The janitor queue, read by /metrics for its depth. */
   queue: Queue;
@@ -82,27 +90,26 @@ export function createApp(appDeps: AppDeps): Express {
     }),
   );
 
-  const abuse = createAbuseGuard({ redis, keys, config, secret: config.secret, enqueue: deps.enqueue, log: deps.log.child({ module: 'abuse' }), now: deps.now });
-  app.use(
-    createFilesRouter({
-      deps: {
-        config,
-        kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue }),
-        files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
-        redis,
-        storage: createStorage(config),
-        wordlist: deps.wordlist,
-        enqueue: deps.enqueue,
-        log: deps.log.child({ module: 'files' }),
-        now: deps.now,
-        onFailedLookup: () => Promise.resolve(),
-      },
-      uploadLimiter: limiter('upload', config.uploadRateLimit),
-      // Blocks first, then the lookup budget: both before any KDF work.
-      lookupGuards: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)],
-      recordFailure: (req) => abuse.recordFailure(req),
-    }),
-  );
+  const files: FilesDeps = {
+    config,
+    kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue }),
+    files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
+    redis,
+    blobs: { store: deps.store, guard: createBlobGuard(redis, keys) },
+    wordlist: deps.wordlist,
+    enqueue: deps.enqueue,
+    log: deps.log.child({ module: 'files' }),
+    now: deps.now,
+  };
+  const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, enqueue: deps.enqueue, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const keyRoutes: KeyRouteGuards = {
+    // Blocks first, then the lookup budget: both before any KDF work.
+    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)],
+    recordFailure: abuse.recordFailure,
+  };
+  app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
+  app.use(createDownloadsRouter(files, keyRoutes));
+  app.use(createLookupsRouter(files, keyRoutes));
 
   if (metrics) app.use(metrics.router);
   app.use(notFoundHandler());

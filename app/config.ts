@@ -165,6 +165,7 @@ export const VARIABLES = {
   MAX_STORAGE_BYTES: variable('maxStorageBytes', positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
   ALLOWED_MIME_TYPES: variable('allowedMimeTypes', mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
   DEFAULT_EXPIRY_MINUTES: variable('defaultExpiryMinutes', positiveMinutes, '10', 'expiry when the upload names none'),
+  MIN_EXPIRY_MINUTES: variable('minExpiryMinutes', positiveMinutes, '1', 'shortest expiry an upload may ask for'),
   MAX_EXPIRY_MINUTES: variable('maxExpiryMinutes', positiveMinutes, '60', 'longest expiry an upload may ask for'),
   DEFAULT_USES: variable('defaultUses', positiveInt, '1', 'downloads allowed when the upload names none'),
   MAX_USES: variable('maxUses', positiveInt, '5', 'most downloads an upload may ask for'),
@@ -183,6 +184,7 @@ export const VARIABLES = {
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
   DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
   DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),
+  MAX_DOWNLOAD_SECONDS: variable('maxDownloadSeconds', positiveInt, '3600', 'longest a download keeps its blob from the janitor; past it a deleted or burned blob may be shredded'),
   UPLOAD_STALL_SECONDS: variable('uploadStallSeconds', positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
   CLEANUP_INTERVAL_MINUTES: variable('cleanupIntervalMinutes', positiveMinutes, '10', 'how often the janitor sweeps orphans'),
   ORPHAN_AGE_MINUTES: variable('orphanAgeMinutes', positiveMinutes, '15', 'age after which a file without a live record is swept'),
@@ -226,6 +228,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const config = values as Config;
   if (problems.length === 0) {
+    if (config.minExpiryMinutes > config.defaultExpiryMinutes) problems.push(`MIN_EXPIRY_MINUTES: must not exceed DEFAULT_EXPIRY_MINUTES (${config.defaultExpiryMinutes}), got "${env.MIN_EXPIRY_MINUTES ?? ''}"`);
     if (config.defaultExpiryMinutes > config.maxExpiryMinutes) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
     if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
     if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');

@@ -8,6 +8,7 @@ import { installShutdown } from './shared/shutdown.js';
 import { loadWordlist } from './diceware/wordlist.js';
 import { createJanitorQueue } from './jobs/enqueue.js';
 import { configureServerTimeouts } from './http/timeouts.js';
+import { createFsStore } from './blobs/fs-store.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
@@ -39,7 +40,8 @@ if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy'
 const wordlist = await loadWordlist(config.wordlistPath);
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
-const app = createApp({ config, log, redis, keys, wordlist, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
+const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+const app = createApp({ config, log, redis, keys, wordlist, store, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
 
 // Node checks header and request timeouts every 30 s by default: check each second, so a
 // slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.
@@ -54,6 +56,7 @@ installShutdown({
   steps: [
     { name: 'http', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
     { name: 'queue', run: () => janitor.close() },
+    { name: 'store', run: () => store.close() },
     { name: 'redis', run: () => redis.quit() },
   ],
 });

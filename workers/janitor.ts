@@ -1,13 +1,11 @@
-import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import { UnrecoverableError, type Job, type WorkerOptions } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job, type WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOBS, type JobHandlers, type JobName } from '../app/jobs/catalogue.js';
+import { destroyUnlessProtected, sweepOrphans, type BlobsDeps } from '../app/blobs/blobs.usecases.js';
+import { JOBS, type JobContext, type JobHandlers, type JobName } from '../app/jobs/catalogue.js';
 import type { RuntimeConfig } from '../app/config.js';
 import type { Logger } from '../app/shared/logger.js';
 import type { RedisKeys } from '../app/shared/redis-keys.js';
-import { shredFile, type ShredResult } from './shred.js';
-import { sweepOrphans, withSweepLock } from './sweep.js';
+import { withSweepLock } from './sweep.js';
 
 /**
  * Worker settings. A job whose worker dies (kill -9, OOM, power) keeps its lock for at most
@@ -23,11 +21,12 @@ export const WORKER_OPTIONS = {
   maxStalledCount: 2,
 } as const satisfies Partial<WorkerOptions>;
 
-/** An expire job may fire a moment before Redis expires the record (clock skew): wait up to this. */
-export const EXPIRE_GRACE_MS = 5_000;
+/** A deferred job looks again this long after the protection it waits for ends (clock steps, late renewals). */
+export const DEFER_MARGIN_MS = 250;
 
 export interface JanitorDeps {
-  config: Pick<RuntimeConfig, 'storagePath' | 'tempPath' | 'shredPasses' | 'orphanAgeMinutes'>;
+  config: Pick<RuntimeConfig, 'orphanAgeMinutes'>;
+  blobs: BlobsDeps;
   redis: Redis;
   keys: RedisKeys;
   log: Logger;
@@ -43,43 +42,33 @@ return 0`;
 
 /** One handler per job; `JobHandlers` makes a catalogue entry without a handler a compile error. */
 export function createHandlers(deps: JanitorDeps): JobHandlers {
-  const { config, redis, keys, log } = deps;
+  const { config, blobs, redis, keys, log } = deps;
   const now = deps.now ?? Date.now;
 
-  // A blob and its partial upload, if one is left: shredding both is idempotent and harmless.
-  const shredBlob = async (blobId: string, reason: string): Promise<ShredResult> => {
-    const blob = await shredFile(path.join(config.storagePath, blobId), { passes: config.shredPasses, kind: 'blob', log, reason });
-    await shredFile(path.join(config.tempPath, `${blobId}.partial`), { passes: config.shredPasses, kind: 'partial', log, reason });
-    return blob;
-  };
-
-  const isLive = async (blobId: string): Promise<boolean> => {
-    const ttl = await redis.pttl(keys.blob(blobId));
-    if (ttl === -2) return false; // no such key
-    if (ttl === -1 || ttl > EXPIRE_GRACE_MS) return true;
-    // About to expire: the job fired a moment early. Wait for Redis, then look again.
-    await delay(ttl + 50);
-    return (await redis.exists(keys.blob(blobId))) === 1;
+  /**
+   * Destroys a blob's bytes, or (while its record lives or a transfer holds a lease) runs the job
+   * again when that protection ends: a running download is never cut off (SPEC §10.1).
+   */
+  const destroyOrWait = async (blobId: string, reason: string, context: JobContext) => {
+    const outcome = await destroyUnlessProtected(blobs, blobId, reason);
+    if (outcome.kind === 'destroyed') return outcome.result;
+    log.debug('destroy_deferred', { reason, until: outcome.until });
+    await context.defer(outcome.until + DEFER_MARGIN_MS);
+    return null;
   };
 
   return {
-    shred: async ({ blobId, reason }) => {
-      await shredBlob(blobId, reason);
+    shred: async ({ blobId, reason }, context) => {
+      await destroyOrWait(blobId, reason, context);
     },
 
-    expire: async ({ blobId }) => {
-      if (await isLive(blobId)) {
-        log.debug('expire_skipped', { reason: 'live' });
-        return;
-      }
-      const blob = await shredBlob(blobId, 'expired');
-      if (blob.found) log.info('file_expired', { size: blob.size });
+    expire: async ({ blobId }, context) => {
+      const result = await destroyOrWait(blobId, 'expired', context);
+      if (result?.found) log.info('file_expired', { size: result.size });
     },
 
     sweep: async ({ trigger }, { jobId }) => {
-      const counts = await withSweepLock({ redis, key: keys.sweepLock(), owner: `${deps.workerId}/${jobId}` }, () =>
-        sweepOrphans({ ...config, redis, keys, log, now }),
-      );
+      const counts = await withSweepLock({ redis, key: keys.sweepLock(), owner: `${deps.workerId}/${jobId}` }, () => sweepOrphans({ ...blobs, orphanAgeMs: config.orphanAgeMinutes * 60_000 }));
       if (counts === null) {
         // Another replica is sweeping right now; its run covers this one.
         log.info('sweep_skipped', { trigger, job_id: jobId, reason: 'running' });
@@ -104,18 +93,29 @@ function isJobName(name: string): name is JobName {
 
 /**
  * The BullMQ processor: validates the payload against the catalogue, then runs its handler. A job
- * that cannot be valid fails at once (no retry); everything the handler throws is retried.
+ * that cannot be valid fails at once (no retry); everything the handler throws is retried. A
+ * handler that defers moves its job back to the delayed set (BullMQ's DelayedError pattern).
  */
 export function createProcessor(handlers: JobHandlers) {
-  return async (job: Job): Promise<void> => {
+  return async (job: Job, token?: string): Promise<void> => {
     if (!isJobName(job.name)) throw new UnrecoverableError(`unknown job name`);
     const parsed = JOBS[job.name].schema.safeParse(job.data);
     if (!parsed.success) {
       const fields = parsed.error.issues.map((issue) => issue.path.join('.') || '(payload)');
       throw new UnrecoverableError(`invalid payload: ${[...new Set(fields)].join(', ')}`);
     }
+    let deferred = false;
+    const context: JobContext = {
+      jobId: job.id ?? '',
+      attempt: job.attemptsMade + 1,
+      defer: async (untilMs) => {
+        await job.moveToDelayed(untilMs, token);
+        deferred = true;
+      },
+    };
     // TypeScript cannot tie `parsed.data` to `job.name` here; the schema lookup above does.
-    const handler = handlers[job.name] as (payload: unknown, context: { jobId: string; attempt: number }) => Promise<void>;
-    await handler(parsed.data, { jobId: job.id ?? '', attempt: job.attemptsMade + 1 });
+    const handler = handlers[job.name] as (payload: unknown, context: JobContext) => Promise<void>;
+    await handler(parsed.data, context);
+    if (deferred) throw new DelayedError();
   };
 }

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
 import { createJanitorQueue } from '../app/jobs/enqueue.js';
-import { createLogger } from '../app/shared/logger.js';
+import { createLogger, errorForLog } from '../app/shared/logger.js';
+import { createFsStore } from '../app/blobs/fs-store.js';
+import { createBlobGuard } from '../app/blobs/blobs.repository.js';
 import { createWorkerRedis, readEvictionPolicy } from '../app/shared/redis.js';
 import { redisKeys } from '../app/shared/redis-keys.js';
 import { ensureDirectories, loadRuntimeConfig, VERSION } from '../app/shared/runtime.js';
@@ -11,7 +13,6 @@ import { startHeartbeat } from './heartbeat.js';
 import { createHandlers, createProcessor, WORKER_OPTIONS } from './janitor.js';
 import { installSchedule } from './schedule.js';
 import { watchRedisPersistence } from './redis-persistence.js';
-import { describeError } from './sweep.js';
 
 // The janitor process: reads process.env once, connects, runs jobs, never serves HTTP.
 const config = await loadRuntimeConfig(process.env, 'worker');
@@ -35,7 +36,9 @@ const heartbeat = startHeartbeat({ redis, keys, log, workerId });
 await heartbeat.beat();
 
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
-const handlers = createHandlers({ config, redis, keys, log, workerId });
+const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+const blobs = { store, guard: createBlobGuard(redis, keys), log, now: Date.now };
+const handlers = createHandlers({ config, blobs, redis, keys, log, workerId });
 const worker = new Worker(JANITOR_QUEUE, createProcessor(handlers), { connection: redis, prefix: keys.queuePrefix(), ...WORKER_OPTIONS });
 
 // Job ids carry blob ids: the log names the job kind only, and file errors lose their path.
@@ -43,11 +46,11 @@ worker.on('failed', (job, error) => {
   const attempts = job?.opts.attempts ?? 1;
   const attempt = job?.attemptsMade ?? 0;
   const willRetry = error.name !== 'UnrecoverableError' && attempt < attempts;
-  const fields = { job: job?.name ?? 'unknown', attempt, attempts, will_retry: willRetry, reason: describeError(error) };
+  const fields = { job: job?.name ?? 'unknown', attempt, attempts, will_retry: willRetry, reason: errorForLog(error) };
   if (willRetry) log.warn('job_failed', fields);
   else log.error('job_failed', fields);
 });
-worker.on('error', (error) => log.warn('worker_error', { error: describeError(error) }));
+worker.on('error', (error) => log.warn('worker_error', { error: errorForLog(error) }));
 
 // Signals are handled before anything is announced, so a SIGTERM at any point drains in order.
 installShutdown({
@@ -57,6 +60,7 @@ installShutdown({
     { name: 'worker', run: () => worker.close() },
     { name: 'heartbeat', run: () => heartbeat.stop() },
     { name: 'queue', run: () => janitor.close() },
+    { name: 'store', run: () => store.close() },
     { name: 'redis', run: () => redis.quit() },
   ],
 });
@@ -65,6 +69,6 @@ await installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cle
 // Redis keeps no data across a restart (SPEC §4.5), so the job scheduler may be gone after a
 // reconnect: install it again (idempotent), which also sweeps the blobs that lost their records.
 redis.on('ready', () => {
-  installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log }).catch((error: unknown) => log.warn('schedule_install_failed', { error: describeError(error) }));
+  installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log }).catch((error: unknown) => log.warn('schedule_install_failed', { error: errorForLog(error) }));
 });
 log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });

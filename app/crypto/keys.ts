@@ -3,9 +3,13 @@
  * and KEK; the KEK wraps each file's random data key; the data key encrypts the payload (stream.ts)
  * and the metadata. All functions are deterministic given their inputs; randomness is injectable.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { integrityCheckFailed, kdfBusy, type IntegrityFailure } from './crypto.errors.js';
+import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { integrityCheckFailed, kdfBusy } from './crypto.errors.js';
+import { KEY_LENGTH, NONCE_LENGTH, hkdf, open, seal } from './envelope.js';
 import { DATA_KEY_LENGTH } from './stream.js';
+
+// The metadata moved to its own module (version 2 padding); callers keep importing it from here.
+export { decryptMetadata, encryptMetadata, type FileEntry, type FileMetadata } from './metadata.js';
 
 /** log2 N. Measured in docs/FORMAT.md: 2^14 is ~39 ms here, 2^15 already ~97 ms. */
 export const DEFAULT_SCRYPT_COST_LOG2 = 14;
@@ -18,14 +22,11 @@ export const MAX_SCRYPT_COST_LOG2 = 20;
 
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
-const KEY_LENGTH = 32;
-const NONCE_LENGTH = 12;
-const TAG_LENGTH = 16;
-const ENVELOPE_VERSION = 1;
+/** The envelope version of a wrapped data key (record or resume). */
+const WRAP_VERSION = 1;
 const SCRYPT_SALT_PREFIX = 'cinderbox scrypt v1';
 const LOOKUP_INFO = 'cinderbox lookup id v1';
 const KEK_INFO = 'cinderbox kek v1';
-const METADATA_INFO = 'cinderbox metadata v1';
 
 export interface DerivedKeys {
   /** 64 hex characters; names the Redis record. */
@@ -34,19 +35,9 @@ export interface DerivedKeys {
   kek: Buffer;
 }
 
-export interface FileMetadata {
-  filename: string;
-  mimeType: string;
-  sha256: string;
-}
-
 /** Hashing gives a fixed-length salt whatever the secret's encoding, and separates it from other uses. */
 export function scryptSalt(secret: Buffer | string): Buffer {
   return createHash('sha256').update(SCRYPT_SALT_PREFIX, 'utf8').update(secret).digest();
-}
-
-function hkdf(ikm: Buffer, info: string, salt: Buffer = Buffer.alloc(0)): Buffer {
-  return Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info, 'utf8'), KEY_LENGTH));
 }
 
 function scryptAsync(passphrase: string, salt: Buffer, costLog2: number): Promise<Buffer> {
@@ -151,32 +142,6 @@ export function generateDataKey(): Buffer {
   return randomBytes(DATA_KEY_LENGTH);
 }
 
-/** AES-256-GCM envelope: version(1) || nonce(12) || ciphertext || tag(16); the version byte is authenticated. */
-function seal(key: Buffer, plaintext: Buffer, aad: Buffer, nonce: Buffer): Buffer {
-  if (nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
-  const version = Buffer.from([ENVELOPE_VERSION]);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_LENGTH });
-  cipher.setAAD(Buffer.concat([version, aad]));
-  return Buffer.concat([version, nonce, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-}
-
-function open(key: Buffer, sealed: Buffer, aad: Buffer, reason: IntegrityFailure): Buffer {
-  if (sealed.length < 1 + NONCE_LENGTH + TAG_LENGTH || sealed[0] !== ENVELOPE_VERSION) {
-    throw integrityCheckFailed(reason);
-  }
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(1, 1 + NONCE_LENGTH), {
-      authTagLength: TAG_LENGTH,
-    });
-    decipher.setAAD(Buffer.concat([sealed.subarray(0, 1), aad]));
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
-    const plaintext = decipher.update(sealed.subarray(1 + NONCE_LENGTH, sealed.length - TAG_LENGTH));
-    return Buffer.concat([plaintext, decipher.final()]);
-  } catch (error) {
-    throw integrityCheckFailed(reason, 0, error);
-  }
-}
-
 function lookupIdBytes(lookupId: string): Buffer {
   if (!/^[0-9a-f]{64}$/.test(lookupId)) throw new RangeError('lookupId must be 64 lowercase hex characters');
   return Buffer.from(lookupId, 'hex');
@@ -186,48 +151,14 @@ function lookupIdBytes(lookupId: string): Buffer {
 export function wrapDataKey(options: { dataKey: Buffer; kek: Buffer; lookupId: string; nonce?: Buffer }): Buffer {
   if (options.dataKey.length !== DATA_KEY_LENGTH) throw new RangeError(`dataKey must be ${DATA_KEY_LENGTH} bytes`);
   const nonce = options.nonce ?? randomBytes(NONCE_LENGTH);
-  return seal(options.kek, options.dataKey, lookupIdBytes(options.lookupId), nonce);
+  return seal({ version: WRAP_VERSION, key: options.kek, plaintext: options.dataKey, context: lookupIdBytes(options.lookupId), nonce });
 }
 
 /** Throws INTEGRITY_CHECK_FAILED (reason key_unwrap) for a wrong KEK, lookup id or a damaged record. */
 export function unwrapDataKey(options: { wrapped: Buffer; kek: Buffer; lookupId: string }): Buffer {
-  const dataKey = open(options.kek, options.wrapped, lookupIdBytes(options.lookupId), 'key_unwrap');
+  const dataKey = open({ versions: [WRAP_VERSION], key: options.kek, sealed: options.wrapped, context: lookupIdBytes(options.lookupId), reason: 'key_unwrap' });
   if (dataKey.length !== DATA_KEY_LENGTH) throw integrityCheckFailed('key_unwrap');
   return dataKey;
-}
-
-/** A key of its own (distinct HKDF info), so the metadata never shares a key or nonce space with the payload. */
-function metadataKey(dataKey: Buffer): Buffer {
-  if (dataKey.length !== DATA_KEY_LENGTH) throw new RangeError(`dataKey must be ${DATA_KEY_LENGTH} bytes`);
-  return hkdf(dataKey, METADATA_INFO);
-}
-
-/** Returns the binary envelope; the repository decides how to store it (e.g. base64 in a hash field). */
-export function encryptMetadata(options: {
-  dataKey: Buffer;
-  blobId: string;
-  metadata: FileMetadata;
-  nonce?: Buffer;
-}): Buffer {
-  const { filename, mimeType, sha256 } = options.metadata;
-  const json = Buffer.from(JSON.stringify({ filename, mimeType, sha256 }), 'utf8');
-  const nonce = options.nonce ?? randomBytes(NONCE_LENGTH);
-  return seal(metadataKey(options.dataKey), json, Buffer.from(options.blobId, 'utf8'), nonce);
-}
-
-export function decryptMetadata(options: { dataKey: Buffer; blobId: string; sealed: Buffer }): FileMetadata {
-  const json = open(metadataKey(options.dataKey), options.sealed, Buffer.from(options.blobId, 'utf8'), 'metadata');
-  let value: unknown;
-  try {
-    value = JSON.parse(json.toString('utf8'));
-  } catch (error) {
-    throw integrityCheckFailed('metadata', 0, error);
-  }
-  const { filename, mimeType, sha256 } = (value ?? {}) as Record<string, unknown>;
-  if (typeof filename !== 'string' || typeof mimeType !== 'string' || typeof sha256 !== 'string') {
-    throw integrityCheckFailed('metadata');
-  }
-  return { filename, mimeType, sha256 };
 }
 
 export function generateDeleteToken(): string {

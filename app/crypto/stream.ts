@@ -16,7 +16,8 @@ export const SALT_LENGTH = 32;
 export const DATA_KEY_LENGTH = 32;
 /** magic(4) version(1) algorithm(1) chunk size(4) salt(32) */
 export const HEADER_LENGTH = MAGIC.length + 1 + 1 + 4 + SALT_LENGTH;
-const SEALED_CHUNK = CHUNK_SIZE + TAG_LENGTH;
+/** A full chunk on disk: 64 KiB of ciphertext and its tag. */
+export const SEALED_CHUNK = CHUNK_SIZE + TAG_LENGTH;
 const NONCE_LENGTH = 12;
 const PAYLOAD_INFO = Buffer.from('cinderbox payload v1', 'utf8');
 
@@ -36,8 +37,10 @@ export function encodeHeader(salt: Buffer): Buffer {
   return header;
 }
 
-function headerIsSupported(header: Buffer): boolean {
+/** The only header this version reads: magic, version, algorithm and chunk size exactly as written. */
+export function headerIsSupported(header: Buffer): boolean {
   return (
+    header.length === HEADER_LENGTH &&
     header.subarray(0, 4).equals(MAGIC) &&
     header[4] === FORMAT_VERSION &&
     header[5] === ALG_AES_256_GCM &&
@@ -59,6 +62,21 @@ function chunkNonce(index: number, last: boolean): Buffer {
   nonce.writeUIntBE(index, 5, 6);
   nonce[11] = last ? 1 : 0;
   return nonce;
+}
+
+/**
+ * Verifies one sealed chunk (ciphertext || tag) as chunk `index`, final or not, of the stream with this
+ * header; returns its plaintext only if the tag verified, and throws otherwise. Shared by the whole-file
+ * and the ranged decryptor, so both check a chunk the same way.
+ */
+export function openChunk(options: { key: Buffer; header: Buffer; index: number; last: boolean; sealed: Buffer }): Buffer {
+  const { sealed } = options;
+  const decipher = createDecipheriv('aes-256-gcm', options.key, chunkNonce(options.index, options.last), { authTagLength: TAG_LENGTH });
+  decipher.setAAD(options.header);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
+  const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH));
+  decipher.final(); // throws on a bad tag, before the caller can release anything
+  return plaintext;
 }
 
 /** Total encrypted size for a plaintext size; an empty file still has one (empty) final chunk. */
@@ -150,24 +168,14 @@ export function createDecryptStream(options: StreamKeyOptions): Transform {
     return integrityCheckFailed(reason, released, cause);
   };
 
-  /** Verifies one sealed chunk; returns its plaintext only if the tag verified. */
-  const open = (sealed: Buffer, last: boolean): Buffer => {
-    const decipher = createDecipheriv('aes-256-gcm', key!, chunkNonce(index, last), { authTagLength: TAG_LENGTH });
-    decipher.setAAD(header);
-    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
-    const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH));
-    decipher.final(); // throws on a bad tag, before anything was pushed
-    index += 1;
-    return plaintext;
-  };
-
   const release = (stream: Transform, sealed: Buffer, last: boolean): Error | undefined => {
     let plaintext: Buffer;
     try {
-      plaintext = open(sealed, last);
+      plaintext = openChunk({ key: key!, header, index, last, sealed });
     } catch (error) {
       return fail('chunk_auth', error);
     }
+    index += 1;
     if (plaintext.length > 0) stream.push(plaintext); // only an empty file has an empty chunk
     released += plaintext.length;
     return undefined;

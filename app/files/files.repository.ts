@@ -1,7 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
+import { PROTECT_LUA } from '../blobs/blobs.repository.js';
+import { luaScripts } from '../shared/lua.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 
 /** A file's Redis record (SPEC §5). Every value but the counters is opaque without the passphrase. */
@@ -24,21 +23,17 @@ export interface FileRecord {
 export type GoneReason = 'burned' | 'expired' | 'deleted';
 export type Lookup<T> = { kind: 'found'; record: FileRecord; extra: T } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' };
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-// The Lua files live beside this module; a build in dist/ reads them from the sources.
-const luaDir = [path.join(here, 'lua'), path.join(here, '..', '..', '..', 'app', 'files', 'lua')].find((d) => existsSync(d));
-if (!luaDir) throw new Error('files: Lua scripts not found');
-const lua = (name: string) => readFileSync(path.join(luaDir, `${name}.lua`), 'utf8');
-// The scripts that look a file up share `is_live` and `not_live` from lookup.lua.
-const lookupLua = (name: string) => `${lua('lookup')}\n${lua(name)}`;
+const lua = luaScripts(import.meta.url);
+// Every file script starts with the blob protection helpers and the shared lookup prelude.
+const fileScript = (name: string) => `${PROTECT_LUA}\n${lua('lookup')}\n${lua(name)}`;
 
 const SCRIPTS = {
-  cbxStore: { numberOfKeys: 3, lua: lua('store') },
-  cbxClaim: { numberOfKeys: 2, lua: lookupLua('claim') },
-  cbxRefund: { numberOfKeys: 3, lua: lua('refund') },
-  cbxPeek: { numberOfKeys: 2, lua: lookupLua('peek') },
-  cbxPreview: { numberOfKeys: 2, lua: lookupLua('preview') },
-  cbxDelete: { numberOfKeys: 2, lua: lookupLua('delete') },
+  cbxStore: { numberOfKeys: 2, lua: fileScript('store') },
+  cbxClaim: { numberOfKeys: 2, lua: fileScript('claim') },
+  cbxRefund: { numberOfKeys: 2, lua: fileScript('refund') },
+  cbxPeek: { numberOfKeys: 2, lua: fileScript('peek') },
+  cbxPreview: { numberOfKeys: 2, lua: fileScript('preview') },
+  cbxDelete: { numberOfKeys: 2, lua: fileScript('delete') },
 };
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -86,56 +81,58 @@ function interpret<T>(reply: unknown, found: (status: string) => T | undefined):
   return { kind: 'found', record: fromFields(rest), extra };
 }
 
-/** Redis I/O for file records; each multi-step change is one Lua script (atomic under concurrency). */
+/**
+ * Redis I/O for file records; each multi-step change is one Lua script (atomic under concurrency).
+ * The scripts also keep the blob's protection (blobs.repository.ts) in step with the record, so a
+ * record and what guards its bytes can never disagree.
+ */
 export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs: number) {
   const s = scripted(redis);
-  const fileKeys = (lookupId: string, blob: string) => [keys.file(lookupId), keys.tombstone(lookupId), keys.blob(blob)];
+  const blobPrefix = keys.blob('');
+  const fileKeys = (lookupId: string) => [keys.file(lookupId), keys.tombstone(lookupId)];
   return {
     /** False when the lookup id is taken (the caller draws a new passphrase). */
     async store(lookupId: string, record: FileRecord): Promise<boolean> {
-      const reply = await s.cbxStore(...fileKeys(lookupId, record.blob), record.expires, record.expires + tombstoneMs, ...toFields(record));
+      const reply = await s.cbxStore(...fileKeys(lookupId), blobPrefix, record.blob, record.expires, record.expires + tombstoneMs, ...toFields(record));
       return reply === 1;
     },
 
-    /** Takes one use; `burned` is true for the request that took the last one. */
-    async claim(lookupId: string, now: number): Promise<Lookup<{ burned: boolean }>> {
-      const reply = await s.cbxClaim(keys.file(lookupId), keys.tombstone(lookupId), now);
-      const lookup = interpret(reply, (status) => (status === 'ok' ? { burned: false } : status === 'burned' ? { burned: true } : undefined));
-      // The blob id is known only from the record: drop its liveness key now. If this step is lost,
-      // the key expires with the record and the janitor's shred job does not depend on it.
-      if (lookup.kind === 'found' && lookup.extra.burned) await redis.del(keys.blob(lookup.record.blob));
-      return lookup;
+    /**
+     * Takes one use and leases the blob for this download until `leaseUntil`, atomically; `burned`
+     * is true for the request that took the last one.
+     */
+    async claim(lookupId: string, options: { now: number; leaseId: string; leaseUntil: number }): Promise<Lookup<{ burned: boolean }>> {
+      const reply = await s.cbxClaim(...fileKeys(lookupId), blobPrefix, options.now, options.leaseId, options.leaseUntil);
+      return interpret(reply, (status) => (status === 'ok' ? { burned: false } : status === 'burned' ? { burned: true } : undefined));
     },
 
-    /** Gives a use back (the server failed before the first byte); restores a burned record. */
-    async refund(lookupId: string, claimed: FileRecord): Promise<void> {
-      await s.cbxRefund(...fileKeys(lookupId, claimed.blob), claimed.expires, ...toFields(claimed));
+    /**
+     * Gives back exactly the use one claim took (the server failed before the first byte): the
+     * record as that claim saw it, and whether that claim burned it. False when the file has gone
+     * by other means since and stays gone.
+     */
+    async refund(lookupId: string, claimed: { record: FileRecord; burned: boolean; now: number }): Promise<boolean> {
+      const { record } = claimed;
+      const reply = await s.cbxRefund(...fileKeys(lookupId), blobPrefix, claimed.now, claimed.burned ? '1' : '0', record.blob, record.expires, ...toFields(record));
+      return reply === 1;
     },
 
     async peek(lookupId: string, now: number): Promise<Lookup<null>> {
-      return interpret(await s.cbxPeek(keys.file(lookupId), keys.tombstone(lookupId), now), (status) => (status === 'ok' ? null : undefined));
+      return interpret(await s.cbxPeek(...fileKeys(lookupId), blobPrefix, now), (status) => (status === 'ok' ? null : undefined));
     },
 
     async preview(lookupId: string, now: number): Promise<Lookup<null> | { kind: 'used' }> {
-      const reply = (await s.cbxPreview(keys.file(lookupId), keys.tombstone(lookupId), now)) as [string];
+      const reply = (await s.cbxPreview(...fileKeys(lookupId), blobPrefix, now)) as [string];
       if (reply[0] === 'used') return { kind: 'used' };
       return interpret(reply, (status) => (status === 'ok' ? null : undefined));
     },
 
     async remove(lookupId: string, tokenHash: string, now: number): Promise<{ kind: 'deleted'; blob: string } | { kind: 'forbidden' } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' }> {
-      const reply = (await s.cbxDelete(keys.file(lookupId), keys.tombstone(lookupId), tokenHash, now)) as [string, string?];
-      if (reply[0] === 'deleted') {
-        await redis.del(keys.blob(reply[1]!));
-        return { kind: 'deleted', blob: reply[1]! };
-      }
+      const reply = (await s.cbxDelete(...fileKeys(lookupId), blobPrefix, tokenHash, now)) as [string, string?];
+      if (reply[0] === 'deleted') return { kind: 'deleted', blob: reply[1]! };
       if (reply[0] === 'forbidden') return { kind: 'forbidden' };
       if (reply[0] === 'gone') return { kind: 'gone', reason: reply[1] as GoneReason };
       return { kind: 'missing' };
-    },
-
-    /** True when some live record already uses this lookup id or its tombstone. */
-    async taken(lookupId: string): Promise<boolean> {
-      return (await redis.exists(keys.file(lookupId), keys.tombstone(lookupId))) > 0;
     },
   };
 }

@@ -9,7 +9,7 @@ export function createHealthRouter(deps: AppDeps, limiter: RequestHandler): Rout
     const report = await checkHealth({
       redis: deps.redis,
       keys: deps.keys,
-      paths: [deps.config.storagePath, deps.config.tempPath],
+      store: deps.store,
       wordlistLoaded: deps.wordlist.words.length > 0,
       version: deps.version,
       startedAt: deps.startedAt,

@@ -1,5 +1,5 @@
-import { access, constants } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
+import type { BlobStore } from '../blobs/blob-store.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 import { readEvictionPolicy } from '../shared/redis.js';
 
@@ -41,14 +41,14 @@ function withTimeout<T>(promise: Promise<T>, fallback: T): Promise<T> {
 export async function checkHealth(deps: {
   redis: Redis;
   keys: RedisKeys;
-  paths: string[];
+  store: Pick<BlobStore, 'check'>;
   wordlistLoaded: boolean;
   version: string;
   startedAt: Date;
   now: () => Date;
 }): Promise<HealthReport> {
   const redisUp = withTimeout(deps.redis.ping().then((r) => r === 'PONG'), false);
-  const storageUp = withTimeout(Promise.all(deps.paths.map((p) => access(p, constants.W_OK))).then(() => true), false);
+  const storageUp = withTimeout(deps.store.check().then(() => true), false);
   const heartbeat = withTimeout(deps.redis.exists(deps.keys.heartbeat()).then((n) => n === 1), false);
   const policy = withTimeout(readEvictionPolicy(deps.redis), null);
   const [redis, storage, scheduler, evictionPolicy] = await Promise.all([redisUp, storageUp, heartbeat, policy]);

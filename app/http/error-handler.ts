@@ -5,14 +5,37 @@ import type { Logger } from '../shared/logger.js';
 import { AppError, internalError, notFoundRoute, validationFailed } from './errors.js';
 import { isRedisOutOfMemory, isRedisUnavailable } from '../shared/redis.js';
 import { insufficientStorage, serviceUnavailable } from './errors.js';
+import { isIntegrityCheckFailed, isKdfBusy } from '../crypto/crypto.errors.js';
 
 /** Turns a ZodError into our `details[]`: field paths and messages, never the rejected values. */
 export function zodDetails(error: ZodError): { field: string; message: string }[] {
   return error.issues.map((issue) => ({ field: issue.path.join('.') || '(body)', message: issue.message }));
 }
 
+/**
+ * The crypto layer's errors know nothing of HTTP; this is where they get a status. The client sees one
+ * generic message per code (never the failure reason); the original error stays the cause, for the log.
+ */
+export function cryptoErrorToAppError(error: unknown): AppError | undefined {
+  if (isIntegrityCheckFailed(error)) {
+    return new AppError({ code: 'INTEGRITY_CHECK_FAILED', status: 500, message: 'The stored file failed its integrity check.', cause: error });
+  }
+  if (isKdfBusy(error)) {
+    return new AppError({
+      code: 'SERVICE_UNAVAILABLE',
+      status: 503,
+      message: 'The service is temporarily unavailable. Try again shortly.',
+      headers: { 'Retry-After': String(error.retryAfterSeconds) },
+      cause: error,
+    });
+  }
+  return undefined;
+}
+
 function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  const fromCrypto = cryptoErrorToAppError(error);
+  if (fromCrypto) return fromCrypto;
   if (error instanceof ZodError) return validationFailed(zodDetails(error));
   if (error instanceof multer.MulterError) {
     if (error.code === 'LIMIT_FILE_SIZE') return new AppError({ code: 'FILE_TOO_LARGE', status: 413, message: 'The file is larger than this server accepts.' });
@@ -51,10 +74,28 @@ export function sendError(req: Request, res: Response, appError: AppError): void
   });
 }
 
-export function errorHandler(log: Logger): ErrorRequestHandler {
+/** A full KDF queue is an overload an attacker can cause at will: at most one `kdf_busy` line per second. */
+const KDF_BUSY_LOG_INTERVAL_MS = 1000;
+
+export function errorHandler(log: Logger, options: { now?: () => number } = {}): ErrorRequestHandler {
+  const now = options.now ?? Date.now;
+  let kdfBusyLoggedAt = -Infinity;
+  let kdfBusySuppressed = 0;
+  const logKdfBusy = (requestId: string) => {
+    if (now() - kdfBusyLoggedAt < KDF_BUSY_LOG_INTERVAL_MS) {
+      kdfBusySuppressed += 1;
+      return;
+    }
+    // warn and no stack: it is load, not a fault; `suppressed` counts the lines sampled away since the last.
+    log.warn('kdf_busy', { request_id: requestId, code: 'SERVICE_UNAVAILABLE', suppressed: kdfBusySuppressed });
+    kdfBusyLoggedAt = now();
+    kdfBusySuppressed = 0;
+  };
+
   return (error: unknown, req, res, _next) => {
     const appError = toAppError(error);
-    if (appError.status >= 500) {
+    if (isKdfBusy(error)) logKdfBusy(req.id);
+    else if (appError.status >= 500) {
       const cause = appError.cause ?? error;
       const event = appError.code === 'SERVICE_UNAVAILABLE' ? 'redis_unavailable' : isRedisOutOfMemory(cause) ? 'redis_out_of_memory' : 'request_failed';
       log.error(event, {

@@ -30,10 +30,6 @@ export class AppError extends Error {
   }
 }
 
-export function isAppError(error: unknown): error is AppError {
-  return error instanceof AppError;
-}
-
 export const notFoundRoute = () =>
   new AppError({ code: 'NOT_FOUND', status: 404, message: 'There is nothing at this address.' });
 

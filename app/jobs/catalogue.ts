@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { JobsOptions } from 'bullmq';
+import { BLOB_ID_PATTERN } from '../blobs/blob-id.js';
 
 /**
  * The janitor's job catalogue (STYLE §7): job name → payload schema and options. The API imports it
@@ -8,28 +9,39 @@ import type { JobsOptions } from 'bullmq';
  */
 export const JANITOR_QUEUE = 'janitor';
 
-const blobId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'expected a blob id');
+const blobId = z.string().regex(BLOB_ID_PATTERN, 'expected a blob id');
+const leaseId = z.string().regex(/^[A-Za-z0-9_-]{16}$/, 'expected a lease id');
 
 export const JOBS = {
-  /** Burned or deleted: overwrite the blob in place, then unlink. */
-  shred: { schema: z.object({ blobId, reason: z.enum(['burned', 'deleted', 'expired', 'orphan']) }) },
-  /** Delayed until the file's expiry: shred its blob if the record is gone or expired. */
+  /**
+   * Burned or deleted (or the last transfer holding it ended, `released`): destroy the blob's bytes
+   * once nothing protects them; while a download's lease holds them, wait for it.
+   */
+  shred: { schema: z.object({ blobId, reason: z.enum(['burned', 'deleted', 'released']), lease: leaseId.optional() }) },
+  /** Delayed until the file's expiry: destroy its blob once nothing protects it. */
   expire: { schema: z.object({ blobId }) },
-  /** Periodic and at start: shred files with no live record, older than ORPHAN_AGE_MINUTES. */
-  sweep: { schema: z.object({ trigger: z.enum(['schedule', 'startup', 'manual']) }) },
+  /** Periodic and at start (and on demand): destroy what nothing protects, older than ORPHAN_AGE_MINUTES. */
+  sweep: { schema: z.object({ trigger: z.enum(['schedule', 'startup', 'manual']), requestedAt: z.number().int().positive().optional() }) },
   /** Delayed until a block ends: drop the client from the admin block list and log it. */
   unblock: { schema: z.object({ client: z.string().regex(/^[a-f0-9]{16,64}$/, 'expected a client id'), until: z.number().int().positive() }) },
 } as const;
 
 export type JobName = keyof typeof JOBS;
 export type JobPayload<N extends JobName> = z.infer<(typeof JOBS)[N]['schema']>;
-export type JobHandlers = { [N in JobName]: (payload: JobPayload<N>, context: { jobId: string; attempt: number }) => Promise<void> };
+export interface JobContext {
+  jobId: string;
+  attempt: number;
+  /** Runs this job again at `untilMs` instead of now (not a failure, no attempt spent); the handler returns its result. */
+  defer(untilMs: number): Promise<void>;
+}
+export type JobHandlers = { [N in JobName]: (payload: JobPayload<N>, context: JobContext) => Promise<void> };
 
 /** Deterministic ids (no `:`, which BullMQ reserves), so enqueuing twice is a no-op. */
 export const jobIds = {
-  shred: (p: JobPayload<'shred'>) => `shred-${p.blobId}`,
+  shred: (p: JobPayload<'shred'>) => (p.lease ? `shred-${p.blobId}-${p.lease}` : `shred-${p.blobId}`),
   expire: (p: JobPayload<'expire'>) => `expire-${p.blobId}`,
-  sweep: (p: JobPayload<'sweep'>) => `sweep-${p.trigger}`,
+  // Each manual sweep is its own job (a second one within the history's life must not be dropped).
+  sweep: (p: JobPayload<'sweep'>) => (p.requestedAt ? `sweep-${p.trigger}-${p.requestedAt}` : `sweep-${p.trigger}`),
   unblock: (p: JobPayload<'unblock'>) => `unblock-${p.client}-${p.until}`,
 } satisfies { [N in JobName]: (payload: JobPayload<N>) => string };
 

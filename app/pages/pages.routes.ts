@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import type { Request, Response } from 'express';
+import { WORDING } from '../shared/wording.js';
 
 export interface PageLimits {
   maxFileSize: number;
@@ -32,15 +33,8 @@ export const PAGES_CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-/** The static files live next to the sources; tsc does not copy them, so a build in dist/ looks back. */
-function findStaticDir(): string {
-  const candidates = [join(here, 'static'), join(here, '..', '..', '..', 'app', 'pages', 'static')];
-  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
-  if (!found) throw new Error(`pages: static directory not found (looked in ${candidates.join(', ')})`);
-  return found;
-}
+// The build copies static/ next to the compiled module (scripts/copy-assets.mjs).
+const STATIC_DIR = join(dirname(fileURLToPath(import.meta.url)), 'static');
 
 /** The package only exports "." (require → qrcode.js); its ES module sits beside it. */
 function findQrModule(): string {
@@ -86,7 +80,7 @@ interface Asset {
 }
 
 export function createPagesRouter(opts: { limits: PageLimits }): express.Router {
-  const staticDir = findStaticDir();
+  const staticDir = STATIC_DIR;
   // Files are read once at startup: the set is small and fixed, and a missing file fails fast.
   const pages = {
     upload: Buffer.from(renderTemplate(readFileSync(join(staticDir, 'index.html'), 'utf8'), opts.limits)),
@@ -97,6 +91,8 @@ export function createPagesRouter(opts: { limits: PageLimits }): express.Router 
     assets.set(name, { body: readFileSync(join(staticDir, name)), type });
   }
   assets.set('qrcode.mjs', { body: readFileSync(findQrModule()), type: 'text/javascript; charset=utf-8' });
+  // The sentences the API's errors use too (app/shared/wording.ts), as a module the pages import.
+  assets.set('wording.js', { body: Buffer.from(`export const WORDING = ${JSON.stringify(WORDING)};\n`), type: 'text/javascript; charset=utf-8' });
 
   const router = express.Router({ strict: false });
 

@@ -102,3 +102,17 @@ export function createSilentLogger(): Logger {
   };
   return silent;
 }
+
+/**
+ * Error text safe for logs: file-system errors carry a path (a blob id), so they are reduced to
+ * their code and system call; other errors (Redis, BullMQ, ours) keep their message, with long
+ * id-like tokens (blob ids in job ids, lookup ids) masked.
+ */
+export function errorForLog(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+    const syscall = (error as { syscall?: unknown }).syscall;
+    return typeof syscall === 'string' ? `${code} (${syscall})` : code;
+  }
+  return (error instanceof Error ? error.message : String(error)).replace(/[A-Za-z0-9_-]{32,}/g, '[id]');
+}

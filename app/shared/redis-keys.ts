@@ -9,7 +9,11 @@ export interface RedisKeys {
   file(lookupId: string): string;
   /** A burned, expired or deleted file's tombstone: its reason, kept TOMBSTONE_HOURS. */
   tombstone(lookupId: string): string;
-  /** Blob id → lookup id, with the record's expiry: blob liveness in O(1) for the janitor. */
+  /**
+   * What protects a blob's bytes from the janitor (blobs.repository.ts): a sorted set holding `live`
+   * (scored with the record's expiry) and one lease per running transfer (scored with its end). Keyed
+   * by blob id, so the janitor decides in O(1) without knowing the lookup id.
+   */
   blob(blobId: string): string;
   /** Worker heartbeat, refreshed every few seconds. */
   heartbeat(): string;
@@ -28,7 +32,6 @@ export interface RedisKeys {
 }
 
 export const HEARTBEAT_TTL_SECONDS = 15;
-export const HEARTBEAT_INTERVAL_MS = 5_000;
 export const LOOKUP_FAILURE_WINDOW_SECONDS = 600;
 
 export function redisKeys(prefix: string): RedisKeys {

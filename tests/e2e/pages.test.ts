@@ -5,6 +5,7 @@ import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PAGES_CSP } from '../../app/pages/pages.routes.js';
+import { WORDING } from '../../app/shared/wording.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
 // Real Chromium from Debian (DEVELOPERS.md); CHROMIUM_PATH overrides it.
@@ -226,7 +227,7 @@ describe('the browser pages in real Chromium', () => {
     await spend.arrayBuffer();
     await page.goto(`${app.url}/d#${burned.key}`);
     await expect.poll(() => page.textContent('#state-heading')).toBe('This file is gone');
-    expect(await page.textContent('#state-text')).toContain('downloaded as many times as the sender allowed');
+    expect(await page.textContent('#state-text')).toContain(WORDING.gone.burned);
 
     expect(problems).toEqual([]);
   });

@@ -14,6 +14,7 @@ import { createApiRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
+import { createFsStore } from '../../app/blobs/fs-store.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
@@ -84,7 +85,8 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const keys = redisKeys(prefix);
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
-  const deps: AppDeps = { config, log, redis, keys, wordlist, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
+  const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+  const deps: AppDeps = { config, log, redis, keys, wordlist, store, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
   const app = createApp(deps);
   const server = app.listen(0, '127.0.0.1');
   configureServerTimeouts(server, config);

@@ -92,15 +92,18 @@ export async function redisDump(app: TestApp): Promise<string> {
   return parts.join('\n');
 }
 
-/** Polls until `check` holds or the deadline passes; returns the last result. */
-export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 5_000): Promise<T> {
+/**
+ * Polls until `check` holds and returns that value; throws when the deadline passes first, so a
+ * test can never pass on a condition that never came true.
+ */
+export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 5_000, what = 'the condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let value = await probe();
-  while (!check(value) && Date.now() < deadline) {
+  for (;;) {
+    const value = await probe();
+    if (check(value)) return value;
+    if (Date.now() >= deadline) throw new Error(`waited ${timeoutMs} ms for ${what}; last value: ${JSON.stringify(value)?.slice(0, 500)}`);
     await new Promise((r) => setTimeout(r, 25));
-    value = await probe();
   }
-  return value;
 }
 
 /** A minimal valid PNG header (signature + IHDR), enough for content detection. */

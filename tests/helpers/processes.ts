@@ -4,12 +4,21 @@ import path from 'node:path';
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
 
+export type LogEvent = Record<string, unknown> & { event?: unknown };
+
 export interface RunningProcess {
   child: ChildProcess;
   stdout: () => string;
   stderr: () => string;
-  /** Resolves with the first stdout JSON line whose `event` matches. */
-  waitForEvent(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** The JSON lines printed so far, in order. */
+  events: () => LogEvent[];
+  /** A position in the event stream: pass it as `since` to wait only for what comes after. */
+  mark(): number;
+  /**
+   * Resolves with the first JSON line whose `event` matches (and `where`, when given), among the
+   * lines printed after `since` (default: from the start); rejects at the timeout or on exit.
+   */
+  waitForEvent(event: string, timeoutMs?: number, options?: { since?: number; where?: (line: LogEvent) => boolean }): Promise<LogEvent>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -22,22 +31,24 @@ export function runTs(entry: string, env: Record<string, string | undefined>, op
   });
   let out = '';
   let err = '';
-  const waiters: { event: string; resolve: (v: Record<string, unknown>) => void }[] = [];
+  let pending = '';
+  const events: LogEvent[] = [];
+  const waiters = new Set<(line: LogEvent, index: number) => void>();
   child.stdout!.on('data', (d: Buffer) => {
-    const before = out;
-    out += d.toString();
-    const lines = out.slice(before.lastIndexOf('\n') + 1).split('\n');
+    const text = d.toString();
+    out += text;
+    const lines = (pending + text).split('\n');
+    pending = lines.pop() ?? '';
     for (const line of lines) {
       if (!line.startsWith('{')) continue;
+      let parsed: LogEvent;
       try {
-        const parsed = JSON.parse(line) as Record<string, unknown>;
-        for (const w of waiters.filter((x) => x.event === parsed.event)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(parsed);
-        }
+        parsed = JSON.parse(line) as LogEvent;
       } catch {
-        // a partial line; the next chunk completes it
+        continue;
       }
+      events.push(parsed);
+      for (const waiter of [...waiters]) waiter(parsed, events.length - 1);
     }
   });
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -46,14 +57,34 @@ export function runTs(entry: string, env: Record<string, string | undefined>, op
     child,
     stdout: () => out,
     stderr: () => err,
+    events: () => events,
+    mark: () => events.length,
     exited,
-    waitForEvent: (event, timeoutMs = 20_000) =>
+    waitForEvent: (event, timeoutMs = 20_000, options = {}) =>
       new Promise((resolve, reject) => {
-        const seen = out.split('\n').find((l) => l.includes(`"event":"${event}"`));
-        if (seen) return resolve(JSON.parse(seen) as Record<string, unknown>);
-        const timer = setTimeout(() => reject(new Error(`no ${event} within ${timeoutMs} ms; stdout: ${out.slice(-2000)} stderr: ${err.slice(-2000)}`)), timeoutMs);
-        waiters.push({ event, resolve: (v) => (clearTimeout(timer), resolve(v)) });
-        void exited.then(() => reject(new Error(`process exited before ${event}; stderr: ${err.slice(-2000)}`)));
+        const since = options.since ?? 0;
+        const matches = (line: LogEvent, index: number) => index >= since && line.event === event && (options.where?.(line) ?? true);
+        const seen = events.find(matches);
+        if (seen) return resolve(seen);
+        const waiter = (line: LogEvent, index: number) => {
+          if (!matches(line, index)) return;
+          finish();
+          resolve(line);
+        };
+        const timer = setTimeout(() => {
+          finish();
+          reject(new Error(`no ${event} within ${timeoutMs} ms; stdout: ${out.slice(-2000)} stderr: ${err.slice(-2000)}`));
+        }, timeoutMs);
+        const finish = () => {
+          clearTimeout(timer);
+          waiters.delete(waiter);
+        };
+        waiters.add(waiter);
+        void exited.then(() => {
+          if (!waiters.has(waiter)) return;
+          finish();
+          reject(new Error(`process exited before ${event}; stderr: ${err.slice(-2000)}`));
+        });
       }),
   };
 }

@@ -3,7 +3,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { clientIdOf } from '../../app/abuse/abuse.repository.js';
+import { clientIdOf } from '../../app/abuse/abuse.models.js';
 import { createApp } from '../../app/app.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
 import { startTestApp, TEST_SECRET, type TestApp } from '../helpers/app.js';

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBlobGuard } from '../../app/blobs/blobs.repository.js';
 import { JANITOR_QUEUE } from '../../app/jobs/catalogue.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { waitFor } from '../helpers/files.js';
@@ -23,7 +24,7 @@ describe('burning a large file on its last download', () => {
 
   const shredJobs = async () => (await queue.getJobs(['waiting', 'active', 'completed', 'delayed'])).filter((j) => j.name === 'shred');
 
-  it('hands the blob to the janitor only after the whole file has been sent', async () => {
+  it('queues the shred at the burn, keeps the bytes leased while they are sent, and frees them at the end', async () => {
     const bytes = randomBytes(8 * 1024 * 1024);
     const up = await fetch(`${app.url}/upload/big.bin`, { method: 'PUT', body: bytes, headers: { Accept: 'application/json' } });
     const { key } = (await up.json()) as { key: string };
@@ -33,9 +34,15 @@ describe('burning a large file on its last download', () => {
     const reader = res.body!.getReader();
     const first = await reader.read();
     expect(first.done).toBe(false);
-    // Mid-download: the record is burned (the key answers 410) but no shred may be queued yet.
+    // Mid-download: the record is burned (the key answers 410) and the shred is queued, but the
+    // download's lease is the one thing protecting the bytes, so the janitor would wait.
     expect((await fetch(`${app.url}/status/${key}`)).status).toBe(410);
-    expect(await shredJobs()).toHaveLength(0);
+    const [atBurn] = await shredJobs();
+    expect(atBurn!.data).toEqual({ blobId: expect.any(String), reason: 'burned' });
+    const guard = createBlobGuard(app.deps.redis, app.deps.keys);
+    const during = await guard.protection(atBurn!.data.blobId, Date.now());
+    expect(during).toMatchObject({ live: false, leases: 1 });
+    expect(during.until).toBeGreaterThan(Date.now());
 
     const parts: Uint8Array[] = [first.value!];
     for (;;) {
@@ -45,7 +52,9 @@ describe('burning a large file on its last download', () => {
     }
     const received = Buffer.concat(parts);
     expect(createHash('sha256').update(received).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
-    const jobs = await waitFor(shredJobs, (j) => j.length === 1);
-    expect(jobs[0]!.data).toEqual({ blobId: expect.any(String), reason: 'burned' });
+    // When the lease ends nothing protects the blob: a second shred is queued to run now.
+    const jobs = await waitFor(shredJobs, (j) => j.length === 2);
+    expect(jobs.map((j) => j.data)).toContainEqual({ blobId: atBurn!.data.blobId, reason: 'burned', lease: expect.any(String) });
+    expect(await guard.protection(atBurn!.data.blobId, Date.now())).toEqual({ live: false, leases: 0, until: null });
   });
 });

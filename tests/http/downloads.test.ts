@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, readlink } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { expectError, uploadOk, type UploadAnswer } from '../helpers/files.js';
+import { expectError, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
 
 const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
 
@@ -182,6 +182,23 @@ describe('downloads (SPEC §3)', () => {
       }
     });
 
+    it('leaves no open handle of the blob after a failure before the first byte', async () => {
+      const before = await readdir(app.config.storagePath);
+      const up = await uploadOk(app, randomBytes(300 * 1024), 'corrupt.bin');
+      const blob = await newBlob(app, before);
+      await flipByte(blob, 100);
+      const blobHandles = async () => {
+        const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+        return targets.filter((t) => t === blob || t === `${blob} (deleted)`);
+      };
+
+      await expectError(await fetch(up.download_url), 500, 'INTEGRITY_CHECK_FAILED');
+
+      expect(await waitFor(blobHandles, (open) => open.length === 0, 5_000, 'the blob handle to close')).toEqual([]);
+      expect(((await (await fetch(up.status_url)).json()) as { remaining_uses: number }).remaining_uses).toBe(1);
+      expect(app.logs.filter((l) => l.event === 'download_refunded').at(-1)).toMatchObject({ restored: true });
+    });
+
     const readAll = async (res: Response) => {
       const reader = res.body!.getReader();
       const state = { received: 0 };
@@ -230,5 +247,51 @@ describe('downloads (SPEC §3)', () => {
       expect(((await (await fetch(up.status_url)).json()) as { remaining_uses: number }).remaining_uses).toBe(1);
       expect(app.logs.some((l) => l.event === 'integrity_check_failed')).toBe(true);
     });
+  });
+});
+
+describe('downloads: what a crafted name or a vanished client cannot do (SPEC §10.1)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    // A slow KDF (2^16), so a client can hang up while its key is still being derived.
+    app = await startTestApp({ env: { KDF_COST: '16' } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('stores a 255+-unit name ending in emoji cut at a character boundary, and downloads it', async () => {
+    const name = `${'a'.repeat(250)}${'\u{1F525}'.repeat(10)}`; // 270 UTF-16 units, 260 characters
+    const up = await uploadRawName(app, name, 'burning');
+    const kept = `${'a'.repeat(250)}${'\u{1F525}'.repeat(5)}`;
+    expect(up.filename).toBe(kept);
+    expect(up.filename.isWellFormed()).toBe(true);
+
+    const res = await rawGet(up.download_url);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('burning');
+    const disposition = res.rawHeaders[res.rawHeaders.findIndex((h) => h.toLowerCase() === 'content-disposition') + 1]!;
+    expect(decodeURIComponent(/filename\*=UTF-8''([^;]+)/.exec(disposition)![1]!)).toBe(kept);
+  });
+
+  it('claims nothing for a client that hangs up while its key is being derived', async () => {
+    const up = await uploadOk(app, 'still here', 'kept.txt', { uses: '1' });
+    const unclaimed = () => app.logs.filter((l) => l.event === 'download_not_claimed');
+
+    await new Promise<void>((resolve) => {
+      const req = http.get(up.download_url, { headers: { Accept: 'application/octet-stream' } });
+      req.once('error', () => resolve());
+      req.once('finish', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    // The key's derivation ends after the hang-up; the download then stops short of its claim.
+    const [line] = await waitFor(async () => unclaimed(), (lines) => lines.length === 1, 10_000, 'the download to give up');
+    expect(line).toMatchObject({ level: 'info', reason: 'client_gone' });
+
+    const status = await fetch(up.status_url);
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { remaining_uses: number }).remaining_uses).toBe(1);
   });
 });

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { integrityCheckFailed, kdfBusy } from '../../app/crypto/crypto.errors.js';
 import { errorHandler, notFoundHandler } from '../../app/http/error-handler.js';
 import { AppError } from '../../app/http/errors.js';
 import { requestId } from '../../app/http/request-context.js';
@@ -13,6 +14,7 @@ describe('the error middleware', () => {
   const lines: Record<string, unknown>[] = [];
   let server: Server;
   let url: string;
+  let clock = 0;
 
   beforeAll(async () => {
     const stream = new Writable({
@@ -33,8 +35,14 @@ describe('the error middleware', () => {
     app.get('/app-error', () => {
       throw new AppError({ code: 'FILE_GONE', status: 410, message: 'This file is gone.', extra: { reason: 'burned' } });
     });
+    app.get('/integrity', () => {
+      throw integrityCheckFailed('chunk_auth', 0, new Error('Unsupported state or unable to authenticate data'));
+    });
+    app.get('/kdf-busy', () => {
+      throw kdfBusy();
+    });
     app.use(notFoundHandler());
-    app.use(errorHandler(log));
+    app.use(errorHandler(log, { now: () => clock }));
     server = app.listen(0, '127.0.0.1');
     await new Promise<void>((r) => server.once('listening', () => r()));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -64,5 +72,40 @@ describe('the error middleware', () => {
     const res = await fetch(`${url}/app-error`);
     expect(res.status).toBe(410);
     expect(await res.json()).toEqual({ error: { code: 'FILE_GONE', message: 'This file is gone.', request_id: expect.any(String), reason: 'burned' } });
+  });
+
+  it('answers a crypto integrity failure with 500 INTEGRITY_CHECK_FAILED and the generic message', async () => {
+    const res = await fetch(`${url}/integrity`);
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({
+      error: { code: 'INTEGRITY_CHECK_FAILED', message: 'The stored file failed its integrity check.', request_id: res.headers.get('x-request-id') },
+    });
+    const logged = lines.find((l) => l.event === 'request_failed' && l.code === 'INTEGRITY_CHECK_FAILED');
+    expect(logged).toMatchObject({ level: 'error', error: { name: 'IntegrityCheckFailedError', message: 'integrity check failed: chunk_auth' } });
+  });
+
+  it('answers a busy KDF with 503 and Retry-After: 1, logged as kdf_busy at warn without a stack, sampled to one line a second', async () => {
+    const before = lines.length;
+    clock = 10_000;
+    const first = await fetch(`${url}/kdf-busy`);
+    expect(first.status).toBe(503);
+    expect(first.headers.get('retry-after')).toBe('1');
+    expect(await first.json()).toEqual({
+      error: { code: 'SERVICE_UNAVAILABLE', message: 'The service is temporarily unavailable. Try again shortly.', request_id: first.headers.get('x-request-id') },
+    });
+    clock = 10_400;
+    expect((await fetch(`${url}/kdf-busy`)).status).toBe(503);
+    expect((await fetch(`${url}/kdf-busy`)).status).toBe(503);
+    clock = 11_000;
+    expect((await fetch(`${url}/kdf-busy`)).status).toBe(503);
+
+    const logged = lines.slice(before);
+    const busy = logged.filter((l) => l.event === 'kdf_busy');
+    expect(busy).toEqual([
+      expect.objectContaining({ level: 'warn', code: 'SERVICE_UNAVAILABLE', request_id: first.headers.get('x-request-id'), suppressed: 0 }),
+      expect.objectContaining({ level: 'warn', code: 'SERVICE_UNAVAILABLE', suppressed: 2 }),
+    ]);
+    expect(busy.some((l) => 'error' in l || JSON.stringify(l).includes('stack'))).toBe(false);
+    expect(logged.some((l) => l.event === 'redis_unavailable' || l.level === 'error')).toBe(false);
   });
 });

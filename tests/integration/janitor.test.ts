@@ -224,42 +224,63 @@ describe('the janitor worker', () => {
       expect(linesOf('file_expired', worker).slice(before)).toEqual([expect.objectContaining({ level: 'info', size: 5000 })]);
     });
 
-    it('keeps a blob whose record is still live when its expire job runs', async () => {
+    it('keeps a blob whose record is still live when its expire job runs, and runs the job again at the expiry', async () => {
       const blobId = newBlobId();
       await writeFile(janitor.blobPath(blobId), randomBytes(5000));
-      await janitor.redis.set(janitor.keys.blob(blobId), 'lookup', 'PX', 60_000);
+      const expires = Date.now() + 60_000;
+      await janitor.redis.zadd(janitor.keys.blob(blobId), expires, 'live');
+      const since = worker.mark();
 
-      await janitor.finished(await janitor.enqueue('expire', { blobId }));
+      const jobId = await janitor.enqueue('expire', { blobId });
+      const deferred = await worker.waitForEvent('destroy_deferred', 10_000, { since });
 
+      expect(deferred).toMatchObject({ reason: 'expired', until: expires });
+      expect(await (await janitor.queue.queue.getJob(jobId))?.getState()).toBe('delayed');
       expect(await exists(janitor.blobPath(blobId))).toBe(true);
     });
 
-    it('sweeps old orphans, unknown files and stale partials; keeps live blobs and fresh partials', async () => {
+    it('sweeps old orphans, unknown files and stale partials; keeps live blobs, leased blobs and partials, and fresh partials', async () => {
       const orphan = newBlobId();
       const live = newBlobId();
+      const leased = newBlobId();
       const youngOrphan = newBlobId();
       const stalePartial = newBlobId();
+      const leasedPartial = newBlobId();
       const freshPartial = newBlobId();
       const unknown = path.join(path.dirname(janitor.blobPath(orphan)), 'stray.tmp');
-      for (const file of [janitor.blobPath(orphan), janitor.blobPath(live), janitor.blobPath(youngOrphan), janitor.partialPath(stalePartial), janitor.partialPath(freshPartial), unknown]) {
-        await writeFile(file, randomBytes(2048));
-      }
-      for (const file of [janitor.blobPath(orphan), janitor.blobPath(live), janitor.partialPath(stalePartial), unknown]) await makeOld(file);
-      await janitor.redis.set(janitor.keys.blob(live), 'lookup', 'PX', 60_000);
-      // Partial uploads never have a live record; a live key with the partial's blob id must not keep it.
-      await janitor.redis.set(janitor.keys.blob(stalePartial), 'lookup', 'PX', 60_000);
+      const old = [janitor.blobPath(orphan), janitor.blobPath(live), janitor.blobPath(leased), janitor.partialPath(stalePartial), janitor.partialPath(leasedPartial), unknown];
+      for (const file of [...old, janitor.blobPath(youngOrphan), janitor.partialPath(freshPartial)]) await writeFile(file, randomBytes(2048));
+      for (const file of old) await makeOld(file);
+      await janitor.redis.zadd(janitor.keys.blob(live), Date.now() + 60_000, 'live');
+      // A running download of a burned file, and a long upload still being written (an s3 multipart
+      // upload keeps its start time however long it runs): their leases keep them.
+      await janitor.redis.zadd(janitor.keys.blob(leased), Date.now() + 60_000, 'a-download-lease');
+      await janitor.redis.zadd(janitor.keys.blob(leasedPartial), Date.now() + 60_000, 'an-upload-lease');
+      // A lease that ended protects nothing.
+      await janitor.redis.zadd(janitor.keys.blob(stalePartial), Date.now() - 1, 'an-ended-lease');
 
-      await janitor.finished(await janitor.enqueue('sweep', { trigger: 'manual' }));
+      await janitor.finished(await janitor.enqueue('sweep', { trigger: 'manual', requestedAt: Date.now() }));
 
       expect(await exists(janitor.blobPath(orphan))).toBe(false);
       expect(await exists(unknown)).toBe(false);
       expect(await exists(janitor.partialPath(stalePartial))).toBe(false);
       expect(await exists(janitor.blobPath(live))).toBe(true);
+      expect(await exists(janitor.blobPath(leased))).toBe(true);
+      expect(await exists(janitor.partialPath(leasedPartial))).toBe(true);
       expect(await exists(janitor.blobPath(youngOrphan))).toBe(true);
       expect(await exists(janitor.partialPath(freshPartial))).toBe(true);
       // The blob the expire test kept (young, live record) is scanned too.
       const swept = linesOf('orphan_swept', worker).filter((l) => l.trigger === 'manual');
-      expect(swept).toEqual([expect.objectContaining({ level: 'info', shredded: 3, failed: 0, kept_live: 1, kept_young: 3, scanned: 7 })]);
+      expect(swept).toEqual([expect.objectContaining({ level: 'info', shredded: 3, failed: 0, kept_live: 1, kept_leased: 2, kept_young: 3, scanned: 9 })]);
+    });
+
+    it('runs every manual sweep, even two within the history of completed jobs', async () => {
+      const first = await janitor.enqueue('sweep', { trigger: 'manual', requestedAt: Date.now() });
+      await janitor.finished(first);
+      const second = await janitor.enqueue('sweep', { trigger: 'manual', requestedAt: Date.now() + 1 });
+      expect(second).not.toBe(first);
+      await janitor.finished(second);
+      expect(await (await janitor.queue.queue.getJob(second))?.getState()).toBe('completed');
     });
 
     it('removes an ended block from the admin list and logs ip_unblocked; keeps a renewed block', async () => {

@@ -13,7 +13,8 @@ describe('the API and the janitor together', () => {
     runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { LOG_LEVEL: 'debug', ORPHAN_AGE_MINUTES: '60' }));
 
   beforeAll(async () => {
-    app = await startTestApp();
+    // Expiries of a second or so, so the expiry test does not wait a minute.
+    app = await startTestApp({ env: { MIN_EXPIRY_MINUTES: '0.01' } });
     worker = startWorker();
     await worker.waitForEvent('worker_started');
   });

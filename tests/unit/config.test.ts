@@ -31,6 +31,7 @@ const BAD_VALUES: Record<string, string> = {
   MAX_STORAGE_BYTES: '-5',
   ALLOWED_MIME_TYPES: 'image/png, not a type',
   DEFAULT_EXPIRY_MINUTES: 'ten',
+  MIN_EXPIRY_MINUTES: 'never',
   MAX_EXPIRY_MINUTES: '0',
   DEFAULT_USES: '1.5',
   MAX_USES: '0',
@@ -44,6 +45,7 @@ const BAD_VALUES: Record<string, string> = {
   LOOKUP_RATE_LIMIT: '0/minute',
   DOWNLOAD_FAIL_LIMIT: 'many',
   DOWNLOAD_BLOCK_WINDOW: '-1',
+  MAX_DOWNLOAD_SECONDS: '1.5',
   UPLOAD_STALL_SECONDS: '0',
   CLEANUP_INTERVAL_MINUTES: '-3',
   ORPHAN_AGE_MINUTES: 'soon',
@@ -111,7 +113,7 @@ describe('configuration', () => {
   });
 
   it('accepts fractional minutes and hours', () => {
-    const config = loadConfig({ DEFAULT_EXPIRY_MINUTES: '0.5', ORPHAN_AGE_MINUTES: '0.25', TOMBSTONE_HOURS: '1.5' });
+    const config = loadConfig({ MIN_EXPIRY_MINUTES: '0.25', DEFAULT_EXPIRY_MINUTES: '0.5', ORPHAN_AGE_MINUTES: '0.25', TOMBSTONE_HOURS: '1.5' });
     expect(config.defaultExpiryMinutes).toBe(0.5);
     expect(config.orphanAgeMinutes).toBe(0.25);
     expect(config.tombstoneHours).toBe(1.5);

@@ -1,13 +1,17 @@
--- Claim one download use. KEYS: file, tombstone   ARGV: nowMs
+-- Claim one download use and lease the blob for that download, atomically.
+-- KEYS: file, tombstone   ARGV: blobPrefix, nowMs, leaseId, leaseUntilMs
 -- Returns {'ok'|'burned', field, value, ...} with `uses` already decremented, or {'gone', reason}, or {'missing'}.
--- The request that takes the last use deletes the record (crypto-shred) and marks the tombstone;
--- the caller then drops the blob's liveness key (its id is in the record).
-if not is_live(ARGV[1]) then return not_live() end
+-- The request that takes the last use deletes the record (crypto-shred), marks the tombstone and
+-- drops the blob's 'live' protection; its own lease keeps the bytes until that download ends.
+if not is_live(ARGV[2]) then return not_live() end
 local uses = redis.call('HINCRBY', KEYS[1], 'uses', -1)
 local record = redis.call('HGETALL', KEYS[1])
+local blob = blob_key(redis.call('HGET', KEYS[1], 'blob'))
+protect(blob, ARGV[3], ARGV[4])
 if uses <= 0 then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], 'burned', 'KEEPTTL')
+  redis.call('ZREM', blob, 'live')
   table.insert(record, 1, 'burned')
 else
   table.insert(record, 1, 'ok')

@@ -1,5 +1,6 @@
--- Prepended to every script that looks a file up (claim, peek, preview, delete) by the repository.
--- KEYS[1] is the file record, KEYS[2] its tombstone.
+-- Prepended (after the blobs' protect.lua) to every script on a file record: store, claim, refund,
+-- peek, preview, delete. KEYS[1] is the file record, KEYS[2] its tombstone; ARGV[1] is the prefix
+-- of blob keys, so a script can reach the blob key named by the record's `blob` field.
 
 -- True while the record exists and its expiry (ms) is after `now`; PEXPIREAT removes it soon after.
 local function is_live(now)
@@ -11,4 +12,8 @@ local function not_live()
   local reason = redis.call('GET', KEYS[2])
   if reason then return {'gone', reason} end
   return {'missing'}
+end
+
+local function blob_key(blob)
+  return ARGV[1] .. blob
 end

@@ -1,5 +1,5 @@
--- Read a record for status (spends nothing). KEYS: file, tombstone   ARGV: nowMs
-if not is_live(ARGV[1]) then return not_live() end
+-- Read a record for status (spends nothing). KEYS: file, tombstone   ARGV: blobPrefix, nowMs
+if not is_live(ARGV[2]) then return not_live() end
 local record = redis.call('HGETALL', KEYS[1])
 table.insert(record, 1, 'ok')
 return record

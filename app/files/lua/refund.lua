@@ -1,14 +1,22 @@
--- Give back a use when the server failed before sending the first byte.
--- KEYS: file, tombstone, blob   ARGV: expiresAtMs, field, value, ... (the record as claimed)
--- If the claim burned the record, it is restored as it was, with one use.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HINCRBY', KEYS[1], 'uses', 1)
+-- Give back exactly the use that one claim took, when the server failed before its first byte.
+-- KEYS: file, tombstone   ARGV: blobPrefix, nowMs, burnedByThisClaim ('1'|'0'), blobId, expiresAtMs, field, value, ... (the record as claimed)
+-- Returns 1 when the use was given back, 0 when the file has since gone by other means and stays gone.
+if ARGV[3] == '0' then
+  -- The record outlived this claim: give the use back only while it is still live. A file deleted,
+  -- burned by another request or expired in the meantime stays gone.
+  if not is_live(ARGV[2]) then return 0 end
+  redis.call('HINCRBY', KEYS[1], 'uses', 1)
+  return 1
 end
+-- This claim burned the record. Nothing can have happened to it since (a burned key answers 410 to
+-- everyone), so restore it exactly, unless its time is up.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[2]) ~= 'burned' then return 0 end
+if tonumber(ARGV[5]) <= tonumber(ARGV[2]) then return 0 end
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('HSET', KEYS[1], 'uses', 1)
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], '1', 'PXAT', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+protect(blob_key(ARGV[4]), 'live', ARGV[5])
 redis.call('SET', KEYS[2], 'expired', 'KEEPTTL')
 return 1

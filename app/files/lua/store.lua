@@ -1,12 +1,12 @@
--- Write a new file record, its blob liveness key and its waiting tombstone, atomically.
--- KEYS: file, tombstone, blob   ARGV: expiresAtMs, tombstoneExpiresAtMs, field, value, ...
+-- Write a new file record, its waiting tombstone, and protect its blob until expiry, atomically.
+-- KEYS: file, tombstone   ARGV: blobPrefix, blobId, expiresAtMs, tombstoneExpiresAtMs, field, value, ...
 -- Returns 0 when the lookup id is already taken (the caller draws another passphrase).
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[3], '1', 'PXAT', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+protect(blob_key(ARGV[2]), 'live', ARGV[3])
 -- The tombstone waits with reason "expired"; a burn or delete overwrites the reason.
-redis.call('SET', KEYS[2], 'expired', 'PXAT', ARGV[2])
+redis.call('SET', KEYS[2], 'expired', 'PXAT', ARGV[4])
 return 1

@@ -1,5 +1,6 @@
 // Shared helpers for the upload (/) and recipient (/d) pages. Plain browser ES module, no build step.
 // Everything that reaches the DOM goes through textContent or createElement: no HTML strings.
+import { WORDING } from '/static/wording.js';
 
 /**
  * Limits the server substituted into <body data-*> when it started (app/pages/pages.routes.ts): the
@@ -227,11 +228,6 @@ function fallbackCode(status) {
   return 'UNKNOWN';
 }
 
-const GONE_REASONS = {
-  burned: 'This file has already been downloaded as many times as the sender allowed, so it was destroyed.',
-  expired: 'This file reached its expiry time and was destroyed.',
-  deleted: 'The sender deleted this file.',
-};
 
 /** Words for a person, per error code. `limits` lets messages name the real limits. */
 export function describeError(err, limits) {
@@ -260,7 +256,7 @@ export function describeError(err, limits) {
         text: 'Check the words and try again. After several wrong tries, your network is blocked for a while.',
       };
     case 'FILE_GONE':
-      return { title: 'This file is gone', text: GONE_REASONS[err.reason] ?? 'This file no longer exists.' };
+      return { title: 'This file is gone', text: WORDING.gone[err.reason] ?? 'This file no longer exists.' };
     case 'INVALID_DELETE_TOKEN':
       return { title: 'Could not delete', text: 'The server did not accept the delete token for this file.' };
     case 'VALIDATION_FAILED':

@@ -16,6 +16,7 @@ import {
   showError,
   startCountdown,
 } from '/static/common.js';
+import { WORDING } from '/static/wording.js';
 
 const limits = readLimits();
 
@@ -373,11 +374,6 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshStatus();
 });
 
-const GONE_NOTES = {
-  burned: 'The last download has happened. The file is now destroyed.',
-  expired: 'The time is up. The file is now destroyed.',
-  deleted: 'Deleted. The link and passphrase no longer work.',
-};
 
 function markGone(reason) {
   if (!current) return;
@@ -392,7 +388,7 @@ function markGone(reason) {
   ui.deleteButton.hidden = true;
   ui.copyLink.hidden = true;
   ui.copyPassphrase.hidden = true;
-  ui.state.replaceChildren(el('p', {}, GONE_NOTES[reason] ?? 'The file no longer exists.'));
+  ui.state.replaceChildren(el('p', {}, WORDING.goneForSender[reason] ?? 'The file no longer exists.'));
 }
 
 attachCopyButton(ui.copyLink, () => current?.share_url ?? '', ui.shareLink);

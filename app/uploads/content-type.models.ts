@@ -56,13 +56,21 @@ export function servedContentType(type: string): string {
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
 
-/** The client's filename as safe metadata: no path, no control or bidi characters, at most 255 chars. */
+/** Longest stored filename, in characters (code points): what common filesystems accept. */
+export const MAX_FILENAME_CHARACTERS = 255;
+
+/**
+ * The client's filename as safe metadata: no path, no control or bidi characters, at most 255
+ * characters, always a well-formed string (a lone surrogate becomes U+FFFD), cut at a character
+ * boundary with a short extension kept — so no header built from it can fail later.
+ */
 export function sanitiseFilename(raw: string | undefined): string {
-  const base = (raw ?? '').split(/[/\\]/).pop() ?? '';
+  const base = (raw ?? '').toWellFormed().split(/[/\\]/).pop() ?? '';
   let name = base.replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
-  if (name.length > 255) {
+  const characters = Array.from(name);
+  if (characters.length > MAX_FILENAME_CHARACTERS) {
     const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
-    name = Array.from(name.slice(0, 255 - ext.length)).join('').slice(0, 255 - ext.length) + ext;
+    name = characters.slice(0, MAX_FILENAME_CHARACTERS - ext.length).join('') + ext;
   }
   return name === '' ? 'file' : name;
 }

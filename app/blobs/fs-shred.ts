@@ -1,7 +1,7 @@
 import { randomFill } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import type { Logger } from '../app/shared/logger.js';
+import type { Logger } from '../shared/logger.js';
 
 /** Overwrite chunk: memory stays at one chunk whatever the file size. */
 export const SHRED_CHUNK_BYTES = 1024 * 1024;
@@ -43,7 +43,9 @@ async function writeFully(handle: FileHandle, buffer: Buffer, length: number, po
  * Overwrites a file in place with `passes` rounds of random bytes, fsyncs after each round, then
  * unlinks it. Idempotent: a missing file is success. The file is opened read-write without create,
  * truncate or append (`r+`) so every write lands on the existing blocks, and with O_NOFOLLOW so a
- * symlink planted in our directories can never make us overwrite something else.
+ * symlink planted in our directories can never make us overwrite something else. A file with other
+ * hard links is someone else's data too (a link made into our directory): it is unlinked, never
+ * overwritten, and logged.
  */
 export async function shredFile(filePath: string, options: { passes: number; kind: ShredKind; log: Logger; reason?: string }): Promise<ShredResult> {
   const { passes, kind, log } = options;
@@ -64,10 +66,26 @@ export async function shredFile(filePath: string, options: { passes: number; kin
   }
 
   let size: number;
+  let links: number;
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error(`refusing to shred a non-regular ${kind}`);
-    size = stat.size;
+    links = stat.nlink;
+    size = links > 1 ? 0 : stat.size;
+    if (links === 1) await overwrite(handle, size, passes, log, kind);
+  } finally {
+    await handle.close();
+  }
+  await unlinkIfPresent(filePath);
+  if (links > 1) {
+    log.warn('shred_hard_link_unlinked', { kind, links });
+    return { found: true, size: 0 };
+  }
+  log.info('blob_shredded', { kind, size, passes, duration_ms: Math.round(performance.now() - started), ...(options.reason ? { reason: options.reason } : {}) });
+  return { found: true, size };
+}
+
+async function overwrite(handle: FileHandle, size: number, passes: number, log: Logger, kind: ShredKind): Promise<void> {
     log.debug('shred_started', { kind, size, passes });
     const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(SHRED_CHUNK_BYTES, size)));
     for (let pass = 0; pass < passes; pass++) {
@@ -79,10 +97,4 @@ export async function shredFile(filePath: string, options: { passes: number; kin
       // Each pass must reach the disk, or the page cache could collapse the passes into one.
       await handle.sync();
     }
-  } finally {
-    await handle.close();
-  }
-  await unlinkIfPresent(filePath);
-  log.info('blob_shredded', { kind, size, passes, duration_ms: Math.round(performance.now() - started), ...(options.reason ? { reason: options.reason } : {}) });
-  return { found: true, size };
 }

@@ -5,8 +5,8 @@ import { insufficientStorage } from '../http/errors.js';
 import { createEncryptStream } from '../crypto/stream.js';
 import { generateDataKey } from '../crypto/keys.js';
 import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
-import { fileTooLarge, unsupportedMediaType, uploadStalled } from './files.errors.js';
-import { newBlobId, type Storage } from './storage.repository.js';
+import type { BlobStore } from '../blobs/blob-store.js';
+import { fileTooLarge, unsupportedMediaType, uploadStalled } from './uploads.errors.js';
 
 export interface StoreLimits {
   maxFileSize: number;
@@ -21,6 +21,8 @@ export interface StoredBlob {
   size: number;
   sha256: string;
   mimeType: string;
+  /** Removes the stored blob again (its key was never stored, so a plain removal is enough). */
+  discard(): Promise<void>;
 }
 
 const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
@@ -28,17 +30,16 @@ const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
 const DISK_RESERVE = 4 * 1024 * 1024;
 
 /**
- * The one upload pipeline (multipart and raw PUT both use it): plaintext in, ciphertext to a
- * partial file in TEMP_PATH, renamed into STORAGE_PATH under a random name when complete. It hashes
- * and sniffs the type on the fly, stops at MAX_FILE_SIZE, watches free space and the quota, cuts
- * off a stalled body, and removes the partial on any failure. Plaintext never touches disk.
+ * The one upload pipeline (multipart and raw PUT both use it): plaintext in, ciphertext out to the
+ * storage engine under a random blob id, visible only once complete. It hashes and sniffs the type
+ * on the fly, stops at MAX_FILE_SIZE, watches free space and the quota, cuts off a stalled body,
+ * and removes every trace of the write on any failure. Plaintext never touches disk.
  */
-export async function storeEncrypted(options: { source: Readable; storage: Storage; limits: StoreLimits; expectedSize?: number }): Promise<StoredBlob> {
-  const { source, storage, limits } = options;
+export async function storeEncrypted(options: { source: Readable; store: BlobStore; blobId: string; limits: StoreLimits; expectedSize?: number }): Promise<StoredBlob> {
+  const { source, store, blobId, limits } = options;
   if (options.expectedSize !== undefined && options.expectedSize > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
-  await checkSpace(storage, limits, options.expectedSize ?? 0);
+  await checkSpace(store, limits, options.expectedSize ?? 0);
 
-  const blobId = newBlobId();
   const dataKey = generateDataKey();
   const hash = createHash('sha256');
   let size = 0;
@@ -60,7 +61,7 @@ export async function storeEncrypted(options: { source: Readable; storage: Stora
     }
     if (size >= nextSpaceCheck) {
       nextSpaceCheck += SPACE_CHECK_EVERY;
-      await checkSpace(storage, limits, SPACE_CHECK_EVERY);
+      await checkSpace(store, limits, SPACE_CHECK_EVERY);
     }
   };
 
@@ -87,21 +88,22 @@ export async function storeEncrypted(options: { source: Readable; storage: Stora
   };
   armStall();
 
+  const writer = store.create(blobId);
   try {
-    await pipeline(source, inspect, createEncryptStream({ dataKey, blobId }), storage.openPartial(blobId));
-    await storage.commit(blobId);
+    await pipeline(source, inspect, createEncryptStream({ dataKey, blobId }), writer.stream);
+    await writer.commit();
   } catch (error) {
-    await storage.discard(blobId);
+    await writer.abort();
     if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT') throw insufficientStorage(error);
     throw error;
   } finally {
     clearTimeout(stallTimer);
   }
-  return { blobId, dataKey, size, sha256: hash.digest('hex'), mimeType: mimeType ?? 'application/octet-stream' };
+  return { blobId, dataKey, size, sha256: hash.digest('hex'), mimeType: mimeType ?? 'application/octet-stream', discard: () => writer.abort() };
 }
 
-async function checkSpace(storage: Storage, limits: StoreLimits, incoming: number): Promise<void> {
-  const free = await storage.freeBytes();
+async function checkSpace(store: BlobStore, limits: StoreLimits, incoming: number): Promise<void> {
+  const free = await store.freeBytes();
   if (free < incoming + DISK_RESERVE) throw insufficientStorage();
-  if (limits.maxStorageBytes !== undefined && (await storage.usedBytes()) + incoming > limits.maxStorageBytes) throw insufficientStorage();
+  if (limits.maxStorageBytes !== undefined && (await store.usedBytes()) + incoming > limits.maxStorageBytes) throw insufficientStorage();
 }

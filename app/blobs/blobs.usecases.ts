@@ -1,0 +1,60 @@
+import { errorForLog, type Logger } from '../shared/logger.js';
+import type { BlobStore, DestroyResult } from './blob-store.js';
+import type { BlobGuard } from './blobs.repository.js';
+
+export interface BlobsDeps {
+  store: BlobStore;
+  guard: BlobGuard;
+  log: Logger;
+  now: () => number;
+}
+
+export type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'protected'; until: number };
+
+/**
+ * The janitor's one rule (SPEC §10.1): a blob's bytes go only when nothing protects them, neither
+ * its live record nor a running transfer's lease. Otherwise it answers until when to wait. Nothing
+ * can protect the blob again once this check passes: a new download needs a live record, and
+ * blob ids are never reused.
+ */
+export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, reason: string): Promise<DestroyOutcome> {
+  const protection = await deps.guard.protection(blobId, deps.now());
+  if (protection.until !== null) return { kind: 'protected', until: protection.until };
+  return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
+}
+
+export interface SweepCounts {
+  scanned: number;
+  shredded: number;
+  failed: number;
+  kept_live: number;
+  kept_leased: number;
+  kept_young: number;
+}
+
+/**
+ * Destroys everything in the store that is older than `orphanAgeMs` and that nothing protects:
+ * blobs whose record is gone, partial uploads no one is writing, and names that cannot be ours.
+ * One failing item does not stop the rest; the counts are returned and the caller decides.
+ */
+export async function sweepOrphans(deps: BlobsDeps & { orphanAgeMs: number }): Promise<SweepCounts> {
+  const counts: SweepCounts = { scanned: 0, shredded: 0, failed: 0, kept_live: 0, kept_leased: 0, kept_young: 0 };
+  const oldestKept = deps.now() - deps.orphanAgeMs;
+  for await (const entry of deps.store.list()) {
+    counts.scanned += 1;
+    try {
+      if (entry.modifiedMs > oldestKept) {
+        counts.kept_young += 1;
+        continue;
+      }
+      const protection = entry.blobId === null ? null : await deps.guard.protection(entry.blobId, deps.now());
+      if (protection?.live) counts.kept_live += 1;
+      else if (protection?.until != null) counts.kept_leased += 1;
+      else if ((await deps.store.destroyEntry(entry, 'orphan')).found) counts.shredded += 1;
+    } catch (error) {
+      counts.failed += 1;
+      deps.log.warn('sweep_item_failed', { kind: entry.kind, error: errorForLog(error) });
+    }
+  }
+  return counts;
+}

@@ -1,0 +1,77 @@
+/**
+ * The KDF shared by every route (SPEC §4.3, §10.4): scrypt (app/crypto/keys.ts) behind the fair
+ * scheduler, so a flood from many addresses slows lookups a little and starves no one. One per
+ * process, built in main.ts from config, so every route and the key pool share the same slots.
+ */
+import {
+  DEFAULT_KDF_CONCURRENCY,
+  DEFAULT_KDF_MAX_QUEUE,
+  DEFAULT_SCRYPT_COST_LOG2,
+  deriveKeys,
+  MAX_SCRYPT_COST_LOG2,
+  MIN_SCRYPT_COST_LOG2,
+  type DerivedKeys,
+} from '../crypto/keys.js';
+import { createFairScheduler, type FairSchedulerStats, type Requester } from './fair-scheduler.js';
+
+export type DeriveKeys = (options: { passphrase: string; secret: Buffer | string; costLog2: number }) => Promise<DerivedKeys>;
+
+export interface KdfOptions {
+  secret: Buffer | string;
+  /** log2 N of scrypt (KDF_COST). */
+  costLog2?: number;
+  /** scrypt computations at once (KDF_CONCURRENCY). */
+  concurrency?: number;
+  /** Lookups that may wait, all clients together (KDF_MAX_QUEUE). */
+  maxQueue?: number;
+  /** Queued + running per client; default 2 × concurrency (see fair-scheduler.ts). */
+  maxPerClient?: number;
+  /** Queued per /24 or /48; default maxQueue / 4 (see fair-scheduler.ts). */
+  maxQueuedPerAggregate?: number;
+  /** Tests inject a fake; the default is scrypt on the libuv pool. */
+  deriveKeys?: DeriveKeys;
+}
+
+export interface KdfStats extends FairSchedulerStats {
+  costLog2: number;
+}
+
+export interface Kdf {
+  /** A lookup's derivation in `who`'s fair turn; rejects at once with kdfBusy() when `who` is over a cap. */
+  derive(passphrase: string, who: Requester): Promise<DerivedKeys>;
+  /** Only when the KDF would otherwise idle (the key pool); an abort withdraws it while it waits. */
+  deriveInBackground(passphrase: string, options?: { signal?: AbortSignal }): Promise<DerivedKeys>;
+  /** Whether derive(…, who) would be accepted now: an upload asks before reading its body. */
+  canAdmit(who: Requester): boolean;
+  /** Counters for metrics; they never name a client. */
+  stats(): KdfStats;
+}
+
+export function createKdf(options: KdfOptions): Kdf {
+  const { secret } = options;
+  if (secret.length === 0) throw new RangeError('secret must not be empty');
+  const costLog2 = options.costLog2 ?? DEFAULT_SCRYPT_COST_LOG2;
+  // Checked here so a bad KDF_COST stops the start, not every lookup afterwards.
+  if (!Number.isInteger(costLog2) || costLog2 < MIN_SCRYPT_COST_LOG2 || costLog2 > MAX_SCRYPT_COST_LOG2) {
+    throw new RangeError(`costLog2 must be an integer in ${MIN_SCRYPT_COST_LOG2}..${MAX_SCRYPT_COST_LOG2}`);
+  }
+  const derive = options.deriveKeys ?? deriveKeys;
+  const scheduler = createFairScheduler({
+    concurrency: options.concurrency ?? DEFAULT_KDF_CONCURRENCY,
+    maxQueue: options.maxQueue ?? DEFAULT_KDF_MAX_QUEUE,
+    maxPerClient: options.maxPerClient,
+    maxQueuedPerAggregate: options.maxQueuedPerAggregate,
+  });
+  // An empty passphrase is a caller's bug: refuse it before it takes a place in the queue.
+  const task = (passphrase: string) => {
+    if (passphrase.length === 0) throw new RangeError('passphrase must not be empty');
+    return () => derive({ passphrase, secret, costLog2 });
+  };
+
+  return {
+    derive: async (passphrase, who) => scheduler.run(who, task(passphrase)),
+    deriveInBackground: async (passphrase, { signal } = {}) => scheduler.runInBackground(task(passphrase), { signal }),
+    canAdmit: (who) => scheduler.canAdmit(who),
+    stats: () => ({ ...scheduler.stats(), costLog2 }),
+  };
+}

@@ -1,0 +1,88 @@
+import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { baseUrl } from '../http/base-url.js';
+import { zodDetails } from '../http/error-handler.js';
+import { validationFailed } from '../http/errors.js';
+import { receiveMultipart, receiveRaw, type Receive, type ReceivedUpload } from '../http/receive-upload.js';
+import { fileLinks } from '../files/files.models.js';
+import type { FilesDeps } from '../files/files.usecases.js';
+import { sanitiseFilename } from './content-type.models.js';
+import { presentOptions, uploadOptionsSchema, type UploadOptions } from './uploads.models.js';
+import { receiveUpload, type UploadedFile } from './uploads.usecases.js';
+
+/** The 201 JSON of SPEC §3 (Raven field names kept). */
+function uploadJson(base: string, file: UploadedFile) {
+  return {
+    key: file.key,
+    ...fileLinks(base, file.key),
+    delete_token: file.deleteToken,
+    expiry: file.expiresAt.toISOString(),
+    uses: file.uses,
+    filename: file.filename,
+    mime_type: file.mimeType,
+    size: file.size,
+    created_at: file.createdAt.toISOString(),
+    sha256: file.sha256,
+  };
+}
+
+/** The plain-text answer for `curl -T`: the share URL alone on the first line, then ready-to-paste commands. */
+function uploadText(base: string, file: UploadedFile): string {
+  const links = fileLinks(base, file.key);
+  return [
+    links.share_url,
+    `passphrase: ${file.key}`,
+    `expires:    ${file.expiresAt.toISOString()}`,
+    `uses:       ${file.uses}`,
+    `sha256:     ${file.sha256}`,
+    `download:   curl -fOJ ${links.download_url}`,
+    `delete:     curl -X DELETE -H 'X-Delete-Token: ${file.deleteToken}' ${links.delete_url}`,
+    '',
+  ].join('\n');
+}
+
+/** `POST /upload` (multipart, JSON answer) and `PUT /upload/:filename` (raw body, text or JSON answer). */
+export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): Router {
+  const { config } = deps;
+  const schema = uploadOptionsSchema(config);
+  const parseOptions = (fields: Record<string, unknown>): UploadOptions => {
+    const parsed = schema.safeParse(presentOptions(fields));
+    if (!parsed.success) throw validationFailed(zodDetails(parsed.error));
+    return parsed.data;
+  };
+  // Options known before the body are checked before a byte of it is stored.
+  const receive: Receive = async ({ source, fieldsSoFar, expectedSize }) => {
+    parseOptions(fieldsSoFar);
+    return receiveUpload(deps, { source, ...(expectedSize !== undefined ? { expectedSize } : {}) });
+  };
+
+  const register = async (received: ReceivedUpload): Promise<UploadedFile> => {
+    let options: UploadOptions;
+    try {
+      options = parseOptions(received.fields);
+    } catch (error) {
+      await received.pending.discard();
+      throw error;
+    }
+    return received.pending.register({ filename: sanitiseFilename(received.filename), options });
+  };
+
+  const router = Router();
+  const multipart = receiveMultipart(receive, { fileSize: config.maxFileSize });
+  router.post('/upload', limiter, async (req: Request, res: Response) => {
+    const uploaded = await register(await multipart(req, res));
+    res.status(201).setHeader('Cache-Control', 'no-store').json(uploadJson(baseUrl(req, config), uploaded));
+  });
+
+  const raw = receiveRaw(receive);
+  router.put('/upload/:filename', limiter, async (req: Request, res: Response) => {
+    const uploaded = await register(await raw(req));
+    const base = baseUrl(req, config);
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    if (req.accepts(['text/plain', 'application/json']) === 'application/json') res.json(uploadJson(base, uploaded));
+    else res.type('text/plain').send(uploadText(base, uploaded));
+  });
+  router.put('/upload', () => {
+    throw validationFailed([{ field: 'filename', message: 'PUT needs a file name: curl -T file https://host/upload/' }]);
+  });
+  return router;
+}

@@ -1,0 +1,117 @@
+/**
+ * The file record's Lua scripts, called directly against the suite's real Redis in the orders that
+ * concurrent requests can produce (claim, delete, refund, expiry). Each answer must leave the
+ * record, its tombstone and its blob's protection consistent.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { newBlobId } from '../../app/blobs/blob-id.js';
+import { createBlobGuard, type BlobGuard } from '../../app/blobs/blobs.repository.js';
+import { createFilesRepository, type FileRecord, type FilesRepository } from '../../app/files/files.repository.js';
+import { redisKeys } from '../../app/shared/redis-keys.js';
+import { uniquePrefix } from '../helpers/app.js';
+
+const NOW = 1_800_000_000_000;
+const lookupId = () => `${newBlobId()}`.padEnd(64, '0');
+
+describe('the file scripts, interleaved', () => {
+  let redis: Redis;
+  let files: FilesRepository;
+  let guard: BlobGuard;
+
+  beforeAll(() => {
+    redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 1 });
+    const keys = redisKeys(uniquePrefix());
+    files = createFilesRepository(redis, keys, 3_600_000);
+    guard = createBlobGuard(redis, keys);
+  });
+  afterAll(() => {
+    redis.disconnect();
+  });
+
+  /** A stored record with `uses` left, live until NOW + 60 s (Redis keeps keys by wall time: far future). */
+  const stored = async (uses: number): Promise<{ id: string; record: FileRecord }> => {
+    const record: FileRecord = { blob: newBlobId(), wk: 'wrapped', meta: 'sealed', uses, totalUses: uses, previewed: false, size: 10, created: NOW, expires: NOW + 60_000, dt: 'token-hash' };
+    const id = lookupId();
+    expect(await files.store(id, record)).toBe(true);
+    return { id, record };
+  };
+  const claim = (id: string, now = NOW) => files.claim(id, { now, leaseId: `lease-${Math.random()}`.slice(0, 16), leaseUntil: now + 15_000 });
+
+  it('keeps a file deleted when a claim made before the delete is refunded', async () => {
+    const { id, record } = await stored(2);
+    const claimed = await claim(id);
+    expect(claimed).toMatchObject({ kind: 'found', extra: { burned: false }, record: { uses: 1 } });
+
+    expect(await files.remove(id, 'token-hash', NOW)).toEqual({ kind: 'deleted', blob: record.blob });
+    expect(await files.refund(id, { record, burned: false, now: NOW })).toBe(false);
+
+    expect(await files.peek(id, NOW)).toEqual({ kind: 'gone', reason: 'deleted' });
+    expect((await guard.protection(record.blob, NOW)).live).toBe(false);
+  });
+
+  it('restores exactly the record that its own claim burned, live again with one use', async () => {
+    const { id, record } = await stored(1);
+    const claimed = await claim(id);
+    expect(claimed).toMatchObject({ kind: 'found', extra: { burned: true } });
+    expect(await files.peek(id, NOW)).toEqual({ kind: 'gone', reason: 'burned' });
+    expect((await guard.protection(record.blob, NOW)).live).toBe(false);
+
+    expect(await files.refund(id, { record: claimed.kind === 'found' ? claimed.record : record, burned: true, now: NOW })).toBe(true);
+
+    const back = await files.peek(id, NOW);
+    expect(back).toMatchObject({ kind: 'found', record: { uses: 1, blob: record.blob, expires: record.expires } });
+    expect((await guard.protection(record.blob, NOW)).live).toBe(true);
+  });
+
+  it('keeps a file burned by another request when an earlier claim is refunded', async () => {
+    const { id, record } = await stored(2);
+    expect(await claim(id)).toMatchObject({ extra: { burned: false } });
+    expect(await claim(id)).toMatchObject({ extra: { burned: true } });
+
+    expect(await files.refund(id, { record, burned: false, now: NOW })).toBe(false);
+
+    expect(await files.peek(id, NOW)).toEqual({ kind: 'gone', reason: 'burned' });
+  });
+
+  it('gives nothing back once the file has expired, whichever claim it was', async () => {
+    const a = await stored(2);
+    expect(await claim(a.id)).toMatchObject({ extra: { burned: false } });
+    const late = NOW + 61_000;
+    expect(await files.refund(a.id, { record: a.record, burned: false, now: late })).toBe(false);
+    expect(await files.peek(a.id, late)).toEqual({ kind: 'gone', reason: 'expired' });
+
+    const b = await stored(1);
+    expect(await claim(b.id)).toMatchObject({ extra: { burned: true } });
+    expect(await files.refund(b.id, { record: b.record, burned: true, now: late })).toBe(false);
+    expect(await files.peek(b.id, late)).toEqual({ kind: 'gone', reason: 'burned' });
+  });
+
+  it('gives one use back to a live record, and never more than its claim took', async () => {
+    const { id, record } = await stored(3);
+    await claim(id);
+    await claim(id);
+    expect(await files.refund(id, { record, burned: false, now: NOW })).toBe(true);
+    expect(await files.peek(id, NOW)).toMatchObject({ kind: 'found', record: { uses: 2 } });
+  });
+
+  it('leases the blob with every claim; a burn or a delete drops only the record protection', async () => {
+    const burnt = await stored(1);
+    await claim(burnt.id);
+    expect(await guard.protection(burnt.record.blob, NOW)).toEqual({ live: false, leases: 1, until: NOW + 15_000 });
+
+    const deleted = await stored(2);
+    await claim(deleted.id);
+    await files.remove(deleted.id, 'token-hash', NOW);
+    expect(await guard.protection(deleted.record.blob, NOW)).toEqual({ live: false, leases: 1, until: NOW + 15_000 });
+    // A lease past its end protects nothing.
+    expect((await guard.protection(deleted.record.blob, NOW + 15_000)).until).toBeNull();
+  });
+
+  it('refuses a delete with the wrong token and changes nothing', async () => {
+    const { id, record } = await stored(1);
+    expect(await files.remove(id, 'another-hash', NOW)).toEqual({ kind: 'forbidden' });
+    expect(await files.peek(id, NOW)).toMatchObject({ kind: 'found', record: { uses: 1 } });
+    expect((await guard.protection(record.blob, NOW)).live).toBe(true);
+  });
+});
