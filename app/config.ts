@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { parseRate, type Rate } from './http/rate.models.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
@@ -60,7 +61,38 @@ const url = z.string().refine((s) => {
   }
 }, 'expected an http(s) URL');
 
-const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s), 'expected a redis://, rediss:// or unix:// URL');
+const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s) && URL.canParse(s), 'expected a redis://, rediss:// or unix:// URL');
+
+export interface SentinelAddress {
+  host: string;
+  port: number;
+}
+
+// "10.0.0.1:26379,sentinel-b:26379,[fd00::3]:26379": every item names its port; IPv6 in brackets.
+const sentinelList = z.string().transform((s, ctx): SentinelAddress[] => {
+  const problem = (message: string) => {
+    ctx.addIssue({ code: 'custom', message: `expected host:port,host:port,… (IPv6 as [::1]:26379); ${message}` });
+    return z.NEVER;
+  };
+  const items = s.split(',').map((i) => i.trim());
+  if (items.some((i) => i === '')) return problem('an item is empty');
+  const addresses: SentinelAddress[] = [];
+  for (const item of items) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[3]);
+    if (!match || port < 1 || port > 65535) return problem(`"${item}" is not one`);
+    if (match[1] !== undefined && !isIPv6(match[1])) return problem(`"${item}" is not one`);
+    const host = match[1] ?? match[2]!;
+    if (addresses.some((a) => a.host === host && a.port === port)) return problem(`"${item}" is listed twice`);
+    addresses.push({ host, port });
+  }
+  return addresses;
+});
+
+const sentinelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1..64 letters, digits, ., _ or -');
+
+// An empty value is refused rather than read as "no password": unset the variable for none.
+const password = z.string().min(1, 'expected a password (unset the variable for none)');
 
 const mimeList = z.string().transform((s, ctx): string[] => {
   const trimmed = s.trim();
@@ -123,11 +155,15 @@ function variable<const K extends string, S extends z.ZodType, D extends string 
 }
 
 export const VARIABLES = {
-  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET and REDIS_URL'),
+  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET (start:api and start:worker always need REDIS_URL or REDIS_SENTINELS)'),
   PORT: variable('port', port, '8000', 'TCP port of the API'),
   HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', 'address the API binds (0.0.0.0 in the image)'),
   PUBLIC_URL: variable('publicUrl', url.transform((s) => s.replace(/\/+$/, '')), undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
-  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset = `npm start` runs a private redis-server'),
+  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server'),
+  REDIS_SENTINELS: variable('redisSentinels', sentinelList, undefined, 'Sentinels to ask for the primary, host:port,host:port (IPv6 as [::1]:26379); instead of REDIS_URL'),
+  REDIS_SENTINEL_NAME: variable('redisSentinelName', sentinelName, 'mymaster', 'name of the primary the sentinels monitor'),
+  REDIS_SENTINEL_PASSWORD: variable('redisSentinelPassword', password, undefined, 'password of the sentinels (their requirepass); unset = none'),
+  REDIS_PASSWORD: variable('redisPassword', password, undefined, 'password of the Redis/Valkey nodes; with REDIS_URL, used when the URL has none'),
   REDIS_PREFIX: variable('redisPrefix', z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
   STORAGE_PATH: variable('storagePath', z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
   TEMP_PATH: variable('tempPath', z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
@@ -204,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (config.defaultExpiryMinutes > config.maxExpiryMinutes) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
     if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
     if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
+    if (config.redisUrl !== undefined && config.redisSentinels !== undefined) problems.push('REDIS_URL, REDIS_SENTINELS: set one or the other, not both (REDIS_SENTINELS finds the primary through Sentinel)');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

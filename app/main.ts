@@ -17,7 +17,7 @@ await ensureDirectories(config);
 const log = createLogger({ service: 'api', level: config.logLevel, dir: config.logDir });
 const keys = redisKeys(config.redisPrefix);
 
-const redis = createApiRedis(config.redisUrl!);
+const redis = createApiRedis(config);
 let redisWasDown = false;
 redis.on('error', (error: Error) => {
   if (!redisWasDown) log.error('redis_unavailable', { error: error.message });

@@ -12,6 +12,7 @@ import { installShutdown } from '../app/shared/shutdown.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers, createProcessor, WORKER_OPTIONS } from './janitor.js';
 import { installSchedule } from './schedule.js';
+import { watchRedisPersistence } from './redis-persistence.js';
 
 // The janitor process: reads process.env once, connects, runs jobs, never serves HTTP.
 const config = await loadRuntimeConfig(process.env, 'worker');
@@ -21,13 +22,15 @@ const keys = redisKeys(config.redisPrefix);
 const workerId = randomUUID();
 
 // The worker's client waits and reconnects: a Redis outage pauses the janitor, it does not kill it.
-const redis = createWorkerRedis(config.redisUrl!);
+const redis = createWorkerRedis(config);
 redis.on('error', (error: Error) => log.warn('redis_unavailable', { error: error.message }));
 redis.once('ready', () => {
   void readEvictionPolicy(redis).then((policy) => {
     if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy', { policy, expected: 'noeviction' });
   });
 });
+// Wrapped keys must not reach a disk: warn about every node that would write them (at start, after a failover).
+watchRedisPersistence({ redis, target: config, log });
 
 const heartbeat = startHeartbeat({ redis, keys, log, workerId });
 await heartbeat.beat();
