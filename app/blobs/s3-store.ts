@@ -16,59 +16,25 @@ import {
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import type { Config } from '../config.js';
-import { ciphertextSize } from '../crypto/stream.js';
 import type { Logger } from '../shared/logger.js';
 import { isBlobId } from './blob-id.js';
 import type { BlobStore, BlobWriter, ByteRange, DestroyResult, StoredEntry } from './blob-store.js';
+import { choosePartSize, DEFAULT_PART_SIZE, DEFAULT_QUEUE_SIZE, MAX_PARTS, USED_BYTES_MAX_AGE_MS, versioningWarning, type S3StoreOptions, type VersioningState } from './s3-options.js';
 
 /**
  * The `s3` storage engine (SPEC §10.3): blobs as objects `<prefix><blobId>` in any S3-compatible
  * bucket. Uploads are multipart uploads written part by part as ciphertext streams in, so a transfer
- * holds at most `queueSize + 1` part buffers whatever the file size (docs/OPERATIONS.md has the
- * measured figure); downloads are (ranged) GETs streamed straight from the socket. Only ciphertext
+ * holds at most `queueSize + 1` part buffers whatever the file size (one by default; docs/OPERATIONS.md
+ * has the measured figures); downloads are (ranged) GETs streamed straight from the socket. Only ciphertext
  * and the blob id reach the store: no metadata, no tags, no filename.
+ *
+ * This module loads the AWS SDK (about 12–19 MiB of RSS): import it only when STORAGE_BACKEND=s3.
+ * Its options and the pure decisions live in s3-options.ts, which loads nothing.
  */
 
-/** S3's rules: every part but the last at least 5 MiB, at most 10,000 parts. */
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
-export const MAX_PARTS = 10_000;
-/** Measured (scripts/bench/s3-memory.ts): a second part in flight hides the latency of each part. */
-export const DEFAULT_PART_SIZE = MIN_PART_SIZE;
-export const DEFAULT_QUEUE_SIZE = 2;
-/** usedBytes() lists the prefix at most this often per process; its own commits and deletes count at once. */
-export const USED_BYTES_MAX_AGE_MS = 30_000;
 // Below this an upload keeps its chunks as they came and never allocates a part buffer, so a burst of
 // small uploads does not cost a part size each.
 const SMALL_UPLOAD_BYTES = 256 * 1024;
-
-export interface S3StoreOptions {
-  /** S3 API URL; undefined = AWS S3 in `region`. */
-  endpoint?: string;
-  region: string;
-  bucket: string;
-  /** Key prefix; Cinderbox owns everything under it. */
-  prefix: string;
-  /** undefined = the AWS SDK's default chain (AWS_* variables, shared config, instance or task role). */
-  credentials?: { accessKeyId: string; secretAccessKey: string };
-  forcePathStyle: boolean;
-  logger: Logger;
-  partSize?: number;
-  /** Parts of one upload in flight at once. */
-  queueSize?: number;
-  /** Largest object to expect: raises the part size so it fits in 10,000 parts. */
-  maxObjectBytes?: number;
-  usedBytesMaxAgeMs?: number;
-  /** check() gives up after this long (it backs /health, which must answer within about a second). */
-  checkTimeoutMs?: number;
-  /** Per request: the response headers must arrive within this (a part upload includes sending the part). */
-  requestTimeoutMs?: number;
-  /** Sockets to the store per process; every running download holds one. */
-  maxSockets?: number;
-  now?: () => number;
-}
-
-export type VersioningState = 'Enabled' | 'Suspended' | 'Off' | 'Unknown';
 
 export interface BucketCheck {
   versioning: VersioningState;
@@ -86,40 +52,6 @@ export interface S3BlobStore extends BlobStore {
    * bucket cannot be used; the message names the bucket and the failing step, never a credential.
    */
   checkBucket(): Promise<BucketCheck>;
-}
-
-/** The store's options from the parsed configuration (everything but the logger). */
-export function s3OptionsFromConfig(config: Config): Omit<S3StoreOptions, 'logger'> {
-  if (config.s3Bucket === undefined) throw new Error('S3_BUCKET is required when STORAGE_BACKEND=s3');
-  return {
-    endpoint: config.s3Endpoint,
-    region: config.s3Region,
-    bucket: config.s3Bucket,
-    prefix: config.s3Prefix,
-    credentials: config.s3AccessKeyId !== undefined && config.s3SecretAccessKey !== undefined ? { accessKeyId: config.s3AccessKeyId, secretAccessKey: config.s3SecretAccessKey } : undefined,
-    // S3-compatible servers (MinIO, Ceph, Garage, a plain IP) rarely have a wildcard DNS name per bucket.
-    forcePathStyle: config.s3ForcePathStyle ?? config.s3Endpoint !== undefined,
-    maxObjectBytes: ciphertextSize(config.maxFileSize),
-  };
-}
-
-/** The operator-facing warning for a bucket's versioning status, or null when versioning is off. */
-export function versioningWarning(status: string | undefined): string | null {
-  if (status === 'Enabled') {
-    return 'bucket versioning is Enabled: a deleted blob stays in the bucket as a noncurrent version. Turn versioning off (use a bucket of its own) or expire noncurrent versions at once with a lifecycle rule.';
-  }
-  if (status === 'Suspended') {
-    return 'bucket versioning is Suspended: versions written while it was on are still kept after their blob is deleted. Remove them, or expire noncurrent versions with a lifecycle rule.';
-  }
-  return null;
-}
-
-/** Part size for the options: the configured one, raised when `maxObjectBytes` would need more than 10,000 parts. */
-export function choosePartSize(partSize: number, maxObjectBytes: number | undefined): number {
-  if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE) throw new RangeError(`partSize must be at least ${MIN_PART_SIZE} bytes`);
-  if (maxObjectBytes === undefined) return partSize;
-  const mib = 1024 * 1024;
-  return Math.max(partSize, Math.ceil(maxObjectBytes / MAX_PARTS / mib) * mib);
 }
 
 interface StoreErrorFields {
@@ -177,7 +109,7 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   const log = options.logger.child({ module: 's3-store' });
   const partSize = choosePartSize(options.partSize ?? DEFAULT_PART_SIZE, options.maxObjectBytes);
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
-  if (!Number.isSafeInteger(queueSize) || queueSize < 1) throw new RangeError('queueSize must be a positive integer');
+  if (!Number.isSafeInteger(queueSize) || queueSize < 0) throw new RangeError('queueSize must be a positive integer');
   const now = options.now ?? Date.now;
   const maxAgeMs = options.usedBytesMaxAgeMs ?? USED_BYTES_MAX_AGE_MS;
   const checkTimeoutMs = options.checkTimeoutMs ?? 1000;
@@ -461,9 +393,9 @@ function exactRange(body: Readable, range: ByteRange, contentRange: string | und
 }
 
 /**
- * One upload: chunks are copied into a part buffer; a full part is sent while the next one fills,
- * at most `queueSize` in flight (then `write` waits: backpressure reaches the client). Part buffers are
- * reused, so an upload holds at most `queueSize + 1` of them. Small uploads never start a multipart
+ * One upload: chunks are copied into a part buffer; a full part is sent while the next one fills, at
+ * most `queueSize` in flight (then `write` waits: backpressure reaches the client; with 0, `write`
+ * waits for each part). Part buffers are reused, so an upload holds at most `queueSize + 1` of them. Small uploads never start a multipart
  * upload: what they wrote is kept until commit() sends it as one PutObject.
  */
 class MultipartWriter implements BlobWriter {
@@ -535,7 +467,7 @@ class MultipartWriter implements BlobWriter {
 
   /** Waits for a free slot, then starts sending one part (its result lands in `parts` or `failure`). */
   private async send(buffer: Buffer, length: number): Promise<void> {
-    while (this.inFlight.size >= this.context.queueSize) await Promise.race(this.inFlight);
+    while (this.inFlight.size > 0 && this.inFlight.size >= this.context.queueSize) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure;
     if (this.partCount === MAX_PARTS) throw this.fail(new Error(`an object may have at most ${MAX_PARTS} parts of ${this.context.partSize} bytes`));
     const partNumber = ++this.partCount;
@@ -554,6 +486,11 @@ class MultipartWriter implements BlobWriter {
       )
       .finally(() => this.inFlight.delete(sending));
     this.inFlight.add(sending);
+    // Queue size 0: the caller's write waits for this part, so its buffer is the one the next part reuses.
+    if (this.context.queueSize === 0) {
+      await sending;
+      if (this.failure) throw this.failure;
+    }
   }
 
   private startUpload(): Promise<string> {

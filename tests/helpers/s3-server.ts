@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
-import { createS3Store, type S3BlobStore, type S3StoreOptions } from '../../app/blobs/s3-store.js';
+import type { S3StoreOptions } from '../../app/blobs/s3-options.js';
+import { createS3Store, type S3BlobStore } from '../../app/blobs/s3-store.js';
 import { createSilentLogger } from '../../app/shared/logger.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from '../../scripts/bench/s3rver.js';
 

@@ -7,7 +7,7 @@ import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from '@a
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { newBlobId } from '../../app/blobs/blob-id.js';
 import type { BlobStore, StoredEntry } from '../../app/blobs/blob-store.js';
-import { MIN_PART_SIZE, versioningWarning, type S3StoreOptions } from '../../app/blobs/s3-store.js';
+import { MIN_PART_SIZE, versioningWarning, type S3StoreOptions } from '../../app/blobs/s3-options.js';
 import { createDecryptStream, createEncryptStream, plaintextSize } from '../../app/crypto/stream.js';
 import { createLogger, type Logger } from '../../app/shared/logger.js';
 import { startTestS3, type TestS3 } from '../helpers/s3-server.js';
@@ -24,7 +24,7 @@ afterAll(async () => {
 
 /** A store under a prefix of its own, with the smallest part size S3 allows so a few MiB make several parts. */
 function newStore(options: Partial<S3StoreOptions> = {}) {
-  return s3.store({ prefix: s3.newPrefix(), partSize: MIN_PART_SIZE, queueSize: 2, ...options });
+  return s3.store({ prefix: s3.newPrefix(), partSize: MIN_PART_SIZE, ...options });
 }
 
 /** A logger whose JSON lines the test can read. */
@@ -86,9 +86,9 @@ function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
 }
 
 describe('s3 storage engine on a real S3-protocol server', () => {
-  it('stores and returns encrypted streams of 0 bytes, less than a part, exactly a part and several parts, byte for byte', async () => {
-    const store = newStore();
-    for (const size of [0, 1000, 300 * 1024, plaintextSize(MIN_PART_SIZE)!, 12 * MiB + 7]) {
+  it.each([0, 1, 2])('stores and returns encrypted streams of 0 bytes, less than a part, exactly a part and several parts, byte for byte (%i parts in flight while the next fills)', async (queueSize) => {
+    const store = newStore({ queueSize });
+    for (const size of [0, 1000, 300 * 1024, plaintextSize(MIN_PART_SIZE)!, 17 * MiB + 7]) {
       const plaintext = randomBytes(size);
       const blobId = newBlobId();
       const dataKey = randomBytes(32);
@@ -274,7 +274,7 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     expect(report.warnings).toEqual([]);
     expect(['Off', 'Unknown']).toContain(report.versioning);
     expect(await entries(store)).toEqual([]);
-    expect(lines().find((l) => l.event === 's3_bucket_ready')).toMatchObject({ bucket: s3.bucket, partSize: MIN_PART_SIZE, queueSize: 2 });
+    expect(lines().find((l) => l.event === 's3_bucket_ready')).toMatchObject({ bucket: s3.bucket, partSize: MIN_PART_SIZE, queueSize: 0 });
 
     const missing = s3.store({ prefix: s3.newPrefix(), bucket: `cbx-missing-${randomBytes(4).toString('hex')}` });
     const error = await rejection(missing.checkBucket());
