@@ -81,8 +81,9 @@ function storeError(operation: string, error: unknown): S3StoreError {
   return Object.assign(new Error(`s3 ${operation} failed: ${detail}${status ? ` (HTTP ${status})` : ''}`, { cause: error }), { code: 'ESTORE' as const });
 }
 
+/** No such object. A missing bucket is not a missing blob: it is a store failure (503, not 404). */
 function isNotFound(error: unknown): boolean {
-  return ['NotFound', 'NoSuchKey'].includes(errorName(error)) || httpStatus(error) === 404;
+  return errorName(error) !== 'NoSuchBucket' && (['NotFound', 'NoSuchKey'].includes(errorName(error)) || httpStatus(error) === 404);
 }
 
 /** The store does not implement the operation (s3rver: ListMultipartUploads, AbortMultipartUpload, versioning). */
@@ -109,7 +110,7 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   const log = options.logger.child({ module: 's3-store' });
   const partSize = choosePartSize(options.partSize ?? DEFAULT_PART_SIZE, options.maxObjectBytes);
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
-  if (!Number.isSafeInteger(queueSize) || queueSize < 0) throw new RangeError('queueSize must be a positive integer');
+  if (!Number.isSafeInteger(queueSize) || queueSize < 0) throw new RangeError('queueSize must be an integer of 0 or more');
   const now = options.now ?? Date.now;
   const maxAgeMs = options.usedBytesMaxAgeMs ?? USED_BYTES_MAX_AGE_MS;
   const checkTimeoutMs = options.checkTimeoutMs ?? 1000;

@@ -279,7 +279,9 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     const missing = s3.store({ prefix: s3.newPrefix(), bucket: `cbx-missing-${randomBytes(4).toString('hex')}` });
     const error = await rejection(missing.checkBucket());
     expect(error.message).toMatch(/^S3 bucket "cbx-missing-[0-9a-f]+" cannot be used \(HeadBucket\)/);
-    await rejection(missing.check());
+    expect((await rejection(missing.check())).code).toBe('ESTORE');
+    // A missing bucket is a broken store, not a missing blob: it must not turn into a 404.
+    expect((await rejection(missing.read(newBlobId()))).code).toBe('ESTORE');
     await logger.close();
   });
 
