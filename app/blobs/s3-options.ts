@@ -31,7 +31,7 @@ export interface S3StoreOptions {
   /** undefined = the AWS SDK's default chain (AWS_* variables, shared config, instance or task role). */
   credentials?: { accessKeyId: string; secretAccessKey: string };
   forcePathStyle: boolean;
-  logger: Logger;
+  log: Logger;
   partSize?: number;
   /** Parts of one upload sent while the next one fills; 0 = one part buffer, the upload waits while each part is sent. */
   queueSize?: number;
@@ -49,8 +49,8 @@ export interface S3StoreOptions {
 
 export type VersioningState = 'Enabled' | 'Suspended' | 'Off' | 'Unknown';
 
-/** The store's options from the parsed configuration (everything but the logger). */
-export function s3OptionsFromConfig(config: Config): Omit<S3StoreOptions, 'logger'> {
+/** The store's options from the parsed configuration (everything but the log). */
+export function s3OptionsFromConfig(config: Config): Omit<S3StoreOptions, 'log'> {
   if (config.s3Bucket === undefined) throw new Error('S3_BUCKET is required when STORAGE_BACKEND=s3');
   return {
     endpoint: config.s3Endpoint,

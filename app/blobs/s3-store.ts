@@ -107,7 +107,7 @@ interface Context {
 export function createS3Store(options: S3StoreOptions): S3BlobStore {
   const { bucket, prefix } = options;
   if (prefix === '' || prefix.startsWith('/')) throw new RangeError('prefix must be non-empty and relative');
-  const log = options.logger.child({ module: 's3-store' });
+  const log = options.log.child({ module: 's3-store' });
   const partSize = choosePartSize(options.partSize ?? DEFAULT_PART_SIZE, options.maxObjectBytes);
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
   if (!Number.isSafeInteger(queueSize) || queueSize < 0) throw new RangeError('queueSize must be an integer of 0 or more');

@@ -88,7 +88,7 @@ async function openEngine(endpoint: string, bucket: string, partMiB: string, que
     prefix: 'bench/',
     credentials: { ...S3RVER_CREDENTIALS },
     forcePathStyle: true,
-    logger: createSilentLogger(),
+    log: createSilentLogger(),
     partSize: Number(partMiB) * MiB,
     queueSize: Number(queueSize),
   });

@@ -66,7 +66,7 @@ export async function startTestS3(): Promise<TestS3> {
     },
     store(options) {
       usedPrefixes.add(options.prefix);
-      const store = createS3Store({ ...target, logger: createSilentLogger(), ...options });
+      const store = createS3Store({ ...target, log: createSilentLogger(), ...options });
       stores.push(store);
       return store;
     },
@@ -80,7 +80,7 @@ export async function startTestS3(): Promise<TestS3> {
         // The suite's own s3rver goes with its directory; an external bucket is emptied prefix by prefix.
         if (server === null) {
           for (const prefix of usedPrefixes) {
-            const cleaner = createS3Store({ ...target, prefix, logger: createSilentLogger() });
+            const cleaner = createS3Store({ ...target, prefix, log: createSilentLogger() });
             for await (const entry of cleaner.list()) await cleaner.destroyEntry(entry, 'test cleanup');
             await cleaner.close();
           }

@@ -167,7 +167,7 @@ describe('s3 storage engine on a real S3-protocol server', () => {
 
   it('leaves no object and no listed upload when a write is aborted midway, and abort() may be called again', async () => {
     const { logger, lines } = capturedLogger();
-    const store = newStore({ logger });
+    const store = newStore({ log: logger });
     const blobId = newBlobId();
     const writer = store.create(blobId);
     // 11 MiB written: two parts sent or in flight, the upload started on the store.
@@ -269,7 +269,7 @@ describe('s3 storage engine on a real S3-protocol server', () => {
 
   it('checks the bucket at start: reachable, writable, deletable, versioning off, leaving nothing behind', async () => {
     const { logger, lines } = capturedLogger();
-    const store = newStore({ logger });
+    const store = newStore({ log: logger });
     const report = await store.checkBucket();
     expect(report.warnings).toEqual([]);
     expect(['Off', 'Unknown']).toContain(report.versioning);
@@ -296,7 +296,7 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     const secret = `cbx-secret-${randomBytes(12).toString('hex')}`;
     const { logger, text } = capturedLogger();
     // An unknown key id: every store refuses it (s3rver checks key ids but not SigV4 signatures).
-    const store = newStore({ logger, credentials: { accessKeyId: `CBXUNKNOWN${randomBytes(5).toString('hex').toUpperCase()}`, secretAccessKey: secret } });
+    const store = newStore({ log: logger, credentials: { accessKeyId: `CBXUNKNOWN${randomBytes(5).toString('hex').toUpperCase()}`, secretAccessKey: secret } });
     const errors: Error[] = [];
     errors.push(await rejection(store.check()));
     errors.push(await rejection(store.checkBucket()));
