@@ -140,6 +140,18 @@ const trustProxy = z.string().transform((s, ctx): number | string[] => {
 
 const secret = z.string().refine((s) => Buffer.byteLength(s) >= 32, 'expected at least 32 characters (use: openssl rand -base64 48)');
 
+// S3 (SPEC §10.3). Names as S3 and its compatibles accept them; nothing here is checked against the store.
+const storageBackend = z.enum(['fs', 's3'], { message: 'expected fs or s3' });
+const s3Region = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'expected a region name such as us-east-1 (R2: auto)');
+const s3Bucket = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected a bucket name: 3..63 lowercase letters, digits, dots and hyphens');
+// The sweep deletes what it finds under the prefix, so the prefix may not be empty (never the whole bucket).
+const s3Prefix = z
+  .string()
+  .regex(/^[A-Za-z0-9!_.*'()/-]{1,256}$/, "expected 1..256 characters of A-Z a-z 0-9 ! _ . * ' ( ) - /")
+  .refine((s) => s.split('/').slice(0, -1).every((part) => part !== '' && part !== '.' && part !== '..'), 'expected path segments without /, //, . or .. (such as blobs/)');
+// Refused only when empty, so a config error can never echo a credential back (it quotes what it got).
+const s3Credential = z.string().min(1, 'expected a non-empty value');
+
 const kdfCost = positiveInt.refine((n) => n >= 10 && n <= 20, 'expected log2 of the scrypt cost, 10..20');
 
 interface Variable<K extends string = string, S extends z.ZodType = z.ZodType, D extends string | undefined = string | undefined> {
@@ -204,6 +216,14 @@ export const VARIABLES = {
   LOG_DIR: variable('logDir', z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
   LOG_IP: variable('logIp', logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
   METRICS_ENABLED: variable('metricsEnabled', bool, 'false', 'serve Prometheus text at /metrics'),
+  STORAGE_BACKEND: variable('storageBackend', storageBackend, 'fs', 'where blobs live: fs (STORAGE_PATH/TEMP_PATH) or s3 (an S3-compatible bucket, S3_*)'),
+  S3_ENDPOINT: variable('s3Endpoint', url, undefined, 'S3 API URL (MinIO, R2, Ceph, …: http://minio:9000); unset = AWS S3 in S3_REGION'),
+  S3_REGION: variable('s3Region', s3Region, 'us-east-1', 'region of the bucket (R2: auto)'),
+  S3_BUCKET: variable('s3Bucket', s3Bucket, undefined, 'bucket of the encrypted blobs; required when STORAGE_BACKEND=s3'),
+  S3_PREFIX: variable('s3Prefix', s3Prefix, 'blobs/', 'key prefix of the blobs; Cinderbox owns everything under it (the sweep deletes strangers)'),
+  S3_ACCESS_KEY_ID: variable('s3AccessKeyId', s3Credential, undefined, 'access key id; unset = the AWS SDK default chain (AWS_* variables, instance or task role)'),
+  S3_SECRET_ACCESS_KEY: variable('s3SecretAccessKey', s3Credential, undefined, 'secret access key, set together with S3_ACCESS_KEY_ID; never logged'),
+  S3_FORCE_PATH_STYLE: variable('s3ForcePathStyle', bool, undefined, 'bucket in the URL path instead of the host name; unset = true when S3_ENDPOINT is set, false for AWS'),
 } satisfies Record<string, Variable>;
 
 type Variables = typeof VARIABLES;
@@ -241,6 +261,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
     if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
     if (config.redisUrl !== undefined && config.redisSentinels !== undefined) problems.push('REDIS_URL, REDIS_SENTINELS: set one or the other, not both (REDIS_SENTINELS finds the primary through Sentinel)');
+    if (config.storageBackend === 's3' && config.s3Bucket === undefined) problems.push('S3_BUCKET: required when STORAGE_BACKEND=s3');
+    if ((config.s3AccessKeyId === undefined) !== (config.s3SecretAccessKey === undefined)) {
+      problems.push(config.s3AccessKeyId === undefined ? 'S3_ACCESS_KEY_ID: required when S3_SECRET_ACCESS_KEY is set' : 'S3_SECRET_ACCESS_KEY: required when S3_ACCESS_KEY_ID is set');
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

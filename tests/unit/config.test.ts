@@ -58,6 +58,14 @@ const BAD_VALUES: Record<string, string> = {
   LOG_LEVEL: 'verbose',
   LOG_IP: 'partial',
   METRICS_ENABLED: 'maybe',
+  STORAGE_BACKEND: 'gcs',
+  S3_ENDPOINT: 'minio:9000',
+  S3_REGION: 'us east 1',
+  S3_BUCKET: 'My_Bucket',
+  S3_PREFIX: '/blobs/',
+  S3_ACCESS_KEY_ID: '',
+  S3_SECRET_ACCESS_KEY: '',
+  S3_FORCE_PATH_STYLE: 'sometimes',
 };
 
 describe('configuration', () => {
