@@ -8,7 +8,8 @@ import { installShutdown } from './shared/shutdown.js';
 import { loadWordlist } from './diceware/wordlist.js';
 import { createJanitorQueue } from './jobs/enqueue.js';
 import { configureServerTimeouts } from './http/timeouts.js';
-import { createFsStore } from './blobs/fs-store.js';
+import type { BlobStore } from './blobs/blob-store.js';
+import { storeFromConfig } from './blobs/store-from-config.js';
 import { kdfFromConfig } from './kdf/from-config.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
@@ -28,8 +29,10 @@ redis.on('ready', () => {
   redisWasDown = false;
 });
 
+let store: BlobStore;
 try {
   await waitForRedis(redis, 15_000);
+  store = await storeFromConfig(config, log);
 } catch (error) {
   log.error('startup_failed', { reason: (error as Error).message });
   await log.close();
@@ -41,7 +44,6 @@ if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy'
 const wordlist = await loadWordlist(config.wordlistPath);
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
-const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
 const { kdf, pool } = kdfFromConfig(config, wordlist, () => new Date());
 const app = createApp({ config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
 

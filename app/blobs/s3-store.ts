@@ -269,14 +269,17 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       return range ? exactRange(body, range, response.ContentRange) : body;
     },
 
-    async destroy(blobId) {
+    async destroy(blobId, reason) {
       if (!isBlobId(blobId)) return { found: false, size: 0 };
+      const started = performance.now();
       const key = keyOf(blobId);
       const result = await deleteObject(key);
       let aborted = false;
       for await (const upload of uploads(key)) {
         if (upload.key === key && (await abortUpload(upload.key, upload.uploadId))) aborted = true;
       }
+      // The same line as the fs engine's shred; an object store cannot overwrite, so no passes.
+      if (result.found) log.info('blob_shredded', { kind: 'blob', size: result.size, passes: 0, duration_ms: Math.round(performance.now() - started), reason });
       return { found: result.found || aborted, size: result.size };
     },
 
@@ -293,10 +296,12 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       }
     },
 
-    async destroyEntry(entry) {
+    async destroyEntry(entry, reason) {
       if (entry.kind === 'blob') {
         if (!entry.ref.startsWith(prefix)) throw new RangeError('entry is not under this store prefix');
-        return deleteObject(entry.ref);
+        const result = await deleteObject(entry.ref);
+        if (result.found) log.info('blob_shredded', { kind: 'blob', size: result.size, passes: 0, duration_ms: 0, reason });
+        return result;
       }
       const [key, uploadId] = JSON.parse(entry.ref) as [string, string];
       if (typeof key !== 'string' || typeof uploadId !== 'string' || !key.startsWith(prefix)) throw new RangeError('entry is not an upload under this store prefix');

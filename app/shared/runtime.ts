@@ -25,7 +25,7 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
 }
 
 export async function ensureDirectories(config: RuntimeConfig): Promise<void> {
-  for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (config.storageBackend === 'fs') for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
   if (config.logDir !== '') await mkdir(config.logDir, { recursive: true });
 }
 
