@@ -17,6 +17,7 @@ import { createFilesRepository } from './files/files.repository.js';
 import type { FilesDeps } from './files/files.usecases.js';
 import { createUploadsRouter } from './uploads/uploads.routes.js';
 import { createDownloadsRouter } from './downloads/downloads.routes.js';
+import { createResumeRepository } from './downloads/resume.repository.js';
 import { createLookupsRouter } from './lookups/lookups.routes.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import type { Kdf } from './kdf/kdf.js';
@@ -107,13 +108,15 @@ export function createApp(appDeps: AppDeps): Express {
     now: deps.now,
   };
   const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const throttle = [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)];
   const keyRoutes: KeyRouteGuards = {
     // Blocks first, then the lookup budget, then a failure slot: all before any KDF work.
-    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit), abuse.reserveSlot],
+    before: [...throttle, abuse.reserveSlot],
+    throttle,
     settle: abuse.settle,
   };
   app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
-  app.use(createDownloadsRouter(files, keyRoutes));
+  app.use(createDownloadsRouter({ ...files, resumes: createResumeRepository(redis, keys) }, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 
   if (metrics) app.use(metrics.router);

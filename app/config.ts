@@ -204,6 +204,7 @@ export const VARIABLES = {
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
   DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
   DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),
+  RESUME_WINDOW_SECONDS: variable('resumeWindowSeconds', wholeNumber, '900', 'how long a started download may be resumed (Range + If-Range), even after it burned the file; 0 = off'),
   MAX_DOWNLOAD_SECONDS: variable('maxDownloadSeconds', positiveInt, '3600', 'longest a download keeps its blob from the janitor; past it a deleted or burned blob may be shredded'),
   UPLOAD_STALL_SECONDS: variable('uploadStallSeconds', positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
   CLEANUP_INTERVAL_MINUTES: variable('cleanupIntervalMinutes', positiveMinutes, '10', 'how often the janitor sweeps orphans'),
