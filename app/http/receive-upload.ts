@@ -5,6 +5,8 @@ import type { PendingUpload } from '../uploads/uploads.usecases.js';
 import type { DropBuilder } from '../uploads/drops.usecases.js';
 import { missingFile, uploadAborted } from '../uploads/uploads.errors.js';
 import { AppError, validationFailed } from './errors.js';
+import { requester } from './client.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
 
 /**
  * The two ways an upload arrives (SPEC §3) differ only in how the body stream, the filename and
@@ -19,10 +21,10 @@ export interface ReceivedUpload {
   fields: Record<string, unknown>;
 }
 
-export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number }) => Promise<PendingUpload>;
+export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number; who: Requester }) => Promise<PendingUpload>;
 
 /** Turns the first file, once stored, into a drop that the following parts join (SPEC §10.7). */
-export type StartDrop = (first: { pending: PendingUpload; filename: string | undefined }) => DropBuilder;
+export type StartDrop = (first: { pending: PendingUpload; filename: string | undefined; fieldsSoFar: Record<string, unknown>; who: Requester }) => DropBuilder;
 
 /** A client that hangs up mid-body is a client abort (400, logged at info), not a server error. */
 function clientAborted(req: Request, error: unknown): boolean {
@@ -35,7 +37,7 @@ export function receiveRaw(receive: Receive) {
     const declared = req.headers['content-length'];
     const fields = req.query as Record<string, unknown>;
     try {
-      const pending = await receive({ source: req, fieldsSoFar: fields, ...(declared !== undefined ? { expectedSize: Number(declared) } : {}) });
+      const pending = await receive({ source: req, fieldsSoFar: fields, who: requester(req), ...(declared !== undefined ? { expectedSize: Number(declared) } : {}) });
       return { pending, filename: String(req.params.filename), fields };
     } catch (error) {
       throw clientAborted(req, error) ? uploadAborted() : error;
@@ -80,14 +82,14 @@ function encryptingEngine(input: { receive: Receive; startDrop: StartDrop; parts
       let work: Promise<PartInfo>;
       if (!current.first) {
         current.firstName = file.originalname;
-        current.first = receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) } });
+        current.first = receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) });
         work = current.first.then((pending) => ({ pending }));
       } else {
         const first = current.first;
         work = (async () => {
           // Parts arrive in order and each waits here for the first: the drop starts from it.
           const pending = await first;
-          current.drop ??= startDrop({ pending, filename: current.firstName });
+          current.drop ??= startDrop({ pending, filename: current.firstName, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) });
           await current.drop.add({ source, filename: file.originalname });
           return { drop: current.drop };
         })();

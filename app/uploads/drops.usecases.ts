@@ -8,6 +8,7 @@ import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js
 import { archiveOverheadBound, zipArchive, type ArchiveEntry } from './drop-archive.js';
 import { dropName, EntryNamer, MAX_ENTRY_NAME_BYTES } from './drop.models.js';
 import { fileTooLarge, unsupportedMediaType } from './uploads.errors.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
 import { receiveUpload, type PendingUpload } from './uploads.usecases.js';
 
 /** One more `file` part of a multipart upload: its bytes, and the name (a relative path) the client gave. */
@@ -37,7 +38,7 @@ const MAX_LIST_BYTES = METADATA_MAX_BUCKET - 64 * 1024;
  * (which is removed right after), then each part streams in as the client sends it. No plaintext
  * touches disk, and memory holds one record per entry, never a file's bytes.
  */
-export function startDrop(deps: FilesDeps, first: { pending: PendingUpload; filename: string | undefined }): DropBuilder {
+export function startDrop(deps: FilesDeps, first: { pending: PendingUpload; filename: string | undefined; who: Requester; words: number }): DropBuilder {
   const { config } = deps;
   const namer = new EntryNamer();
   const files: FileEntry[] = [];
@@ -82,9 +83,16 @@ export function startDrop(deps: FilesDeps, first: { pending: PendingUpload; file
     });
 
   const archive = pullStream(zipArchive({ entries: queue, modified: deps.now() }), fail);
+  // The archive continues the same upload: it takes over the first file's admission (its pooled keys),
+  // so a drop costs one pool entry and is never refused by the KDF half-way.
   const stored = receiveUpload(deps, {
     source: archive,
-    archive: { maxBytes: config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES }) },
+    who: first.who,
+    words: first.words,
+    archive: {
+      maxBytes: config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES }),
+      admitted: first.pending.handOver(),
+    },
   });
   stored.catch(fail);
 

@@ -2,10 +2,14 @@ import type { Readable } from 'node:stream';
 import { newBlobId } from '../blobs/blob-id.js';
 import { takeLease } from '../blobs/lease.js';
 import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey, type FileEntry } from '../crypto/keys.js';
+import { kdfBusy } from '../crypto/crypto.errors.js';
 import { generatePassphrase } from '../diceware/passphrase.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
+import type { PooledKeys } from '../kdf/key-pool.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { serviceUnavailable } from '../http/errors.js';
+import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import type { UploadOptions } from './uploads.models.js';
 
@@ -29,6 +33,16 @@ export interface PendingUpload {
   /** Writes the record under a fresh passphrase; on any failure the blob is removed. */
   register(input: { filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile>;
   discard(): Promise<void>;
+  /**
+   * Gives up this upload's admission (its pooled keys, if any) to another upload of the same request:
+   * a drop's archive takes over from its first file, which is then only discarded (SPEC §10.7).
+   */
+  handOver(): UploadAdmission;
+}
+
+/** What an upload was admitted with before its body was read: a pooled key entry, or room at the KDF. */
+export interface UploadAdmission {
+  pooled: PooledKeys | null;
 }
 
 /** A drop's own type (SPEC §10.7), whatever its first entry would make a sniffer say (a docx, an epub). */
@@ -38,23 +52,33 @@ export const ARCHIVE_TYPE = 'application/zip';
 const MAX_DRAWS = 5;
 
 /**
- * Receives an upload's body (SPEC §3): encrypted as it streams into the storage engine. A lease
- * keeps the partial blob from the janitor for as long as it is written and until its record
- * exists. Every failure leaves nothing behind.
+ * Receives an upload's body (SPEC §3): encrypted as it streams into the storage engine. Before a
+ * byte of it is read, the upload gets its passphrase's keys: a pre-derived entry of the key pool
+ * when it asks for the pool's word count (SPEC §10.5), else room at the KDF in `who`'s fair turn —
+ * or a 503 at once, not after the body. A lease keeps the partial blob from the janitor while it is
+ * written and until its record exists. Every failure leaves nothing behind.
  */
 export async function receiveUpload(
   deps: FilesDeps,
   input: {
     source: Readable;
     expectedSize?: number;
-    /** A drop's archive, built by the server: its own size bound, and no type sniffing (its entries were checked). */
-    archive?: { maxBytes: number };
+    who: Requester;
+    words: number;
+    /** A drop's archive, built by the server: admitted already (its first file's), its own size bound, no type sniffing. */
+    archive?: { maxBytes: number; admitted: UploadAdmission };
   },
 ): Promise<PendingUpload> {
   const { config } = deps;
+  let pooled = input.archive ? input.archive.admitted.pooled : deps.pool && input.words === deps.pool.words ? deps.pool.take() : null;
+  if (!input.archive && !pooled && !deps.kdf.canAdmit(input.who)) throw kdfBusy();
+  const forget = () => pooled?.kek.fill(0);
   const blobId = newBlobId();
-  const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
   let stored: StoredBlob;
+  const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log }).catch((error: unknown) => {
+    forget();
+    throw error;
+  });
   try {
     stored = await storeEncrypted({
       source: input.source,
@@ -70,21 +94,28 @@ export async function receiveUpload(
       ...(input.archive ? { knownType: ARCHIVE_TYPE } : {}),
     });
   } catch (error) {
+    forget();
     await lease.release().catch(() => undefined); // it ends by itself within its TTL
     throw error;
   }
 
   let settled: Promise<unknown> | null = null;
   const discard = async () => {
+    forget();
     await stored.discard();
     await lease.release().catch(() => undefined);
   };
   return {
     stored,
     discard: () => (settled ??= discard()) as Promise<void>,
+    handOver: () => {
+      const admission = { pooled };
+      pooled = null; // no longer ours to use or wipe
+      return admission;
+    },
     register: async ({ filename, options, files }) => {
       try {
-        const uploaded = await registerUpload(deps, { stored, filename, options, ...(files ? { files } : {}) });
+        const uploaded = await registerUpload(deps, { stored, filename, options, who: input.who, pooled, ...(files ? { files } : {}) });
         settled = lease.release().catch(() => undefined); // the record's own protection holds the blob now
         return uploaded;
       } catch (error) {
@@ -96,8 +127,8 @@ export async function receiveUpload(
   };
 }
 
-/** The expire job, a fresh passphrase, and the record, written last. */
-async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile> {
+/** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
+async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null; files?: FileEntry[] }): Promise<UploadedFile> {
   const { stored, options, files } = input;
   const created = deps.now();
   const expires = new Date(created.getTime() + Math.round(options.expiry * 60_000));
@@ -105,9 +136,11 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
   // Queued before the record exists, so no record can ever lack its expire job (a job without a
   // record finds nothing to keep and shreds nothing live).
   await deps.enqueue('expire', { blobId: stored.blobId }, { delayMs: expires.getTime() - created.getTime() });
+  // A `words` field sent after the file part may ask for another count than the one pooled for.
+  let pooled = input.pooled && input.pooled.passphrase.split('-').length === options.words ? input.pooled : null;
   for (let draw = 0; draw < MAX_DRAWS; draw += 1) {
-    const key = generatePassphrase(deps.wordlist, options.words);
-    const { lookupId, kek } = await deps.kdf.derive(key);
+    const { key, lookupId, kek } = pooled ? { key: pooled.passphrase, ...pooled } : await derived(deps, options.words, input.who);
+    pooled = null;
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
@@ -122,8 +155,14 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     };
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
     if (!(await deps.files.store(lookupId, record))) continue;
+    await confirmReplicated(deps.redis, { timeoutMs: REPLICATION_WAIT_MS }); // acknowledged only once a replica has it (SPEC §10.3)
     deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType, ...(files ? { files: files.length } : {}) });
     return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256, ...(files ? { files } : {}) };
   }
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
+}
+
+async function derived(deps: FilesDeps, words: number, who: Requester): Promise<{ key: string; lookupId: string; kek: Buffer }> {
+  const key = generatePassphrase(deps.wordlist, words);
+  return { key, ...(await deps.kdf.derive(key, who)) };
 }

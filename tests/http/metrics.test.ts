@@ -6,7 +6,7 @@ describe('/metrics', () => {
   let on: TestApp;
   let off: TestApp;
   beforeAll(async () => {
-    on = await startTestApp({ env: { METRICS_ENABLED: 'true' } });
+    on = await startTestApp({ env: { METRICS_ENABLED: 'true', RESUME_WINDOW_SECONDS: '0' } });
     off = await startTestApp();
   });
   afterAll(async () => {
