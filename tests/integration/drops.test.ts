@@ -94,6 +94,20 @@ describe('several files in one drop (SPEC §10.7)', () => {
     expect(await testWithUnzip(zip)).toContain('No errors detected');
   });
 
+  it("runs the README's drop example verbatim (only the address changes) and gets the entries back", async () => {
+    const readme = await readFile(path.resolve(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### Several files in one drop'));
+    const command = /```sh\n([\s\S]*?)```/.exec(section)![1]!.trim();
+    expect(command).toBe('curl -F file=@a.pdf -F file=@b.jpg http://127.0.0.1:8000/upload');
+    const dir = path.join(work, 'readme');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'a.pdf'), Buffer.concat([Buffer.from('%PDF-1.7\n'), randomBytes(51_000)]));
+    await writeFile(path.join(dir, 'b.jpg'), Buffer.concat([Buffer.from('ffd8ffe000104a464946', 'hex'), randomBytes(120_000)]));
+    const { stdout } = await run('/bin/bash', ['-euo', 'pipefail', '-c', command.replaceAll('http://127.0.0.1:8000', app.url)], { cwd: dir });
+    const answer = JSON.parse(stdout) as DropAnswer;
+    expect(answer).toMatchObject({ filename: 'a-and-1-more.zip', mime_type: 'application/zip', files: [{ name: 'a.pdf', size: 51_009 }, { name: 'b.jpg', size: 120_010 }] });
+  });
+
   it('one file part is a single upload exactly as before: no files list, the bytes themselves', async () => {
     const bytes = Buffer.from('just one file\n');
     const form = new FormData();
