@@ -103,7 +103,7 @@ export function isAlive(pid: number): boolean {
  * stderr counts as much as stdout: `docker logs` merges both, and operators pipe it to jq (SPEC §7);
  * console.warn from a library (node-cron's coloured "[NODE-CRON] [WARN]") lands on stderr.
  */
-export function nonJsonLines(proc: RunningProcess): string[] {
+export function nonJsonLines(proc: Pick<RunningProcess, 'stdout' | 'stderr'>): string[] {
   return (['stdout', 'stderr'] as const).flatMap((stream) =>
     proc[stream]()
       .split('\n')
