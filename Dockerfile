@@ -6,6 +6,9 @@
 
 # --- build: compile TypeScript with the dev dependencies -------------------------------------------
 FROM node:22-bookworm-slim AS build
+# The classic builder keeps this stage as an untagged image (its cache); the label lets a host clean
+# up older ones: docker images --filter dangling=true --filter label=io.cinderbox.stage=build
+LABEL io.cinderbox.stage=build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would build before the sources are here; the build runs below.

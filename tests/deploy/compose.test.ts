@@ -151,8 +151,11 @@ describe.skipIf(!probe.available)(title, () => {
     expect(build.code, tail(build.stdout + build.stderr)).toBe(0);
     const built = await docker(['image', 'inspect', '--format', '{{.Id}}', IMAGE]);
     expect(built.code).toBe(0);
-    // One image of this suite at a time: the previous build goes once a new one replaces it.
+    // One build of this suite at a time: the previous image goes once a new one replaces it, and so
+    // do older build stages (untagged, newest first), so repeated runs do not fill the disk.
     if (previous.code === 0 && previous.stdout !== built.stdout) await docker(['rmi', previous.stdout.trim()]);
+    const stages = await docker(['images', '--quiet', '--filter', 'dangling=true', '--filter', 'label=io.cinderbox.stage=build']);
+    for (const stale of stages.stdout.split('\n').filter(Boolean).slice(1)) await docker(['rmi', stale]);
   });
 
   it('comes up with `compose up -d` and answers /health healthy through the published port', { timeout: 120_000 }, async () => {

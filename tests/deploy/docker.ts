@@ -7,7 +7,7 @@ import { findExecutable } from '../../scripts/redis-server.js';
 
 /**
  * The Docker engine for the deploy suite: the one already answering, or else a dockerd this suite
- * starts itself (root, `--iptables=false`: no outside network is needed) and stops when done. An
+ * starts itself (root; `--iptables=false`: no outside network is needed) and stops when done. An
  * engine that already ran is never stopped. Where no engine can run, `available` says why.
  */
 
@@ -65,7 +65,8 @@ export async function findOrStartEngine(options: { startTimeoutMs?: number } = {
 
   const logFile = path.join(await mkdtemp(path.join(os.tmpdir(), 'cbx-dockerd-')), 'dockerd.log');
   const log = openSync(logFile, 'a');
-  const child = spawn(dockerd, ['--iptables=false'], { stdio: ['ignore', log, log] });
+  // No default bridge (compose makes its own networks, builds use the host's): nothing left on the host.
+  const child = spawn(dockerd, ['--iptables=false', '--bridge=none'], { stdio: ['ignore', log, log] });
   closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // Last resort if the suite dies without its afterAll: never leave a dockerd behind.
