@@ -99,9 +99,9 @@ export function isAlive(pid: number): boolean {
 }
 
 /**
- * The complete lines a process wrote that are not one JSON object each, tagged with their stream.
- * stderr counts as much as stdout: `docker logs` merges both, and operators pipe it to jq (SPEC §7);
- * console.warn from a library (node-cron's coloured "[NODE-CRON] [WARN]") lands on stderr.
+ * The complete lines a process (or `docker logs`) wrote that are not one JSON object each, tagged
+ * with their stream. stderr counts as much as stdout: `docker logs` merges both and operators pipe
+ * it to jq (SPEC §7), and a library's console.warn (node-cron's "[NODE-CRON] [WARN]") lands there.
  */
 export function nonJsonLines(proc: Pick<RunningProcess, 'stdout' | 'stderr'>): string[] {
   return (['stdout', 'stderr'] as const).flatMap((stream) =>
