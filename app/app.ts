@@ -73,12 +73,13 @@ export function createApp(appDeps: AppDeps): Express {
     }),
   );
 
-  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
-    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, failOpen, log });
+  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], local = false) =>
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, local, log });
 
   // Same-origin only, before any limiter counts the request (docs/SECURITY.md).
   app.use(sameOriginOnly({ publicUrl: config.publicUrl }));
 
+  // Health counts per replica: it needs no Redis to refuse a flood, and answers quickly when Redis hangs.
   app.use(createHealthRouter(deps, limiter('health', config.healthRateLimit, true)));
   app.use(
     createPagesRouter({
@@ -101,7 +102,6 @@ export function createApp(appDeps: AppDeps): Express {
     kdf: deps.kdf,
     pool: deps.pool,
     files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
-    redis,
     blobs: { store: deps.store, guard: createBlobGuard(redis, keys) },
     wordlist: deps.wordlist,
     enqueue: deps.enqueue,

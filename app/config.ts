@@ -206,7 +206,7 @@ export const VARIABLES = {
   KDF_MAX_PER_CLIENT: variable('kdfMaxPerClient', positiveInt, '16', 'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503'),
   KDF_POOL_SIZE: variable('kdfPoolSize', wholeNumber, '32', 'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off'),
   UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
-  HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP'),
+  HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP, counted per API replica'),
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
   DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
   DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
 import { createJanitorQueue } from '../app/jobs/enqueue.js';
-import { createLogger, errorForLog } from '../app/shared/logger.js';
+import { createLogger, errorForLog, logProcessWarnings } from '../app/shared/logger.js';
 import type { BlobStore } from '../app/blobs/blob-store.js';
 import { storeFromConfig } from '../app/blobs/store-from-config.js';
 import { createBlobGuard } from '../app/blobs/blobs.repository.js';
@@ -17,8 +17,9 @@ import { watchRedisPersistence } from './redis-persistence.js';
 
 // The janitor process: reads process.env once, connects, runs jobs, never serves HTTP.
 const config = await loadRuntimeConfig(process.env, 'worker');
-await ensureDirectories(config);
+await ensureDirectories(config, 'worker');
 const log = createLogger({ service: 'worker', level: config.logLevel, dir: config.logDir });
+logProcessWarnings(log);
 const keys = redisKeys(config.redisPrefix);
 const workerId = randomUUID();
 

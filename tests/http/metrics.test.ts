@@ -27,10 +27,14 @@ describe('/metrics', () => {
     // The request line is logged when the server sees the response finish, a moment after the client.
     await waitFor(async () => on.logs.some((l) => l.event === 'request_completed' && l.route === '/download/:key'), Boolean);
 
-    const res = await fetch(`${on.url}/metrics`);
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-type')).toContain('text/plain');
-    const text = await res.text();
+    // The second shred is queued when the download's lease ends, a moment after the last byte.
+    const scrape = async () => {
+      const res = await fetch(`${on.url}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain('text/plain');
+      return res.text();
+    };
+    const text = await waitFor(scrape, (t) => /^cinderbox_janitor_jobs\{state="waiting"\} 2$/m.test(t), 5_000, 'both shreds to be queued');
     expect(text).toMatch(/^cinderbox_uploads_total 1$/m);
     expect(text).toMatch(/^cinderbox_downloads_total 1$/m);
     expect(text).toMatch(/^cinderbox_burns_total 1$/m);
