@@ -208,6 +208,29 @@ describe('several files in one drop (SPEC §10.7)', () => {
   });
 });
 
+describe('a drop and the pre-derived key pool (SPEC §10.5)', () => {
+  it('takes one pooled passphrase for the whole drop: the archive takes over the first file\'s', async () => {
+    const app = await startTestApp({ env: { KDF_POOL_SIZE: '4' } });
+    try {
+      const pool = app.deps.pool!;
+      pool.start();
+      await waitFor(async () => pool.stats().size, (n) => n === 4, 20_000, 'the pool to fill');
+      const before = pool.stats();
+      const form = new FormData();
+      for (const name of ['a.txt', 'b.txt', 'c.txt']) form.append('file', new Blob([`${name}\n`]), name);
+      const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form });
+      expect(res.status).toBe(201);
+      const answer = (await res.json()) as DropAnswer;
+      const after = pool.stats();
+      expect({ hits: after.hits - before.hits, misses: after.misses - before.misses }).toEqual({ hits: 1, misses: 0 });
+      const status = (await (await fetch(`${app.url}/status/${answer.key}`)).json()) as DropAnswer;
+      expect(status.files?.map((f) => f.name)).toEqual(['a.txt', 'b.txt', 'c.txt']);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('a drop that breaks a limit leaves nothing behind', () => {
   let app: TestApp;
   beforeAll(async () => {
