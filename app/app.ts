@@ -24,7 +24,10 @@ import { createKdf } from './crypto/keys.js';
 import { createAbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
 import type { KeyRouteGuards } from './http/key-routes.js';
-import { createMetrics } from './metrics/metrics.js';
+import { createApiMetrics, type StatsProvider } from './metrics/api-metrics.js';
+import { createMetricsRouter } from './metrics/metrics.routes.js';
+import type { KdfStats } from './kdf/kdf.js';
+import type { KeyPoolStats } from './kdf/key-pool.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
 export interface AppDeps {
@@ -38,6 +41,9 @@ export interface AppDeps {
   enqueue: Enqueue;
   /** The janitor queue, read by /metrics for its depth. */
   queue: Queue;
+  /** The fair KDF and the key pool, as /metrics reads them (their stats()); series left out when absent. */
+  kdf?: StatsProvider<KdfStats>;
+  keyPool?: StatsProvider<KeyPoolStats>;
   version: string;
   startedAt: Date;
   now: () => Date;
@@ -45,7 +51,7 @@ export interface AppDeps {
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
 export function createApp(appDeps: AppDeps): Express {
-  const metrics = appDeps.config.metricsEnabled ? createMetrics(appDeps.queue) : null;
+  const metrics = appDeps.config.metricsEnabled ? createApiMetrics(appDeps) : null;
   // With metrics on, every log event also feeds the counters (one source of truth).
   const deps = metrics ? { ...appDeps, log: metrics.tap(appDeps.log) } : appDeps;
   const { config, redis, keys } = deps;
@@ -110,7 +116,7 @@ export function createApp(appDeps: AppDeps): Express {
   app.use(createDownloadsRouter(files, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 
-  if (metrics) app.use(metrics.router);
+  if (metrics) app.use(createMetricsRouter({ registry: metrics.registry, token: config.metricsToken }));
   app.use(notFoundHandler());
   app.use(errorHandler(log));
   return app;
