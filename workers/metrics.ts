@@ -79,7 +79,10 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
     for (const kind of ['blob', 'partial']) shreds.inc({ reason, kind }, 0);
     shreddedBytes.inc({ reason }, 0);
     deferrals.inc({ reason }, 0);
+    deferralWait.zero({ reason });
+    if (reason !== 'orphan') shredLatency.zero({ reason });
   }
+  for (const job of JOB_NAMES) durations.zero({ job });
   for (const trigger of SWEEP_TRIGGERS) for (const result of ['done', 'incomplete', 'skipped']) sweeps.inc({ trigger, result }, 0);
   for (const outcome of SWEEP_OUTCOMES) sweepFiles.inc({ outcome }, 0);
   for (const job of JOB_NAMES) for (const final of ['true', 'false']) failures.inc({ job, final }, 0);
