@@ -41,7 +41,8 @@ export function judgeMemory(used: number, max: number): Check {
 }
 
 export function judgeClock(skewMs: number, uncertaintyMs: number): Check {
-  const detail = `${skewMs >= 0 ? '+' : ''}${Math.round(skewMs)} ms against Redis TIME (±${Math.ceil(uncertaintyMs)} ms)`;
+  const ms = Math.round(skewMs) || 0; // never "-0"
+  const detail = `${ms >= 0 ? '+' : ''}${ms} ms against Redis TIME (±${Math.ceil(uncertaintyMs)} ms)`;
   return Math.abs(skewMs) - uncertaintyMs > MAX_CLOCK_SKEW_MS ? check('clock', 'fail', `${detail}: keep this host in sync (NTP); leases and expiries compare clocks`) : check('clock', 'ok', detail);
 }
 
