@@ -19,15 +19,14 @@ import { createUploadsRouter } from './uploads/uploads.routes.js';
 import { createDownloadsRouter } from './downloads/downloads.routes.js';
 import { createLookupsRouter } from './lookups/lookups.routes.js';
 import type { BlobStore } from './blobs/blob-store.js';
+import type { Kdf } from './kdf/kdf.js';
+import type { KeyPool } from './kdf/key-pool.js';
 import { createBlobGuard } from './blobs/blobs.repository.js';
-import { createKdf } from './crypto/keys.js';
 import { createAbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
 import type { KeyRouteGuards } from './http/key-routes.js';
-import { createApiMetrics, type StatsProvider } from './metrics/api-metrics.js';
+import { createApiMetrics } from './metrics/api-metrics.js';
 import { createMetricsRouter } from './metrics/metrics.routes.js';
-import type { KdfStats } from './kdf/kdf.js';
-import type { KeyPoolStats } from './kdf/key-pool.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
 export interface AppDeps {
@@ -38,12 +37,12 @@ export interface AppDeps {
   wordlist: Wordlist;
   /** The storage engine of blobs (fs or s3). */
   store: BlobStore;
+  /** The process's one KDF (fair across clients) and its pool of pre-derived upload keys (null when off). */
+  kdf: Kdf;
+  pool: KeyPool | null;
   enqueue: Enqueue;
   /** The janitor queue, read by /metrics for its depth. */
   queue: Queue;
-  /** The fair KDF and the key pool, as /metrics reads them (their stats()); series left out when absent. */
-  kdf?: StatsProvider<KdfStats>;
-  keyPool?: StatsProvider<KeyPoolStats>;
   version: string;
   startedAt: Date;
   now: () => Date;
@@ -51,7 +50,7 @@ export interface AppDeps {
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
 export function createApp(appDeps: AppDeps): Express {
-  const metrics = appDeps.config.metricsEnabled ? createApiMetrics(appDeps) : null;
+  const metrics = appDeps.config.metricsEnabled ? createApiMetrics({ ...appDeps, keyPool: appDeps.pool ?? undefined }) : null;
   // With metrics on, every log event also feeds the counters (one source of truth).
   const deps = metrics ? { ...appDeps, log: metrics.tap(appDeps.log) } : appDeps;
   const { config, redis, keys } = deps;
@@ -75,7 +74,7 @@ export function createApp(appDeps: AppDeps): Express {
   );
 
   const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
-    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), failOpen, log });
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, failOpen, log });
 
   // Same-origin only, before any limiter counts the request (docs/SECURITY.md).
   app.use(sameOriginOnly({ publicUrl: config.publicUrl }));
@@ -98,19 +97,21 @@ export function createApp(appDeps: AppDeps): Express {
 
   const files: FilesDeps = {
     config,
-    kdf: createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue }),
+    kdf: deps.kdf,
+    pool: deps.pool,
     files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
+    redis,
     blobs: { store: deps.store, guard: createBlobGuard(redis, keys) },
     wordlist: deps.wordlist,
     enqueue: deps.enqueue,
     log: deps.log.child({ module: 'files' }),
     now: deps.now,
   };
-  const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, enqueue: deps.enqueue, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, log: deps.log.child({ module: 'abuse' }), now: deps.now });
   const keyRoutes: KeyRouteGuards = {
-    // Blocks first, then the lookup budget: both before any KDF work.
-    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)],
-    recordFailure: abuse.recordFailure,
+    // Blocks first, then the lookup budget, then a failure slot: all before any KDF work.
+    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit), abuse.reserveSlot],
+    settle: abuse.settle,
   };
   app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
   app.use(createDownloadsRouter(files, keyRoutes));

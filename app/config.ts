@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { parseRate, type Rate } from './http/rate.models.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
@@ -13,6 +14,12 @@ const positiveInt = z
   .regex(/^\d+$/, 'expected a positive integer')
   .transform(Number)
   .refine((n) => Number.isSafeInteger(n) && n > 0, 'expected a positive integer');
+
+const wholeNumber = z
+  .string()
+  .regex(/^\d+$/, 'expected a whole number')
+  .transform(Number)
+  .refine((n) => Number.isSafeInteger(n), 'expected a whole number');
 
 const port = positiveInt.refine((n) => n <= 65535, 'expected a port number 1..65535');
 
@@ -54,7 +61,38 @@ const url = z.string().refine((s) => {
   }
 }, 'expected an http(s) URL');
 
-const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s), 'expected a redis://, rediss:// or unix:// URL');
+const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s) && URL.canParse(s), 'expected a redis://, rediss:// or unix:// URL');
+
+export interface SentinelAddress {
+  host: string;
+  port: number;
+}
+
+// "10.0.0.1:26379,sentinel-b:26379,[fd00::3]:26379": every item names its port; IPv6 in brackets.
+const sentinelList = z.string().transform((s, ctx): SentinelAddress[] => {
+  const problem = (message: string) => {
+    ctx.addIssue({ code: 'custom', message: `expected host:port,host:port,… (IPv6 as [::1]:26379); ${message}` });
+    return z.NEVER;
+  };
+  const items = s.split(',').map((i) => i.trim());
+  if (items.some((i) => i === '')) return problem('an item is empty');
+  const addresses: SentinelAddress[] = [];
+  for (const item of items) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[3]);
+    if (!match || port < 1 || port > 65535) return problem(`"${item}" is not one`);
+    if (match[1] !== undefined && !isIPv6(match[1])) return problem(`"${item}" is not one`);
+    const host = match[1] ?? match[2]!;
+    if (addresses.some((a) => a.host === host && a.port === port)) return problem(`"${item}" is listed twice`);
+    addresses.push({ host, port });
+  }
+  return addresses;
+});
+
+const sentinelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1..64 letters, digits, ., _ or -');
+
+// An empty value is refused rather than read as "no password": unset the variable for none.
+const password = z.string().min(1, 'expected a password (unset the variable for none)');
 
 const mimeList = z.string().transform((s, ctx): string[] => {
   const trimmed = s.trim();
@@ -102,6 +140,18 @@ const trustProxy = z.string().transform((s, ctx): number | string[] => {
 
 const secret = z.string().refine((s) => Buffer.byteLength(s) >= 32, 'expected at least 32 characters (use: openssl rand -base64 48)');
 
+// S3 (SPEC §10.3). Names as S3 and its compatibles accept them; nothing here is checked against the store.
+const storageBackend = z.enum(['fs', 's3'], { message: 'expected fs or s3' });
+const s3Region = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'expected a region name such as us-east-1 (R2: auto)');
+const s3Bucket = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected a bucket name: 3..63 lowercase letters, digits, dots and hyphens');
+// The sweep deletes what it finds under the prefix, so the prefix may not be empty (never the whole bucket).
+const s3Prefix = z
+  .string()
+  .regex(/^[A-Za-z0-9!_.*'()/-]{1,256}$/, "expected 1..256 characters of A-Z a-z 0-9 ! _ . * ' ( ) - /")
+  .refine((s) => s.split('/').slice(0, -1).every((part) => part !== '' && part !== '.' && part !== '..'), 'expected path segments without /, //, . or .. (such as blobs/)');
+// Refused only when empty, so a config error can never echo a credential back (it quotes what it got).
+const s3Credential = z.string().min(1, 'expected a non-empty value');
+
 // Sent in an Authorization header: RFC 6750 token characters only, and too long to guess.
 const bearerToken = z
   .string()
@@ -125,11 +175,15 @@ function variable<const K extends string, S extends z.ZodType, D extends string 
 }
 
 export const VARIABLES = {
-  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET and REDIS_URL'),
+  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET (start:api and start:worker always need REDIS_URL or REDIS_SENTINELS)'),
   PORT: variable('port', port, '8000', 'TCP port of the API'),
   HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', "address the API and the worker's metrics bind (0.0.0.0 in the image)"),
   PUBLIC_URL: variable('publicUrl', url.transform((s) => s.replace(/\/+$/, '')), undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
-  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset = `npm start` runs a private redis-server', { sensitive: true }),
+  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server', { sensitive: true }),
+  REDIS_SENTINELS: variable('redisSentinels', sentinelList, undefined, 'Sentinels to ask for the primary, host:port,host:port (IPv6 as [::1]:26379); instead of REDIS_URL'),
+  REDIS_SENTINEL_NAME: variable('redisSentinelName', sentinelName, 'mymaster', 'name of the primary the sentinels monitor'),
+  REDIS_SENTINEL_PASSWORD: variable('redisSentinelPassword', password, undefined, 'password of the sentinels (their requirepass); unset = none'),
+  REDIS_PASSWORD: variable('redisPassword', password, undefined, 'password of the Redis/Valkey nodes; with REDIS_URL, used when the URL has none'),
   REDIS_PREFIX: variable('redisPrefix', z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
   STORAGE_PATH: variable('storagePath', z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
   TEMP_PATH: variable('tempPath', z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
@@ -150,7 +204,9 @@ export const VARIABLES = {
   ),
   KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable('kdfConcurrency', positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
-  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF; beyond that 503 with Retry-After'),
+  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF, all clients together; beyond that 503 with Retry-After'),
+  KDF_MAX_PER_CLIENT: variable('kdfMaxPerClient', positiveInt, '16', 'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503'),
+  KDF_POOL_SIZE: variable('kdfPoolSize', wholeNumber, '32', 'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off'),
   UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
   HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP'),
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
@@ -170,6 +226,14 @@ export const VARIABLES = {
   METRICS_ENABLED: variable('metricsEnabled', bool, 'false', "serve the API's Prometheus metrics at /metrics"),
   METRICS_TOKEN: variable('metricsToken', bearerToken, undefined, 'bearer token both /metrics endpoints require (Authorization: Bearer <token>); unset = none', { sensitive: true }),
   WORKER_METRICS_PORT: variable('workerMetricsPort', port, undefined, "TCP port of the worker's /metrics (on HOST); unset = the worker serves nothing"),
+  STORAGE_BACKEND: variable('storageBackend', storageBackend, 'fs', 'where blobs live: fs (STORAGE_PATH/TEMP_PATH) or s3 (an S3-compatible bucket, S3_*)'),
+  S3_ENDPOINT: variable('s3Endpoint', url, undefined, 'S3 API URL (MinIO, R2, Ceph, …: http://minio:9000); unset = AWS S3 in S3_REGION'),
+  S3_REGION: variable('s3Region', s3Region, 'us-east-1', 'region of the bucket (R2: auto)'),
+  S3_BUCKET: variable('s3Bucket', s3Bucket, undefined, 'bucket of the encrypted blobs; required when STORAGE_BACKEND=s3'),
+  S3_PREFIX: variable('s3Prefix', s3Prefix, 'blobs/', 'key prefix of the blobs; Cinderbox owns everything under it (the sweep deletes strangers)'),
+  S3_ACCESS_KEY_ID: variable('s3AccessKeyId', s3Credential, undefined, 'access key id; unset = the AWS SDK default chain (AWS_* variables, instance or task role)'),
+  S3_SECRET_ACCESS_KEY: variable('s3SecretAccessKey', s3Credential, undefined, 'secret access key, set together with S3_ACCESS_KEY_ID; never logged'),
+  S3_FORCE_PATH_STYLE: variable('s3ForcePathStyle', bool, undefined, 'bucket in the URL path instead of the host name; unset = true when S3_ENDPOINT is set, false for AWS'),
 } satisfies Record<string, Variable>;
 
 type Variables = typeof VARIABLES;
@@ -206,6 +270,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (config.defaultExpiryMinutes > config.maxExpiryMinutes) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
     if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
     if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
+    if (config.redisUrl !== undefined && config.redisSentinels !== undefined) problems.push('REDIS_URL, REDIS_SENTINELS: set one or the other, not both (REDIS_SENTINELS finds the primary through Sentinel)');
+    if (config.storageBackend === 's3' && config.s3Bucket === undefined) problems.push('S3_BUCKET: required when STORAGE_BACKEND=s3');
+    if ((config.s3AccessKeyId === undefined) !== (config.s3SecretAccessKey === undefined)) {
+      problems.push(config.s3AccessKeyId === undefined ? 'S3_ACCESS_KEY_ID: required when S3_SECRET_ACCESS_KEY is set' : 'S3_SECRET_ACCESS_KEY: required when S3_ACCESS_KEY_ID is set');
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -8,7 +8,9 @@ import { installShutdown } from './shared/shutdown.js';
 import { loadWordlist } from './diceware/wordlist.js';
 import { createJanitorQueue } from './jobs/enqueue.js';
 import { configureServerTimeouts } from './http/timeouts.js';
-import { createFsStore } from './blobs/fs-store.js';
+import type { BlobStore } from './blobs/blob-store.js';
+import { storeFromConfig } from './blobs/store-from-config.js';
+import { kdfFromConfig } from './kdf/from-config.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
@@ -16,7 +18,7 @@ await ensureDirectories(config);
 const log = createLogger({ service: 'api', level: config.logLevel, dir: config.logDir });
 const keys = redisKeys(config.redisPrefix);
 
-const redis = createApiRedis(config.redisUrl!);
+const redis = createApiRedis(config);
 let redisWasDown = false;
 redis.on('error', (error: Error) => {
   if (!redisWasDown) log.error('redis_unavailable', { error: error.message });
@@ -27,8 +29,10 @@ redis.on('ready', () => {
   redisWasDown = false;
 });
 
+let store: BlobStore;
 try {
   await waitForRedis(redis, 15_000);
+  store = await storeFromConfig(config, log);
 } catch (error) {
   log.error('startup_failed', { reason: (error as Error).message });
   await log.close();
@@ -40,14 +44,16 @@ if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy'
 const wordlist = await loadWordlist(config.wordlistPath);
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
-const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
-const app = createApp({ config, log, redis, keys, wordlist, store, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
+const { kdf, pool } = kdfFromConfig(config, wordlist, () => new Date());
+const app = createApp({ config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
 
 // Node checks header and request timeouts every 30 s by default: check each second, so a
 // slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.
 const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
 server.listen(config.port, config.host, () => {
   log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });
+  // Pre-derived upload keys, refilled only while the KDF would otherwise idle (SPEC §10.5).
+  pool?.start();
 });
 configureServerTimeouts(server, config);
 
@@ -55,6 +61,7 @@ installShutdown({
   log,
   steps: [
     { name: 'http', run: () => new Promise<void>((resolve) => server.close(() => resolve())) },
+    { name: 'key-pool', run: async () => pool?.stop() },
     { name: 'queue', run: () => janitor.close() },
     { name: 'store', run: () => store.close() },
     { name: 'redis', run: () => redis.quit() },

@@ -12,7 +12,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKdf, DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
+import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
+import { createKdf } from '../app/kdf/kdf.js';
 import { request, runLoad, streamDownload, streamUpload, type LoadStats } from './bench/client.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
 import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
@@ -50,11 +51,12 @@ function median(xs: number[]): number {
 
 async function kdfInProcess(): Promise<{ msMedian: number; msMean: number }> {
   const kdf = createKdf({ secret: SECRET, costLog2: kdfCost, concurrency: 1 });
-  await kdf.derive('warm up the pool');
+  const bench = { client: 'bench', aggregate: 'bench' };
+  await kdf.derive('warm up the pool', bench);
   const times: number[] = [];
   for (let i = 0; i < plan.kdfSamples; i++) {
     const t0 = process.hrtime.bigint();
-    await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`);
+    await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`, bench);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length };

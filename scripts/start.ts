@@ -1,5 +1,5 @@
 /**
- * `npm start`: Cinderbox on one machine. When REDIS_URL is unset, runs a private Redis (valkey-server
+ * `npm start`: Cinderbox on one machine. When neither REDIS_URL nor REDIS_SENTINELS is set, runs a private Redis (valkey-server
  * or redis-server from PATH) on loopback with no persistence and `noeviction`, its files under var/;
  * then the API and the janitor worker as child processes. Ctrl-C or SIGTERM stops all of them; if
  * one child dies, the others are stopped and the launcher exits non-zero.
@@ -66,7 +66,8 @@ const env: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', ...process.env };
 const nodeFlags = ['--max-semi-space-size=4'];
 if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
 
-if (!env.REDIS_URL) {
+// With REDIS_URL or REDIS_SENTINELS set, the API and worker use that Redis; otherwise a private one.
+if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
   const binary = findExecutable(['valkey-server', 'redis-server']);
   if (!binary) {
     say('no valkey-server or redis-server on PATH.');

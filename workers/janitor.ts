@@ -31,19 +31,11 @@ export interface JanitorDeps {
   keys: RedisKeys;
   log: Logger;
   workerId: string;
-  now?: () => number;
 }
-
-// Only if the end recorded in the list is not later than this job's: a renewed block stays listed.
-const UNBLOCK = `
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 0`;
 
 /** One handler per job; `JobHandlers` makes a catalogue entry without a handler a compile error. */
 export function createHandlers(deps: JanitorDeps): JobHandlers {
   const { config, blobs, redis, keys, log } = deps;
-  const now = deps.now ?? Date.now;
 
   /**
    * Destroys a blob's bytes, or (while its record lives or a transfer holds a lease) runs the job
@@ -79,11 +71,6 @@ export function createHandlers(deps: JanitorDeps): JobHandlers {
       if (counts.failed > 0) throw new Error(`${counts.failed} of ${counts.scanned} files could not be swept`);
     },
 
-    unblock: async ({ client, until }) => {
-      const removed = (await redis.eval(UNBLOCK, 1, keys.blockList(), client, String(Math.max(now(), until)))) as number;
-      if (removed === 1) log.info('ip_unblocked', { client, until });
-      else log.debug('unblock_skipped', { reason: 'renewed_or_gone' });
-    },
   };
 }
 

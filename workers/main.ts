@@ -3,7 +3,8 @@ import { Worker } from 'bullmq';
 import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
 import { createJanitorQueue } from '../app/jobs/enqueue.js';
 import { createLogger, errorForLog } from '../app/shared/logger.js';
-import { createFsStore } from '../app/blobs/fs-store.js';
+import type { BlobStore } from '../app/blobs/blob-store.js';
+import { storeFromConfig } from '../app/blobs/store-from-config.js';
 import { createBlobGuard } from '../app/blobs/blobs.repository.js';
 import { createWorkerRedis, readEvictionPolicy } from '../app/shared/redis.js';
 import { redisKeys } from '../app/shared/redis-keys.js';
@@ -12,6 +13,7 @@ import { installShutdown } from '../app/shared/shutdown.js';
 import { startHeartbeat } from './heartbeat.js';
 import { createHandlers, createProcessor, WORKER_OPTIONS } from './janitor.js';
 import { installSchedule } from './schedule.js';
+import { watchRedisPersistence } from './redis-persistence.js';
 import { createWorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
 // The janitor process: reads process.env once, connects, runs jobs; its only HTTP is the optional metrics port.
@@ -36,19 +38,29 @@ const keys = redisKeys(config.redisPrefix);
 const workerId = randomUUID();
 
 // The worker's client waits and reconnects: a Redis outage pauses the janitor, it does not kill it.
-const redis = createWorkerRedis(config.redisUrl!);
+const redis = createWorkerRedis(config);
 redis.on('error', (error: Error) => log.warn('redis_unavailable', { error: error.message }));
 redis.once('ready', () => {
   void readEvictionPolicy(redis).then((policy) => {
     if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy', { policy, expected: 'noeviction' });
   });
 });
+// Wrapped keys must not reach a disk: warn about every node that would write them (at start, after a failover).
+watchRedisPersistence({ redis, target: config, log });
 
 const heartbeat = startHeartbeat({ redis, keys, log, workerId });
 await heartbeat.beat();
 
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
-const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+let store: BlobStore;
+try {
+  store = await storeFromConfig(config, log);
+} catch (error) {
+  // A bucket the worker cannot use: stop with one clear line (the orchestrator restarts it).
+  log.error('startup_failed', { reason: errorForLog(error) });
+  await log.close();
+  process.exit(1);
+}
 const blobs = { store, guard: createBlobGuard(redis, keys), log, now: Date.now };
 const handlers = createHandlers({ config, blobs, redis, keys, log, workerId });
 const worker = new Worker(JANITOR_QUEUE, createProcessor(handlers), { connection: redis, prefix: keys.queuePrefix(), ...WORKER_OPTIONS });

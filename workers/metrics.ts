@@ -9,6 +9,7 @@ import { createRegistry, registerQueueDepth } from '../app/metrics/registry.js';
 import type { Logger } from '../app/shared/logger.js';
 
 const JOB_NAMES = Object.keys(JOBS) as JobName[];
+// Job labels are `job_name`: Prometheus keeps `job` for the scrape job and would rename ours.
 /** Why a blob is destroyed: the shred job's reasons, the expiry, and the sweep's orphans. */
 const DESTROY_REASONS = ['burned', 'deleted', 'released', 'expired', 'orphan'] as const;
 const SWEEP_TRIGGERS = ['schedule', 'startup', 'manual'] as const;
@@ -71,8 +72,8 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
   const sweepFiles = new Counter({ name: 'cinderbox_sweep_files_total', help: 'Files the sweeps looked at, by what they did with them.', labelNames: ['outcome'], registers });
   const lastSweep = new Gauge({ name: 'cinderbox_sweep_last_success_timestamp_seconds', help: 'When a sweep last finished with nothing left behind (Unix time); absent until one has.', registers });
   lastSweep.remove();
-  const failures = new Counter({ name: 'cinderbox_janitor_job_failures_total', help: 'Failed job attempts by job name; final="true" when no retry is left (or none can help).', labelNames: ['job', 'final'], registers });
-  const durations = new Histogram({ name: 'cinderbox_janitor_job_duration_seconds', help: 'Time a completed job ran (its last attempt), by job name.', labelNames: ['job'], buckets: JOB_BUCKETS, registers });
+  const failures = new Counter({ name: 'cinderbox_janitor_job_failures_total', help: 'Failed job attempts by job name; final="true" when no retry is left (or none can help).', labelNames: ['job_name', 'final'], registers });
+  const durations = new Histogram({ name: 'cinderbox_janitor_job_duration_seconds', help: 'Time a completed job ran (its last attempt), by job name.', labelNames: ['job_name'], buckets: JOB_BUCKETS, registers });
 
   // Every known series starts at 0, so the first event shows in rate() and a dashboard shows 0, not "no data".
   for (const reason of DESTROY_REASONS) {
@@ -82,10 +83,10 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
     deferralWait.zero({ reason });
     if (reason !== 'orphan') shredLatency.zero({ reason });
   }
-  for (const job of JOB_NAMES) durations.zero({ job });
+  for (const name of JOB_NAMES) durations.zero({ job_name: name });
   for (const trigger of SWEEP_TRIGGERS) for (const result of ['done', 'incomplete', 'skipped']) sweeps.inc({ trigger, result }, 0);
   for (const outcome of SWEEP_OUTCOMES) sweepFiles.inc({ outcome }, 0);
-  for (const job of JOB_NAMES) for (const final of ['true', 'false']) failures.inc({ job, final }, 0);
+  for (const name of JOB_NAMES) for (const final of ['true', 'false']) failures.inc({ job_name: name, final }, 0);
 
   const observe: LogObserver = (event, fields) => {
     switch (event) {
@@ -113,7 +114,7 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
         sweeps.inc({ trigger: oneOf(SWEEP_TRIGGERS, fields.trigger), result: 'skipped' });
         return;
       case 'job_failed':
-        failures.inc({ job: oneOf(JOB_NAMES, fields.job), final: fields.will_retry === true ? 'false' : 'true' });
+        failures.inc({ job_name: oneOf(JOB_NAMES, fields.job), final: fields.will_retry === true ? 'false' : 'true' });
         return;
     }
   };
@@ -121,7 +122,7 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
   const onCompleted = (job: Job) => {
     const name = oneOf(JOB_NAMES, job.name);
     const finishedAt = job.finishedOn ?? now();
-    if (job.processedOn !== undefined) durations.observe({ job: name }, Math.max(0, finishedAt - job.processedOn) / 1000);
+    if (job.processedOn !== undefined) durations.observe({ job_name: name }, Math.max(0, finishedAt - job.processedOn) / 1000);
     if (job.name === 'shred' || job.name === 'expire') {
       const data = job.data as { reason?: unknown };
       const reason = job.name === 'expire' ? 'expired' : oneOf(DESTROY_REASONS, data.reason);

@@ -4,22 +4,55 @@ import { LOOKUP_FAILURE_WINDOW_SECONDS, type RedisKeys } from '../shared/redis-k
 
 const lua = luaScripts(import.meta.url);
 
-type Scripted = Redis & { cbxFail: (...args: (string | number)[]) => Promise<number> };
+/** A client as Redis knows it: keyed hashes of its address (or /64) and of its aggregate (/24, /48). */
+export interface CountedClient {
+  id: string;
+  aggregateId: string;
+  /** Whether the aggregate has a failure budget of its own (IPv6 /48: one party can fill it with /64s). */
+  countAggregate: boolean;
+}
 
-/** Brute-force accounting in Redis (SPEC §4.6), keyed by a client's keyed hash, never its IP. */
+export interface FailureTerms {
+  limit: number;
+  aggregateLimit: number;
+  blockMs: number;
+}
+
+export type Reservation = { kind: 'ok' } | { kind: 'blocked'; ms: number } | { kind: 'full' };
+
+type Scripted = Redis & {
+  cbxReserve(...args: (string | number)[]): Promise<[string, number?]>;
+  cbxSettle(...args: (string | number)[]): Promise<[number, number]>;
+};
+
+/** Brute-force accounting in Redis (SPEC §4.6, §10.4), keyed by hashes, never by an IP. */
 export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
-  if (!('cbxFail' in redis)) redis.defineCommand('cbxFail', { numberOfKeys: 3, lua: lua('fail') });
+  if (!('cbxReserve' in redis)) {
+    redis.defineCommand('cbxReserve', { numberOfKeys: 4, lua: lua('reserve') });
+    redis.defineCommand('cbxSettle', { numberOfKeys: 5, lua: lua('settle') });
+  }
   const s = redis as Scripted;
+  const keysOf = (client: CountedClient) => [keys.lookupFailures(client.id), keys.block(client.id), keys.lookupFailures(client.aggregateId), keys.block(client.aggregateId)];
+  const aggregateLimit = (client: CountedClient, terms: FailureTerms) => (client.countAggregate ? terms.aggregateLimit : 0);
+
   return {
-    /** Milliseconds the client stays blocked, 0 when it is not. */
-    async blockedFor(clientId: string): Promise<number> {
-      return Math.max(0, await redis.pttl(keys.block(clientId)));
+    /** Milliseconds the client (or its counted aggregate) stays blocked, 0 when it is not. */
+    async blockedFor(client: CountedClient): Promise<number> {
+      const [own, aggregate] = await Promise.all([redis.pttl(keys.block(client.id)), client.countAggregate ? redis.pttl(keys.block(client.aggregateId)) : Promise.resolve(-2)]);
+      return Math.max(0, own, aggregate);
     },
 
-    /** Counts one failed lookup; true when it started a block of `blockMs` (ending at `until`). */
-    async recordFailure(clientId: string, terms: { limit: number; blockMs: number; until: number }): Promise<boolean> {
-      const started = await s.cbxFail(keys.lookupFailures(clientId), keys.block(clientId), keys.blockList(), LOOKUP_FAILURE_WINDOW_SECONDS, terms.limit, terms.blockMs, terms.until, clientId);
-      return started === 1;
+    /** Takes a failure slot before any KDF work: refused when blocked, or when failures and lookups in flight fill the budget. */
+    async reserve(client: CountedClient, terms: FailureTerms): Promise<Reservation> {
+      const [kind, ms] = await s.cbxReserve(...keysOf(client), terms.limit, aggregateLimit(client, terms), LOOKUP_FAILURE_WINDOW_SECONDS);
+      if (kind === 'blocked') return { kind, ms: Number(ms) };
+      return kind === 'full' ? { kind } : { kind: 'ok' };
+    },
+
+    /** Gives a slot back (`hit`) or counts it as a failure (`miss`); says which blocks this started. */
+    async settle(client: CountedClient, outcome: 'hit' | 'miss', terms: FailureTerms & { now: number }): Promise<{ client: boolean; aggregate: boolean }> {
+      const [own, aggregate] = await s.cbxSettle(...keysOf(client), keys.blockList(), outcome, terms.limit, aggregateLimit(client, terms), terms.blockMs, terms.now, client.id, client.aggregateId);
+      return { client: own === 1, aggregate: aggregate === 1 };
     },
   };
 }

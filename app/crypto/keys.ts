@@ -3,8 +3,8 @@
  * and KEK; the KEK wraps each file's random data key; the data key encrypts the payload (stream.ts)
  * and the metadata. All functions are deterministic given their inputs; randomness is injectable.
  */
-import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { integrityCheckFailed, kdfBusy } from './crypto.errors.js';
+import { createHash, randomBytes, scrypt } from 'node:crypto';
+import { integrityCheckFailed } from './crypto.errors.js';
 import { KEY_LENGTH, NONCE_LENGTH, hkdf, open, seal } from './envelope.js';
 import { DATA_KEY_LENGTH } from './stream.js';
 
@@ -54,7 +54,7 @@ function scryptAsync(passphrase: string, salt: Buffer, costLog2: number): Promis
   });
 }
 
-/** The async scrypt runs on the libuv pool; call it through createKdf so the pool cannot be flooded. */
+/** The async scrypt runs on the libuv pool; call it through the KDF (app/kdf/kdf.ts) so the pool cannot be flooded. */
 export async function deriveKeys(options: {
   passphrase: string;
   secret: Buffer | string;
@@ -67,75 +67,6 @@ async function deriveWithSalt(passphrase: string, salt: Buffer, costLog2: number
   if (passphrase.length === 0) throw new RangeError('passphrase must not be empty');
   const master = await scryptAsync(passphrase, salt, costLog2);
   return { lookupId: hkdf(master, LOOKUP_INFO).toString('hex'), kek: hkdf(master, KEK_INFO) };
-}
-
-export interface Limiter {
-  /** Runs the task when a slot is free; rejects at once with SERVICE_UNAVAILABLE if the queue is full. */
-  run<T>(task: () => Promise<T>): Promise<T>;
-  readonly active: number;
-  readonly queued: number;
-}
-
-export function createLimiter({ concurrency, maxQueue }: { concurrency: number; maxQueue: number }): Limiter {
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError('concurrency must be at least 1');
-  let active = 0;
-  const waiting: (() => void)[] = [];
-
-  const release = () => {
-    const next = waiting.shift();
-    // Hand the slot straight to the next waiter, so a newcomer cannot overtake the queue.
-    if (next) next();
-    else active -= 1;
-  };
-
-  return {
-    get active() {
-      return active;
-    },
-    get queued() {
-      return waiting.length;
-    },
-    async run<T>(task: () => Promise<T>): Promise<T> {
-      if (active < concurrency) active += 1;
-      else if (waiting.length >= maxQueue) throw kdfBusy();
-      else await new Promise<void>((resolve) => waiting.push(resolve));
-      try {
-        return await task();
-      } finally {
-        release();
-      }
-    },
-  };
-}
-
-export interface Kdf {
-  derive(passphrase: string): Promise<DerivedKeys>;
-  readonly active: number;
-  readonly queued: number;
-}
-
-/** One per process (built in main.ts from config), so every route shares the same limit. */
-export function createKdf(options: {
-  secret: Buffer | string;
-  costLog2?: number;
-  concurrency?: number;
-  maxQueue?: number;
-}): Kdf {
-  const salt = scryptSalt(options.secret);
-  const costLog2 = options.costLog2 ?? DEFAULT_SCRYPT_COST_LOG2;
-  const limiter = createLimiter({
-    concurrency: options.concurrency ?? DEFAULT_KDF_CONCURRENCY,
-    maxQueue: options.maxQueue ?? DEFAULT_KDF_MAX_QUEUE,
-  });
-  return {
-    derive: (passphrase) => limiter.run(() => deriveWithSalt(passphrase, salt, costLog2)),
-    get active() {
-      return limiter.active;
-    },
-    get queued() {
-      return limiter.queued;
-    },
-  };
 }
 
 export function generateDataKey(): Buffer {
@@ -170,12 +101,3 @@ export function hashDeleteToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-/**
- * Constant-time string comparison. Both sides are hashed first so timingSafeEqual gets equal lengths
- * and the time does not depend on where, or whether, the lengths differ.
- * Typical use: tokensEqual(hashDeleteToken(presented), record.deleteTokenHash).
- */
-export function tokensEqual(a: string, b: string): boolean {
-  const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest();
-  return timingSafeEqual(digest(a), digest(b));
-}

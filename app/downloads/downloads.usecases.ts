@@ -4,6 +4,7 @@ import { isIntegrityCheckFailed } from '../crypto/crypto.errors.js';
 import type { FileMetadata } from '../crypto/keys.js';
 import { createDecryptStream } from '../crypto/stream.js';
 import type { FileRecord, GoneReason } from '../files/files.repository.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
 
 export interface Download {
@@ -30,8 +31,8 @@ export type DownloadStart = { kind: 'ready'; download: Download } | { kind: 'gon
  * the bytes from the janitor until the download ends, even if the file is burned, deleted or
  * expires meanwhile, for at most MAX_DOWNLOAD_SECONDS.
  */
-export async function startDownload(deps: FilesDeps, input: { key: unknown; signal: AbortSignal }): Promise<DownloadStart> {
-  const resolved = await resolveKey(deps, input.key);
+export async function startDownload(deps: FilesDeps, input: { key: unknown; who: Requester; signal: AbortSignal }): Promise<DownloadStart> {
+  const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   if (input.signal.aborted) return { kind: 'client_gone' };
 

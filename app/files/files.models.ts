@@ -6,12 +6,13 @@ export type LookupResult<T> = { kind: 'found'; value: T } | { kind: 'gone'; reas
 
 /**
  * The found value, or the error a client gets: 410 for a recently gone key, 404 for a key that
- * matches nothing, after `onMissing` (the caller counts the failed lookup against its client).
+ * matches nothing. `settle` hears the outcome first: only a key that matched nothing is a failed
+ * lookup (it counts against the client); a 410 is not.
  */
-export async function foundOrThrow<T>(result: LookupResult<T>, onMissing: () => Promise<void>): Promise<T> {
+export async function foundOrThrow<T>(result: LookupResult<T>, settle: (outcome: 'hit' | 'miss') => Promise<void>): Promise<T> {
+  await settle(result.kind === 'missing' ? 'miss' : 'hit');
   if (result.kind === 'found') return result.value;
   if (result.kind === 'gone') throw fileGone(result.reason);
-  await onMissing();
   throw fileNotFound();
 }
 

@@ -1,7 +1,11 @@
+import type { Redis } from 'ioredis';
 import type { RuntimeConfig } from '../config.js';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { BlobGuard } from '../blobs/blobs.repository.js';
-import { decryptMetadata, unwrapDataKey, type FileMetadata, type Kdf } from '../crypto/keys.js';
+import { decryptMetadata, unwrapDataKey, type FileMetadata } from '../crypto/keys.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
+import type { Kdf } from '../kdf/kdf.js';
+import type { KeyPool } from '../kdf/key-pool.js';
 import { normaliseKey, type Wordlist } from '../diceware/wordlist.js';
 import type { Enqueue } from '../jobs/enqueue.js';
 import type { Logger } from '../shared/logger.js';
@@ -11,7 +15,11 @@ import type { FileRecord, FilesRepository } from './files.repository.js';
 export interface FilesDeps {
   config: RuntimeConfig;
   kdf: Kdf;
+  /** Pre-derived keys for uploads (SPEC §10.5); null when KDF_POOL_SIZE is 0. */
+  pool: KeyPool | null;
   files: FilesRepository;
+  /** The connection the repository writes on (WAIT covers that connection's writes). */
+  redis: Redis;
   blobs: { store: BlobStore; guard: BlobGuard };
   wordlist: Wordlist;
   enqueue: Enqueue;
@@ -25,11 +33,14 @@ export interface ResolvedKey {
   kek: Buffer;
 }
 
-/** Key input → its derived ids; null (a failed lookup, decided without KDF work) when it is not wordlist words. */
-export async function resolveKey(deps: Pick<FilesDeps, 'kdf' | 'wordlist'>, input: unknown): Promise<ResolvedKey | null> {
-  const key = normaliseKey(input, deps.wordlist);
+/**
+ * Key input → its derived ids, in `who`'s fair turn at the KDF; null (a failed lookup, decided
+ * without KDF work) when it is not wordlist words.
+ */
+export async function resolveKey(deps: Pick<FilesDeps, 'kdf' | 'wordlist'>, input: { key: unknown; who: Requester }): Promise<ResolvedKey | null> {
+  const key = normaliseKey(input.key, deps.wordlist);
   if (key === null) return null;
-  const { lookupId, kek } = await deps.kdf.derive(key);
+  const { lookupId, kek } = await deps.kdf.derive(key, input.who);
   return { key, lookupId, kek };
 }
 

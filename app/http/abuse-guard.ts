@@ -1,28 +1,65 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { clientIdOf } from '../abuse/abuse.models.js';
-import { recordFailedLookup, type AbuseDeps } from '../abuse/abuse.usecases.js';
+import { reserveLookup, settleLookup, type AbuseDeps } from '../abuse/abuse.usecases.js';
 import type { Config } from '../config.js';
+import { countedClient } from './client.js';
 import { rateLimited } from './errors.js';
-import { clientKey } from './rate-limit.js';
+import { isRedisOutOfMemory } from '../shared/redis.js';
 
-/** The HTTP side of brute-force accounting: who the client is, the block check, the failure count. */
+declare module 'express-serve-static-core' {
+  interface Locals {
+    /** This request's failed-lookup slot, settled once with the lookup's outcome. */
+    lookupSlot?: { settle(outcome: 'hit' | 'miss'): Promise<void> };
+  }
+}
+
+/**
+ * The HTTP side of brute-force accounting (SPEC §4.6, §10.4): a blocked client is refused before
+ * any other work; every lookup then holds a slot of its client's failure budget from before its KDF
+ * work until its outcome is known, so concurrent guesses are counted as they start, not as they end.
+ */
 export function createAbuseGuard(deps: AbuseDeps & { secret: string; config: Pick<Config, 'logIp'> }) {
-  const client = (req: Request) => {
-    const key = clientKey(req);
-    const id = clientIdOf(deps.secret, key);
-    const ip = deps.config.logIp === 'full' ? { ip: key } : deps.config.logIp === 'hash' ? { ip_hash: id } : {};
-    return { id, logFields: { ...ip, client: id, request_id: req.id } };
-  };
+  const client = (req: Request) => countedClient(req, { secret: deps.secret, logIp: deps.config.logIp });
 
-  /** Every key-taking route: a blocked client gets 429 IP_BLOCKED before any other work. */
+  /** First on every key route: cheap, before the rate limiter counts the request. */
   const blockGuard: RequestHandler = (req: Request, _res: Response, next: NextFunction) => {
-    deps.abuse.blockedFor(client(req).id).then(
+    deps.abuse.blockedFor(client(req)).then(
       (ms) => (ms > 0 ? next(rateLimited(Math.ceil(ms / 1000), 'IP_BLOCKED')) : next()),
       (error: unknown) => next(error),
     );
   };
 
-  return { blockGuard, recordFailure: (req: Request) => recordFailedLookup(deps, client(req)) };
+  /** Last before the KDF: takes the slot, atomically with the block check. */
+  const reserveSlot: RequestHandler = (req: Request, res: Response, next: NextFunction) => {
+    const who = client(req);
+    reserveLookup(deps, who).then(
+      (reservation) => {
+        if (reservation.kind === 'blocked') return next(rateLimited(Math.ceil(reservation.ms / 1000), 'IP_BLOCKED'));
+        // Every slot is taken by lookups still running: try again in a moment.
+        if (reservation.kind === 'full') return next(rateLimited(1));
+        let settled: Promise<void> | null = null;
+        const settle = (outcome: 'hit' | 'miss') => (settled ??= settleLookup(deps, who, outcome));
+        res.locals.lookupSlot = { settle };
+        // A lookup that ends without an outcome (an error, a client gone) gives its slot back.
+        res.once('close', () => void settle('hit').catch(() => undefined));
+        next();
+      },
+      (error: unknown) => {
+        // Redis full (maxmemory, noeviction) refuses the count's write: let the lookup through
+        // uncounted, as the rate limiter does, so reads keep working (docs/FAULTS.md). The KDF cost
+        // still bounds what a guesser gains meanwhile.
+        if (!isRedisOutOfMemory(error)) return next(error);
+        deps.log.warn('lookup_not_counted', { reason: 'redis_out_of_memory' });
+        next();
+      },
+    );
+  };
+
+  /** The lookup's outcome, from the route: a miss counts, anything else gives the slot back. */
+  const settle = async (res: Response, outcome: 'hit' | 'miss') => {
+    await res.locals.lookupSlot?.settle(outcome);
+  };
+
+  return { blockGuard, reserveSlot, settle };
 }
 
 export type AbuseGuard = ReturnType<typeof createAbuseGuard>;

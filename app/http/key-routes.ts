@@ -1,11 +1,11 @@
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 
-/** What every route that takes a passphrase runs around its use case (SPEC §4.6). */
+/** What every route that takes a passphrase runs around its use case (SPEC §4.6, §10.4). */
 export interface KeyRouteGuards {
-  /** Before any KDF work: IP blocks, then the lookup rate limit. */
+  /** Before any KDF work: blocks, the lookup rate limit, then a slot of the failure budget. */
   before: RequestHandler[];
-  /** Counts a lookup that matched no file against the client. */
-  recordFailure: (req: Request) => Promise<void>;
+  /** The lookup's outcome: a key that matched nothing (`miss`) counts against the client. */
+  settle: (res: Response, outcome: 'hit' | 'miss') => Promise<void>;
 }
 
 /** Small JSON or form bodies carrying `key`: the pages post the key, so it never sits in a URL. */

@@ -1,4 +1,6 @@
-import { ipKeyGenerator, rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
+import { rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
+import { clientIdOf } from '../abuse/abuse.models.js';
+import { requester } from './client.js';
 import type { Request } from 'express';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { Redis } from 'ioredis';
@@ -7,10 +9,6 @@ import { isRedisOutOfMemory } from '../shared/redis.js';
 import type { Rate } from './rate.models.js';
 import { rateLimited } from './errors.js';
 
-/** The client a limit counts: the socket address (or a trusted proxy's), IPv6 grouped per /64. */
-export function clientKey(req: Pick<Request, 'ip' | 'socket'>): string {
-  return ipKeyGenerator(req.ip ?? req.socket.remoteAddress ?? 'unknown', 64);
-}
 
 /**
  * express-rate-limit reports through a `{ warn, error }` logger (console by default). Route it to
@@ -41,6 +39,8 @@ export function createRateLimiter(options: {
   rate: Rate;
   redis: Redis;
   prefix: string;
+  /** Keys are keyed hashes of the client, so no IP ever sits in Redis (SPEC §10.4). */
+  secret: string;
   failOpen?: boolean;
   log?: Logger;
 }): RateLimitRequestHandler {
@@ -64,10 +64,10 @@ export function createRateLimiter(options: {
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     identifier: options.name,
-    // Our own keyGenerator: req.ip as Express derives it under `trust proxy` (never `true`), IPv6 per
-    // /64. express-rate-limit's IP and X-Forwarded-For checks run only inside its default key
-    // generator, so a forged header from a client cannot trigger them; every other check stays on.
-    keyGenerator: clientKey,
+    // Our own keyGenerator: the keyed hash of req.ip as Express derives it under `trust proxy` (never
+    // `true`), IPv6 per /64. express-rate-limit's IP and X-Forwarded-For checks run only inside its
+    // default key generator, so a forged header from a client cannot trigger them; every other check stays on.
+    keyGenerator: (req) => clientIdOf(options.secret, requester(req).client),
     store,
     passOnStoreError: options.failOpen ?? false,
     logger: limiterLogger(options.log, options.name),

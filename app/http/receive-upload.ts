@@ -4,6 +4,8 @@ import multer, { type StorageEngine } from 'multer';
 import type { PendingUpload } from '../uploads/uploads.usecases.js';
 import { missingFile, uploadAborted } from '../uploads/uploads.errors.js';
 import { AppError, validationFailed } from './errors.js';
+import { requester } from './client.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
 
 /**
  * The two ways an upload arrives (SPEC §3) differ only in how the body stream, the filename and
@@ -18,7 +20,7 @@ export interface ReceivedUpload {
   fields: Record<string, unknown>;
 }
 
-export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number }) => Promise<PendingUpload>;
+export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number; who: Requester }) => Promise<PendingUpload>;
 
 /** A client that hangs up mid-body is a client abort (400, logged at info), not a server error. */
 function clientAborted(req: Request, error: unknown): boolean {
@@ -31,7 +33,7 @@ export function receiveRaw(receive: Receive) {
     const declared = req.headers['content-length'];
     const fields = req.query as Record<string, unknown>;
     try {
-      const pending = await receive({ source: req, fieldsSoFar: fields, ...(declared !== undefined ? { expectedSize: Number(declared) } : {}) });
+      const pending = await receive({ source: req, fieldsSoFar: fields, who: requester(req), ...(declared !== undefined ? { expectedSize: Number(declared) } : {}) });
       return { pending, filename: String(req.params.filename), fields };
     } catch (error) {
       throw clientAborted(req, error) ? uploadAborted() : error;
@@ -59,7 +61,7 @@ function encryptingEngine(receive: Receive, onFailure: (req: Request, error: unk
       const source = new PassThrough();
       file.stream.on('error', (error) => source.destroy(error));
       file.stream.pipe(source);
-      receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) } }).then(
+      receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) }).then(
         (pending) => callback(null, { pending } as unknown as Partial<Express.Multer.File>),
         (error: unknown) => {
           // Drain what is left of this part so busboy can finish the request.

@@ -22,8 +22,6 @@ export const JOBS = {
   expire: { schema: z.object({ blobId }) },
   /** Periodic and at start (and on demand): destroy what nothing protects, older than ORPHAN_AGE_MINUTES. */
   sweep: { schema: z.object({ trigger: z.enum(['schedule', 'startup', 'manual']), requestedAt: z.number().int().positive().optional() }) },
-  /** Delayed until a block ends: drop the client from the admin block list and log it. */
-  unblock: { schema: z.object({ client: z.string().regex(/^[a-f0-9]{16,64}$/, 'expected a client id'), until: z.number().int().positive() }) },
 } as const;
 
 export type JobName = keyof typeof JOBS;
@@ -42,7 +40,6 @@ export const jobIds = {
   expire: (p: JobPayload<'expire'>) => `expire-${p.blobId}`,
   // Each manual sweep is its own job (a second one within the history's life must not be dropped).
   sweep: (p: JobPayload<'sweep'>) => (p.requestedAt ? `sweep-${p.trigger}-${p.requestedAt}` : `sweep-${p.trigger}`),
-  unblock: (p: JobPayload<'unblock'>) => `unblock-${p.client}-${p.until}`,
 } satisfies { [N in JobName]: (payload: JobPayload<N>) => string };
 
 export const SWEEP_SCHEDULER_ID = 'sweep-schedule';

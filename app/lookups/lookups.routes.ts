@@ -4,14 +4,15 @@ import { foundOrThrow, fileLinks, minutesLeft } from '../files/files.models.js';
 import { invalidDeleteToken, previewAlreadyUsed } from '../files/files.errors.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { baseUrl } from '../http/base-url.js';
+import { requester } from '../http/client.js';
 import { deleteFile, filePreview, fileStatus } from './lookups.usecases.js';
 
 /** Status and the one-time preview (spend no download), and the sender's delete. */
 export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Router {
-  const failed = (req: Request) => () => guards.recordFailure(req);
+  const settle = (res: Response) => (outcome: 'hit' | 'miss') => guards.settle(res, outcome);
 
   const status = async (req: Request, res: Response, key: unknown) => {
-    const view = await foundOrThrow(await fileStatus(deps, key), failed(req));
+    const view = await foundOrThrow(await fileStatus(deps, { key, who: requester(req) }), settle(res));
     res.setHeader('Cache-Control', 'no-store');
     res.json({
       key: view.key,
@@ -26,9 +27,12 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
   };
 
   const preview = async (req: Request, res: Response, key: unknown) => {
-    const result = await filePreview(deps, key);
-    if (result.kind === 'used') throw previewAlreadyUsed();
-    const view = await foundOrThrow(result, failed(req));
+    const result = await filePreview(deps, { key, who: requester(req) });
+    if (result.kind === 'used') {
+      await guards.settle(res, 'hit');
+      throw previewAlreadyUsed();
+    }
+    const view = await foundOrThrow(result, settle(res));
     const links = fileLinks(baseUrl(req, deps.config), view.key);
     res.setHeader('Cache-Control', 'no-store');
     res.json({
@@ -40,7 +44,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
       uses: view.record.uses,
       minutes_left: minutesLeft(view.record.expires, deps.now().getTime()),
       download_url: links.download_url,
-      curl_example: `curl -fOJ ${links.download_url}`,
+      curl_example: `curl -fOJ -d key=${view.key} ${baseUrl(req, deps.config)}/download`,
       created_at: new Date(view.record.created).toISOString(),
       sha256: view.metadata.sha256,
     });
@@ -49,13 +53,22 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
   const router = Router();
   router.get('/status/:key', ...guards.before, async (req, res) => status(req, res, req.params.key));
   router.post('/status', ...smallBody, ...guards.before, async (req, res) => status(req, res, keyFromBody(req)));
+  // HEAD never spends anything (SPEC §10.2): not even the one-time preview.
+  router.head('/preview/:key', ...guards.before, async (req, res) => status(req, res, req.params.key));
   router.get('/preview/:key', ...guards.before, async (req, res) => preview(req, res, req.params.key));
   router.post('/preview', ...smallBody, ...guards.before, async (req, res) => preview(req, res, keyFromBody(req)));
-  router.delete('/files/:key', ...guards.before, async (req, res) => {
-    const result = await deleteFile(deps, { key: req.params.key, token: req.get('x-delete-token') });
-    if (result.kind === 'forbidden') throw invalidDeleteToken();
-    await foundOrThrow(result, failed(req));
+  const remove = async (req: Request, res: Response, key: unknown) => {
+    const result = await deleteFile(deps, { key, token: req.get('x-delete-token'), who: requester(req) });
+    if (result.kind === 'forbidden') {
+      await guards.settle(res, 'hit');
+      throw invalidDeleteToken();
+    }
+    await foundOrThrow(result, settle(res));
     res.status(204).end();
-  });
+  };
+  // The key in a header or the body keeps it out of URLs (and so out of proxies' access logs);
+  // DELETE /files/:key stays for Raven Zero's clients.
+  router.delete('/files', ...smallBody, ...guards.before, async (req, res) => remove(req, res, req.get('x-key') ?? keyFromBody(req)));
+  router.delete('/files/:key', ...guards.before, async (req, res) => remove(req, res, req.params.key));
   return router;
 }

@@ -1,5 +1,6 @@
 import type { FileMetadata } from '../crypto/keys.js';
 import { hashDeleteToken } from '../crypto/keys.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
 import type { FileRecord, Lookup } from '../files/files.repository.js';
 import type { LookupResult } from '../files/files.models.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
@@ -16,14 +17,14 @@ function toView(resolved: ResolvedKey, found: Lookup<unknown>): LookupResult<Fil
 }
 
 /** What the holder of a passphrase may see before spending a download; spends nothing. */
-export async function fileStatus(deps: FilesDeps, input: unknown): Promise<LookupResult<FileView>> {
+export async function fileStatus(deps: FilesDeps, input: { key: unknown; who: Requester }): Promise<LookupResult<FileView>> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   return toView(resolved, await deps.files.peek(resolved.lookupId, deps.now().getTime()));
 }
 
 /** The one-time preview: `used` once it has been shown. */
-export async function filePreview(deps: FilesDeps, input: unknown): Promise<LookupResult<FileView> | { kind: 'used' }> {
+export async function filePreview(deps: FilesDeps, input: { key: unknown; who: Requester }): Promise<LookupResult<FileView> | { kind: 'used' }> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   const found = await deps.files.preview(resolved.lookupId, deps.now().getTime());
@@ -34,8 +35,8 @@ export async function filePreview(deps: FilesDeps, input: unknown): Promise<Look
  * The sender's delete: the record goes at once (new requests get 410 `deleted`); downloads already
  * running keep their leases and finish, and the janitor shreds the bytes after the last one.
  */
-export async function deleteFile(deps: FilesDeps, input: { key: unknown; token: string | undefined }): Promise<LookupResult<null> | { kind: 'forbidden' }> {
-  const resolved = await resolveKey(deps, input.key);
+export async function deleteFile(deps: FilesDeps, input: { key: unknown; token: string | undefined; who: Requester }): Promise<LookupResult<null> | { kind: 'forbidden' }> {
+  const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   const result = await deps.files.remove(resolved.lookupId, hashDeleteToken(input.token ?? ''), deps.now().getTime());
   if (result.kind !== 'deleted') return result;

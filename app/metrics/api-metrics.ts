@@ -6,7 +6,7 @@ import type { KeyPoolStats } from '../kdf/key-pool.js';
 import type { Logger } from '../shared/logger.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 import { tapLogger, type LogObserver } from './log-tap.js';
-import { amount, methodLabel, routeLabel, statusClass } from './metrics.models.js';
+import { amount, methodLabel, oneOf, routeLabel, statusClass } from './metrics.models.js';
 import { createRegistry, registerQueueDepth, within } from './registry.js';
 
 export interface StatsProvider<T> {
@@ -51,10 +51,11 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
   const downloadBytes = counter('cinderbox_download_bytes_total', 'Plaintext bytes of the downloads started (a download cut short counts whole).');
   const burns = counter('cinderbox_burns_total', 'Files burned by their last download.');
   const deletes = counter('cinderbox_deletes_total', 'Files deleted by their sender.');
-  const blocks = counter('cinderbox_ip_blocks_total', 'Clients blocked for failed lookups.');
+  const blocks = counter('cinderbox_ip_blocks_total', 'Blocks for failed lookups: of a client (IPv4 address, IPv6 /64) or of a whole IPv6 /48.', ['scope']);
   const integrity = counter('cinderbox_integrity_failures_total', 'Stored data that failed authentication, before or after the first byte was sent.', ['stage']);
   // Known series start at 0, so the first event shows in rate() and a dashboard shows 0, not "no data".
   for (const stage of ['before_first_byte', 'after_first_byte']) integrity.inc({ stage }, 0);
+  for (const scope of ['client', 'aggregate']) blocks.inc({ scope }, 0);
   const requests = new Histogram({
     name: 'cinderbox_http_request_duration_seconds',
     help: 'Time from request to response end, by method, route template and status class.',
@@ -85,7 +86,7 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
         deletes.inc();
         return;
       case 'ip_blocked':
-        blocks.inc();
+        blocks.inc({ scope: oneOf(['client', 'aggregate'] as const, fields.scope) });
         return;
       case 'integrity_check_failed':
         integrity.inc({ stage: fields.after_first_byte === true ? 'after_first_byte' : 'before_first_byte' });

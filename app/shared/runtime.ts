@@ -16,8 +16,8 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
     }
     throw error;
   }
-  if (config.redisUrl === undefined) {
-    process.stderr.write(`cinderbox ${service}: REDIS_URL: required for start:${service} (npm start runs a private Redis for you)\n`);
+  if (config.redisUrl === undefined && config.redisSentinels === undefined) {
+    process.stderr.write(`cinderbox ${service}: REDIS_URL or REDIS_SENTINELS: one is required for start:${service} (npm start runs a private Redis for you)\n`);
     process.exit(78);
   }
   const secret = config.secret ?? (await loadOrCreateLocalSecret());
@@ -25,7 +25,7 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
 }
 
 export async function ensureDirectories(config: RuntimeConfig): Promise<void> {
-  for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (config.storageBackend === 'fs') for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
   if (config.logDir !== '') await mkdir(config.logDir, { recursive: true });
 }
 

@@ -93,7 +93,9 @@ export async function storeEncrypted(options: { source: Readable; store: BlobSto
     await pipeline(source, inspect, createEncryptStream({ dataKey, blobId }), writer.stream);
     await writer.commit();
   } catch (error) {
-    await writer.abort();
+    // The original error is the answer; a failing clean-up must not replace it (the sweep and the
+    // store's lifecycle rule take what is left).
+    await writer.abort().catch(() => undefined);
     if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT') throw insufficientStorage(error);
     throw error;
   } finally {

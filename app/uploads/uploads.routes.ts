@@ -25,7 +25,11 @@ function uploadJson(base: string, file: UploadedFile) {
   };
 }
 
-/** The plain-text answer for `curl -T`: the share URL alone on the first line, then ready-to-paste commands. */
+/**
+ * The plain-text answer for `curl -T`: the share URL alone on the first line (the key is in its
+ * fragment, which no client sends), then ready-to-paste commands that carry the key in a body or a
+ * header, never in a URL a proxy would log.
+ */
 function uploadText(base: string, file: UploadedFile): string {
   const links = fileLinks(base, file.key);
   return [
@@ -34,8 +38,8 @@ function uploadText(base: string, file: UploadedFile): string {
     `expires:    ${file.expiresAt.toISOString()}`,
     `uses:       ${file.uses}`,
     `sha256:     ${file.sha256}`,
-    `download:   curl -fOJ ${links.download_url}`,
-    `delete:     curl -X DELETE -H 'X-Delete-Token: ${file.deleteToken}' ${links.delete_url}`,
+    `download:   curl -fOJ -d key=${file.key} ${base}/download`,
+    `delete:     curl -X DELETE -H 'X-Key: ${file.key}' -H 'X-Delete-Token: ${file.deleteToken}' ${base}/files`,
     '',
   ].join('\n');
 }
@@ -50,9 +54,9 @@ export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): R
     return parsed.data;
   };
   // Options known before the body are checked before a byte of it is stored.
-  const receive: Receive = async ({ source, fieldsSoFar, expectedSize }) => {
-    parseOptions(fieldsSoFar);
-    return receiveUpload(deps, { source, ...(expectedSize !== undefined ? { expectedSize } : {}) });
+  const receive: Receive = async ({ source, fieldsSoFar, expectedSize, who }) => {
+    const { words } = parseOptions(fieldsSoFar);
+    return receiveUpload(deps, { source, who, words, ...(expectedSize !== undefined ? { expectedSize } : {}) });
   };
 
   const register = async (received: ReceivedUpload): Promise<UploadedFile> => {

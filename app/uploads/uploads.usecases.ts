@@ -2,10 +2,14 @@ import type { Readable } from 'node:stream';
 import { newBlobId } from '../blobs/blob-id.js';
 import { takeLease } from '../blobs/lease.js';
 import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey } from '../crypto/keys.js';
+import { kdfBusy } from '../crypto/crypto.errors.js';
 import { generatePassphrase } from '../diceware/passphrase.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
+import type { PooledKeys } from '../kdf/key-pool.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { serviceUnavailable } from '../http/errors.js';
+import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import type { UploadOptions } from './uploads.models.js';
 
@@ -33,15 +37,23 @@ export interface PendingUpload {
 const MAX_DRAWS = 5;
 
 /**
- * Receives an upload's body (SPEC §3): encrypted as it streams into the storage engine. A lease
- * keeps the partial blob from the janitor for as long as it is written and until its record
- * exists. Every failure leaves nothing behind.
+ * Receives an upload's body (SPEC §3): encrypted as it streams into the storage engine. Before a
+ * byte of it is read, the upload gets its passphrase's keys: a pre-derived entry of the key pool
+ * when it asks for the pool's word count (SPEC §10.5), else room at the KDF in `who`'s fair turn —
+ * or a 503 at once, not after the body. A lease keeps the partial blob from the janitor while it is
+ * written and until its record exists. Every failure leaves nothing behind.
  */
-export async function receiveUpload(deps: FilesDeps, input: { source: Readable; expectedSize?: number }): Promise<PendingUpload> {
+export async function receiveUpload(deps: FilesDeps, input: { source: Readable; expectedSize?: number; who: Requester; words: number }): Promise<PendingUpload> {
   const { config } = deps;
+  const pooled = deps.pool && input.words === deps.pool.words ? deps.pool.take() : null;
+  if (!pooled && !deps.kdf.canAdmit(input.who)) throw kdfBusy();
+  const forget = () => pooled?.kek.fill(0);
   const blobId = newBlobId();
-  const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
   let stored: StoredBlob;
+  const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log }).catch((error: unknown) => {
+    forget();
+    throw error;
+  });
   try {
     stored = await storeEncrypted({
       source: input.source,
@@ -51,12 +63,14 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
       ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
     });
   } catch (error) {
+    forget();
     await lease.release().catch(() => undefined); // it ends by itself within its TTL
     throw error;
   }
 
   let settled: Promise<unknown> | null = null;
   const discard = async () => {
+    forget();
     await stored.discard();
     await lease.release().catch(() => undefined);
   };
@@ -65,7 +79,7 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
     discard: () => (settled ??= discard()) as Promise<void>,
     register: async ({ filename, options }) => {
       try {
-        const uploaded = await registerUpload(deps, { stored, filename, options });
+        const uploaded = await registerUpload(deps, { stored, filename, options, who: input.who, pooled });
         settled = lease.release().catch(() => undefined); // the record's own protection holds the blob now
         return uploaded;
       } catch (error) {
@@ -77,8 +91,8 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
   };
 }
 
-/** The expire job, a fresh passphrase, and the record, written last. */
-async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions }): Promise<UploadedFile> {
+/** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
+async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null }): Promise<UploadedFile> {
   const { stored, options } = input;
   const created = deps.now();
   const expires = new Date(created.getTime() + Math.round(options.expiry * 60_000));
@@ -86,9 +100,11 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
   // Queued before the record exists, so no record can ever lack its expire job (a job without a
   // record finds nothing to keep and shreds nothing live).
   await deps.enqueue('expire', { blobId: stored.blobId }, { delayMs: expires.getTime() - created.getTime() });
+  // A `words` field sent after the file part may ask for another count than the one pooled for.
+  let pooled = input.pooled && input.pooled.passphrase.split('-').length === options.words ? input.pooled : null;
   for (let draw = 0; draw < MAX_DRAWS; draw += 1) {
-    const key = generatePassphrase(deps.wordlist, options.words);
-    const { lookupId, kek } = await deps.kdf.derive(key);
+    const { key, lookupId, kek } = pooled ? { key: pooled.passphrase, ...pooled } : await derived(deps, options.words, input.who);
+    pooled = null;
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
@@ -103,8 +119,14 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     };
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
     if (!(await deps.files.store(lookupId, record))) continue;
+    await confirmReplicated(deps.redis, { timeoutMs: REPLICATION_WAIT_MS }); // acknowledged only once a replica has it (SPEC §10.3)
     deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType });
     return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 };
   }
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
+}
+
+async function derived(deps: FilesDeps, words: number, who: Requester): Promise<{ key: string; lookupId: string; kek: Buffer }> {
+  const key = generatePassphrase(deps.wordlist, words);
+  return { key, ...(await deps.kdf.derive(key, who)) };
 }

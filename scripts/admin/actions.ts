@@ -1,45 +1,46 @@
 import { isIP } from 'node:net';
-import type { Request } from 'express';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
+import { clientIdentity } from '../../app/abuse/client.models.js';
 import { PROTECT_LUA } from '../../app/blobs/blobs.repository.js';
 import { jobIds, type JobPayload } from '../../app/jobs/catalogue.js';
-import { clientKey } from '../../app/http/rate-limit.js';
 import { luaScripts } from '../../app/shared/lua.js';
 import { EXIT } from './cli.js';
 import { scanKeys, type AdminContext } from './context.js';
 import { heartbeatAge, type Report } from './inventory.js';
 
-/** A client id as the API writes it (clientIdOf: 32 hex digits), as `ip_blocked` logs it. */
+/** A client id as the API writes it (clientIdOf: 32 hex digits), as `ip_blocked` logs it and `blocks` lists it. */
 const CLIENT_ID = /^[a-f0-9]{32}$/;
 
 /**
- * Lifts a block at once: the block key (what the API checks), the failure count that led to it (so
- * the next mistake does not block again at once) and the admin list entry, in one transaction. An
- * IP is hashed exactly as the API hashes a request's address (IPv6 per /64); a hash is taken as is.
+ * Lifts blocks at once: the block key (what the API checks) and the failure count of each id,
+ * and their entries in the admin list, in one transaction. An IP is hashed exactly as the API
+ * hashes a request's address (app/abuse/client.models.ts, then clientIdOf): IPv4 as is, IPv6 per
+ * /64 together with its /48, whose own block would still refuse it. A hash is taken as is.
  */
 export async function unblock(ctx: AdminContext, target: string, secret: () => Promise<string | null>): Promise<Report> {
-  let client: string;
-  let shown: string;
+  const ids: { id: string; shown: string }[] = [];
   if (isIP(target) !== 0) {
     const key = await secret();
     if (key === null) {
-      const text = 'unblock by IP needs the server secret (CINDERBOX_SECRET) to hash it as the API does; give the client hash from the ip_blocked log line instead';
+      const text = 'unblock by IP needs the server secret (CINDERBOX_SECRET) to hash it as the API does; give the client hash that blocks lists instead';
       return { exitCode: EXIT.problem, json: { unblocked: false, error: text }, text };
     }
-    const network = clientKey({ ip: target } as Pick<Request, 'ip' | 'socket'>);
-    client = clientIdOf(key, network);
-    shown = `${network} (client ${client})`;
+    const who = clientIdentity(target);
+    ids.push({ id: clientIdOf(key, who.client), shown: who.client });
+    if (who.kind === 'ipv6') ids.push({ id: clientIdOf(key, who.aggregate), shown: who.aggregate });
   } else if (CLIENT_ID.test(target.toLowerCase())) {
-    client = target.toLowerCase();
-    shown = `client ${client}`;
+    ids.push({ id: target.toLowerCase(), shown: 'client' });
   } else {
-    return { exitCode: EXIT.usage, json: { unblocked: false, error: 'expected an IP address or a 32-hex client hash' }, text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as ip_blocked logs it)` };
+    return { exitCode: EXIT.usage, json: { unblocked: false, error: 'expected an IP address or a 32-hex client hash' }, text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as blocks lists it)` };
   }
-  const replies = await ctx.redis.multi().del(ctx.keys.block(client)).del(ctx.keys.lookupFailures(client)).zrem(ctx.keys.blockList(), client).exec();
-  const wasBlocked = replies?.[0]?.[1] === 1;
-  return wasBlocked
-    ? { exitCode: EXIT.ok, json: { unblocked: true, client }, text: `unblocked ${shown}: its next request is let in` }
-    : { exitCode: EXIT.problem, json: { unblocked: false, client }, text: `${shown} is not blocked: nothing to do` };
+  const transaction = ctx.redis.multi();
+  for (const { id } of ids) transaction.del(ctx.keys.block(id)).del(ctx.keys.lookupFailures(id)).zrem(ctx.keys.blockList(), id);
+  const replies = (await transaction.exec()) ?? [];
+  // Three replies per id; the first of each says whether a block key was there.
+  const lifted = ids.filter((_, i) => replies[i * 3]?.[1] === 1);
+  const json = { unblocked: lifted.length > 0, clients: ids.map(({ id }, i) => ({ client: id, was_blocked: replies[i * 3]?.[1] === 1 })) };
+  if (lifted.length === 0) return { exitCode: EXIT.problem, json, text: `${ids.map((c) => `${c.shown} (${c.id})`).join(' and ')} ${ids.length === 1 ? 'is' : 'are'} not blocked: nothing to do` };
+  return { exitCode: EXIT.ok, json, text: `unblocked ${lifted.map((c) => `${c.shown} (${c.id})`).join(' and ')}: the next request is let in` };
 }
 
 /** Queues a sweep now; each manual sweep has its own job id, so every one runs. */

@@ -1,9 +1,11 @@
-import { createFsStore } from '../../app/blobs/fs-store.js';
+import type { BlobStore } from '../../app/blobs/blob-store.js';
+import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { ConfigError, loadConfig, type Config } from '../../app/config.js';
 import { QUEUE_STATES } from '../../app/metrics/registry.js';
-import { createSilentLogger } from '../../app/shared/logger.js';
+import { createSilentLogger, errorForLog } from '../../app/shared/logger.js';
 import { readEvictionPolicy } from '../../app/shared/redis.js';
 import { HEARTBEAT_TTL_SECONDS } from '../../app/shared/redis-keys.js';
+import { diskWrites } from '../../workers/redis-persistence.js';
 import { EXIT } from './cli.js';
 import { connect, REDIS_WAIT_MS, type AdminContext } from './context.js';
 import { columns, formatBytes, formatDuration } from './format.js';
@@ -25,12 +27,21 @@ export const MEMORY_FAIL_RATIO = 0.9;
 
 const check = (name: string, status: CheckStatus, detail: string): Check => ({ name, status, detail });
 
-/** Judges `CONFIG GET` answers for persistence: any of them puts wrapped data keys on a disk (SPEC §4.5). */
-export function judgePersistence(settings: { save: string | null; appendonly: string | null }): Check {
-  if (settings.save === null && settings.appendonly === null) return check('persistence', 'warn', 'CONFIG GET is refused here (managed Redis?): make sure RDB snapshots and AOF are off');
-  const writes = [...(settings.save?.trim() ? [`save "${settings.save}"`] : []), ...(settings.appendonly === 'yes' ? ['appendonly yes'] : [])];
-  return writes.length === 0 ? check('persistence', 'ok', 'no RDB snapshots, no AOF: wrapped keys never reach a disk') : check('persistence', 'fail', `${writes.join(', ')}: Redis writes the wrapped data keys to disk; run it with --save "" --appendonly no`);
+/**
+ * Judges the primary's persistence settings (CONFIG GET; null when refused) by the worker's own
+ * rule (workers/redis-persistence.ts): any of them puts wrapped data keys on a disk (SPEC §4.5).
+ * The worker also checks every replica Sentinel knows, and logs `redis_persistence_on`.
+ */
+export function judgePersistence(settings: Record<(typeof PERSISTENCE_SETTINGS)[number], string | null>): Check {
+  const known = Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== null)) as Parameters<typeof diskWrites>[1];
+  if (Object.keys(known).length === 0) return check('persistence', 'warn', 'CONFIG GET is refused here (managed Redis?): make sure RDB snapshots and AOF are off');
+  const writes = diskWrites('primary', known);
+  return writes.length === 0
+    ? check('persistence', 'ok', 'no RDB snapshots, no AOF, diskless sync: wrapped keys never reach a disk')
+    : check('persistence', 'fail', `${writes.join(', ')}: Redis writes the wrapped data keys to disk (docs/OPERATIONS.md)`);
 }
+
+export const PERSISTENCE_SETTINGS = ['save', 'appendonly', 'repl-diskless-sync', 'repl-diskless-load'] as const;
 
 export function judgeMemory(used: number, max: number): Check {
   if (max === 0) return check('memory', 'warn', `${formatBytes(used)} used, no maxmemory: Redis grows until the host runs out (set maxmemory, with noeviction)`);
@@ -78,7 +89,8 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
   else if (policy === 'noeviction') checks.push(check('eviction', 'ok', 'maxmemory-policy noeviction'));
   else checks.push(check('eviction', 'fail', `maxmemory-policy ${policy}: Redis may evict file records and janitor jobs; set noeviction`));
 
-  checks.push(judgePersistence({ save: await configValue(ctx, 'save'), appendonly: await configValue(ctx, 'appendonly') }));
+  const persistence = Object.fromEntries(await Promise.all(PERSISTENCE_SETTINGS.map(async (name) => [name, await configValue(ctx, name)] as const)));
+  checks.push(judgePersistence(persistence as Parameters<typeof judgePersistence>[0]));
   const memory = infoFields(await ctx.redis.info('memory'));
   checks.push(judgeMemory(Number(memory.used_memory) || 0, Number(memory.maxmemory) || 0));
 
@@ -100,18 +112,22 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
   return checks;
 }
 
+/** The storage engine as the service builds it (an s3 bucket gets its probe write and delete), then its own check. */
 async function storageCheck(config: Config): Promise<Check> {
-  const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log: createSilentLogger() });
+  let store: BlobStore | null = null;
   try {
+    // The engines never read the secret; RuntimeConfig only guarantees one.
+    store = await storeFromConfig({ ...config, secret: config.secret ?? '' }, createSilentLogger());
     await store.check();
     const free = await store.freeBytes();
+    const where = store.engine === 'fs' ? 'STORAGE_PATH and TEMP_PATH writable' : 'bucket reachable (probe write and delete)';
+    const room = Number.isFinite(free) ? `, ${formatBytes(free)} free` : '';
     const quota = config.maxStorageBytes === undefined ? '' : `, ${formatBytes(await store.usedBytes())} of MAX_STORAGE_BYTES ${formatBytes(config.maxStorageBytes)} used`;
-    return check('storage', 'ok', `${store.engine} engine, STORAGE_PATH and TEMP_PATH writable, ${formatBytes(free)} free${quota}`);
+    return check('storage', 'ok', `${store.engine} engine, ${where}${room}${quota}`);
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    return check('storage', 'fail', `${store.engine} engine: STORAGE_PATH or TEMP_PATH is missing or not writable (${typeof code === 'string' ? code : 'error'})`);
+    return check('storage', 'fail', `${config.storageBackend} engine cannot be used: ${errorForLog(error)}`);
   } finally {
-    await store.close();
+    await store?.close();
   }
 }
 
@@ -139,7 +155,8 @@ export async function doctor(env: Record<string, string | undefined>): Promise<R
     try {
       ctx = await connect(config);
     } catch (error) {
-      checks.push(check('redis', 'fail', config.redisUrl === undefined ? (error as Error).message : `not reachable within ${REDIS_WAIT_MS / 1000} s`));
+      const unset = config.redisUrl === undefined && config.redisSentinels === undefined;
+      checks.push(check('redis', 'fail', unset ? (error as Error).message : `not reachable within ${REDIS_WAIT_MS / 1000} s`));
       checks.push(...redisDependent.slice(1).map((name) => check(name, 'skipped', 'Redis is not reachable')));
     }
     if (ctx) {

@@ -15,6 +15,7 @@ import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
 import { createFsStore } from '../../app/blobs/fs-store.js';
+import { kdfFromConfig } from '../../app/kdf/from-config.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
@@ -86,7 +87,9 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
   const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
-  const deps: AppDeps = { config, log, redis, keys, wordlist, store, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
+  const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
+  // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
+  const deps: AppDeps = { config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
   const app = createApp(deps);
   const server = app.listen(0, '127.0.0.1');
   configureServerTimeouts(server, config);
@@ -100,6 +103,7 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
     logs,
     rawLogs,
     close: async () => {
+      pool?.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await janitor.close().catch(() => undefined);

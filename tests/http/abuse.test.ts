@@ -90,7 +90,7 @@ describe('failed lookups block the client', () => {
     }
     const id = clientIdOf(TEST_SECRET, '127.0.0.1');
     expect(await a.deps.redis.exists(a.deps.keys.block(id))).toBe(0);
-    expect(await a.deps.redis.exists(a.deps.keys.lookupFailures(id))).toBe(0);
+    expect(await a.deps.redis.hget(a.deps.keys.lookupFailures(id), 'failed')).toBeNull();
   });
 
   it('blocks after N failures (wordlist and non-wordlist keys) on download, status, preview and delete', async () => {
@@ -116,17 +116,17 @@ describe('failed lookups block the client', () => {
 
     const id = clientIdOf(TEST_SECRET, '127.0.0.1');
     const line = a.logs.find((l) => l.event === 'ip_blocked');
-    expect(line).toMatchObject({ level: 'warn', ip_hash: id, client: id, block_seconds: 600 });
+    expect(line).toMatchObject({ level: 'warn', client: id, scope: 'client', block_seconds: 600 });
     expect(line).not.toHaveProperty('ip');
     expect(a.rawLogs.filter((l) => l.includes('"ip_blocked"')).join('\n')).not.toContain('127.0.0.1');
 
     expect(await a.deps.redis.zscore(a.deps.keys.blockList(), id)).not.toBeNull();
+    // A block needs no job: its key's TTL ends it (SPEC §10.4). Only the files' own jobs wait.
     const queue = new Queue('janitor', { connection: a.deps.redis, prefix: a.deps.keys.queuePrefix() });
     try {
-      const delayed = await queue.getDelayed();
-      const job = delayed.find((j) => j.name === 'unblock');
-      expect(job?.data).toMatchObject({ client: id, until: expect.any(Number) });
-      expect(await queue.getDelayedCount()).toBeGreaterThanOrEqual(1);
+      const jobs = await queue.getJobs(['delayed', 'waiting']);
+      expect(jobs.filter((j) => JSON.stringify(j.data).includes(id))).toEqual([]);
+      expect(new Set(jobs.map((j) => j.name))).toEqual(new Set(['expire', 'shred']));
     } finally {
       await queue.close();
     }

@@ -61,7 +61,7 @@ describe('downloads (SPEC §3)', () => {
   let app: TestApp;
   beforeAll(async () => {
     // Enough KDF slots and queue for 50 parallel lookups: the default sheds the excess with 503 by design.
-    app = await startTestApp({ env: { KDF_CONCURRENCY: '20' } });
+    app = await startTestApp({ env: { KDF_CONCURRENCY: '20', KDF_MAX_PER_CLIENT: '64' } });
   });
   afterAll(async () => {
     await app.close();

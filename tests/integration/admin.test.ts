@@ -119,7 +119,7 @@ describe('npm run admin', () => {
   it('unblock <ip>: that client is let in at once, and only that client', async () => {
     const run = await admin(['unblock', '203.0.113.7'], env);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`unblocked 203.0.113.7 (client ${clientIdOf(TEST_SECRET, '203.0.113.7')})`);
+    expect(run.stdout).toContain(`unblocked 203.0.113.7 (${clientIdOf(TEST_SECRET, '203.0.113.7')})`);
     expect(await statusFrom('203.0.113.7', uploads[0]!.key)).toBe(200);
     expect(await statusFrom('198.51.100.9', uploads[0]!.key)).toBe(429);
     // Its failure count went with the block: one more mistake does not block it again.
@@ -128,23 +128,39 @@ describe('npm run admin', () => {
 
     const again = await admin(['unblock', '203.0.113.7', '--json'], env);
     expect(again.code).toBe(1);
-    expect(json(again)).toEqual({ unblocked: false, client: clientIdOf(TEST_SECRET, '203.0.113.7') });
+    expect(json(again)).toEqual({ unblocked: false, clients: [{ client: clientIdOf(TEST_SECRET, '203.0.113.7'), was_blocked: false }] });
   });
 
   it('unblock <hash>: the client hash from an ip_blocked line works too', async () => {
     const run = await admin(['unblock', clientIdOf(TEST_SECRET, '198.51.100.9'), '--json'], env);
     expect(run.code).toBe(0);
-    expect(json(run)).toEqual({ unblocked: true, client: clientIdOf(TEST_SECRET, '198.51.100.9') });
+    expect(json(run)).toEqual({ unblocked: true, clients: [{ client: clientIdOf(TEST_SECRET, '198.51.100.9'), was_blocked: true }] });
     expect(await statusFrom('198.51.100.9', uploads[0]!.key)).toBe(200);
     expect(json(await admin(['blocks', '--json'], env))).toEqual({ blocks: [] });
   });
 
-  it('unblock <IPv6 address>: lifts the block of its whole /64', async () => {
+  it('unblock <IPv6 address>: lifts the block of its whole /64, and of its /48 when that is blocked too', async () => {
     await block('2001:db8:1:2::5');
-    const run = await admin(['unblock', '2001:db8:1:2:ffff::99'], env);
+    const run = await admin(['unblock', '2001:db8:1:2:ffff::99', '--json'], env);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain('unblocked 2001:db8:1:2::/64');
+    expect(json(run)).toEqual({
+      unblocked: true,
+      clients: [
+        { client: clientIdOf(TEST_SECRET, '2001:db8:1:2::/64'), was_blocked: true },
+        { client: clientIdOf(TEST_SECRET, '2001:db8:1::/48'), was_blocked: false },
+      ],
+    });
     expect(await statusFrom('2001:db8:1:2::5', uploads[0]!.key)).toBe(200);
+
+    // Twelve failures (4 × DOWNLOAD_FAIL_LIMIT) from four /64s of one /48 block the whole /48.
+    for (const net of [3, 4, 5, 6]) await block(`2001:db8:1:${net}::1`);
+    expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(429);
+    const text = await admin(['unblock', '2001:db8:1:6::1'], env);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`unblocked 2001:db8:1:6::/64 (${clientIdOf(TEST_SECRET, '2001:db8:1:6::/64')}) and 2001:db8:1::/48 (${clientIdOf(TEST_SECRET, '2001:db8:1::/48')})`);
+    expect(await statusFrom('2001:db8:1:6::1', uploads[0]!.key)).toBe(200);
+    expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(200); // the /48 block is gone for all of it
+    expect(await statusFrom('2001:db8:1:5::1', uploads[0]!.key)).toBe(429); // another /64's own block stays
   });
 
   it('unblock refuses what is neither an IP nor a hash (2), and an IP when it cannot hash it as the API does (1)', async () => {

@@ -22,26 +22,27 @@ describe('the real curl binary (README quick start)', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  it('curl -T uploads; curl -fOJ of the printed download line saves the original name and bytes; a second download fails', async () => {
+  /** Runs a line the server printed exactly as a person would paste it into a shell. */
+  const paste = (line: string, cwd: string) => run('/bin/sh', ['-c', line], { cwd });
+
+  it('curl -T uploads; the printed download line saves the original name and bytes, with the key out of the URL; a second download fails', async () => {
     const content = randomBytes(150_000);
     const source = path.join(work, 'quarterly report.bin');
     await writeFile(source, content);
     const { stdout } = await run(CURL, ['-sS', '-T', source, `${app.url}/upload/`]);
     const lines = stdout.split('\n');
     expect(lines[0]).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/d#[a-z]+(-[a-z]+){3}$/);
-    const downloadLine = lines.find((l) => l.startsWith('download:'));
-    expect(downloadLine).toBeDefined();
-    const command = downloadLine!.replace(/^download:\s*/, '').split(/\s+/);
-    expect(command.slice(0, 2)).toEqual(['curl', '-fOJ']);
-    const url = command[2]!;
-    expect(url).toBe(`${app.url}/download/${lines[0]!.split('#')[1]}`);
+    const key = lines[0]!.split('#')[1]!;
+    const downloadLine = lines.find((l) => l.startsWith('download:'))!.replace(/^download:\s*/, '');
+    expect(downloadLine).toBe(`curl -fOJ -d key=${key} ${app.url}/download`);
 
     const target = await mkdtemp(path.join(work, 'dl-'));
-    await run(CURL, ['-sS', ...command.slice(1)], { cwd: target });
+    await paste(downloadLine, target);
     expect(await readdir(target)).toEqual(['quarterly report.bin']);
     expect((await readFile(path.join(target, 'quarterly report.bin'))).equals(content)).toBe(true);
+    expect(app.logs.filter((l) => l.event === 'request_completed').map((l) => String(l.route))).toContain('/download');
 
-    const again = await run(CURL, ['-sS', '-f', '-o', '/dev/null', url], { cwd: target }).then(
+    const again = await paste(`${downloadLine} -o /dev/null`, target).then(
       () => 0,
       (error: { code?: number }) => error.code,
     );
@@ -55,9 +56,21 @@ describe('the real curl binary (README quick start)', () => {
     const key = stdout.split('\n')[0]!.split('#')[1]!;
     const status = JSON.parse((await run(CURL, ['-sS', '-f', `${app.url}/status/${key}`])).stdout) as { filename: string; remaining_uses: number };
     expect(status).toMatchObject({ filename: 'notes.txt', remaining_uses: 2 });
-    const deleteLine = stdout.split('\n').find((l) => l.startsWith('delete:'))!;
-    const token = /X-Delete-Token: ([^']+)'/.exec(deleteLine)![1]!;
-    const del = await run(CURL, ['-sS', '-f', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE', '-H', `X-Delete-Token: ${token}`, `${app.url}/files/${key}`]);
+    const deleteLine = stdout.split('\n').find((l) => l.startsWith('delete:'))!.replace(/^delete:\s*/, '');
+    expect(deleteLine).not.toContain(`/files/${key}`);
+    const del = await paste(`${deleteLine} -sS -f -o /dev/null -w '%{http_code}'`, work);
     expect(del.stdout).toBe('204');
+    expect((await run(CURL, ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-d', `key=${key}`, `${app.url}/status`])).stdout).toBe('410');
+  });
+
+  it('deletes with the key in a JSON body, and keeps DELETE /files/:key for Raven Zero clients', async () => {
+    for (const how of ['body', 'path'] as const) {
+      const source = path.join(work, `${how}.txt`);
+      await writeFile(source, how);
+      const up = JSON.parse((await run(CURL, ['-sS', '-H', 'Accept: application/json', '-T', source, `${app.url}/upload/`])).stdout) as { key: string; delete_token: string };
+      const args = how === 'body' ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify({ key: up.key }), `${app.url}/files`] : [`${app.url}/files/${up.key}`];
+      const del = await run(CURL, ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE', '-H', `X-Delete-Token: ${up.delete_token}`, ...args]);
+      expect(del.stdout).toBe('204');
+    }
   });
 });

@@ -283,20 +283,6 @@ describe('the janitor worker', () => {
       expect(await (await janitor.queue.queue.getJob(second))?.getState()).toBe('completed');
     });
 
-    it('removes an ended block from the admin list and logs ip_unblocked; keeps a renewed block', async () => {
-      const ended = randomBytes(16).toString('hex');
-      const renewed = randomBytes(16).toString('hex');
-      const until = Date.now() - 1_000;
-      await janitor.redis.zadd(janitor.keys.blockList(), until, ended, Date.now() + 3_600_000, renewed);
-
-      await janitor.finished(await janitor.enqueue('unblock', { client: ended, until }));
-      await janitor.finished(await janitor.enqueue('unblock', { client: renewed, until }));
-
-      expect(await janitor.redis.zscore(janitor.keys.blockList(), ended)).toBeNull();
-      expect(await janitor.redis.zscore(janitor.keys.blockList(), renewed)).not.toBeNull();
-      expect(linesOf('ip_unblocked', worker)).toEqual([expect.objectContaining({ level: 'info', client: ended, until })]);
-    });
-
     it('fails a job with an invalid payload at once, without retrying, and logs job_failed without the payload', async () => {
       await janitor.queue.queue.add('shred', { blobId: '../../etc/passwd', reason: 'deleted' }, { jobId: 'shred-invalid' });
 

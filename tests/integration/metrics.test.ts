@@ -97,7 +97,7 @@ describe('metrics of the API and the janitor, from real processes', () => {
     expect(moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { kind: 'blob' })).toBe(1);
     expect(moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'expired' })).toBe(0);
     expect(moved(workerAfter, workerBefore, 'cinderbox_shredded_bytes_total')).toBeGreaterThan(3000); // ciphertext: header and tags too
-    expect(moved(workerAfter, workerBefore, 'cinderbox_janitor_job_duration_seconds_count', { job: 'shred' })).toBeGreaterThanOrEqual(1);
+    expect(moved(workerAfter, workerBefore, 'cinderbox_janitor_job_duration_seconds_count', { job_name: 'shred' })).toBeGreaterThanOrEqual(1);
     const latency = moved(workerAfter, workerBefore, 'cinderbox_shred_latency_seconds_sum');
     expect(latency).toBeGreaterThan(0);
     expect(latency).toBeLessThan(15);
@@ -142,9 +142,9 @@ describe('metrics of the API and the janitor, from real processes', () => {
       const since = stack.worker.mark();
       await queue.add('shred', { blobId: 'not a blob id', reason: 'burned' }, { attempts: 3 });
       await stack.worker.waitForEvent('job_failed', 20_000, { since });
-      const after = await workerUntil((s) => s.value('cinderbox_janitor_job_failures_total', { job: 'shred', final: 'true' }) > 0, 'the failure to be counted');
-      expect(after.value('cinderbox_janitor_job_failures_total', { job: 'shred', final: 'true' }) - before.value('cinderbox_janitor_job_failures_total', { job: 'shred', final: 'true' })).toBe(1);
-      expect(after.value('cinderbox_janitor_job_failures_total', { job: 'shred', final: 'false' })).toBe(before.value('cinderbox_janitor_job_failures_total', { job: 'shred', final: 'false' }));
+      const after = await workerUntil((s) => s.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) > 0, 'the failure to be counted');
+      expect(after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) - before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' })).toBe(1);
+      expect(after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' })).toBe(before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' }));
       expect(after.value('cinderbox_janitor_jobs', { state: 'failed' })).toBeGreaterThanOrEqual(1);
     } finally {
       await queue.close();

@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../app/http/errors.js';
-import { isIntegrityCheckFailed, isKdfBusy } from '../../app/crypto/crypto.errors.js';
+import { isIntegrityCheckFailed } from '../../app/crypto/crypto.errors.js';
+import { createKdf } from '../../app/kdf/kdf.js';
 import {
-  createKdf,
-  createLimiter,
   decryptMetadata,
   deriveKeys,
   encryptMetadata,
@@ -12,7 +10,6 @@ import {
   generateDeleteToken,
   hashDeleteToken,
   scryptSalt,
-  tokensEqual,
   unwrapDataKey,
   wrapDataKey,
 } from '../../app/crypto/keys.js';
@@ -36,15 +33,6 @@ const vectors = JSON.parse(readFileSync(new URL('../vectors/keys.json', import.m
 const hex = (value: string) => Buffer.from(value, 'hex');
 const COST = 10; // the lowest accepted cost keeps the suite fast; the format is the same at any N
 
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 function expectUnwrapFailure(action: () => unknown) {
   let caught: unknown;
@@ -65,7 +53,7 @@ describe('the key vectors', () => {
     const keys = await deriveKeys({ passphrase, secret, costLog2 });
     expect(keys.lookupId).toBe(vectors.kdf.lookupId);
     expect(keys.kek.toString('hex')).toBe(vectors.kdf.kekHex);
-    const viaKdf = await createKdf({ secret: Buffer.from(secret, 'utf8'), costLog2 }).derive(passphrase);
+    const viaKdf = await createKdf({ secret: Buffer.from(secret, 'utf8'), costLog2 }).derive(passphrase, { client: '192.0.2.1', aggregate: '192.0.2.0/24' });
     expect(viaKdf).toEqual(keys);
   });
 
@@ -199,79 +187,5 @@ describe('delete tokens and random keys', () => {
     expect(generateDataKey().equals(generateDataKey())).toBe(false);
   });
 
-  it('compares tokens of any length without throwing', () => {
-    const token = generateDeleteToken();
-    expect(tokensEqual(hashDeleteToken(token), hashDeleteToken(token))).toBe(true);
-    expect(tokensEqual(hashDeleteToken(token), hashDeleteToken(`${token}x`))).toBe(false);
-    expect(tokensEqual('short', 'much longer value')).toBe(false);
-    expect(tokensEqual('', '')).toBe(true);
-  });
 });
 
-describe('the KDF limiter', () => {
-  it('runs at most `concurrency` tasks at once, in arrival order', async () => {
-    const limiter = createLimiter({ concurrency: 2, maxQueue: 10 });
-    const count = 6;
-    const gates = Array.from({ length: count }, () => deferred());
-    const started = Array.from({ length: count }, () => deferred());
-    const order: number[] = [];
-    let inFlight = 0;
-    let maxInFlight = 0;
-
-    const results = gates.map((gate, i) =>
-      limiter.run(async () => {
-        inFlight += 1;
-        maxInFlight = Math.max(maxInFlight, inFlight);
-        order.push(i);
-        started[i]!.resolve();
-        await gate.promise;
-        inFlight -= 1;
-        return i;
-      }),
-    );
-
-    await Promise.all([started[0]!.promise, started[1]!.promise]);
-    expect(limiter.active).toBe(2);
-    expect(limiter.queued).toBe(4);
-    expect(order).toEqual([0, 1]);
-
-    for (let i = 0; i < count; i += 1) {
-      gates[i]!.resolve();
-      if (i + 2 < count) await started[i + 2]!.promise;
-    }
-    expect(await Promise.all(results)).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(maxInFlight).toBe(2);
-    expect(order).toEqual([0, 1, 2, 3, 4, 5]);
-    expect(limiter.active).toBe(0);
-  });
-
-  it('rejects at once with SERVICE_UNAVAILABLE when the queue is full, and frees the slot of a failed task', async () => {
-    const limiter = createLimiter({ concurrency: 1, maxQueue: 1 });
-    const gate = deferred();
-    const running = limiter.run(() => gate.promise.then(() => 'first'));
-    const waiting = limiter.run(() => Promise.reject(new Error('task failed')));
-
-    const overflow = await limiter.run(() => Promise.resolve('never')).catch((error: unknown) => error);
-    expect(isKdfBusy(overflow)).toBe(true);
-    expect(overflow).not.toBeInstanceOf(AppError); // the crypto layer knows nothing of HTTP
-    expect(overflow).toMatchObject({ code: 'KDF_BUSY', retryAfterSeconds: 1 });
-    expect(limiter.queued).toBe(1);
-
-    gate.resolve();
-    expect(await running).toBe('first');
-    await expect(waiting).rejects.toThrow('task failed');
-    expect(limiter.active).toBe(0);
-    expect(await limiter.run(() => Promise.resolve('after'))).toBe('after');
-  });
-
-  it('caps real scrypt derivations and still answers every caller', async () => {
-    const { passphrase, secret, costLog2, lookupId } = vectors.kdf;
-    const kdf = createKdf({ secret, costLog2, concurrency: 2, maxQueue: 3 });
-    const calls = Array.from({ length: 5 }, () => kdf.derive(passphrase));
-    expect(kdf.active).toBe(2);
-    expect(kdf.queued).toBe(3);
-    await expect(kdf.derive(passphrase)).rejects.toMatchObject({ code: 'KDF_BUSY' });
-    for (const keys of await Promise.all(calls)) expect(keys.lookupId).toBe(lookupId);
-    expect(kdf.active).toBe(0);
-  });
-});

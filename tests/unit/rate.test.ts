@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseRate } from '../../app/http/rate.models.js';
-import { clientKey } from '../../app/http/rate-limit.js';
+import { requester } from '../../app/http/client.js';
 
 describe('parseRate (N/unit)', () => {
   it.each([
@@ -21,13 +21,15 @@ describe('parseRate (N/unit)', () => {
   });
 });
 
-describe('clientKey', () => {
-  const req = (ip: string) => ({ ip, socket: {} }) as Parameters<typeof clientKey>[0];
+describe('requester', () => {
+  const req = (ip: string) => ({ ip, socket: {} }) as Parameters<typeof requester>[0];
+  const clientKey = (r: Parameters<typeof requester>[0]) => requester(r).client;
 
   it('groups IPv6 addresses per /64', () => {
     expect(clientKey(req('2001:db8:1:2::1'))).toBe(clientKey(req('2001:db8:1:2::ffff')));
     expect(clientKey(req('2001:db8:1:2:aaaa:bbbb:cccc:dddd'))).toBe(clientKey(req('2001:db8:1:2::1')));
     expect(clientKey(req('2001:db8:1:3::1'))).not.toBe(clientKey(req('2001:db8:1:2::1')));
+    expect(requester(req('2001:db8:1:3::1')).aggregate).toBe(requester(req('2001:db8:1:2::1')).aggregate);
   });
 
   it('keeps IPv4 addresses whole', () => {
@@ -36,6 +38,6 @@ describe('clientKey', () => {
   });
 
   it('falls back to the socket address when req.ip is missing', () => {
-    expect(clientKey({ ip: undefined, socket: { remoteAddress: '198.51.100.1' } } as unknown as Parameters<typeof clientKey>[0])).toBe('198.51.100.1');
+    expect(clientKey({ ip: undefined, socket: { remoteAddress: '198.51.100.1' } } as unknown as Parameters<typeof requester>[0])).toBe('198.51.100.1');
   });
 });

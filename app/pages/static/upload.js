@@ -299,12 +299,6 @@ function createMeter(total) {
 
 // ---------- result card ----------
 
-function sameOriginPath(url) {
-  const parsed = new URL(url, location.href);
-  // PUBLIC_URL may name another host in front of us; the page may only talk to its own origin (CSP).
-  return parsed.origin === location.origin ? parsed.href : parsed.pathname + parsed.search;
-}
-
 function showResult(data) {
   current = data;
   ui.section.hidden = true;
@@ -400,9 +394,10 @@ ui.deleteButton.addEventListener('click', async () => {
   ui.deleteButton.disabled = true;
   let response;
   try {
-    response = await fetch(sameOriginPath(current.delete_url), {
+    // The key travels in a header, never in a URL a proxy would log.
+    response = await fetch('/files', {
       method: 'DELETE',
-      headers: { 'X-Delete-Token': current.delete_token, Accept: 'application/json' },
+      headers: { 'X-Key': current.key, 'X-Delete-Token': current.delete_token, Accept: 'application/json' },
       credentials: 'omit',
       cache: 'no-store',
       referrerPolicy: 'no-referrer',

@@ -1,0 +1,52 @@
+import type { Request } from 'express';
+
+/**
+ * Link-unfurling agents (chat apps, social sites, mail scanners) fetch a shared URL to draw a
+ * preview, often with `Accept: *\/*`: they must get the page, which spends nothing, never the file
+ * (SPEC §10.2). Matched case-insensitively anywhere in the User-Agent.
+ */
+const UNFURLERS = [
+  'slackbot', // Slack: Slackbot-LinkExpanding, Slack-ImgProxy
+  'slack-imgproxy',
+  'discordbot',
+  'msteams', // Microsoft Teams link previews
+  'skypeuripreview', // Skype and Teams
+  'whatsapp',
+  'telegrambot',
+  'twitterbot',
+  'facebookexternalhit', // also what iMessage sends for its previews
+  'facebot',
+  'linkedinbot',
+  'applebot',
+  'iframely',
+  'embedly',
+  'redditbot',
+  'mattermost',
+  'rocket.chat',
+  'zoombot',
+  'googlebot',
+  'bingpreview',
+  'yahoo! slurp',
+  'microsoft office', // Outlook and Office link checks (Safe Links)
+  'ms-office',
+  'office365',
+  'proofpoint', // mail security scanners
+  'mimecast',
+  'barracuda',
+  'google-safety',
+  'google-inspectiontool',
+];
+
+export function isLinkPreviewAgent(userAgent: string | undefined): boolean {
+  if (!userAgent) return false;
+  const agent = userAgent.toLowerCase();
+  return UNFURLERS.some((name) => agent.includes(name));
+}
+
+/**
+ * Whether a request for `/download/:key` should get the recipient page instead of the file: a
+ * browser navigation (its Accept prefers HTML) or a link-preview agent, whatever it accepts.
+ */
+export function wantsPage(req: Request): boolean {
+  return isLinkPreviewAgent(req.get('user-agent')) || req.accepts(['application/octet-stream', 'text/html']) === 'text/html';
+}
