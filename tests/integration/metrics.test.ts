@@ -3,8 +3,12 @@
  * janitor run as two processes on the suite's Redis; the test only speaks HTTP to them and reads
  * their logs, and parses every scrape with the strict parser.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { JANITOR_QUEUE } from '../../app/jobs/catalogue.js';
@@ -12,7 +16,7 @@ import { createWorkerRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { waitFor } from '../helpers/files.js';
 import { parsePrometheus, type Scrape } from '../helpers/prometheus.js';
-import { runTs } from '../helpers/processes.js';
+import { ROOT, runTs } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
@@ -152,6 +156,50 @@ describe('metrics of the API and the janitor, from real processes', () => {
     }
   });
 
+  it('exports every metric and label that docs/alerts.yml and docs/grafana-dashboard.json use; each alert has its runbook', async () => {
+    // One request, so the request histogram has its labels even when this test runs alone.
+    expect((await fetch(`${stack.url}/health`)).status).toBe(200);
+    const apiScrape = await waitFor(api, (s) => s.sum('cinderbox_http_request_duration_seconds_count', { route: '/health' }) > 0, 5_000, 'the request to be counted');
+    const workerScrape = await worker();
+    const families = new Map([...apiScrape.families, ...workerScrape.families]);
+    const labels = new Set(['instance', 'job', 'le', ...[...apiScrape.samples, ...workerScrape.samples].flatMap((s) => Object.keys(s.labels))]);
+    const exported = (name: string) => families.has(name) || ['_bucket', '_sum', '_count'].some((suffix) => name.endsWith(suffix) && families.get(name.slice(0, -suffix.length))?.type === 'histogram');
+
+    const alerts = await readFile(path.join(ROOT, 'docs/alerts.yml'), 'utf8');
+    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
+    const exprs = [...expressionsOf(alerts), ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr))];
+    expect(exprs.length).toBeGreaterThan(40);
+    for (const expr of exprs) {
+      for (const name of expr.match(/\b(cinderbox|nodejs|process)_[a-z0-9_]+/g) ?? []) expect(exported(name), `${name} in ${expr}`).toBe(true);
+      for (const [, label] of expr.matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)\s*"/g)) expect(labels.has(label!), `label ${label} in ${expr}`).toBe(true);
+      for (const [, list] of expr.matchAll(/\bby \(([^)]*)\)/g)) for (const label of list!.split(',').map((l) => l.trim())) expect(labels.has(label), `by ${label} in ${expr}`).toBe(true);
+    }
+
+    const operations = await readFile(path.join(ROOT, 'docs/OPERATIONS.md'), 'utf8');
+    const names = [...alerts.matchAll(/- alert: (\w+)/g)].map((m) => m[1]!);
+    const runbooks = [...alerts.matchAll(/runbook: "docs\/OPERATIONS\.md#(\w+)"/g)].map((m) => m[1]);
+    expect(names.length).toBeGreaterThanOrEqual(11);
+    expect(runbooks).toEqual(names.map((n) => n.toLowerCase()));
+    for (const name of names) expect(operations, `runbook of ${name}`).toMatch(new RegExp(`^#### ${name}$`, 'm'));
+  });
+
+  // promtool (Debian package `prometheus`) checks PromQL itself; the suite runs it where it is installed.
+  it.runIf(PROMTOOL !== null)('passes promtool check rules: the alerts, and every dashboard query as a recording rule', async () => {
+    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
+    const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*')));
+    const rules = ['groups:', '  - name: dashboard', '    rules:', ...queries.flatMap((expr, i) => [`      - record: dashboard_query_${i}`, `        expr: ${JSON.stringify(expr)}`])].join('\n');
+    const file = path.join(os.tmpdir(), `cbx-dashboard-rules-${process.pid}.yml`);
+    await writeFile(file, `${rules}\n`);
+    try {
+      for (const target of [path.join(ROOT, 'docs/alerts.yml'), file]) {
+        const result = spawnSync(PROMTOOL!, ['check', 'rules', target], { encoding: 'utf8' });
+        expect(result.status, result.stdout + result.stderr).toBe(0);
+      }
+    } finally {
+      await rm(file, { force: true });
+    }
+  });
+
   it('stops a worker whose metrics port is taken, saying why', async () => {
     const taken = new URL(stack.url).port;
     const second = runTs('workers/main.ts', { ...stack.env, WORKER_METRICS_PORT: taken });
@@ -160,6 +208,27 @@ describe('metrics of the API and the janitor, from real processes', () => {
     expect((await second.exited).code).toBe(1);
   });
 });
+
+/** The `expr:` of every rule: one line, or a `|` block indented below it. */
+function expressionsOf(rulesYaml: string): string[] {
+  const lines = rulesYaml.split('\n');
+  const exprs: string[] = [];
+  lines.forEach((line, i) => {
+    const match = /^(\s*)expr: (.*)$/.exec(line);
+    if (!match) return;
+    if (match[2] !== '|') return void exprs.push(match[2]!);
+    const block: string[] = [];
+    for (let j = i + 1; j < lines.length && (lines[j]!.trim() === '' || lines[j]!.search(/\S/) > match[1]!.length); j += 1) block.push(lines[j]!.trim());
+    exprs.push(block.join(' '));
+  });
+  return exprs;
+}
+
+function findPromtool(): string | null {
+  const candidate = process.env.CBX_PROMTOOL ?? 'promtool';
+  return spawnSync(candidate, ['--version']).status === 0 ? candidate : null;
+}
+const PROMTOOL = findPromtool();
 
 /** A download that has its headers and first bytes, then reads nothing until told to. */
 function startPausedDownload(url: string): Promise<{ finish(): Promise<Buffer> }> {
