@@ -8,8 +8,8 @@ import { amount, bearerMatches, oneOf } from '../app/metrics/metrics.models.js';
 import { createRegistry, registerQueueDepth } from '../app/metrics/registry.js';
 import type { Logger } from '../app/shared/logger.js';
 
-const JOB_NAMES = Object.keys(JOBS) as JobName[];
 // Job labels are `job_name`: Prometheus keeps `job` for the scrape job and would rename ours.
+const JOB_NAMES = Object.keys(JOBS) as JobName[];
 /** Why a blob is destroyed: the shred job's reasons, the expiry, and the sweep's orphans. */
 const DESTROY_REASONS = ['burned', 'deleted', 'released', 'expired', 'orphan'] as const;
 const SWEEP_TRIGGERS = ['schedule', 'startup', 'manual'] as const;

@@ -6,7 +6,7 @@ import type { KeyPoolStats } from '../kdf/key-pool.js';
 import type { Logger } from '../shared/logger.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 import { tapLogger, type LogObserver } from './log-tap.js';
-import { amount, methodLabel, oneOf, routeLabel, statusClass } from './metrics.models.js';
+import { amount, methodLabel, oneOf, redisInfoFields, routeLabel, statusClass } from './metrics.models.js';
 import { createRegistry, registerQueueDepth, within } from './registry.js';
 
 export interface StatsProvider<T> {
@@ -108,7 +108,7 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
  */
 function registerRedisState(registry: Registry, redis: Redis, keys: Pick<RedisKeys, 'heartbeat'>): void {
   const registers = [registry];
-  const info = () => within(redis.info('memory')).then(parseInfo);
+  const info = () => within(redis.info('memory')).then(redisInfoFields);
   new Gauge({
     name: 'cinderbox_redis_up',
     help: '1 when Redis answered this scrape, else 0.',
@@ -147,15 +147,6 @@ function registerRedisState(registry: Registry, redis: Redis, keys: Pick<RedisKe
       else this.set(alive === 1 ? 1 : 0);
     },
   });
-}
-
-function parseInfo(text: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const line of text.split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon > 0 && !line.startsWith('#')) fields[line.slice(0, colon)] = line.slice(colon + 1);
-  }
-  return fields;
 }
 
 /** A counter kept by someone else (a stats() total), copied in at scrape time. */

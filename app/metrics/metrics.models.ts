@@ -38,6 +38,16 @@ export function amount(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : null;
 }
 
+/** The `name:value` lines of a Redis INFO answer (sections and blank lines skipped). */
+export function redisInfoFields(text: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0 && !line.startsWith('#')) fields[line.slice(0, colon)] = line.slice(colon + 1);
+  }
+  return fields;
+}
+
 /**
  * Checks `Authorization: Bearer <token>` against METRICS_TOKEN. Both sides are hashed first, so
  * the comparison takes the same time whatever the length or the first wrong character.

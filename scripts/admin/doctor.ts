@@ -1,6 +1,7 @@
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { ConfigError, loadConfig, type Config } from '../../app/config.js';
+import { redisInfoFields } from '../../app/metrics/metrics.models.js';
 import { QUEUE_STATES } from '../../app/metrics/registry.js';
 import { createSilentLogger, errorForLog } from '../../app/shared/logger.js';
 import { readEvictionPolicy } from '../../app/shared/redis.js';
@@ -57,15 +58,6 @@ export function judgeClock(skewMs: number, uncertaintyMs: number): Check {
   return Math.abs(skewMs) - uncertaintyMs > MAX_CLOCK_SKEW_MS ? check('clock', 'fail', `${detail}: keep this host in sync (NTP); leases and expiries compare clocks`) : check('clock', 'ok', detail);
 }
 
-function infoFields(text: string): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const line of text.split(/\r?\n/)) {
-    const colon = line.indexOf(':');
-    if (colon > 0 && !line.startsWith('#')) fields[line.slice(0, colon)] = line.slice(colon + 1);
-  }
-  return fields;
-}
-
 async function configValue(ctx: AdminContext, name: string): Promise<string | null> {
   try {
     const reply = (await ctx.redis.config('GET', name)) as unknown;
@@ -80,7 +72,7 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
   const started = performance.now();
   await ctx.redis.ping();
   const rtt = performance.now() - started;
-  const server = infoFields(await ctx.redis.info('server'));
+  const server = redisInfoFields(await ctx.redis.info('server'));
   const version = server.valkey_version !== undefined ? `valkey ${server.valkey_version}` : `redis ${server.redis_version ?? '?'}`;
   checks.push(check('redis', 'ok', `reachable, ${version}, ${rtt.toFixed(1)} ms`));
 
@@ -91,7 +83,7 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
 
   const persistence = Object.fromEntries(await Promise.all(PERSISTENCE_SETTINGS.map(async (name) => [name, await configValue(ctx, name)] as const)));
   checks.push(judgePersistence(persistence as Parameters<typeof judgePersistence>[0]));
-  const memory = infoFields(await ctx.redis.info('memory'));
+  const memory = redisInfoFields(await ctx.redis.info('memory'));
   checks.push(judgeMemory(Number(memory.used_memory) || 0, Number(memory.maxmemory) || 0));
 
   const age = await heartbeatAge(ctx);
