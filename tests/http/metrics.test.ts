@@ -162,6 +162,28 @@ function randomKey(): string {
   return ['able', 'acid', 'acre', 'aged'].map((w) => `${w}${randomBytes(2).toString('hex')}`).join('-');
 }
 
+describe('/metrics while Redis does not answer', () => {
+  it('still answers at once: redis_up 0, and what it reads from Redis is left out rather than zero', async () => {
+    const redis = createApiRedis('redis://127.0.0.1:1');
+    redis.on('error', () => undefined);
+    const keys = redisKeys(uniquePrefix());
+    const queue = new Queue('janitor', { connection: redis, prefix: keys.queuePrefix() });
+    queue.on('error', () => undefined);
+    try {
+      const metrics = createApiMetrics({ queue, redis, keys, version: 'test' });
+      const started = Date.now();
+      const scrape = parsePrometheus(await metrics.registry.metrics());
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(scrape.value('cinderbox_redis_up')).toBe(0);
+      for (const name of ['cinderbox_redis_memory_used_bytes', 'cinderbox_redis_memory_max_bytes', 'cinderbox_worker_up', 'cinderbox_janitor_jobs']) expect(scrape.families.get(name)?.samples, name).toEqual([]);
+      expect(scrape.value('cinderbox_uploads_total')).toBe(0);
+    } finally {
+      await queue.close().catch(() => undefined);
+      redis.disconnect();
+    }
+  });
+});
+
 describe('KDF and key pool figures in /metrics', () => {
   it('reads the stats() of a real fair KDF and key pool at each scrape', async () => {
     const redis = createApiRedis(inject('redisUrl'));
