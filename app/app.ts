@@ -17,6 +17,7 @@ import { createFilesRepository } from './files/files.repository.js';
 import type { FilesDeps } from './files/files.usecases.js';
 import { createUploadsRouter } from './uploads/uploads.routes.js';
 import { createDownloadsRouter } from './downloads/downloads.routes.js';
+import { createResumeRepository } from './downloads/resume.repository.js';
 import { createLookupsRouter } from './lookups/lookups.routes.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import type { Kdf } from './kdf/kdf.js';
@@ -73,12 +74,13 @@ export function createApp(appDeps: AppDeps): Express {
     }),
   );
 
-  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
-    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, failOpen, log });
+  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], local = false) =>
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, local, log });
 
   // Same-origin only, before any limiter counts the request (docs/SECURITY.md).
   app.use(sameOriginOnly({ publicUrl: config.publicUrl }));
 
+  // Health counts per replica: it needs no Redis to refuse a flood, and answers quickly when Redis hangs.
   app.use(createHealthRouter(deps, limiter('health', config.healthRateLimit, true)));
   app.use(
     createPagesRouter({
@@ -108,13 +110,15 @@ export function createApp(appDeps: AppDeps): Express {
     now: deps.now,
   };
   const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const throttle = [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)];
   const keyRoutes: KeyRouteGuards = {
     // Blocks first, then the lookup budget, then a failure slot: all before any KDF work.
-    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit), abuse.reserveSlot],
+    before: [...throttle, abuse.reserveSlot],
+    throttle,
     settle: abuse.settle,
   };
   app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
-  app.use(createDownloadsRouter(files, keyRoutes));
+  app.use(createDownloadsRouter({ ...files, resumes: createResumeRepository(redis, keys) }, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 
   if (metrics) app.use(createMetricsRouter({ registry: metrics.registry, token: config.metricsToken }));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
 import { createJanitorQueue } from '../app/jobs/enqueue.js';
-import { createLogger, errorForLog } from '../app/shared/logger.js';
+import { createLogger, errorForLog, logProcessWarnings } from '../app/shared/logger.js';
 import type { BlobStore } from '../app/blobs/blob-store.js';
 import { storeFromConfig } from '../app/blobs/store-from-config.js';
 import { createBlobGuard } from '../app/blobs/blobs.repository.js';
@@ -18,11 +18,12 @@ import { createWorkerMetrics, serveMetrics, type MetricsServer } from './metrics
 
 // The janitor process: reads process.env once, connects, runs jobs; its only HTTP is the optional metrics port.
 const config = await loadRuntimeConfig(process.env, 'worker');
-await ensureDirectories(config);
+await ensureDirectories(config, 'worker');
 // With WORKER_METRICS_PORT set, what the janitor logs also moves its counters (workers/metrics.ts).
 const metrics = config.workerMetricsPort === undefined ? null : createWorkerMetrics({ version: VERSION });
 const baseLog = createLogger({ service: 'worker', level: config.logLevel, dir: config.logDir });
 const log = metrics ? metrics.tap(baseLog) : baseLog;
+logProcessWarnings(log);
 // Bound before anything else starts: a port that cannot be had stops the start, it is not ignored.
 let metricsServer: MetricsServer | null = null;
 if (metrics) {

@@ -44,7 +44,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
       uses: view.record.uses,
       minutes_left: minutesLeft(view.record.expires, deps.now().getTime()),
       download_url: links.download_url,
-      curl_example: `curl -fOJ -d key=${view.key} ${baseUrl(req, deps.config)}/download`,
+      curl_example: `curl -fOJ -H 'X-Key: ${view.key}' ${baseUrl(req, deps.config)}/download`,
       created_at: new Date(view.record.created).toISOString(),
       sha256: view.metadata.sha256,
     });

@@ -49,6 +49,8 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
   const uploadBytes = counter('cinderbox_upload_bytes_total', 'Plaintext bytes uploaded.');
   const downloads = counter('cinderbox_downloads_total', 'Downloads started (each spent one use).');
   const downloadBytes = counter('cinderbox_download_bytes_total', 'Plaintext bytes of the downloads started (a download cut short counts whole).');
+  const resumes = counter('cinderbox_download_resumes_total', 'Downloads resumed (206 with a valid If-Range); they spend no use.');
+  const resumedBytes = counter('cinderbox_download_resumed_bytes_total', 'Plaintext bytes of the resumed ranges.');
   const burns = counter('cinderbox_burns_total', 'Files burned by their last download.');
   const deletes = counter('cinderbox_deletes_total', 'Files deleted by their sender.');
   const blocks = counter('cinderbox_ip_blocks_total', 'Blocks for failed lookups: of a client (IPv4 address, IPv6 /64) or of a whole IPv6 /48.', ['scope']);
@@ -78,6 +80,10 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
       case 'file_downloaded':
         downloads.inc();
         downloadBytes.inc(amount(fields.size) ?? 0);
+        return;
+      case 'download_resumed':
+        resumes.inc();
+        resumedBytes.inc(amount(fields.bytes) ?? 0);
         return;
       case 'file_burned':
         burns.inc();

@@ -29,6 +29,13 @@ export interface RedisKeys {
   queuePrefix(): string;
   /** Held by the one janitor replica that is sweeping. */
   sweepLock(): string;
+  /**
+   * A resume record (docs/FORMAT.md): what finishing one started download needs, the data key wrapped
+   * under a key only its resume capability derives; kept RESUME_WINDOW_SECONDS.
+   */
+  resume(resumeId: string): string;
+  /** A download ticket of the recipient page: the passphrase's KEK wrapped for one GET, kept a minute. */
+  ticket(ticketId: string): string;
 }
 
 export const HEARTBEAT_TTL_SECONDS = 15;
@@ -47,5 +54,7 @@ export function redisKeys(prefix: string): RedisKeys {
     rateLimit: (name) => `${prefix}:rl:${name}:`,
     queuePrefix: () => `${prefix}:bull`,
     sweepLock: () => `${prefix}:janitor:sweep-lock`,
+    resume: (resumeId) => `${prefix}:resume:{${resumeId}}`,
+    ticket: (ticketId) => `${prefix}:ticket:{${ticketId}}`,
   };
 }

@@ -31,7 +31,8 @@ describe('/metrics of the API', () => {
   let on: TestApp;
   let off: TestApp;
   beforeAll(async () => {
-    on = await startTestApp({ env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, DOWNLOAD_FAIL_LIMIT: '3' } });
+    // No resume window here: a burned file's blob is then queued for shredding when its download ends.
+    on = await startTestApp({ env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, DOWNLOAD_FAIL_LIMIT: '3', RESUME_WINDOW_SECONDS: '0' } });
     off = await startTestApp();
   });
   afterAll(async () => {
@@ -85,7 +86,9 @@ describe('/metrics of the API', () => {
     await counted(on, { route: '/files/:key', method: 'DELETE', status_class: '2xx' });
     await counted(on, { route: '/download/:key', method: 'GET', status_class: '2xx' });
 
-    const after = await scrape(on);
+    // No worker runs here: both expire jobs wait delayed; the burn, the delete and the end of the
+    // download's lease (a moment after its last byte) queue three shreds.
+    const after = await waitFor(() => scrape(on), (s) => s.value('cinderbox_janitor_jobs', { state: 'waiting' }) === 3, 5_000, 'the three shreds to be queued');
     const moved = (name: string) => after.value(name) - before.value(name);
     expect(moved('cinderbox_uploads_total')).toBe(2);
     expect(moved('cinderbox_upload_bytes_total')).toBe(body.length + 1000);
@@ -93,12 +96,36 @@ describe('/metrics of the API', () => {
     expect(moved('cinderbox_download_bytes_total')).toBe(body.length);
     expect(moved('cinderbox_burns_total')).toBe(1);
     expect(moved('cinderbox_deletes_total')).toBe(1);
-    // No worker runs here: both expire jobs wait delayed; the burn, the lease's end and the delete queued three shreds.
     expect(after.value('cinderbox_janitor_jobs', { state: 'delayed' })).toBe(2);
-    expect(after.value('cinderbox_janitor_jobs', { state: 'waiting' })).toBe(3);
     expect(after.value('cinderbox_http_request_duration_seconds_count', { method: 'PUT', route: '/upload/:filename', status_class: '2xx' })).toBe(1);
     expect(after.value('cinderbox_http_request_duration_seconds_count', { method: 'POST', route: '/upload', status_class: '2xx' })).toBe(1);
     expect(after.value('cinderbox_http_request_duration_seconds_sum', { method: 'GET', route: '/download/:key', status_class: '2xx' })).toBeGreaterThan(0);
+  });
+
+  it('counts a resumed download apart from downloads: it spends no use', async () => {
+    const resumable = await startTestApp({ env: { METRICS_ENABLED: 'true' } });
+    try {
+      const file = await uploadOk(resumable, 'r'.repeat(1000));
+      const whole = await fetch(`${resumable.url}/download/${file.key}`);
+      expect(whole.status).toBe(200);
+      await whole.arrayBuffer();
+      const etag = whole.headers.get('etag')!;
+      const rest = await fetch(`${resumable.url}/download/${file.key}`, { headers: { Range: 'bytes=100-', 'If-Range': etag } });
+      expect(rest.status).toBe(206);
+      expect((await rest.arrayBuffer()).byteLength).toBe(900);
+      const metrics = await waitFor(
+        async () => parsePrometheus(await (await fetch(`${resumable.url}/metrics`)).text()),
+        (s) => s.sum('cinderbox_http_request_duration_seconds_count', { route: '/download/:key' }) === 2,
+        5_000,
+        'both requests to be counted',
+      );
+      expect(metrics.value('cinderbox_downloads_total')).toBe(1);
+      expect(metrics.value('cinderbox_download_resumes_total')).toBe(1);
+      expect(metrics.value('cinderbox_download_resumed_bytes_total')).toBe(900);
+      expect(metrics.value('cinderbox_http_request_duration_seconds_count', { route: '/download/:key', status_class: '2xx' })).toBe(2);
+    } finally {
+      await resumable.close();
+    }
   });
 
   it('counts blocks and integrity failures', async () => {

@@ -50,7 +50,8 @@ describe('npm run admin', () => {
   const uploads: UploadAnswer[] = [];
 
   beforeAll(async () => {
-    const settings = { TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', DOWNLOAD_BLOCK_WINDOW: String(BLOCK_SECONDS) };
+    // No resume window: the burned file's blob is shredded as soon as its download ends.
+    const settings = { TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', DOWNLOAD_BLOCK_WINDOW: String(BLOCK_SECONDS), RESUME_WINDOW_SECONDS: '0' };
     app = await startTestApp({ env: settings });
     env = testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), settings);
     worker = runTs('workers/main.ts', env);

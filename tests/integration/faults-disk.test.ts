@@ -12,7 +12,7 @@ import { shredFile } from '../../app/blobs/fs-shred.js';
 import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import { startTestApp, testEnv, uniquePrefix, type TestApp } from '../helpers/app.js';
 import { expectError, postFile, uploadOk, waitFor } from '../helpers/files.js';
-import { runTs, type RunningProcess } from '../helpers/processes.js';
+import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { exists, expectNoPlaintext, expectNoRecordWithoutBlob, expectTempEmpty, filesIn, markedPlaintext } from './faults-helpers.js';
 
@@ -158,6 +158,8 @@ describe('faults: kill -9 of the API mid-upload', () => {
     await waitFor(() => exists(partial!.file), (present) => !present, LEASE_TTL_MS + 15_000, 'the sweep to take the partial');
     await expectTempEmpty(places);
     expect(await filesIn(places.storagePath)).toEqual([]);
+    expect(nonJsonLines(api)).toEqual([]);
+    expect(nonJsonLines(worker)).toEqual([]);
   });
 });
 

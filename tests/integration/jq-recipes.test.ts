@@ -64,7 +64,8 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     }
     recipes = recipesOf(await readFile(path.join(ROOT, 'docs/OPERATIONS.md'), 'utf8'));
     root = await mkdtemp(path.join(os.tmpdir(), 'cbx-jq-'));
-    stack = await startStack({ env: { LOG_DIR: path.join(root, 'logs'), TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', MIN_EXPIRY_MINUTES: '0.01' } });
+    // No resume window: a burned file's blob is shredded as soon as its download ends.
+    stack = await startStack({ env: { LOG_DIR: path.join(root, 'logs'), TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', MIN_EXPIRY_MINUTES: '0.01', RESUME_WINDOW_SECONDS: '0' } });
     const { url, worker } = stack;
     const put = async (body: BodyInit, query = '', headers: Record<string, string> = {}) => {
       const res = await fetch(`${url}/upload/f.bin${query}`, { method: 'PUT', body, headers: { Accept: 'application/json', ...headers } });

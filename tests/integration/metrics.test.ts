@@ -31,7 +31,8 @@ describe('metrics of the API and the janitor, from real processes', () => {
     const workerPort = await freePort();
     workerMetrics = `http://127.0.0.1:${workerPort}/metrics`;
     stack = await startStack({
-      env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, MIN_EXPIRY_MINUTES: '0.01', MAX_FILE_SIZE: String(64 * MiB) },
+      // No resume window: a burned file's blob is shredded as soon as its download ends.
+      env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, MIN_EXPIRY_MINUTES: '0.01', MAX_FILE_SIZE: String(64 * MiB), RESUME_WINDOW_SECONDS: '0' },
       workerEnv: { WORKER_METRICS_PORT: String(workerPort) },
     });
   });
