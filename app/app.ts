@@ -102,7 +102,6 @@ export function createApp(appDeps: AppDeps): Express {
     kdf: deps.kdf,
     pool: deps.pool,
     files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
-    redis,
     blobs: { store: deps.store, guard: createBlobGuard(redis, keys) },
     wordlist: deps.wordlist,
     enqueue: deps.enqueue,

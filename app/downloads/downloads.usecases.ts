@@ -138,12 +138,13 @@ async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey
       await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' });
     }
     const { dataKey, metadata } = openRecord(resolved, record);
-    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId });
     const ciphertext = await deps.blobs.store.read(record.blob);
     // pipeline() destroys both streams when either fails or the consumer destroys the body, which
     // closes the blob's handle: nothing stays open after a failure.
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
     const first = await firstChunk(body);
+    // Only a download that can send its first byte gets a resume record (a refunded one needs none).
+    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId });
     const finish = async () => {
       if (burned) deps.log.info('file_burned', { size: record.size });
       await ended();

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { PROTECT_LUA } from '../blobs/blobs.repository.js';
 import { luaScripts } from '../shared/lua.js';
+import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 
 /** A file's Redis record (SPEC §5). Every value but the counters is opaque without the passphrase. */
@@ -91,6 +92,14 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
   const blobPrefix = keys.blob('');
   const fileKeys = (lookupId: string) => [keys.file(lookupId), keys.tombstone(lookupId)];
   return {
+    /**
+     * Waits until a replica has every write so far (WAIT), when replicas are attached: an upload is
+     * acknowledged only once a failover cannot lose it (SPEC §10.3); 503 when none confirms in time.
+     */
+    async confirmReplicated(): Promise<void> {
+      await confirmReplicated(redis, { timeoutMs: REPLICATION_WAIT_MS });
+    },
+
     /** False when the lookup id is taken (the caller draws a new passphrase). */
     async store(lookupId: string, record: FileRecord): Promise<boolean> {
       const reply = await s.cbxStore(...fileKeys(lookupId), blobPrefix, record.blob, record.expires, record.expires + tombstoneMs, ...toFields(record));
