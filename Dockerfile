@@ -46,6 +46,9 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 COPY --from=build /app/dist/app ./dist/app
 COPY --from=build /app/dist/workers ./dist/workers
 COPY --from=build /app/dist/scripts/healthcheck.js ./dist/scripts/
+# The admin command: docker compose exec api node dist/scripts/admin.js doctor (docs/OPERATIONS.md).
+COPY --from=build /app/dist/scripts/admin.js ./dist/scripts/
+COPY --from=build /app/dist/scripts/admin ./dist/scripts/admin
 COPY data ./data
 # Code stays root-owned (read-only to the app). The writable places belong to `node`, so named
 # volumes mounted on them start with that ownership.

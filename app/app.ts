@@ -26,7 +26,8 @@ import { createBlobGuard } from './blobs/blobs.repository.js';
 import { createAbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
 import type { KeyRouteGuards } from './http/key-routes.js';
-import { createMetrics } from './metrics/metrics.js';
+import { createApiMetrics } from './metrics/api-metrics.js';
+import { createMetricsRouter } from './metrics/metrics.routes.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
 export interface AppDeps {
@@ -50,7 +51,7 @@ export interface AppDeps {
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
 export function createApp(appDeps: AppDeps): Express {
-  const metrics = appDeps.config.metricsEnabled ? createMetrics(appDeps.queue) : null;
+  const metrics = appDeps.config.metricsEnabled ? createApiMetrics({ ...appDeps, keyPool: appDeps.pool ?? undefined }) : null;
   // With metrics on, every log event also feeds the counters (one source of truth).
   const deps = metrics ? { ...appDeps, log: metrics.tap(appDeps.log) } : appDeps;
   const { config, redis, keys } = deps;
@@ -120,7 +121,7 @@ export function createApp(appDeps: AppDeps): Express {
   app.use(createDownloadsRouter({ ...files, resumes: createResumeRepository(redis, keys) }, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 
-  if (metrics) app.use(metrics.router);
+  if (metrics) app.use(createMetricsRouter({ registry: metrics.registry, token: config.metricsToken }));
   app.use(notFoundHandler());
   app.use(errorHandler(log));
   return app;

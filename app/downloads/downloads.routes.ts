@@ -89,14 +89,16 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
     if (dl.first) res.write(dl.first);
     else res.flushHeaders();
     if (!dl.range) deps.log.info('file_downloaded', { size: dl.size, remaining_uses: dl.remainingUses });
+    let complete = false;
     try {
       await pipeline(dl.body, res);
+      complete = true;
     } catch (error) {
       // Mid-stream: the status is sent; abort so the client never sees a complete-looking file.
       res.destroy();
       if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { after_first_byte: true });
     } finally {
-      await dl.finish();
+      await dl.finish({ complete });
     }
   };
 

@@ -5,7 +5,7 @@ import { decryptMetadata, type FileMetadata } from '../crypto/keys.js';
 import { createRangeDecryptStream, planRange, type RangePlan } from '../crypto/range.js';
 import { newResumeCapability, resumeKeys, unwrapResumeKey, wrapResumeKey, type ResumeCapability } from '../crypto/resume.js';
 import { createDecryptStream, HEADER_LENGTH } from '../crypto/stream.js';
-import type { FileRecord, GoneReason } from '../files/files.repository.js';
+import { downloadNumber, type FileRecord, type GoneReason } from '../files/files.repository.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
 import type { LookupResult } from '../files/files.models.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
@@ -31,8 +31,11 @@ export interface Download {
   body: Readable;
   /** Before the first byte has gone out, when the server cannot answer after all: gives a claimed use back and closes everything. */
   cancel(): Promise<void>;
-  /** Once the response has ended (sent, aborted or failed): ends the lease; unprotected bytes then go to the janitor. */
-  finish(): Promise<void>;
+  /**
+   * Once the response has ended: `complete` when every byte was handed to the connection. Notes the
+   * sender's receipt and ends the lease; unprotected bytes then go to the janitor.
+   */
+  finish(outcome: { complete: boolean }): Promise<void>;
 }
 
 /** `Range: bytes=N-`, `bytes=N-M` or `bytes=-M` (the last M bytes), as the route parsed it. */
@@ -144,9 +147,11 @@ async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
     const first = await firstChunk(body);
     // Only a download that can send its first byte gets a resume record (a refunded one needs none).
-    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId });
-    const finish = async () => {
+    const n = downloadNumber(record);
+    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
+    const finish = async ({ complete }: { complete: boolean }) => {
       if (burned) deps.log.info('file_burned', { size: record.size });
+      if (complete) await noteReceipt(deps, resolved.lookupId, { n, kind: 'completed' });
       await ended();
     };
     return { kind: 'ready', download: { metadata, size: record.size, remainingUses: record.uses, range: null, etag, first, body, cancel, finish } };
@@ -158,13 +163,13 @@ async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey
 }
 
 /** Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS; null when resume is off. */
-async function writeResumeRecord(deps: DownloadsDeps, input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string }): Promise<string | null> {
+async function writeResumeRecord(deps: DownloadsDeps, input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string; n: number }): Promise<string | null> {
   const windowMs = deps.config.resumeWindowSeconds * 1000;
   if (windowMs === 0) return null;
   const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
   const { record } = input;
   const wk = wrapResumeKey({ dataKey: input.dataKey, kek, resumeId, blobId: record.blob }).toString('base64');
-  await deps.resumes.store(resumeId, { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId }, deps.now().getTime() + windowMs);
+  await deps.resumes.store(resumeId, { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n }, deps.now().getTime() + windowMs);
   return input.capability.etag;
 }
 
@@ -188,7 +193,11 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
   if (!plan) return { kind: 'unsatisfiable', size: resume.size };
 
   const lease = await takeLease({ guard: deps.blobs.guard, blobId: resume.blob, maxMs: deps.config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
-  const finish = () => endLease(deps, resume.blob, lease, 'released');
+  const toEnd = plan.end === resume.size - 1;
+  const finish = async ({ complete }: { complete: boolean }) => {
+    await noteReceipt(deps, resume.lookup, { n: resume.n, kind: complete && toEnd ? 'resumed_to_end' : 'resumed' });
+    await endLease(deps, resume.blob, lease, 'released');
+  };
   let body: Readable | undefined;
   try {
     const header = await readAll(await deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }));
@@ -198,15 +207,20 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     deps.log.info('download_resumed', { bytes: plan.length });
     const cancel = async () => {
       body?.destroy();
-      await finish();
+      await endLease(deps, resume.blob, lease, 'released');
     };
     return { kind: 'ready', download: { metadata, size: resume.size, remainingUses: null, range: plan, etag: input.capability.etag, first, body, cancel, finish } };
   } catch (error) {
     body?.destroy();
-    await finish();
+    await endLease(deps, resume.blob, lease, 'released');
     if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
     throw error;
   }
+}
+
+/** The receipt is the sender's convenience: a note that cannot be written never fails the download. */
+async function noteReceipt(deps: FilesDeps, lookupId: string, event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end' }): Promise<void> {
+  await deps.files.note(lookupId, { ...event, now: deps.now().getTime() }).catch((error: unknown) => deps.log.warn('receipt_note_failed', { error: (error as Error).message }));
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {

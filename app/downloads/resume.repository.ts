@@ -19,6 +19,8 @@ export interface ResumeRecord {
   size: number;
   /** The file's lookup id: a resume on a key route must name the same file, and a deleted one is refused. */
   lookup: string;
+  /** Which download of the file (1-based) this record finishes, for the sender's receipt. */
+  n: number;
 }
 
 /** The recipient page's download ticket: the passphrase's KEK wrapped for one GET. */
@@ -47,13 +49,13 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
   return {
     /** Stores the record until `until` (ms) and keeps its blob from the janitor as long. */
     async store(resumeId: string, record: ResumeRecord, until: number): Promise<void> {
-      await s.cbxResumeStore(keys.resume(resumeId), keys.blob(''), record.blob, until, 'blob', record.blob, 'wk', record.wk, 'meta', record.meta, 'size', record.size, 'lookup', record.lookup);
+      await s.cbxResumeStore(keys.resume(resumeId), keys.blob(''), record.blob, until, 'blob', record.blob, 'wk', record.wk, 'meta', record.meta, 'size', record.size, 'lookup', record.lookup, 'n', record.n);
     },
 
     async get(resumeId: string): Promise<ResumeRecord | null> {
       const found = await redis.hgetall(keys.resume(resumeId));
       if (found.blob === undefined) return null;
-      return { blob: found.blob, wk: found.wk ?? '', meta: found.meta ?? '', size: Number(found.size), lookup: found.lookup ?? '' };
+      return { blob: found.blob, wk: found.wk ?? '', meta: found.meta ?? '', size: Number(found.size), lookup: found.lookup ?? '', n: Number(found.n) };
     },
 
     async storeTicket(ticketId: string, ticket: TicketRecord, ttlMs: number): Promise<void> {

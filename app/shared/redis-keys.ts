@@ -9,6 +9,8 @@ export interface RedisKeys {
   file(lookupId: string): string;
   /** A burned, expired or deleted file's tombstone: its reason, kept TOMBSTONE_HOURS. */
   tombstone(lookupId: string): string;
+  /** The sender's delivery receipt (times and counts, the delete token's hash), kept as long as the tombstone. */
+  receipt(lookupId: string): string;
   /**
    * What protects a blob's bytes from the janitor (blobs.repository.ts): a sorted set holding `live`
    * (scored with the record's expiry) and one lease per running transfer (scored with its end). Keyed
@@ -46,6 +48,7 @@ export function redisKeys(prefix: string): RedisKeys {
     prefix,
     file: (lookupId) => `${prefix}:file:{${lookupId}}`,
     tombstone: (lookupId) => `${prefix}:tomb:{${lookupId}}`,
+    receipt: (lookupId) => `${prefix}:receipt:{${lookupId}}`,
     blob: (blobId) => `${prefix}:blob:${blobId}`,
     heartbeat: () => `${prefix}:worker:heartbeat`,
     lookupFailures: (client) => `${prefix}:fail:${client}`,

@@ -242,6 +242,10 @@ describe.skipIf(!probe.available)(title, () => {
     const modules = await ls('node_modules');
     expect(modules).toContain('express');
     for (const dev of ['typescript', 'vitest', 'tsx', 'eslint']) expect(modules, `${dev} is a dev dependency`).not.toContain(dev);
+    // The admin command runs in the image against the stack's Valkey, as OPERATIONS.md shows.
+    const stats = await exec('api', ['node', 'dist/scripts/admin.js', 'stats', '--json']);
+    expect(stats.code, tail(stats.stderr)).toBe(0);
+    expect(JSON.parse(stats.stdout)).toHaveProperty('live_files');
   });
 
   it('answers 503 within about a second while Valkey is paused, 200 once it is unpaused; the stuck heartbeat logs JSON', { timeout: 90_000 }, async () => {

@@ -14,7 +14,7 @@ import { loadConfig, type RuntimeConfig } from '../../app/config.js';
 import { parseWordlist, type Wordlist } from '../../app/diceware/wordlist.js';
 import type { ResumeRecord, ResumeRepository, TicketRecord } from '../../app/downloads/resume.repository.js';
 import type { DownloadsDeps } from '../../app/downloads/downloads.usecases.js';
-import type { FileRecord, FilesRepository, GoneReason, Lookup } from '../../app/files/files.repository.js';
+import { downloadNumber, type FileRecord, type FilesRepository, type GoneReason, type Lookup } from '../../app/files/files.repository.js';
 import type { Enqueue } from '../../app/jobs/enqueue.js';
 import type { JobName, JobPayload } from '../../app/jobs/catalogue.js';
 import { createKdf } from '../../app/kdf/kdf.js';
@@ -114,6 +114,7 @@ export function memoryGuard(): BlobGuard & { members: Map<string, Map<string, nu
 export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesRepository & { records: Map<string, FileRecord>; tombstones: Map<string, GoneReason> } {
   const records = new Map<string, FileRecord>();
   const tombstones = new Map<string, GoneReason>();
+  const receipts = new Map<string, Map<string, number | string>>();
   const notLive = (id: string): Lookup<never> => (tombstones.has(id) ? { kind: 'gone', reason: tombstones.get(id)! } : { kind: 'missing' });
   const live = (id: string, now: number) => {
     const record = records.get(id);
@@ -127,13 +128,19 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
       if (records.has(id) || tombstones.has(id)) return Promise.resolve(false);
       records.set(id, { ...record });
       tombstones.set(id, 'expired');
+      receipts.set(id, new Map<string, number | string>([['dt', record.dt], ['total', record.totalUses]]));
       guard.members.set(record.blob, new Map([['live', record.expires]]));
       return Promise.resolve(true);
     },
     claim: (id, { now, leaseId, leaseUntil }) => {
       const record = live(id, now);
-      if (!record) return Promise.resolve(notLive(id));
+      if (!record) {
+        const receipt = receipts.get(id);
+        if (receipt && tombstones.has(id)) receipt.set('refused', Number(receipt.get('refused') ?? 0) + 1);
+        return Promise.resolve(notLive(id));
+      }
       record.uses -= 1;
+      receipts.get(id)?.set(`s${downloadNumber(record)}`, now);
       const claimed = { ...record };
       guard.members.get(record.blob)!.set(leaseId, leaseUntil);
       const burned = record.uses <= 0;
@@ -145,6 +152,7 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
       return Promise.resolve({ kind: 'found', record: claimed, extra: { burned } });
     },
     refund: (id, { record, burned, now }) => {
+      receipts.get(id)?.delete(`s${downloadNumber(record)}`);
       if (!burned) {
         const current = live(id, now);
         if (current) current.uses += 1;
@@ -165,7 +173,31 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
       if (!record) return Promise.resolve(notLive(id));
       if (record.previewed) return Promise.resolve({ kind: 'used' });
       record.previewed = true;
+      receipts.get(id)?.set('preview', now);
       return Promise.resolve({ kind: 'found', record: { ...record }, extra: null });
+    },
+    receipt: (id, tokenHash, now) => {
+      const receipt = receipts.get(id);
+      if (!receipt) return Promise.resolve({ kind: 'missing' as const });
+      if (receipt.get('dt') !== tokenHash) return Promise.resolve({ kind: 'forbidden' as const });
+      const record = live(id, now);
+      const time = (field: string) => (receipt.has(field) ? Number(receipt.get(field)) : null);
+      const total = Number(receipt.get('total'));
+      const downloads = Array.from({ length: total }, (_, i) => ({ startedAt: time(`s${i + 1}`), completedAt: time(`c${i + 1}`) })).filter((d): d is { startedAt: number; completedAt: number | null } => d.startedAt !== null);
+      return Promise.resolve({
+        kind: 'found' as const,
+        receipt: { state: record ? ('active' as const) : (tombstones.get(id) ?? 'expired'), usesLeft: record?.uses ?? 0, totalUses: total, previewedAt: time('preview'), downloads, resumes: Number(receipt.get('resumes') ?? 0), lastResumedAt: time('resumed'), refusedAfterEnd: Number(receipt.get('refused') ?? 0) },
+      });
+    },
+    note: (id, { n, kind, now }) => {
+      const receipt = receipts.get(id);
+      if (!receipt) return Promise.resolve();
+      if (kind !== 'completed') {
+        receipt.set('resumes', Number(receipt.get('resumes') ?? 0) + 1);
+        receipt.set('resumed', now);
+      }
+      if (kind !== 'resumed') receipt.set(`c${n}`, now);
+      return Promise.resolve();
     },
     remove: (id, tokenHash, now) => {
       const record = live(id, now);

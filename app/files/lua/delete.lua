@@ -1,4 +1,4 @@
--- Delete with the delete token's hash. KEYS: file, tombstone   ARGV: blobPrefix, tokenHash, nowMs
+-- Delete with the delete token's hash. KEYS: file, tombstone, receipt   ARGV: blobPrefix, tokenHash, nowMs
 -- Returns {'deleted', blobId}, {'forbidden'}, {'gone', reason} or {'missing'}.
 -- Dropping the blob's 'live' protection stops new downloads at once; running ones keep their leases.
 if not is_live(ARGV[3]) then return not_live() end
