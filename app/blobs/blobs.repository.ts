@@ -67,6 +67,18 @@ export function createBlobGuard(redis: Redis, keys: RedisKeys) {
     async protection(blobId: string, now: number): Promise<Protection> {
       return protectionOf(await redis.zrangebyscore(keys.blob(blobId), `(${now}`, '+inf', 'WITHSCORES'));
     },
+
+    /**
+     * The right to destroy a blob's bytes now, for one job across every worker (the burn's shred and a
+     * lease end's shred may run at once); null when another job holds it. It lapses by itself.
+     */
+    async lockDestroy(blobId: string, holder: string, ttlMs: number): Promise<(() => Promise<void>) | null> {
+      const key = keys.blobLock(blobId);
+      if ((await redis.set(key, holder, 'PX', ttlMs, 'NX')) !== 'OK') return null;
+      return async () => {
+        await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, key, holder);
+      };
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { errorForLog, type Logger } from '../shared/logger.js';
 import type { BlobStore, DestroyResult } from './blob-store.js';
 import type { BlobGuard } from './blobs.repository.js';
@@ -20,8 +21,19 @@ export type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { ki
 export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, reason: string): Promise<DestroyOutcome> {
   const protection = await deps.guard.protection(blobId, deps.now());
   if (protection.until !== null) return { kind: 'protected', until: protection.until };
-  return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
+  // One job at a time per blob: another one running now does the work, and this one looks again soon.
+  const unlock = await deps.guard.lockDestroy(blobId, randomUUID(), DESTROY_LOCK_MS);
+  if (!unlock) return { kind: 'protected', until: deps.now() + DESTROY_RETRY_MS };
+  try {
+    return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
+  } finally {
+    await unlock().catch(() => undefined); // it lapses anyway
+  }
 }
+
+/** Long enough for the largest shred (1 GiB overwritten and synced); a crashed holder's lock lapses. */
+const DESTROY_LOCK_MS = 10 * 60_000;
+const DESTROY_RETRY_MS = 1_000;
 
 export interface SweepCounts {
   scanned: number;
