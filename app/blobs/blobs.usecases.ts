@@ -22,17 +22,19 @@ export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, re
   const protection = await deps.guard.protection(blobId, deps.now());
   if (protection.until !== null) return { kind: 'protected', until: protection.until };
   // One job at a time per blob: another one running now does the work, and this one looks again soon.
-  const unlock = await deps.guard.lockDestroy(blobId, randomUUID(), DESTROY_LOCK_MS);
-  if (!unlock) return { kind: 'protected', until: deps.now() + DESTROY_RETRY_MS };
+  const lock = await deps.guard.lockDestroy(blobId, randomUUID(), DESTROY_LOCK_MS);
+  if (!lock) return { kind: 'protected', until: deps.now() + DESTROY_RETRY_MS };
+  const keepAlive = setInterval(() => void lock.extend().catch(() => undefined), DESTROY_LOCK_MS / 3);
   try {
     return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
   } finally {
-    await unlock().catch(() => undefined); // it lapses anyway
+    clearInterval(keepAlive);
+    await lock.release().catch(() => undefined); // it lapses anyway
   }
 }
 
-/** Long enough for the largest shred (1 GiB overwritten and synced); a crashed holder's lock lapses. */
-const DESTROY_LOCK_MS = 10 * 60_000;
+/** Renewed while a shred runs, so a worker killed mid-shred leaves the blob to the next job within seconds. */
+const DESTROY_LOCK_MS = 15_000;
 const DESTROY_RETRY_MS = 1_000;
 
 export interface SweepCounts {

@@ -107,7 +107,7 @@ export function memoryGuard(): BlobGuard & { members: Map<string, Map<string, nu
       return Promise.resolve(protection(blobId, now));
     },
     protection: (blobId, now) => Promise.resolve(protection(blobId, now)),
-    lockDestroy: () => Promise.resolve(() => Promise.resolve()),
+    lockDestroy: () => Promise.resolve({ extend: () => Promise.resolve(), release: () => Promise.resolve() }),
   };
 }
 
