@@ -14,20 +14,24 @@ import { createApiRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
-import { createFsStore } from '../../app/blobs/fs-store.js';
+import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { kdfFromConfig } from '../../app/kdf/from-config.js';
+import { engineEnv, s3Target, storageView, testEngine, type StorageView } from './engine.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
-/** Environment for tests: generous limits, cheap KDF, a private prefix and directories. */
+/**
+ * Environment for tests: generous limits, cheap KDF, a private prefix, and this project's storage
+ * engine (tests/helpers/engine.ts) with private directories under `dir` and, on s3, a key prefix made
+ * from `prefix`: an app and a worker given the same `dir` and `prefix` share their blobs.
+ */
 export function testEnv(dir: string, prefix: string, redisUrl: string, env: Record<string, string> = {}): Record<string, string> {
   return {
     NODE_ENV: 'test',
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
-    STORAGE_PATH: path.join(dir, 'uploads'),
-    TEMP_PATH: path.join(dir, 'temp'),
+    ...engineEnv(dir, prefix),
     LOG_DIR: '',
     CINDERBOX_SECRET: TEST_SECRET,
     KDF_COST: '10',
@@ -56,6 +60,8 @@ export interface TestApp {
   config: RuntimeConfig;
   deps: AppDeps;
   dir: string;
+  /** What the app stored, seen through its engine and its medium (engine-neutral). */
+  storage: StorageView;
   logs: LogLine[];
   /** Every raw log line, to search for secrets. */
   rawLogs: string[];
@@ -86,7 +92,8 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const keys = redisKeys(prefix);
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
-  const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+  const store = await storeFromConfig(config, log);
+  const storage = await storageView(config);
   const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
   const deps: AppDeps = { config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
@@ -100,6 +107,7 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
     config,
     deps,
     dir,
+    storage,
     logs,
     rawLogs,
     close: async () => {
@@ -108,6 +116,10 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await janitor.close().catch(() => undefined);
       redis.disconnect();
+      // The suite's own s3rver goes with its directory at the end of the run; an external bucket is emptied now.
+      if (testEngine() === 's3' && s3Target().kind === 'external') await storage.clear();
+      await store.close();
+      await storage.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -1,4 +1,3 @@
-import { readdir } from 'node:fs/promises';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
@@ -51,11 +50,12 @@ export async function expectError(res: Response, status: number, code: string): 
   return body;
 }
 
-/** Names of every file in TEMP_PATH and STORAGE_PATH. */
-export async function storedFiles(app: TestApp): Promise<string[]> {
-  const out: string[] = [];
-  for (const dir of [app.config.storagePath, app.config.tempPath]) out.push(...(await readdir(dir)).map((n) => `${dir}/${n}`));
-  return out;
+/**
+ * Everything the app's engine holds, blobs and the unfinished uploads it can list, by engine reference
+ * (fs: the files in STORAGE_PATH and TEMP_PATH; s3: the objects under the app's prefix), sorted.
+ */
+export function storedFiles(app: TestApp): Promise<string[]> {
+  return app.storage.names();
 }
 
 /** Every Redis key under the app's prefix. */
