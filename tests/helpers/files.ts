@@ -70,9 +70,9 @@ export async function redisKeysOf(app: TestApp, pattern = '*'): Promise<string[]
   return found;
 }
 
-/** File records, tombstones and blob liveness keys (not rate-limit or queue keys). */
+/** File records, tombstones and blob liveness keys (not rate-limit or queue keys), sorted (SCAN has no order). */
 export async function fileKeys(app: TestApp): Promise<string[]> {
-  return [...(await redisKeysOf(app, 'file:*')), ...(await redisKeysOf(app, 'blob:*'))];
+  return [...(await redisKeysOf(app, 'file:*')), ...(await redisKeysOf(app, 'blob:*'))].sort();
 }
 
 /** Everything under the prefix as text: keys and values (strings, hashes, lists, sets, zsets, streams). */
