@@ -118,17 +118,18 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
       return listsUploads;
     },
     async partials() {
-      if (await view.partialsListed()) return (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ name: e.ref, size: e.size }));
-      const found: { name: string; size: number }[] = [];
+      if (await view.partialsListed()) return (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size }));
+      const found: { blobId: string | null; name: string; size: number }[] = [];
       for (const upload of await s3rverUploads()) {
         let size = 0;
         for (const part of await readdir(upload.dir).catch(() => [] as string[])) {
           if (/^\d+$/.test(part)) size += (await stat(path.join(upload.dir, part)).catch(() => ({ size: 0 }))).size;
         }
-        found.push({ name: path.relative(bucketDir!, upload.dir), size });
+        found.push({ blobId: upload.key.slice(prefix.length), name: path.relative(bucketDir!, upload.dir), size });
       }
       return found;
     },
+    hasPartial: async (blobId) => (await view.partials()).some((p) => p.blobId === blobId),
     async raw() {
       const items: RawItem[] = [];
       if (bucketDir === null) {

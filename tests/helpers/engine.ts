@@ -4,7 +4,7 @@ import path from 'node:path';
 import { inject } from 'vitest';
 import type { BlobStore, StoredEntry } from '../../app/blobs/blob-store.js';
 import { createFsStore, PARTIAL_SUFFIX } from '../../app/blobs/fs-store.js';
-import type { Config } from '../../app/config.js';
+import { loadConfig, type Config } from '../../app/config.js';
 import { createSilentLogger } from '../../app/shared/logger.js';
 
 /**
@@ -101,7 +101,9 @@ export interface StorageView {
   /** Whether `list()` shows unfinished uploads here (fs yes; s3 where the store lists multipart uploads, s3rver does not). */
   partialsListed(): Promise<boolean>;
   /** Unfinished uploads as the medium shows them, whether or not `list()` can (s3rver: its parts on disk). */
-  partials(): Promise<{ name: string; size: number }[]>;
+  partials(): Promise<{ blobId: string | null; name: string; size: number }[]>;
+  /** Whether the medium holds an unfinished upload of `blobId`. */
+  hasPartial(blobId: string): Promise<boolean>;
   /** Every stored byte that can be read from outside, unfinished uploads included where the medium allows. */
   raw(): Promise<RawItem[]>;
   /** Whether a `raw()` name is an unfinished upload's. */
@@ -121,6 +123,11 @@ export async function storageView(config: StorageConfig): Promise<StorageView> {
     return s3StorageView(s3Target(), config.s3Prefix);
   }
   return fsStorageView(config.storagePath, config.tempPath);
+}
+
+/** A view of the storage that a process started with `env` (from testEnv) uses. */
+export function storageFor(env: Record<string, string>): Promise<StorageView> {
+  return storageView(loadConfig(env));
 }
 
 /** Collects every entry of `store.list()`. */
@@ -183,7 +190,12 @@ function fsStorageView(storagePath: string, tempPath: string): StorageView {
       if (options.ageMs !== undefined) await backdate(file, options.ageMs);
     },
     partialsListed: () => Promise.resolve(true),
-    partials: async () => (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ name: e.ref, size: e.size })),
+    partials: async () => (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size })),
+    hasPartial: (blobId) =>
+      stat(path.join(tempPath, `${blobId}${PARTIAL_SUFFIX}`)).then(
+        (s) => s.isFile(),
+        () => false,
+      ),
     async raw() {
       const items: RawItem[] = [];
       for (const file of [...(await filesIn(storagePath)), ...(await filesIn(tempPath))]) {
