@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
@@ -108,3 +109,33 @@ export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => b
 
 /** A minimal valid PNG header (signature + IHDR), enough for content detection. */
 export const PNG_BYTES = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4d30000000049454e44ae426082', 'hex');
+
+/** A download that has its headers and first bytes, then waits until told to read the rest. */
+export interface SlowDownload {
+  status: number;
+  /** Reads everything that is left; resolves with the whole body and whether it ended cleanly. */
+  finish(): Promise<{ body: Buffer; complete: boolean }>;
+}
+
+export function startSlowDownload(url: string): Promise<SlowDownload> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.once('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        res.pause();
+        resolve({
+          status: res.statusCode ?? 0,
+          finish: () =>
+            new Promise((done) => {
+              res.on('data', (more: Buffer) => chunks.push(more));
+              res.once('end', () => done({ body: Buffer.concat(chunks), complete: res.complete }));
+              res.once('error', () => done({ body: Buffer.concat(chunks), complete: false }));
+              res.resume();
+            }),
+        });
+      });
+    });
+    req.once('error', reject);
+  });
+}

@@ -4,46 +4,15 @@
  * resumes only once the janitor has had its chance to destroy the blob under it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
-import { waitFor } from '../helpers/files.js';
+import { startSlowDownload, waitFor } from '../helpers/files.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 // Large enough that loopback socket buffers cannot hold it: a paused client keeps the server mid-stream.
 const FILE_BYTES = 24 * MiB;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-/** A download that has its headers and first bytes, then waits until told to read the rest. */
-interface SlowDownload {
-  status: number;
-  /** Reads everything that is left; resolves with the whole body and whether it ended cleanly. */
-  finish(): Promise<{ body: Buffer; complete: boolean }>;
-}
-
-function startSlowDownload(url: string): Promise<SlowDownload> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.once('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        res.pause();
-        resolve({
-          status: res.statusCode ?? 0,
-          finish: () =>
-            new Promise((done) => {
-              res.on('data', (more: Buffer) => chunks.push(more));
-              res.once('end', () => done({ body: Buffer.concat(chunks), complete: res.complete }));
-              res.once('error', () => done({ body: Buffer.concat(chunks), complete: false }));
-              res.resume();
-            }),
-        });
-      });
-    });
-    req.once('error', reject);
-  });
-}
 
 describe('a started download always finishes', () => {
   let app: TestApp;
