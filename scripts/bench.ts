@@ -342,43 +342,74 @@ async function writeResults(results: { date: string; mode: string; node: string;
   process.stdout.write(header + md);
 }
 
-/** `--engines`: only the large-file rows, fs then s3, each on a fresh stack after the same warm-up. */
+/** Median of each figure over several rounds, with the range of the memory figures kept for the table. */
+function medianResults(runs: LargeResults[]): LargeResults & { ranges: Record<'peakUpload' | 'peakDownload' | 'idleRss', [number, number]> } {
+  const of = (pick: (r: LargeResults) => number) => median(runs.map(pick));
+  const range = (pick: (r: LargeResults) => number): [number, number] => [Math.min(...runs.map(pick)), Math.max(...runs.map(pick))];
+  return {
+    uploadMiBs: of((r) => r.uploadMiBs),
+    downloadMiBs: of((r) => r.downloadMiBs),
+    peakUpload: of((r) => r.peakUpload),
+    peakDownload: of((r) => r.peakDownload),
+    idleRss: of((r) => r.idleRss),
+    peakReset: runs.every((r) => r.peakReset),
+    burnDownload: runs.every((r) => r.burnDownload === 'complete') ? 'complete' : runs.map((r) => r.burnDownload).join('; '),
+    ranges: { peakUpload: range((r) => r.peakUpload), peakDownload: range((r) => r.peakDownload), idleRss: range((r) => r.idleRss) },
+  };
+}
+
+/**
+ * `--engines`: only the large-file rows, on fs and on s3, each on a fresh stack after the same warm-up,
+ * alternating for `--rounds=N` rounds (default 3): on a shared machine one round's RSS moves by ±10 MiB
+ * (GC timing, the key pool's refill), as much as the difference being measured. Medians are reported.
+ */
 async function enginesRun(env: NodeJS.ProcessEnv): Promise<void> {
   const started = Date.now();
-  log(`mode engines${quick ? ' (quick)' : ''}: ${plan.large / MiB} MiB up and down on fs, then on s3`);
-  const port = Number(env.PORT);
-  log(`starting the stack on fs on port ${port}`);
-  const stack = await startStack(root, env);
-  let fs: LargeResults;
-  try {
-    await warmUp(stack.base);
-    fs = await largeTransfers(stack);
-  } catch (error) {
-    log(`the stack's last output:\n${stack.tail()}`);
-    throw error;
-  } finally {
-    await stack.stop();
+  const rounds = Number(/^--rounds=(\d+)$/.exec(process.argv.find((a) => a.startsWith('--rounds=')) ?? '')?.[1] ?? 3);
+  log(`mode engines${quick ? ' (quick)' : ''}: ${plan.large / MiB} MiB up and down on fs, then on s3, ${rounds} rounds`);
+  const fsRuns: LargeResults[] = [];
+  const s3Runs: LargeResults[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    log(`round ${round} of ${rounds}: starting the stack on fs on port ${env.PORT}`);
+    const stack = await startStack(root, env);
+    try {
+      await warmUp(stack.base);
+      fsRuns.push(await largeTransfers(stack));
+    } catch (error) {
+      log(`the stack's last output:\n${stack.tail()}`);
+      throw error;
+    } finally {
+      await stack.stop();
+    }
+    s3Runs.push(await benchS3(env));
   }
-  const s3 = await benchS3(env);
+  const fs = medianResults(fsRuns);
+  const s3 = medianResults(s3Runs);
   const size = `${plan.large / MiB} MiB`;
+  const mib = (x: number) => r1(x / MiB);
+  const spread = ([low, high]: [number, number]) => (rounds > 1 ? ` (${mib(low)}–${mib(high)})` : '');
+  const plain = (metric: string, value: string): Row => ({ metric, value, limit: '', ratio: '', target: '', met: '' });
   const rows: Row[] = [
-    { metric: `${size} upload, fs`, value: `${r1(fs.uploadMiBs)} MiB/s`, limit: '', ratio: '', target: '', met: '' },
-    { metric: `${size} download, fs`, value: `${r1(fs.downloadMiBs)} MiB/s`, limit: '', ratio: '', target: '', met: '' },
-    { metric: 'API peak RSS (VmHWM), upload, fs', value: `${r1(fs.peakUpload / MiB)} MiB`, limit: '', ratio: '', target: '', met: '' },
-    { metric: 'API peak RSS (VmHWM), download, fs', value: `${r1(fs.peakDownload / MiB)} MiB`, limit: '', ratio: '', target: '', met: '' },
-    { metric: 'API RSS before large transfers (after warm-up), fs', value: `${r1(fs.idleRss / MiB)} MiB`, limit: '', ratio: '', target: '', met: '' },
+    plain(`${size} upload, fs`, `${r1(fs.uploadMiBs)} MiB/s`),
+    plain(`${size} download, fs`, `${r1(fs.downloadMiBs)} MiB/s`),
+    plain('API peak RSS (VmHWM), upload, fs', `${mib(fs.peakUpload)} MiB${spread(fs.ranges.peakUpload)}`),
+    plain('API peak RSS (VmHWM), download, fs', `${mib(fs.peakDownload)} MiB${spread(fs.ranges.peakDownload)}`),
+    plain('API RSS before large transfers (after warm-up), fs', `${mib(fs.idleRss)} MiB${spread(fs.ranges.idleRss)}`),
   ];
   const compared = engineRows(fs, s3);
   rows.push(...compared.rows);
+  if (rounds > 1) {
+    rows.push(plain('s3 ranges over the rounds: peak upload; peak download; before', `${spread(s3.ranges.peakUpload)}; ${spread(s3.ranges.peakDownload)}; ${spread(s3.ranges.idleRss)} MiB`));
+  }
   await writeResults(
     {
       date: new Date().toISOString(),
-      mode: quick ? 'engines, quick' : 'engines',
+      mode: `engines${quick ? ', quick' : ''}, median of ${rounds}`,
       node: process.version,
       cpu: os.cpus()[0]?.model ?? 'unknown',
       cores: os.cpus().length,
       seconds: r1((Date.now() - started) / 1000),
-      ...{ config: { largeBytes: plan.large }, large: { fs, s3 }, rows, targets: compared.targets },
+      ...{ config: { largeBytes: plan.large, rounds }, runs: { fs: fsRuns, s3: s3Runs }, rows, targets: compared.targets },
     },
     markdown(rows, compared.targets),
   );
