@@ -17,6 +17,7 @@ import { createFilesRepository } from './files/files.repository.js';
 import type { FilesDeps } from './files/files.usecases.js';
 import { createUploadsRouter } from './uploads/uploads.routes.js';
 import { createDownloadsRouter } from './downloads/downloads.routes.js';
+import { createResumeRepository } from './downloads/resume.repository.js';
 import { createLookupsRouter } from './lookups/lookups.routes.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import type { Kdf } from './kdf/kdf.js';
@@ -25,7 +26,8 @@ import { createBlobGuard } from './blobs/blobs.repository.js';
 import { createAbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
 import type { KeyRouteGuards } from './http/key-routes.js';
-import { createMetrics } from './metrics/metrics.js';
+import { createApiMetrics } from './metrics/api-metrics.js';
+import { createMetricsRouter } from './metrics/metrics.routes.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
 export interface AppDeps {
@@ -49,7 +51,7 @@ export interface AppDeps {
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */
 export function createApp(appDeps: AppDeps): Express {
-  const metrics = appDeps.config.metricsEnabled ? createMetrics(appDeps.queue) : null;
+  const metrics = appDeps.config.metricsEnabled ? createApiMetrics({ ...appDeps, keyPool: appDeps.pool ?? undefined }) : null;
   // With metrics on, every log event also feeds the counters (one source of truth).
   const deps = metrics ? { ...appDeps, log: metrics.tap(appDeps.log) } : appDeps;
   const { config, redis, keys } = deps;
@@ -72,12 +74,13 @@ export function createApp(appDeps: AppDeps): Express {
     }),
   );
 
-  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], failOpen = false) =>
-    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, failOpen, log });
+  const limiter = (name: string, rate: RuntimeConfig['uploadRateLimit'], local = false) =>
+    createRateLimiter({ name, rate, redis, prefix: keys.rateLimit(name), secret: config.secret, local, log });
 
   // Same-origin only, before any limiter counts the request (docs/SECURITY.md).
   app.use(sameOriginOnly({ publicUrl: config.publicUrl }));
 
+  // Health counts per replica: it needs no Redis to refuse a flood, and answers quickly when Redis hangs.
   app.use(createHealthRouter(deps, limiter('health', config.healthRateLimit, true)));
   app.use(
     createPagesRouter({
@@ -99,7 +102,6 @@ export function createApp(appDeps: AppDeps): Express {
     kdf: deps.kdf,
     pool: deps.pool,
     files: createFilesRepository(redis, keys, config.tombstoneHours * 3_600_000),
-    redis,
     blobs: { store: deps.store, guard: createBlobGuard(redis, keys) },
     wordlist: deps.wordlist,
     enqueue: deps.enqueue,
@@ -107,16 +109,18 @@ export function createApp(appDeps: AppDeps): Express {
     now: deps.now,
   };
   const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const throttle = [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)];
   const keyRoutes: KeyRouteGuards = {
     // Blocks first, then the lookup budget, then a failure slot: all before any KDF work.
-    before: [abuse.blockGuard, limiter('lookup', config.lookupRateLimit), abuse.reserveSlot],
+    before: [...throttle, abuse.reserveSlot],
+    throttle,
     settle: abuse.settle,
   };
   app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
-  app.use(createDownloadsRouter(files, keyRoutes));
+  app.use(createDownloadsRouter({ ...files, resumes: createResumeRepository(redis, keys) }, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 
-  if (metrics) app.use(metrics.router);
+  if (metrics) app.use(createMetricsRouter({ registry: metrics.registry, token: config.metricsToken }));
   app.use(notFoundHandler());
   app.use(errorHandler(log));
   return app;

@@ -152,6 +152,12 @@ const s3Prefix = z
 // Refused only when empty, so a config error can never echo a credential back (it quotes what it got).
 const s3Credential = z.string().min(1, 'expected a non-empty value');
 
+// Sent in an Authorization header: RFC 6750 token characters only, and too long to guess.
+const bearerToken = z
+  .string()
+  .regex(/^[A-Za-z0-9._~+/-]+=*$/, 'expected letters, digits and -._~+/ only (use: openssl rand -hex 32)')
+  .refine((s) => s.length >= 16, 'expected at least 16 characters (use: openssl rand -hex 32)');
+
 const kdfCost = positiveInt.refine((n) => n >= 10 && n <= 20, 'expected log2 of the scrypt cost, 10..20');
 
 interface Variable<K extends string = string, S extends z.ZodType = z.ZodType, D extends string | undefined = string | undefined> {
@@ -160,18 +166,20 @@ interface Variable<K extends string = string, S extends z.ZodType = z.ZodType, D
   schema: S;
   default: D;
   doc: string;
+  /** Its value is a credential (or may hold one): a config error names the variable but never quotes the value. */
+  sensitive?: boolean;
 }
 
-function variable<const K extends string, S extends z.ZodType, D extends string | undefined>(key: K, schema: S, defaultValue: D, doc: string): Variable<K, S, D> {
-  return { key, schema, default: defaultValue, doc };
+function variable<const K extends string, S extends z.ZodType, D extends string | undefined>(key: K, schema: S, defaultValue: D, doc: string, options: { sensitive?: boolean } = {}): Variable<K, S, D> {
+  return { key, schema, default: defaultValue, doc, ...options };
 }
 
 export const VARIABLES = {
   NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET (start:api and start:worker always need REDIS_URL or REDIS_SENTINELS)'),
   PORT: variable('port', port, '8000', 'TCP port of the API'),
-  HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', 'address the API binds (0.0.0.0 in the image)'),
+  HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', "address the API and the worker's metrics bind (0.0.0.0 in the image)"),
   PUBLIC_URL: variable('publicUrl', url.transform((s) => s.replace(/\/+$/, '')), undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
-  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server'),
+  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server', { sensitive: true }),
   REDIS_SENTINELS: variable('redisSentinels', sentinelList, undefined, 'Sentinels to ask for the primary, host:port,host:port (IPv6 as [::1]:26379); instead of REDIS_URL'),
   REDIS_SENTINEL_NAME: variable('redisSentinelName', sentinelName, 'mymaster', 'name of the primary the sentinels monitor'),
   REDIS_SENTINEL_PASSWORD: variable('redisSentinelPassword', password, undefined, 'password of the sentinels (their requirepass); unset = none'),
@@ -200,10 +208,11 @@ export const VARIABLES = {
   KDF_MAX_PER_CLIENT: variable('kdfMaxPerClient', positiveInt, '16', 'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503'),
   KDF_POOL_SIZE: variable('kdfPoolSize', wholeNumber, '32', 'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off'),
   UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
-  HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP'),
+  HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP, counted per API replica'),
   LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
   DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
   DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),
+  RESUME_WINDOW_SECONDS: variable('resumeWindowSeconds', wholeNumber, '900', 'how long a started download may be resumed (Range + If-Range), even after it burned the file; 0 = off'),
   MAX_DOWNLOAD_SECONDS: variable('maxDownloadSeconds', positiveInt, '3600', 'longest a download keeps its blob from the janitor; past it a deleted or burned blob may be shredded'),
   UPLOAD_STALL_SECONDS: variable('uploadStallSeconds', positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
   CLEANUP_INTERVAL_MINUTES: variable('cleanupIntervalMinutes', positiveMinutes, '10', 'how often the janitor sweeps orphans'),
@@ -211,11 +220,13 @@ export const VARIABLES = {
   SECURE_SHRED_PASSES: variable('shredPasses', positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'), '1', 'random overwrites before unlink'),
   TOMBSTONE_HOURS: variable('tombstoneHours', positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
   TRUST_PROXY: variable('trustProxy', trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
-  CINDERBOX_SECRET: variable('secret', secret, undefined, 'server secret, 32+ random bytes; required in production'),
+  CINDERBOX_SECRET: variable('secret', secret, undefined, 'server secret, 32+ random bytes; required in production', { sensitive: true }),
   LOG_LEVEL: variable('logLevel', logLevel, 'info', 'error, warn, info or debug'),
   LOG_DIR: variable('logDir', z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
   LOG_IP: variable('logIp', logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
-  METRICS_ENABLED: variable('metricsEnabled', bool, 'false', 'serve Prometheus text at /metrics'),
+  METRICS_ENABLED: variable('metricsEnabled', bool, 'false', "serve the API's Prometheus metrics at /metrics"),
+  METRICS_TOKEN: variable('metricsToken', bearerToken, undefined, 'bearer token both /metrics endpoints require (Authorization: Bearer <token>); unset = none', { sensitive: true }),
+  WORKER_METRICS_PORT: variable('workerMetricsPort', port, undefined, "TCP port of the worker's /metrics (on HOST); unset = the worker serves nothing"),
   STORAGE_BACKEND: variable('storageBackend', storageBackend, 'fs', 'where blobs live: fs (STORAGE_PATH/TEMP_PATH) or s3 (an S3-compatible bucket, S3_*)'),
   S3_ENDPOINT: variable('s3Endpoint', url, undefined, 'S3 API URL (MinIO, R2, Ceph, …: http://minio:9000); unset = AWS S3 in S3_REGION'),
   S3_REGION: variable('s3Region', s3Region, 'us-east-1', 'region of the bucket (R2: auto)'),
@@ -252,7 +263,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     const result = spec.schema.safeParse(raw);
     if (result.success) values[spec.key] = result.data;
-    else problems.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(raw)}`);
+    else problems.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}${spec.sensitive ? ' (value not shown)' : `, got ${JSON.stringify(raw)}`}`);
   }
   const config = values as Config;
   if (problems.length === 0) {

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import { createApp } from './app.js';
-import { createLogger } from './shared/logger.js';
+import { createLogger, logProcessWarnings } from './shared/logger.js';
 import { createApiRedis, readEvictionPolicy } from './shared/redis.js';
 import { redisKeys } from './shared/redis-keys.js';
 import { ensureDirectories, loadRuntimeConfig, VERSION, waitForRedis } from './shared/runtime.js';
@@ -14,8 +14,9 @@ import { kdfFromConfig } from './kdf/from-config.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
-await ensureDirectories(config);
+await ensureDirectories(config, 'api');
 const log = createLogger({ service: 'api', level: config.logLevel, dir: config.logDir });
+logProcessWarnings(log);
 const keys = redisKeys(config.redisPrefix);
 
 const redis = createApiRedis(config);

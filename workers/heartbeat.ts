@@ -1,4 +1,4 @@
-import cron from 'node-cron';
+import cron, { type Logger as CronLogger } from 'node-cron';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../app/shared/logger.js';
 import { HEARTBEAT_TTL_SECONDS, type RedisKeys } from '../app/shared/redis-keys.js';
@@ -17,7 +17,7 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       deps.log.warn('heartbeat_failed', { error: (error as Error).message });
     }
   };
-  const task = cron.schedule('*/5 * * * * *', beat, { name: 'heartbeat', noOverlap: true });
+  const task = cron.schedule('*/5 * * * * *', beat, { name: 'heartbeat', noOverlap: true, logger: cronLogger(deps.log.child({ task: 'heartbeat' })) });
   return {
     /** Stops beating; if this worker wrote the last beat, removes it so health sees the stop at once. */
     stop: async () => {
@@ -28,5 +28,22 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       if (last !== null && (JSON.parse(last) as { worker?: string }).worker === deps.workerId) await deps.redis.del(key).catch(() => undefined);
     },
     beat,
+  };
+}
+
+/**
+ * node-cron's own messages as our JSON lines, the text in `detail` (winston would glue a `message`
+ * field onto the event name). Its default logger prints coloured text with console.warn: while
+ * Redis hangs, the stuck beat makes every tick say "task still running, new execution blocked by
+ * overlap prevention!", exactly when operators read the logs with jq.
+ */
+function cronLogger(log: Logger): CronLogger {
+  const fields = (message: string | Error, error?: Error) =>
+    message instanceof Error ? { detail: message.message, error: message } : { detail: message, ...(error ? { error } : {}) };
+  return {
+    info: (message) => log.info('cron_info', { detail: message }),
+    warn: (message) => log.warn('cron_warning', { detail: message }),
+    error: (message, error) => log.error('cron_error', fields(message, error)),
+    debug: (message, error) => log.debug('cron_debug', fields(message, error)),
   };
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { JANITOR_QUEUE } from '../app/jobs/catalogue.js';
 import { createJanitorQueue } from '../app/jobs/enqueue.js';
-import { createLogger, errorForLog } from '../app/shared/logger.js';
+import { createLogger, errorForLog, logProcessWarnings } from '../app/shared/logger.js';
 import type { BlobStore } from '../app/blobs/blob-store.js';
 import { storeFromConfig } from '../app/blobs/store-from-config.js';
 import { createBlobGuard } from '../app/blobs/blobs.repository.js';
@@ -14,11 +14,27 @@ import { startHeartbeat } from './heartbeat.js';
 import { createHandlers, createProcessor, WORKER_OPTIONS } from './janitor.js';
 import { installSchedule } from './schedule.js';
 import { watchRedisPersistence } from './redis-persistence.js';
+import { createWorkerMetrics, serveMetrics, type MetricsServer } from './metrics.js';
 
-// The janitor process: reads process.env once, connects, runs jobs, never serves HTTP.
+// The janitor process: reads process.env once, connects, runs jobs; its only HTTP is the optional metrics port.
 const config = await loadRuntimeConfig(process.env, 'worker');
-await ensureDirectories(config);
-const log = createLogger({ service: 'worker', level: config.logLevel, dir: config.logDir });
+await ensureDirectories(config, 'worker');
+// With WORKER_METRICS_PORT set, what the janitor logs also moves its counters (workers/metrics.ts).
+const metrics = config.workerMetricsPort === undefined ? null : createWorkerMetrics({ version: VERSION });
+const baseLog = createLogger({ service: 'worker', level: config.logLevel, dir: config.logDir });
+const log = metrics ? metrics.tap(baseLog) : baseLog;
+logProcessWarnings(log);
+// Bound before anything else starts: a port that cannot be had stops the start, it is not ignored.
+let metricsServer: MetricsServer | null = null;
+if (metrics) {
+  try {
+    metricsServer = await serveMetrics({ registry: metrics.registry, host: config.host, port: config.workerMetricsPort!, token: config.metricsToken, log });
+  } catch (error) {
+    log.error('startup_failed', { reason: `metrics port: ${(error as Error).message}` });
+    await log.close();
+    process.exit(1);
+  }
+}
 const keys = redisKeys(config.redisPrefix);
 const workerId = randomUUID();
 
@@ -60,6 +76,7 @@ worker.on('failed', (job, error) => {
   else log.error('job_failed', fields);
 });
 worker.on('error', (error) => log.warn('worker_error', { error: errorForLog(error) }));
+metrics?.watch(worker, janitor.queue);
 
 // Signals are handled before anything is announced, so a SIGTERM at any point drains in order.
 installShutdown({
@@ -68,6 +85,7 @@ installShutdown({
     // close() stops fetching and waits for the active jobs to finish, so a shred is never cut short.
     { name: 'worker', run: () => worker.close() },
     { name: 'heartbeat', run: () => heartbeat.stop() },
+    { name: 'metrics', run: async () => metricsServer?.close() },
     { name: 'queue', run: () => janitor.close() },
     { name: 'store', run: () => store.close() },
     { name: 'redis', run: () => redis.quit() },

@@ -1,41 +1,124 @@
 import { pipeline, type Readable } from 'node:stream';
-import { keepLease, leaseUntil, newLeaseId, type HeldLease } from '../blobs/lease.js';
+import { keepLease, leaseUntil, newLeaseId, takeLease, type HeldLease } from '../blobs/lease.js';
 import { isIntegrityCheckFailed } from '../crypto/crypto.errors.js';
-import type { FileMetadata } from '../crypto/keys.js';
-import { createDecryptStream } from '../crypto/stream.js';
-import type { FileRecord, GoneReason } from '../files/files.repository.js';
-import type { Requester } from '../kdf/fair-scheduler.js';
+import { decryptMetadata, type FileMetadata } from '../crypto/keys.js';
+import { createRangeDecryptStream, planRange, type RangePlan } from '../crypto/range.js';
+import { newResumeCapability, resumeKeys, unwrapResumeKey, wrapResumeKey, type ResumeCapability } from '../crypto/resume.js';
+import { createDecryptStream, HEADER_LENGTH } from '../crypto/stream.js';
+import { downloadNumber, type FileRecord, type GoneReason } from '../files/files.repository.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
+import type { LookupResult } from '../files/files.models.js';
+import type { Requester } from '../kdf/fair-scheduler.js';
+import type { ResumeRepository } from './resume.repository.js';
 
+export interface DownloadsDeps extends FilesDeps {
+  resumes: ResumeRepository;
+}
+
+/** A download on its way out: a whole file (200) or, when resumed, the requested bytes (206). */
 export interface Download {
   metadata: FileMetadata;
+  /** The file's plaintext size. */
   size: number;
-  remainingUses: number;
-  /** The first verified chunk (null for an empty file); `body` continues after it. */
+  remainingUses: number | null;
+  /** The bytes sent, for a resumed (206) download. */
+  range: RangePlan | null;
+  /** The resume capability (the strong ETag), or null when RESUME_WINDOW_SECONDS is 0. */
+  etag: string | null;
+  /** The first verified chunk (null when there is nothing to send); `body` continues after it. */
   first: Buffer | null;
   /** Verified plaintext: every chunk is released only after its tag verified. */
   body: Readable;
-  /** Before the first byte has gone out, when the server cannot answer after all: gives the use back and closes everything. */
+  /** Before the first byte has gone out, when the server cannot answer after all: gives a claimed use back and closes everything. */
   cancel(): Promise<void>;
-  /** Once the response has ended (sent, aborted or failed): ends the lease; unprotected bytes then go to the janitor. */
-  finish(): Promise<void>;
+  /**
+   * Once the response has ended: `complete` when every byte was handed to the connection. Notes the
+   * sender's receipt and ends the lease; unprotected bytes then go to the janitor.
+   */
+  finish(outcome: { complete: boolean }): Promise<void>;
 }
 
-export type DownloadStart = { kind: 'ready'; download: Download } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' } | { kind: 'client_gone' };
+/** `Range: bytes=N-`, `bytes=N-M` or `bytes=-M` (the last M bytes), as the route parsed it. */
+export type RangeRequest = { start: number; end?: number } | { suffix: number };
+
+/** A request to finish a started download: the capability from If-Range, and the bytes wanted. */
+export interface ResumeRequest {
+  capability: ResumeCapability;
+  range: RangeRequest;
+}
+
+export type DownloadStart =
+  | { kind: 'ready'; download: Download }
+  | { kind: 'gone'; reason: GoneReason }
+  | { kind: 'missing' }
+  | { kind: 'client_gone' }
+  /** A valid capability, but no byte of the file lies in the range asked for (416). */
+  | { kind: 'unsatisfiable'; size: number };
+
+/** How long the recipient page's download ticket waits for its GET. */
+export const TICKET_TTL_MS = 60_000;
+/** Binds a ticket's wrapped KEK to its purpose (the wrap binds a resume id and a context string). */
+const TICKET_CONTEXT = 'ticket';
 
 /**
- * A download (SPEC §3, §10.1): claims a use and leases the blob in one atomic step, then opens and
- * authenticates the first chunk. If the server fails before the first byte, exactly this claim's
- * use is given back and every handle is closed; after that nothing is refunded, even when the
- * client aborts. A client that left while its key was being derived claims nothing. The lease keeps
- * the bytes from the janitor until the download ends, even if the file is burned, deleted or
- * expires meanwhile, for at most MAX_DOWNLOAD_SECONDS.
+ * A download by passphrase (SPEC §3, §10.1, §10.2). With a valid resume capability (If-Range) and
+ * a Range, the bytes asked for of the download that capability belongs to: a 206 that spends
+ * nothing, even when that download burned the file. Otherwise (no capability, another file's, one
+ * past its window) a new download: one use claimed and the blob leased in one atomic step, the
+ * first chunk opened and authenticated before anything is sent.
  */
-export async function startDownload(deps: FilesDeps, input: { key: unknown; who: Requester; signal: AbortSignal }): Promise<DownloadStart> {
+export async function downloadByKey(deps: DownloadsDeps, input: { key: unknown; who: Requester; signal: AbortSignal; resume?: ResumeRequest }): Promise<DownloadStart> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
-  if (input.signal.aborted) return { kind: 'client_gone' };
+  if (input.resume) {
+    const resumed = await resumeDownload(deps, { ...input.resume, lookupId: resolved.lookupId });
+    if (resumed) return resumed;
+  }
+  return claimDownload(deps, { resolved, signal: input.signal, capability: newResumeCapability() });
+}
 
+/**
+ * The recipient page's download, in two steps so that the browser can resume it: a POST with the
+ * passphrase gets a ticket (the passphrase never enters a URL), and a plain GET of the ticket's URL
+ * downloads. The ticket's token is also the download's resume capability, so a browser that lost
+ * the connection resumes with Range + If-Range on the same URL. Spends nothing.
+ */
+export async function createTicket(deps: DownloadsDeps, input: { key: unknown; who: Requester }): Promise<LookupResult<{ token: string }>> {
+  const resolved = await resolveKey(deps, input);
+  if (!resolved) return { kind: 'missing' };
+  const found = await deps.files.peek(resolved.lookupId, deps.now().getTime());
+  if (found.kind !== 'found') return found;
+  const capability = newResumeCapability();
+  const { resumeId, kek } = resumeKeys({ capability, secret: deps.config.secret });
+  const wk = wrapResumeKey({ dataKey: resolved.kek, kek, resumeId, blobId: TICKET_CONTEXT }).toString('base64');
+  await deps.resumes.storeTicket(resumeId, { lookup: resolved.lookupId, wk }, TICKET_TTL_MS);
+  return { kind: 'found', value: { token: capability.token.toString('base64url') } };
+}
+
+/**
+ * The GET of a ticket's URL: the first one claims the use (the ticket is spent as it is read);
+ * later ones with the ticket's ETag in If-Range and a Range finish that download.
+ */
+export async function downloadByTicket(deps: DownloadsDeps, input: { capability: ResumeCapability; signal: AbortSignal; range?: RangeRequest }): Promise<DownloadStart> {
+  if (input.range) {
+    const resumed = await resumeDownload(deps, { capability: input.capability, range: input.range });
+    if (resumed) return resumed;
+  }
+  const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
+  const ticket = await deps.resumes.takeTicket(resumeId);
+  if (!ticket) return { kind: 'missing' };
+  const passphraseKek = unwrapResumeKey({ wrapped: Buffer.from(ticket.wk, 'base64'), kek, resumeId, blobId: TICKET_CONTEXT });
+  return claimDownload(deps, { resolved: { key: '', lookupId: ticket.lookup, kek: passphraseKek }, signal: input.signal, capability: input.capability });
+}
+
+/**
+ * Claims one use, leases the blob, writes the resume record for `capability`, and opens the first
+ * chunk. If the server fails before the first byte, exactly this claim's use is given back and every
+ * handle is closed. A client that left while its key was being derived claims nothing.
+ */
+async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey; signal: AbortSignal; capability: ResumeCapability }): Promise<DownloadStart> {
+  const { resolved } = input;
+  if (input.signal.aborted) return { kind: 'client_gone' };
   const startedAt = deps.now().getTime();
   const maxMs = deps.config.maxDownloadSeconds * 1000;
   const leaseId = newLeaseId();
@@ -43,9 +126,9 @@ export async function startDownload(deps: FilesDeps, input: { key: unknown; who:
   if (claim.kind !== 'found') return claim;
 
   const { record } = claim;
-  const lease = keepLease({ guard: deps.blobs.guard, blobId: record.blob, id: leaseId, startedAt, maxMs, now: () => deps.now().getTime(), log: deps.log });
   const burned = claim.extra.burned;
-  const ended = () => endLease(deps, record.blob, lease, burned);
+  const lease = keepLease({ guard: deps.blobs.guard, blobId: record.blob, id: leaseId, startedAt, maxMs, now: () => deps.now().getTime(), log: deps.log });
+  const ended = () => endLease(deps, record.blob, lease, burned ? 'burned' : 'released');
   let body: Readable | undefined;
   const cancel = async () => {
     body?.destroy();
@@ -55,7 +138,7 @@ export async function startDownload(deps: FilesDeps, input: { key: unknown; who:
   try {
     if (burned) {
       // Queued at once so that no crash can forget it; the janitor waits while a lease holds.
-      await enqueueShred(deps, record.blob, 'burned');
+      await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' });
     }
     const { dataKey, metadata } = openRecord(resolved, record);
     const ciphertext = await deps.blobs.store.read(record.blob);
@@ -63,16 +146,87 @@ export async function startDownload(deps: FilesDeps, input: { key: unknown; who:
     // closes the blob's handle: nothing stays open after a failure.
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
     const first = await firstChunk(body);
-    const finish = async () => {
+    // Only a download that can send its first byte gets a resume record (a refunded one needs none).
+    const n = downloadNumber(record);
+    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
+    const finish = async ({ complete }: { complete: boolean }) => {
       if (burned) deps.log.info('file_burned', { size: record.size });
+      if (complete) await noteReceipt(deps, resolved.lookupId, { n, kind: 'completed' });
       await ended();
     };
-    return { kind: 'ready', download: { metadata, size: record.size, remainingUses: record.uses, first, body, cancel, finish } };
+    return { kind: 'ready', download: { metadata, size: record.size, remainingUses: record.uses, range: null, etag, first, body, cancel, finish } };
   } catch (error) {
     await cancel();
     if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
     throw error;
   }
+}
+
+/** Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS; null when resume is off. */
+async function writeResumeRecord(deps: DownloadsDeps, input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string; n: number }): Promise<string | null> {
+  const windowMs = deps.config.resumeWindowSeconds * 1000;
+  if (windowMs === 0) return null;
+  const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
+  const { record } = input;
+  const wk = wrapResumeKey({ dataKey: input.dataKey, kek, resumeId, blobId: record.blob }).toString('base64');
+  await deps.resumes.store(resumeId, { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n }, deps.now().getTime() + windowMs);
+  return input.capability.etag;
+}
+
+/**
+ * Finishes a started download: null when the capability opens nothing (unknown, expired, or another
+ * file's on a key route), so the caller serves a new download instead. A file its sender deleted is
+ * not resumed. Spends nothing; a lease keeps the bytes while they are sent.
+ */
+async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { lookupId?: string }): Promise<DownloadStart | null> {
+  if (deps.config.resumeWindowSeconds === 0) return null;
+  const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
+  const resume = await deps.resumes.get(resumeId);
+  if (!resume || (input.lookupId !== undefined && resume.lookup !== input.lookupId)) return null;
+  const fate = await deps.files.peek(resume.lookup, deps.now().getTime());
+  if (fate.kind === 'gone' && fate.reason === 'deleted') return fate;
+
+  const dataKey = unwrapResumeKey({ wrapped: Buffer.from(resume.wk, 'base64'), kek, resumeId, blobId: resume.blob });
+  const metadata = decryptMetadata({ dataKey, blobId: resume.blob, sealed: Buffer.from(resume.meta, 'base64') });
+  const range = 'suffix' in input.range ? { start: Math.max(0, resume.size - input.range.suffix) } : input.range;
+  const plan = 'suffix' in input.range && input.range.suffix === 0 ? null : planRange({ plaintextSize: resume.size, ...range });
+  if (!plan) return { kind: 'unsatisfiable', size: resume.size };
+
+  const lease = await takeLease({ guard: deps.blobs.guard, blobId: resume.blob, maxMs: deps.config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
+  const toEnd = plan.end === resume.size - 1;
+  const finish = async ({ complete }: { complete: boolean }) => {
+    await noteReceipt(deps, resume.lookup, { n: resume.n, kind: complete && toEnd ? 'resumed_to_end' : 'resumed' });
+    await endLease(deps, resume.blob, lease, 'released');
+  };
+  let body: Readable | undefined;
+  try {
+    const header = await readAll(await deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }));
+    const ciphertext = await deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd });
+    body = pipeline(ciphertext, createRangeDecryptStream({ dataKey, blobId: resume.blob, header, plan }), () => undefined);
+    const first = await firstChunk(body);
+    deps.log.info('download_resumed', { bytes: plan.length });
+    const cancel = async () => {
+      body?.destroy();
+      await endLease(deps, resume.blob, lease, 'released');
+    };
+    return { kind: 'ready', download: { metadata, size: resume.size, remainingUses: null, range: plan, etag: input.capability.etag, first, body, cancel, finish } };
+  } catch (error) {
+    body?.destroy();
+    await endLease(deps, resume.blob, lease, 'released');
+    if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
+    throw error;
+  }
+}
+
+/** The receipt is the sender's convenience: a note that cannot be written never fails the download. */
+async function noteReceipt(deps: FilesDeps, lookupId: string, event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end' }): Promise<void> {
+  await deps.files.note(lookupId, { ...event, now: deps.now().getTime() }).catch((error: unknown) => deps.log.warn('receipt_note_failed', { error: (error as Error).message }));
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
 }
 
 async function refund(deps: FilesDeps, resolved: ResolvedKey, claimed: { record: FileRecord; burned: boolean }): Promise<void> {
@@ -85,21 +239,17 @@ async function refund(deps: FilesDeps, resolved: ResolvedKey, claimed: { record:
 }
 
 /** Ends a download's lease; when nothing protects the blob any more, its bytes go to the janitor now. */
-async function endLease(deps: FilesDeps, blobId: string, lease: HeldLease, burned: boolean): Promise<void> {
+async function endLease(deps: FilesDeps, blobId: string, lease: HeldLease, reason: 'burned' | 'released'): Promise<void> {
   try {
     const left = await lease.release();
-    if (left.until === null) await enqueueShred(deps, blobId, burned ? 'burned' : 'released', lease.id);
+    if (left.until === null) await deps.enqueue('shred', { blobId, reason, lease: lease.id });
   } catch (error) {
     // The lease ends by itself within its TTL, and the shred queued at burn or delete waits for it.
     deps.log.warn('lease_release_failed', { error: (error as Error).message });
   }
 }
 
-function enqueueShred(deps: FilesDeps, blobId: string, reason: 'burned' | 'released', lease?: string): Promise<void> {
-  return deps.enqueue('shred', { blobId, reason, ...(lease ? { lease } : {}) });
-}
-
-/** Resolves with the first verified chunk (null for an empty file), or rejects with the stream's error. */
+/** Resolves with the first verified chunk (null when the stream ends empty), or rejects with the stream's error. */
 function firstChunk(stream: Readable): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
     const onReadable = () => {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { PROTECT_LUA } from '../blobs/blobs.repository.js';
 import { luaScripts } from '../shared/lua.js';
+import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 
 /** A file's Redis record (SPEC §5). Every value but the counters is opaque without the passphrase. */
@@ -28,13 +29,51 @@ const lua = luaScripts(import.meta.url);
 const fileScript = (name: string) => `${PROTECT_LUA}\n${lua('lookup')}\n${lua(name)}`;
 
 const SCRIPTS = {
-  cbxStore: { numberOfKeys: 2, lua: fileScript('store') },
-  cbxClaim: { numberOfKeys: 2, lua: fileScript('claim') },
-  cbxRefund: { numberOfKeys: 2, lua: fileScript('refund') },
-  cbxPeek: { numberOfKeys: 2, lua: fileScript('peek') },
-  cbxPreview: { numberOfKeys: 2, lua: fileScript('preview') },
-  cbxDelete: { numberOfKeys: 2, lua: fileScript('delete') },
+  cbxStore: { numberOfKeys: 3, lua: fileScript('store') },
+  cbxClaim: { numberOfKeys: 3, lua: fileScript('claim') },
+  cbxRefund: { numberOfKeys: 3, lua: fileScript('refund') },
+  cbxPeek: { numberOfKeys: 3, lua: fileScript('peek') },
+  cbxPreview: { numberOfKeys: 3, lua: fileScript('preview') },
+  cbxDelete: { numberOfKeys: 3, lua: fileScript('delete') },
+  cbxReceipt: { numberOfKeys: 3, lua: fileScript('receipt') },
+  cbxNote: { numberOfKeys: 3, lua: fileScript('note') },
 };
+
+/** What the sender's receipt holds (times in ms): no IP, no user agent, nothing a recipient sent. */
+export interface Receipt {
+  state: 'active' | GoneReason;
+  usesLeft: number;
+  totalUses: number;
+  previewedAt: number | null;
+  /** One entry per download that started, in order; `completedAt` once every byte was sent. */
+  downloads: { startedAt: number; completedAt: number | null }[];
+  resumes: number;
+  lastResumedAt: number | null;
+  /** Downloads asked for after the file was gone (count only). */
+  refusedAfterEnd: number;
+}
+
+function receiptOf(state: string, usesLeft: unknown, flat: unknown[]): Receipt {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) map.set(String(flat[i]), String(flat[i + 1]));
+  const time = (field: string) => (map.has(field) ? Number(map.get(field)) : null);
+  const total = Number(map.get('total') ?? 0);
+  const downloads: Receipt['downloads'] = [];
+  for (let n = 1; n <= total; n += 1) {
+    const startedAt = time(`s${n}`);
+    if (startedAt !== null) downloads.push({ startedAt, completedAt: time(`c${n}`) });
+  }
+  return {
+    state: state as Receipt['state'],
+    usesLeft: Number(usesLeft),
+    totalUses: total,
+    previewedAt: time('preview'),
+    downloads,
+    resumes: Number(map.get('resumes') ?? 0),
+    lastResumedAt: time('resumed'),
+    refusedAfterEnd: Number(map.get('refused') ?? 0),
+  };
+}
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 type Scripted = Record<keyof typeof SCRIPTS, ScriptCall>;
@@ -89,8 +128,16 @@ function interpret<T>(reply: unknown, found: (status: string) => T | undefined):
 export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs: number) {
   const s = scripted(redis);
   const blobPrefix = keys.blob('');
-  const fileKeys = (lookupId: string) => [keys.file(lookupId), keys.tombstone(lookupId)];
+  const fileKeys = (lookupId: string) => [keys.file(lookupId), keys.tombstone(lookupId), keys.receipt(lookupId)];
   return {
+    /**
+     * Waits until a replica has every write so far (WAIT), when replicas are attached: an upload is
+     * acknowledged only once a failover cannot lose it (SPEC §10.3); 503 when none confirms in time.
+     */
+    async confirmReplicated(): Promise<void> {
+      await confirmReplicated(redis, { timeoutMs: REPLICATION_WAIT_MS });
+    },
+
     /** False when the lookup id is taken (the caller draws a new passphrase). */
     async store(lookupId: string, record: FileRecord): Promise<boolean> {
       const reply = await s.cbxStore(...fileKeys(lookupId), blobPrefix, record.blob, record.expires, record.expires + tombstoneMs, ...toFields(record));
@@ -113,8 +160,21 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
      */
     async refund(lookupId: string, claimed: { record: FileRecord; burned: boolean; now: number }): Promise<boolean> {
       const { record } = claimed;
-      const reply = await s.cbxRefund(...fileKeys(lookupId), blobPrefix, claimed.now, claimed.burned ? '1' : '0', record.blob, record.expires, ...toFields(record));
+      const reply = await s.cbxRefund(...fileKeys(lookupId), blobPrefix, claimed.now, claimed.burned ? '1' : '0', record.blob, record.expires, downloadNumber(record), ...toFields(record));
       return reply === 1;
+    },
+
+    /** The sender's receipt, if `tokenHash` is its delete token's: `forbidden` otherwise, `missing` once it is gone. */
+    async receipt(lookupId: string, tokenHash: string, now: number): Promise<{ kind: 'found'; receipt: Receipt } | { kind: 'forbidden' } | { kind: 'missing' }> {
+      const [status, state, usesLeft, ...rest] = (await s.cbxReceipt(...fileKeys(lookupId), blobPrefix, now, tokenHash)) as [string, string, unknown, ...unknown[]];
+      if (status === 'forbidden') return { kind: 'forbidden' };
+      if (status !== 'ok') return { kind: 'missing' };
+      return { kind: 'found', receipt: receiptOf(state, usesLeft, rest) };
+    },
+
+    /** Notes on the receipt that download `n` sent its last byte, or was resumed (to its end or not). */
+    async note(lookupId: string, event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end'; now: number }): Promise<void> {
+      await s.cbxNote(...fileKeys(lookupId), blobPrefix, event.now, event.n, event.kind);
     },
 
     async peek(lookupId: string, now: number): Promise<Lookup<null>> {
@@ -138,3 +198,8 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
 }
 
 export type FilesRepository = ReturnType<typeof createFilesRepository>;
+
+/** Which download (1-based) a claim was: the uses it left tell. */
+export function downloadNumber(claimed: Pick<FileRecord, 'totalUses' | 'uses'>): number {
+  return claimed.totalUses - claimed.uses;
+}

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { RuntimeConfig } from '../config.js';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { BlobGuard } from '../blobs/blobs.repository.js';
@@ -18,8 +17,6 @@ export interface FilesDeps {
   /** Pre-derived keys for uploads (SPEC §10.5); null when KDF_POOL_SIZE is 0. */
   pool: KeyPool | null;
   files: FilesRepository;
-  /** The connection the repository writes on (WAIT covers that connection's writes). */
-  redis: Redis;
   blobs: { store: BlobStore; guard: BlobGuard };
   wordlist: Wordlist;
   enqueue: Enqueue;

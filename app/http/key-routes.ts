@@ -4,6 +4,8 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 export interface KeyRouteGuards {
   /** Before any KDF work: blocks, the lookup rate limit, then a slot of the failure budget. */
   before: RequestHandler[];
+  /** Blocks and the lookup rate limit only: for routes that do no KDF work (a download ticket's GET). */
+  throttle: RequestHandler[];
   /** The lookup's outcome: a key that matched nothing (`miss`) counts against the client. */
   settle: (res: Response, outcome: 'hit' | 'miss') => Promise<void>;
 }

@@ -10,6 +10,7 @@ const UNFURLERS = [
   'slack-imgproxy',
   'discordbot',
   'msteams', // Microsoft Teams link previews
+  'microsoftpreview', // Teams and Outlook link previews (MicrosoftPreview/2.0)
   'skypeuripreview', // Skype and Teams
   'whatsapp',
   'telegrambot',

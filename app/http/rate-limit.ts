@@ -1,4 +1,4 @@
-import { rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
+import { MemoryStore, rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
 import { clientIdOf } from '../abuse/abuse.models.js';
 import { requester } from './client.js';
 import type { Request } from 'express';
@@ -31,8 +31,9 @@ function limiterLogger(log: Logger | undefined, name: string) {
 }
 
 /**
- * A limiter whose counts live in Redis, so every API replica shares them. `failOpen` is for health
- * only: key-taking routes and uploads fail closed (503) when the store cannot be reached.
+ * A limiter whose counts live in Redis, so every API replica shares them, and which fails closed
+ * (503) when Redis cannot be reached. `local` keeps the counts in this process instead: for /health,
+ * which must answer (503 "unhealthy") within about a second exactly when Redis hangs.
  */
 export function createRateLimiter(options: {
   name: string;
@@ -41,10 +42,10 @@ export function createRateLimiter(options: {
   prefix: string;
   /** Keys are keyed hashes of the client, so no IP ever sits in Redis (SPEC §10.4). */
   secret: string;
-  failOpen?: boolean;
+  local?: boolean;
   log?: Logger;
 }): RateLimitRequestHandler {
-  const store = new RedisStore({
+  const store = options.local ? new MemoryStore() : new RedisStore({
     prefix: options.prefix,
     sendCommand: (command: string, ...args: string[]) =>
       (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
@@ -69,7 +70,7 @@ export function createRateLimiter(options: {
     // default key generator, so a forged header from a client cannot trigger them; every other check stays on.
     keyGenerator: (req) => clientIdOf(options.secret, requester(req).client),
     store,
-    passOnStoreError: options.failOpen ?? false,
+    passOnStoreError: false,
     logger: limiterLogger(options.log, options.name),
     handler: (req, _res, next, _opts) => {
       const resetTime = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;

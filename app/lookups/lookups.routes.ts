@@ -5,7 +5,7 @@ import { invalidDeleteToken, previewAlreadyUsed } from '../files/files.errors.js
 import type { FilesDeps } from '../files/files.usecases.js';
 import { baseUrl } from '../http/base-url.js';
 import { requester } from '../http/client.js';
-import { deleteFile, filePreview, fileStatus } from './lookups.usecases.js';
+import { deleteFile, filePreview, fileReceipt, fileStatus } from './lookups.usecases.js';
 
 /** Status and the one-time preview (spend no download), and the sender's delete. */
 export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Router {
@@ -44,7 +44,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
       uses: view.record.uses,
       minutes_left: minutesLeft(view.record.expires, deps.now().getTime()),
       download_url: links.download_url,
-      curl_example: `curl -fOJ -d key=${view.key} ${baseUrl(req, deps.config)}/download`,
+      curl_example: `curl -fOJ -H 'X-Key: ${view.key}' ${baseUrl(req, deps.config)}/download`,
       created_at: new Date(view.record.created).toISOString(),
       sha256: view.metadata.sha256,
     });
@@ -66,6 +66,28 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
     await foundOrThrow(result, settle(res));
     res.status(204).end();
   };
+  // The receipt: the key in the body, the delete token in its header, never in a URL.
+  router.post('/files/receipt', ...smallBody, ...guards.before, async (req, res) => {
+    const result = await fileReceipt(deps, { key: keyFromBody(req), token: req.get('x-delete-token'), who: requester(req) });
+    if (result.kind === 'forbidden') {
+      await guards.settle(res, 'hit');
+      throw invalidDeleteToken();
+    }
+    const receipt = await foundOrThrow(result, settle(res));
+    const at = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({
+      state: receipt.state,
+      uses_total: receipt.totalUses,
+      uses_left: receipt.usesLeft,
+      previewed_at: at(receipt.previewedAt),
+      downloads: receipt.downloads.map((d) => ({ started_at: at(d.startedAt), completed_at: at(d.completedAt) })),
+      resumes: receipt.resumes,
+      last_resumed_at: at(receipt.lastResumedAt),
+      refused_after_end: receipt.refusedAfterEnd,
+    });
+  });
+
   // The key in a header or the body keeps it out of URLs (and so out of proxies' access logs);
   // DELETE /files/:key stays for Raven Zero's clients.
   router.delete('/files', ...smallBody, ...guards.before, async (req, res) => remove(req, res, req.get('x-key') ?? keyFromBody(req)));

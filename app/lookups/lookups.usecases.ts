@@ -1,7 +1,7 @@
 import type { FileMetadata } from '../crypto/keys.js';
 import { hashDeleteToken } from '../crypto/keys.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
-import type { FileRecord, Lookup } from '../files/files.repository.js';
+import type { FileRecord, Lookup, Receipt } from '../files/files.repository.js';
 import type { LookupResult } from '../files/files.models.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
 
@@ -29,6 +29,19 @@ export async function filePreview(deps: FilesDeps, input: { key: unknown; who: R
   if (!resolved) return { kind: 'missing' };
   const found = await deps.files.preview(resolved.lookupId, deps.now().getTime());
   return found.kind === 'used' ? found : toView(resolved, found);
+}
+
+/**
+ * The sender's delivery receipt (SPEC §10.6): what happened to the file — the preview, each download
+ * started and completed, resumes, downloads asked for after the end — as times and counts only, for
+ * the holder of the delete token and nobody else (the passphrase alone opens nothing here). Kept as
+ * long as the tombstone.
+ */
+export async function fileReceipt(deps: FilesDeps, input: { key: unknown; token: string | undefined; who: Requester }): Promise<LookupResult<Receipt> | { kind: 'forbidden' }> {
+  const resolved = await resolveKey(deps, input);
+  if (!resolved) return { kind: 'missing' };
+  const found = await deps.files.receipt(resolved.lookupId, hashDeleteToken(input.token ?? ''), deps.now().getTime());
+  return found.kind === 'found' ? { kind: 'found', value: found.receipt } : found;
 }
 
 /**

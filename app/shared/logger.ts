@@ -116,3 +116,13 @@ export function errorForLog(error: unknown): string {
   }
   return (error instanceof Error ? error.message : String(error)).replace(/[A-Za-z0-9_-]{32,}/g, '[id]');
 }
+
+/**
+ * Node prints process warnings (deprecations, e.g. a dependency's notice about the Node version) to
+ * stderr as plain text; operators read JSON lines. Routes them into the log instead. Only the two
+ * processes' entry points call this.
+ */
+export function logProcessWarnings(log: Logger): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => log.warn('node_warning', { name: warning.name, detail: warning.message.slice(0, 500) }));
+}

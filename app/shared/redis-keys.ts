@@ -9,6 +9,8 @@ export interface RedisKeys {
   file(lookupId: string): string;
   /** A burned, expired or deleted file's tombstone: its reason, kept TOMBSTONE_HOURS. */
   tombstone(lookupId: string): string;
+  /** The sender's delivery receipt (times and counts, the delete token's hash), kept as long as the tombstone. */
+  receipt(lookupId: string): string;
   /**
    * What protects a blob's bytes from the janitor (blobs.repository.ts): a sorted set holding `live`
    * (scored with the record's expiry) and one lease per running transfer (scored with its end). Keyed
@@ -29,6 +31,13 @@ export interface RedisKeys {
   queuePrefix(): string;
   /** Held by the one janitor replica that is sweeping. */
   sweepLock(): string;
+  /**
+   * A resume record (docs/FORMAT.md): what finishing one started download needs, the data key wrapped
+   * under a key only its resume capability derives; kept RESUME_WINDOW_SECONDS.
+   */
+  resume(resumeId: string): string;
+  /** A download ticket of the recipient page: the passphrase's KEK wrapped for one GET, kept a minute. */
+  ticket(ticketId: string): string;
 }
 
 export const HEARTBEAT_TTL_SECONDS = 15;
@@ -39,6 +48,7 @@ export function redisKeys(prefix: string): RedisKeys {
     prefix,
     file: (lookupId) => `${prefix}:file:{${lookupId}}`,
     tombstone: (lookupId) => `${prefix}:tomb:{${lookupId}}`,
+    receipt: (lookupId) => `${prefix}:receipt:{${lookupId}}`,
     blob: (blobId) => `${prefix}:blob:${blobId}`,
     heartbeat: () => `${prefix}:worker:heartbeat`,
     lookupFailures: (client) => `${prefix}:fail:${client}`,
@@ -47,5 +57,7 @@ export function redisKeys(prefix: string): RedisKeys {
     rateLimit: (name) => `${prefix}:rl:${name}:`,
     queuePrefix: () => `${prefix}:bull`,
     sweepLock: () => `${prefix}:janitor:sweep-lock`,
+    resume: (resumeId) => `${prefix}:resume:{${resumeId}}`,
+    ticket: (ticketId) => `${prefix}:ticket:{${ticketId}}`,
   };
 }

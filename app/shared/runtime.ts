@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { access, constants, mkdir } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type RuntimeConfig } from '../config.js';
 import { loadOrCreateLocalSecret } from './secret.js';
@@ -24,9 +24,24 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
   return { ...config, secret };
 }
 
-export async function ensureDirectories(config: RuntimeConfig): Promise<void> {
-  if (config.storageBackend === 'fs') for (const dir of [config.storagePath, config.tempPath]) await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (config.logDir !== '') await mkdir(config.logDir, { recursive: true });
+/**
+ * The directories a process writes (blobs and partials on the fs engine, the log). One that cannot be
+ * made or used stops the process with one line naming its variable, as a bad value does (a bind mount
+ * owned by another user is the usual cause: docs/OPERATIONS.md).
+ */
+export async function ensureDirectories(config: RuntimeConfig, service = 'api'): Promise<void> {
+  const wanted: [string, string, number | undefined][] = [];
+  if (config.storageBackend === 'fs') wanted.push(['STORAGE_PATH', config.storagePath, 0o700], ['TEMP_PATH', config.tempPath, 0o700]);
+  if (config.logDir !== '') wanted.push(['LOG_DIR', config.logDir, undefined]);
+  for (const [name, dir, mode] of wanted) {
+    try {
+      await mkdir(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
+      await access(dir, constants.W_OK);
+    } catch (error) {
+      process.stderr.write(`cinderbox ${service}: ${name}: cannot use directory ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); it must be writable by this process's user\n`);
+      process.exit(73); // EX_CANTCREAT
+    }
+  }
 }
 
 /** Waits for the first connection, so start-up fails clearly instead of serving 503s forever. */

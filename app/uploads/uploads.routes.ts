@@ -38,7 +38,7 @@ function uploadText(base: string, file: UploadedFile): string {
     `expires:    ${file.expiresAt.toISOString()}`,
     `uses:       ${file.uses}`,
     `sha256:     ${file.sha256}`,
-    `download:   curl -fOJ -d key=${file.key} ${base}/download`,
+    `download:   curl -fOJ --etag-save cinderbox.etag -H 'X-Key: ${file.key}' ${base}/download`,
     `delete:     curl -X DELETE -H 'X-Key: ${file.key}' -H 'X-Delete-Token: ${file.deleteToken}' ${base}/files`,
     '',
   ].join('\n');

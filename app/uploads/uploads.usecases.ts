@@ -9,7 +9,6 @@ import type { PooledKeys } from '../kdf/key-pool.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { serviceUnavailable } from '../http/errors.js';
-import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import type { UploadOptions } from './uploads.models.js';
 
@@ -119,7 +118,8 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     };
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
     if (!(await deps.files.store(lookupId, record))) continue;
-    await confirmReplicated(deps.redis, { timeoutMs: REPLICATION_WAIT_MS }); // acknowledged only once a replica has it (SPEC §10.3)
+    // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
+    await deps.files.confirmReplicated();
     deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType });
     return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 };
   }

@@ -188,6 +188,12 @@ describe('the browser pages in real Chromium', () => {
     await expect.poll(() => recipient.textContent('#uses-left'), { timeout: 10_000 }).toBe('1');
     expect((await statusOf(app.url, key)).body.remaining_uses).toBe(1);
     expect(requestedUrls.filter((u) => u.includes(key))).toEqual([]);
+
+    // The sender's card shows the delivery receipt (it asks when the tab comes back to view).
+    await sender.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await expect.poll(() => sender.textContent('#receipt-events'), { timeout: 10_000 }).toMatch(/Download 1: started at .+, completed at /);
+    expect(await sender.textContent('#uses-left')).toBe('1');
+    expect(await axeViolations(sender)).toEqual([]);
     expect(problems).toEqual([]);
   });
 

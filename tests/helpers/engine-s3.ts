@@ -90,7 +90,8 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
     async corrupt(blobId, offset) {
       // An object cannot be changed in place: the corrupted copy replaces it under the same key.
       const data = await getObject(prefix + blobId);
-      data[offset] = data[offset]! ^ 0x01;
+      const at = offset < 0 ? data.length + offset : offset;
+      data[at] = data[at]! ^ 0x01;
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + blobId, Body: data }));
     },
     async put(name, bytes, options = {}) {

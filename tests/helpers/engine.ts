@@ -92,7 +92,7 @@ export interface StorageView {
   has(blobId: string): Promise<boolean>;
   /** A committed blob's raw ciphertext. */
   read(blobId: string): Promise<Buffer>;
-  /** Flips one bit of a committed blob's ciphertext at `offset`. */
+  /** Flips one bit of a committed blob's ciphertext at `offset` (negative: from the end). */
   corrupt(blobId: string, offset: number): Promise<void>;
   /** Writes a committed object named `name` (a blob id, or a stranger), optionally backdated. */
   put(name: string, bytes: Buffer | string, options?: { ageMs?: number }): Promise<void>;
@@ -172,10 +172,11 @@ function fsStorageView(storagePath: string, tempPath: string): StorageView {
     async corrupt(blobId, offset) {
       const handle = await open(blobPath(blobId), constants.O_RDWR | constants.O_NOFOLLOW);
       try {
+        const at = offset < 0 ? (await handle.stat()).size + offset : offset;
         const byte = Buffer.alloc(1);
-        await handle.read(byte, 0, 1, offset);
+        await handle.read(byte, 0, 1, at);
         byte[0] = byte[0]! ^ 0x01;
-        await handle.write(byte, 0, 1, offset);
+        await handle.write(byte, 0, 1, at);
       } finally {
         await handle.close();
       }

@@ -97,3 +97,27 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * The complete lines a process (or `docker logs`) wrote that are not one JSON object each, tagged
+ * with their stream. stderr counts as much as stdout: `docker logs` merges both and operators pipe
+ * it to jq (SPEC §7), and a library's console.warn (node-cron's "[NODE-CRON] [WARN]") lands there.
+ */
+export function nonJsonLines(proc: Pick<RunningProcess, 'stdout' | 'stderr'>): string[] {
+  return (['stdout', 'stderr'] as const).flatMap((stream) =>
+    proc[stream]()
+      .split('\n')
+      .slice(0, -1) // the text after the last newline is a line still being written (or nothing)
+      .filter((line) => !isJsonObject(line))
+      .map((line) => `${stream}: ${line}`),
+  );
+}
+
+function isJsonObject(line: string): boolean {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
+}

@@ -12,7 +12,7 @@ describe('burning a large file on its last download', () => {
   let redis: Redis;
   let queue: Queue;
   beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_FILE_SIZE: String(16 * 1024 * 1024) } });
+    app = await startTestApp({ env: { MAX_FILE_SIZE: String(16 * 1024 * 1024), RESUME_WINDOW_SECONDS: '0' } });
     redis = new Redis(app.config.redisUrl!, { maxRetriesPerRequest: null });
     queue = new Queue(JANITOR_QUEUE, { connection: redis, prefix: app.deps.keys.queuePrefix() });
   });

@@ -72,7 +72,7 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       const lines = text.split('\n');
       expect(lines[0]).toMatch(new RegExp(`^${app.url.replace(/[.]/g, '\\.')}/d#[a-z]+(-[a-z]+){3}$`));
       const key = lines[0]!.split('#')[1]!;
-      expect(text).toContain(`curl -fOJ -d key=${key} ${app.url}/download`);
+      expect(text).toContain(`curl -fOJ --etag-save cinderbox.etag -H 'X-Key: ${key}' ${app.url}/download`);
       expect(text).not.toContain(`/download/${key}`);
       expect(text).toContain(sha256('raw body'));
       const status = (await (await fetch(`${app.url}/status/${key}`)).json()) as Record<string, unknown>;
@@ -207,7 +207,7 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
         uses: 1,
         minutes_left: expect.any(Number),
         download_url: up.download_url,
-        curl_example: `curl -fOJ -d key=${up.key} ${app.url}/download`,
+        curl_example: `curl -fOJ -H 'X-Key: ${up.key}' ${app.url}/download`,
         created_at: up.created_at,
         sha256: sha256('preview me'),
       });

@@ -34,13 +34,15 @@ describe('the real curl binary (README quick start)', () => {
     expect(lines[0]).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/d#[a-z]+(-[a-z]+){3}$/);
     const key = lines[0]!.split('#')[1]!;
     const downloadLine = lines.find((l) => l.startsWith('download:'))!.replace(/^download:\s*/, '');
-    expect(downloadLine).toBe(`curl -fOJ -d key=${key} ${app.url}/download`);
+    expect(downloadLine).toBe(`curl -fOJ --etag-save cinderbox.etag -H 'X-Key: ${key}' ${app.url}/download`);
 
     const target = await mkdtemp(path.join(work, 'dl-'));
     await paste(downloadLine, target);
-    expect(await readdir(target)).toEqual(['quarterly report.bin']);
+    expect((await readdir(target)).sort()).toEqual(['cinderbox.etag', 'quarterly report.bin']);
+    expect(await readFile(path.join(target, 'cinderbox.etag'), 'utf8')).toMatch(/^"r1\.[A-Za-z0-9_-]{43}"\n?$/);
     expect((await readFile(path.join(target, 'quarterly report.bin'))).equals(content)).toBe(true);
     expect(app.logs.filter((l) => l.event === 'request_completed').map((l) => String(l.route))).toContain('/download');
+    expect(app.logs.filter((l) => l.event === 'request_completed').map((l) => String(l.route))).not.toContain('/download/:key');
 
     const again = await paste(`${downloadLine} -o /dev/null`, target).then(
       () => 0,

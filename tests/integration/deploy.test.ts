@@ -1,14 +1,16 @@
 /**
- * Deployment checks that run without a Docker engine (issue 9):
+ * Deployment checks that run without a Docker engine (issues 9 and 19); the real build and compose
+ * run is tests/deploy (npm run test:deploy):
  *  1. `docker-compose config` accepts compose.yaml with CINDERBOX_SECRET and refuses it without;
  *  2. every variable compose and the Dockerfile set is one app/config.ts knows;
- *  3. the image's runtime stage, reproduced in a clean directory (production install only, the
- *     compiled dist/, the copied data and static files), starts both roles with the image's
- *     commands, answers /health, and the HEALTHCHECK command tells up from down.
+ *  3. the Dockerfile builds without a registry frontend and probes health soon after start;
+ *  4. the image's runtime stage, reproduced in a clean directory (production install only, the
+ *     parts of dist/ it copies, the copied data and static files), starts both roles with the
+ *     image's commands, answers /health, and the HEALTHCHECK command tells up from down.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +19,7 @@ import { VARIABLES } from '../../app/config.js';
 import { TEST_SECRET, uniquePrefix } from '../helpers/app.js';
 import { isAlive, ROOT } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
+import { copiesFromBuild, dockerfileInstructions, runtimeStage, shippedScripts } from '../deploy/dockerfile.js';
 
 // js-yaml is in node_modules (through eslint) without types; only `load` is used.
 const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
@@ -67,20 +70,7 @@ async function composeConfig(dotenv: string | null, env: Record<string, string> 
   }
 }
 
-/** Dockerfile instructions, continuation lines joined, comments dropped. */
-async function dockerfile(): Promise<{ op: string; args: string; stage: number }[]> {
-  const text = (await readFile(path.join(ROOT, 'Dockerfile'), 'utf8')).replace(/\\\r?\n/g, ' ');
-  let stage = -1;
-  return text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'))
-    .map((l) => {
-      const [op = '', ...rest] = l.split(/\s+/);
-      if (op.toUpperCase() === 'FROM') stage += 1;
-      return { op: op.toUpperCase(), args: rest.join(' '), stage };
-    });
-}
+const dockerfile = () => dockerfileInstructions(ROOT);
 
 function envNames(args: string): string[] {
   return [...args.matchAll(/(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=/g)].map((m) => m[1]!);
@@ -114,6 +104,8 @@ describe('compose.yaml', () => {
     expect(valkey.command).toEqual(expect.arrayContaining(['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction']));
     expect(args).toContain('--maxmemory ');
     expect(valkey.healthcheck?.test).toEqual(['CMD', 'valkey-cli', 'ping']);
+    // The image declares /data a volume: a tmpfs there means no anonymous volume after `down`.
+    expect(valkey.tmpfs).toEqual([expect.stringMatching(/^\/data:size=\d+[km]$/)]);
 
     const { api, worker } = services;
     expect(api!.image).toBe(worker!.image);
@@ -121,15 +113,18 @@ describe('compose.yaml', () => {
     expect(worker!.command).toEqual(['node', 'dist/workers/main.js']);
     expect(api!.ports).toHaveLength(1);
     expect(worker!.ports).toBeUndefined();
-    expect(api!.healthcheck?.test).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js']);
+    // The api keeps the image's HEALTHCHECK (one definition, in the Dockerfile); the worker serves no HTTP.
+    expect(api!.healthcheck).toBeUndefined();
+    expect(worker!.healthcheck?.test).toEqual(['NONE']); // how `config` writes `disable: true`
     for (const s of [api!, worker!, valkey]) {
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(['ALL']);
-      expect(s.security_opt).toContain('no-new-privileges:true');
+      // `=`: the daemon warns that the `:` separator is deprecated.
+      expect(s.security_opt).toEqual(['no-new-privileges=true']);
       expect(s.restart).toBe('unless-stopped');
     }
     for (const s of [api!, worker!]) {
-      expect(s.tmpfs).toContain('/tmp');
+      expect(s.tmpfs).toEqual([expect.stringMatching(/^\/tmp:size=\d+[km]$/)]);
       expect(s.depends_on?.valkey?.condition).toBe('service_healthy');
       expect(s.environment?.REDIS_URL).toBe('redis://valkey:6379');
       expect(s.environment?.CINDERBOX_SECRET).toBe(TEST_SECRET);
@@ -150,6 +145,29 @@ describe('compose.yaml', () => {
     // Besides Cinderbox's own variables, only the documented runtime tuning of glibc and Node.
     const runtimeTuning = ['MALLOC_ARENA_MAX', 'NODE_OPTIONS'];
     expect(env.filter((n) => !known.has(n) && !runtimeTuning.includes(n)), 'Dockerfile sets unknown variables').toEqual([]);
+  });
+});
+
+describe('Dockerfile', () => {
+  it('builds without a registry frontend: no `# syntax=` directive', async () => {
+    const text = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
+    expect(text).not.toMatch(/^#\s*syntax\s*=/im);
+  });
+
+  it('probes health every 10 s at most, so `up` turns healthy soon (engines before 25 have no start interval)', async () => {
+    const healthcheck = runtimeStage(await dockerfile()).find((i) => i.op === 'HEALTHCHECK')!.args;
+    const seconds = (flag: string) => Number(new RegExp(`--${flag}=(\\d+)s\\b`).exec(healthcheck)?.[1]);
+    expect(seconds('interval')).toBeLessThanOrEqual(10);
+    expect(seconds('timeout')).toBeLessThan(seconds('interval'));
+    expect(healthcheck).not.toContain('--start-interval');
+  });
+
+  it('ships the healthcheck and no local launcher, Redis starter, bench or doc generator', async () => {
+    const runtime = runtimeStage(await dockerfile());
+    expect(copiesFromBuild(runtime).filter((c) => c.source === '/app/dist' || c.source === '/app/dist/scripts')).toEqual([]);
+    const scripts = shippedScripts(runtime);
+    expect(scripts).toContain('healthcheck.js');
+    for (const kept of ['start.js', 'redis-server.js', 'bench.js', 'config-docs.js', 'gen-vectors.js']) expect(scripts).not.toContain(kept);
   });
 });
 
@@ -201,21 +219,23 @@ function start(argv: string[], cwd: string, env: Record<string, string | undefin
 
 describe('the image, reproduced without Docker', () => {
   let dir: string;
+  let buildStage: string;
   const procs: Proc[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-image-'));
+    buildStage = await mkdtemp(path.join(os.tmpdir(), 'cbx-build-stage-'));
   });
 
   afterAll(async () => {
     for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
+    await rm(buildStage, { recursive: true, force: true });
   });
 
   it('installs production dependencies only, starts both roles with the image commands, and passes its HEALTHCHECK', { timeout: 240_000 }, async () => {
     const instructions = await dockerfile();
-    const last = Math.max(...instructions.map((i) => i.stage));
-    const runtime = instructions.filter((i) => i.stage === last);
+    const runtime = runtimeStage(instructions);
     expect(instructions.find((i) => i.op === 'FROM')?.args).toMatch(/^node:22-bookworm-slim\b/);
     expect(runtime.find((i) => i.op === 'USER')?.args).toBe('node');
     expect(runtime.some((i) => i.op === 'ENTRYPOINT' && i.args.includes('tini'))).toBe(true);
@@ -225,14 +245,9 @@ describe('the image, reproduced without Docker', () => {
     const listed = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, env: baseEnv });
     expect(listed.code, listed.stderr).toBe(0);
     const files = listed.stdout.split('\n').filter((f) => f !== '' && existsSync(path.join(ROOT, f)));
-    let fromBuild = 0;
     for (const copy of runtime.filter((i) => i.op === 'COPY')) {
       const parts = copy.args.split(/\s+/).filter((p) => !p.startsWith('--chown') && !p.startsWith('--chmod'));
-      if (parts[0]!.startsWith('--from=')) {
-        expect(parts.slice(1)).toEqual(['/app/dist', './dist']);
-        fromBuild += 1;
-        continue;
-      }
+      if (parts[0]!.startsWith('--from=')) continue; // from the build stage: below, after tsc
       const dest = parts.at(-1)!;
       for (const source of parts.slice(0, -1)) {
         const matches = files.filter((f) => f === source || f.startsWith(`${source.replace(/\/$/, '')}/`));
@@ -244,7 +259,6 @@ describe('the image, reproduced without Docker', () => {
         }
       }
     }
-    expect(fromBuild).toBe(1);
     expect(existsSync(path.join(dir, 'package-lock.json'))).toBe(true);
     expect(existsSync(path.join(dir, 'data', 'eff_large_wordlist.txt'))).toBe(true);
 
@@ -257,14 +271,25 @@ describe('the image, reproduced without Docker', () => {
     expect(existsSync(path.join(dir, 'node_modules', 'express'))).toBe(true);
     for (const dev of ['typescript', 'vitest', 'tsx', 'eslint']) expect(existsSync(path.join(dir, 'node_modules', dev)), `${dev} is a dev dependency`).toBe(false);
 
-    // COPY --from=build /app/dist ./dist: what `npm run build` emits (tsc, then the assets it does not copy).
-    const tsc = await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', path.join(dir, 'dist')], { cwd: ROOT, env: baseEnv, timeoutMs: 180_000 });
+    // The build stage's `npm run build` (tsc, then the assets tsc does not copy, into /app/dist), then
+    // the runtime stage's COPY --from=build lines: only those parts of dist/ reach the image.
+    const buildStageDist = path.join(buildStage, 'dist');
+    const tsc = await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', buildStageDist], { cwd: ROOT, env: baseEnv, timeoutMs: 180_000 });
     expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
-    const copied = await run(process.execPath, ['scripts/copy-assets.mjs', path.join(dir, 'dist')], { cwd: ROOT, env: baseEnv });
+    const copied = await run(process.execPath, ['scripts/copy-assets.mjs', buildStageDist], { cwd: ROOT, env: baseEnv });
     expect(copied.code, copied.stderr).toBe(0);
+    const fromBuild = copiesFromBuild(runtime);
+    expect(fromBuild.map((c) => c.source)).toEqual(expect.arrayContaining(['/app/dist/app', '/app/dist/workers']));
+    for (const { source, target } of fromBuild) {
+      expect(source.startsWith('/app/dist/'), source).toBe(true);
+      const from = path.join(buildStageDist, path.posix.relative('/app/dist', source));
+      expect(existsSync(from), `COPY --from=build ${source}: the build does not emit it`).toBe(true);
+      await cp(from, target.endsWith('/') ? path.join(dir, target, path.basename(source)) : path.join(dir, target), { recursive: true });
+    }
+    expect((await readdir(path.join(dir, 'dist', 'scripts'))).sort()).toEqual(shippedScripts(runtime));
     // Files the code reads at run time that tsc does not emit (pages, Lua scripts…) must be in dist/.
     const assets = files.filter((f) => /^(app|workers)\//.test(f) && !f.endsWith('.ts'));
-    expect(assets.filter((f) => !existsSync(path.join(dir, 'dist', f))), 'files under app/ or workers/ missing from the build').toEqual([]);
+    expect(assets.filter((f) => !existsSync(path.join(dir, 'dist', f))), 'files under app/ or workers/ missing from the image').toEqual([]);
 
     const cmd = JSON.parse(runtime.find((i) => i.op === 'CMD')!.args) as string[];
     const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;

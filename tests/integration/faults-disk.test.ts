@@ -9,7 +9,7 @@ import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import { startTestApp, testEnv, uniquePrefix, type TestApp } from '../helpers/app.js';
 import { storageFor, type StorageView } from '../helpers/engine.js';
 import { expectError, uploadOk, waitFor } from '../helpers/files.js';
-import { runTs, type RunningProcess } from '../helpers/processes.js';
+import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { expectNoPartial, expectNoPlaintext, expectNoRecordWithoutBlob, markedPlaintext } from './faults-helpers.js';
 
@@ -86,6 +86,8 @@ describe('faults: kill -9 of the API mid-upload', () => {
       await worker.waitForEvent('s3_multipart_listing_unsupported');
     }
     expect(await storage.blobIds()).toEqual([]);
+    expect(nonJsonLines(api)).toEqual([]);
+    expect(nonJsonLines(worker)).toEqual([]);
   });
 });
 

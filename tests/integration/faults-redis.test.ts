@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appOnPrivateRedis, testEnv, type TestApp } from '../helpers/app.js';
 import { expectError, postFile, uploadOk, waitFor } from '../helpers/files.js';
-import { runTs, type RunningProcess } from '../helpers/processes.js';
+import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
 import { expectNoPartial, expectNoPlaintext, expectNoRecordWithoutBlob, markedPlaintext, timed } from './faults-helpers.js';
 
 // Fault suite, Redis side (SPEC §3 503/507, §5; issue 8): each case runs against a private
@@ -159,5 +159,51 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     await expectNoRecordWithoutBlob(places(world.app));
     await expectNoPartial(places(world.app));
     await expectNoPlaintext(places(world.app), marker);
+    expect(nonJsonLines(worker)).toEqual([]);
+  });
+});
+
+describe('faults: Redis hangs (SIGSTOP), with a real worker', () => {
+  const world = appOnPrivateRedis();
+  let worker: RunningProcess | null = null;
+  let stopped: number | null = null;
+  afterEach(async () => {
+    if (stopped !== null) process.kill(stopped, 'SIGCONT');
+    if (worker && worker.child.exitCode === null) {
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+    }
+  });
+
+  it('keeps every line the worker writes JSON while its heartbeat is stuck, and beats again after', async () => {
+    const env = testEnv(world.app.dir, world.app.deps.keys.prefix, world.redis.url, { STORAGE_PATH: world.app.config.storagePath, TEMP_PATH: world.app.config.tempPath });
+    worker = runTs('workers/main.ts', env);
+    await worker.waitForEvent('worker_started');
+    const redis = world.app.deps.redis;
+    const pid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
+    expect(pid).toBeGreaterThan(0);
+
+    // A hang, not a refusal: connections stay open and no answer comes. The heartbeat ticks every
+    // 5 s without overlap, so the tick after the stuck one is blocked (node-cron says so) within 10 s.
+    const written = async () => worker!.stdout() + worker!.stderr();
+    process.kill(pid, 'SIGSTOP');
+    stopped = pid;
+    await waitFor(written, (out) => out.includes('new execution blocked'), 15_000, 'a heartbeat tick blocked by the stuck one');
+    process.kill(pid, 'SIGCONT');
+    stopped = null;
+
+    // Redis answers again: the stuck beat completes and the next ones refresh the key.
+    const resumed = Date.now();
+    await waitFor(
+      async () => JSON.parse((await redis.get(world.app.deps.keys.heartbeat())) ?? '{"at":0}') as { at: number },
+      (beat) => beat.at >= resumed,
+      10_000,
+      'a heartbeat after Redis resumed',
+    );
+    expect(worker.child.exitCode).toBeNull();
+
+    expect(nonJsonLines(worker)).toEqual([]);
+    const warning = worker.stdout().split('\n').find((line) => line.includes('new execution blocked'));
+    expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', service: 'worker', event: 'cron_warning', task: 'heartbeat' });
   });
 });

@@ -30,6 +30,16 @@ describe('the processes', () => {
     expect(api.stderr()).toContain('MAX_FILE_SIZE: expected a positive integer, got "lots"');
   });
 
+  it('stops both processes with one line naming STORAGE_PATH when it cannot be used', async () => {
+    for (const entry of ['app/main.ts', 'workers/main.ts']) {
+      // A directory under a regular file can never be made (root ignores permissions; this it cannot).
+      const proc = runTs(entry, { REDIS_URL: 'redis://127.0.0.1:1', STORAGE_PATH: '/etc/hostname/uploads', LOG_DIR: '' });
+      expect((await proc.exited).code).toBe(73);
+      expect(proc.stderr()).toMatch(/^cinderbox (api|worker): STORAGE_PATH: cannot use directory \/etc\/hostname\/uploads \(ENOTDIR\)/);
+      expect(proc.stderr().trim().split('\n')).toHaveLength(1);
+    }
+  });
+
   it('refuses to start in production without CINDERBOX_SECRET, naming it', async () => {
     for (const entry of ['app/main.ts', 'workers/main.ts']) {
       const proc = runTs(entry, { NODE_ENV: 'production', REDIS_URL: 'redis://127.0.0.1:1' });

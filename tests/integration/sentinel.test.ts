@@ -159,6 +159,8 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
       HOST: '127.0.0.1',
       // A scheduled sweep every 3 s, so one runs soon after the failover.
       CLEANUP_INTERVAL_MINUTES: '0.05',
+      // No resume window: a burned blob is shredded as soon as its download ends.
+      RESUME_WINDOW_SECONDS: '0',
     };
     api = runTs('app/main.ts', env);
     worker = runTs('workers/main.ts', env);

@@ -8,11 +8,12 @@ describe('the API and the janitor together', () => {
   let app: TestApp;
   let worker: RunningProcess;
   const startWorker = () =>
-    runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { LOG_LEVEL: 'debug', ORPHAN_AGE_MINUTES: '60' }));
+    runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { LOG_LEVEL: 'debug', ORPHAN_AGE_MINUTES: '60', RESUME_WINDOW_SECONDS: '0' }));
 
   beforeAll(async () => {
     // Expiries of a second or so, so the expiry test does not wait a minute.
-    app = await startTestApp({ env: { MIN_EXPIRY_MINUTES: '0.01' } });
+    // No resume window: a burned blob is shredded as soon as its download ends.
+    app = await startTestApp({ env: { MIN_EXPIRY_MINUTES: '0.01', RESUME_WINDOW_SECONDS: '0' } });
     worker = startWorker();
     await worker.waitForEvent('worker_started');
   });

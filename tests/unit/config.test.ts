@@ -47,6 +47,7 @@ const BAD_VALUES: Record<string, string> = {
   LOOKUP_RATE_LIMIT: '0/minute',
   DOWNLOAD_FAIL_LIMIT: 'many',
   DOWNLOAD_BLOCK_WINDOW: '-1',
+  RESUME_WINDOW_SECONDS: 'forever',
   MAX_DOWNLOAD_SECONDS: '1.5',
   UPLOAD_STALL_SECONDS: '0',
   CLEANUP_INTERVAL_MINUTES: '-3',
@@ -66,6 +67,8 @@ const BAD_VALUES: Record<string, string> = {
   S3_ACCESS_KEY_ID: '',
   S3_SECRET_ACCESS_KEY: '',
   S3_FORCE_PATH_STYLE: 'sometimes',
+  METRICS_TOKEN: 'has spaces in it, and is long',
+  WORKER_METRICS_PORT: '0',
 };
 
 describe('configuration', () => {
@@ -109,6 +112,22 @@ describe('configuration', () => {
     const problems = problemsOf({ MAX_FILE_SIZE: 'lots', PORT: 'abc', LOG_IP: 'x' });
     expect(problems).toContain('MAX_FILE_SIZE: expected a positive integer, got "lots"');
     expect(problems).toHaveLength(3);
+  });
+
+  it('never quotes the value of a variable that holds a credential', () => {
+    const values = { CINDERBOX_SECRET: 'almost-the-real-secret', METRICS_TOKEN: 'short-token', REDIS_URL: 'http://user:hunter2@redis:6379' };
+    const problems = problemsOf(values);
+    expect(problems).toHaveLength(3);
+    for (const value of Object.values(values)) expect(problems.join('\n')).not.toContain(value);
+    expect(problems).toContain('METRICS_TOKEN: expected at least 16 characters (use: openssl rand -hex 32) (value not shown)');
+  });
+
+  it('reads the metrics token and the worker metrics port, both off by default', () => {
+    expect(loadConfig({}).metricsToken).toBeUndefined();
+    expect(loadConfig({}).workerMetricsPort).toBeUndefined();
+    const config = loadConfig({ METRICS_TOKEN: 'a'.repeat(64), WORKER_METRICS_PORT: '9464' });
+    expect(config.metricsToken).toBe('a'.repeat(64));
+    expect(config.workerMetricsPort).toBe(9464);
   });
 
   it('requires CINDERBOX_SECRET in production', () => {

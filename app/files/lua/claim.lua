@@ -1,10 +1,16 @@
 -- Claim one download use and lease the blob for that download, atomically.
--- KEYS: file, tombstone   ARGV: blobPrefix, nowMs, leaseId, leaseUntilMs
+-- KEYS: file, tombstone, receipt   ARGV: blobPrefix, nowMs, leaseId, leaseUntilMs
 -- Returns {'ok'|'burned', field, value, ...} with `uses` already decremented, or {'gone', reason}, or {'missing'}.
 -- The request that takes the last use deletes the record (crypto-shred), marks the tombstone and
 -- drops the blob's 'live' protection; its own lease keeps the bytes until that download ends.
-if not is_live(ARGV[2]) then return not_live() end
+if not is_live(ARGV[2]) then
+  -- A download asked for after the end: the receipt counts it (nothing else about it).
+  if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('EXISTS', KEYS[3]) == 1 then redis.call('HINCRBY', KEYS[3], 'refused', 1) end
+  return not_live()
+end
 local uses = redis.call('HINCRBY', KEYS[1], 'uses', -1)
+-- Download number n (1-based) started now.
+note('s' .. (tonumber(redis.call('HGET', KEYS[1], 'total')) - uses), ARGV[2])
 local record = redis.call('HGETALL', KEYS[1])
 local blob = blob_key(redis.call('HGET', KEYS[1], 'blob'))
 protect(blob, ARGV[3], ARGV[4])

@@ -1,5 +1,6 @@
--- Write a new file record, its waiting tombstone, and protect its blob until expiry, atomically.
--- KEYS: file, tombstone   ARGV: blobPrefix, blobId, expiresAtMs, tombstoneExpiresAtMs, field, value, ...
+-- Write a new file record, its waiting tombstone, its delivery receipt, and protect its blob until
+-- expiry, atomically.
+-- KEYS: file, tombstone, receipt   ARGV: blobPrefix, blobId, expiresAtMs, tombstoneExpiresAtMs, field, value, ...
 -- Returns 0 when the lookup id is already taken (the caller draws another passphrase).
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local fields = {}
@@ -9,4 +10,8 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 protect(blob_key(ARGV[2]), 'live', ARGV[3])
 -- The tombstone waits with reason "expired"; a burn or delete overwrites the reason.
 redis.call('SET', KEYS[2], 'expired', 'PXAT', ARGV[4])
+-- The receipt: what the sender may learn with the delete token (times and counts only), as long as
+-- the tombstone lasts. It keeps the token's hash, since the record (and its copy) goes at the burn.
+redis.call('HSET', KEYS[3], 'dt', redis.call('HGET', KEYS[1], 'dt'), 'total', redis.call('HGET', KEYS[1], 'total'), 'refused', 0, 'resumes', 0)
+redis.call('PEXPIREAT', KEYS[3], ARGV[4])
 return 1

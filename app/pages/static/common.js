@@ -286,12 +286,12 @@ export function clearError(container) {
  * JSON POST to our own API. The key is in the body only; no cookies, no cache, no Referer.
  * Resolves to { ok: true, data } or { ok: false, error } and never rejects.
  */
-export async function postJson(url, body) {
+export async function postJson(url, body, headers = {}) {
   let response;
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
       body: JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',

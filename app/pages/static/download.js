@@ -1,6 +1,7 @@
 // Recipient page (GET /d): key from the URL fragment or a typed passphrase → POST /status → Download button.
 // The key never enters a URL the server sees: the fragment is removed from the address bar and history at
-// once, lookups send it in a JSON body, and the download is a form POST with the key in a hidden field.
+// once, lookups send it in a JSON body, and the download is a GET of a one-time ticket's address (the
+// key goes in the POST that makes the ticket), which the browser can resume if the connection drops.
 import {
   $,
   announce,
@@ -35,7 +36,6 @@ const ui = {
   downloadNote: $('download-note'),
   downloadError: $('download-error'),
   downloadForm: $('download-form'),
-  downloadKey: $('download-key'),
   downloadButton: $('download-button'),
   otherButton: $('other-button'),
   stateCard: $('state-card'),
@@ -90,7 +90,6 @@ function forget() {
   clickedDownload = false;
   currentKey = null;
   currentStatus = null;
-  ui.downloadKey.value = '';
 }
 
 function showLookupForm({ focus = true } = {}) {
@@ -221,7 +220,6 @@ function setUsesLeft(n) {
 function markDestroyed(message) {
   stopTimers();
   currentKey = null;
-  ui.downloadKey.value = '';
   ui.fileCard.classList.add('is-gone');
   ui.downloadButton.disabled = true;
   ui.downloadButton.hidden = true;
@@ -256,11 +254,21 @@ async function startDownload() {
     return;
   }
   const usesBefore = check.data.remaining_uses;
+  // A ticket first (the key travels in a POST body), then a plain GET of the ticket's address: a GET
+  // the browser's download manager can resume on its own if the connection drops (docs/DECISIONS.md).
+  const ticket = await postJson('/download/ticket', { key });
+  if (key !== currentKey) return;
+  if (!ticket.ok) {
+    ui.downloadButton.disabled = false;
+    if (ticket.error.code === 'FILE_GONE') showState(ticket.error);
+    else showError(ui.downloadError, ticket.error, limits);
+    return;
+  }
   clickedDownload = true;
-  ui.downloadKey.value = key;
-  // submit() snapshots the form data synchronously, so the field can be emptied right after.
-  ui.downloadForm.submit();
-  ui.downloadKey.value = '';
+  const link = el('a', { href: ticket.data.download_url, download: '', hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
   ui.downloadNote.replaceChildren(el('p', {}, 'Your download has started. Your browser saves the file under its original name.'));
   announce('Download started.');
   followUps = [1500, 4000, 10000].map((delay) =>

@@ -56,6 +56,7 @@ const ui = {
   countdownLive: $('countdown-live'),
   expiryTime: $('expiry-time'),
   usesLeft: $('uses-left'),
+  receiptEvents: $('receipt-events'),
   sha256: $('sha256'),
   state: $('result-state'),
   explanation: $('explanation'),
@@ -69,6 +70,8 @@ let activeUpload = null;
 let current = null; // the upload's 201 answer while the result card is shown
 let countdown = null;
 let statusTimer = null;
+/** How often the result card asks for the delivery receipt (each ask costs the server one key derivation). */
+const RECEIPT_EVERY_MS = 15_000;
 
 // ---------- form setup ----------
 
@@ -323,6 +326,7 @@ function showResult(data) {
   const expiresAt = new Date(data.expiry);
   ui.expiryTime.textContent = `(at ${formatTime(expiresAt)})`;
   setUsesLeft(data.uses);
+  ui.receiptEvents.replaceChildren(el('li', {}, 'Nobody has opened it yet.'));
   ui.explanation.textContent =
     `The file is stored encrypted with a key made from the passphrase; the server cannot open it without it. ` +
     `After ${data.uses === 1 ? 'one download' : `${data.uses} downloads`} or at ${formatTime(expiresAt)}, whichever comes first, ` +
@@ -346,34 +350,52 @@ function setUsesLeft(n) {
   ui.usesLeft.textContent = Number.isFinite(n) ? String(n) : '–';
 }
 
-/** Sender-side view of the file: status spends nothing, so it is safe to ask now and then. */
-async function refreshStatus() {
+/** The delivery receipt as sentences: times only, in the order things happened. */
+function receiptLines(receipt) {
+  const at = (iso) => formatTime(new Date(iso));
+  const lines = [];
+  if (receipt.previewed_at) lines.push(`Previewed at ${at(receipt.previewed_at)}.`);
+  receipt.downloads.forEach((download, i) => {
+    const which = receipt.uses_total > 1 ? `Download ${i + 1}` : 'Downloaded';
+    lines.push(download.completed_at ? `${which}: started at ${at(download.started_at)}, completed at ${at(download.completed_at)}.` : `${which}: started at ${at(download.started_at)}, not completed (yet).`);
+  });
+  if (receipt.resumes > 0) lines.push(`Resumed after a dropped connection ${receipt.resumes === 1 ? 'once' : `${receipt.resumes} times`}, last at ${at(receipt.last_resumed_at)}.`);
+  if (receipt.refused_after_end > 0) lines.push(`Asked for after it was gone: ${receipt.refused_after_end === 1 ? 'once' : `${receipt.refused_after_end} times`} (refused).`);
+  if (lines.length === 0) lines.push('Nobody has opened it yet.');
+  return lines;
+}
+
+/**
+ * The sender's live view: the delivery receipt (POST /files/receipt, with the delete token this page
+ * holds). It says what happened, and whether the file is still there.
+ */
+async function refreshReceipt() {
   if (!current || document.visibilityState === 'hidden') return;
-  const key = current.key;
-  const answer = await postJson('/status', { key });
-  if (!current || current.key !== key) return;
-  if (answer.ok) {
-    setUsesLeft(answer.data.remaining_uses);
-  } else if (answer.error.code === 'FILE_GONE') {
-    markGone(answer.error.reason ?? 'burned');
-  }
+  const { key, delete_token: token } = current;
+  const answer = await postJson('/files/receipt', { key }, { 'X-Delete-Token': token });
+  if (!current || current.key !== key || !answer.ok) return; // a passing hiccup: the next refresh tells
+  const receipt = answer.data;
+  ui.receiptEvents.replaceChildren(...receiptLines(receipt).map((line) => el('li', {}, line)));
+  if (receipt.state === 'active') setUsesLeft(receipt.uses_left);
+  else markGone(receipt.state);
 }
 
 function scheduleStatusRefresh() {
   clearInterval(statusTimer);
-  statusTimer = setInterval(() => void refreshStatus(), 60_000);
+  statusTimer = setInterval(() => void refreshReceipt(), RECEIPT_EVERY_MS);
 }
 
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible') void refreshStatus();
+  if (document.visibilityState === 'visible') void refreshReceipt();
 });
 
 
 function markGone(reason) {
-  if (!current) return;
+  if (!current || ui.result.classList.contains('is-gone')) return;
   countdown?.stop();
+  // The receipt still tells of refused requests after the end, now and then.
   clearInterval(statusTimer);
-  statusTimer = null;
+  statusTimer = setInterval(() => void refreshReceipt(), 4 * RECEIPT_EVERY_MS);
   ui.result.classList.add('is-gone');
   ui.resultHeading.textContent = reason === 'deleted' ? 'File deleted' : 'File destroyed';
   ui.countdown.textContent = '–';

@@ -1,0 +1,74 @@
+import type { Redis } from 'ioredis';
+import { PROTECT_LUA } from '../blobs/blobs.repository.js';
+import { luaScripts } from '../shared/lua.js';
+import type { RedisKeys } from '../shared/redis-keys.js';
+
+const lua = luaScripts(import.meta.url);
+
+/**
+ * What finishing one started download needs (docs/FORMAT.md, "Resume records"), opaque without its
+ * capability: the data key wrapped under a KEK only the capability derives, and a copy of the sealed
+ * metadata. It outlives the file record (a burn deletes that at once) for RESUME_WINDOW_SECONDS.
+ */
+export interface ResumeRecord {
+  blob: string;
+  /** The data key wrapped under the resume KEK, base64. */
+  wk: string;
+  /** The file's sealed metadata, base64 (the same bytes as its record's). */
+  meta: string;
+  size: number;
+  /** The file's lookup id: a resume on a key route must name the same file, and a deleted one is refused. */
+  lookup: string;
+  /** Which download of the file (1-based) this record finishes, for the sender's receipt. */
+  n: number;
+}
+
+/** The recipient page's download ticket: the passphrase's KEK wrapped for one GET. */
+export interface TicketRecord {
+  lookup: string;
+  /** The KEK wrapped under the ticket's key, base64. */
+  wk: string;
+}
+
+type Scripted = Redis & { cbxResumeStore(...args: (string | number)[]): Promise<number>; cbxTakeTicket(key: string): Promise<string[]> };
+
+const TAKE_TICKET = `local t = redis.call('HGETALL', KEYS[1]) redis.call('DEL', KEYS[1]) return t`;
+
+function fromFlat(flat: string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i]!, flat[i + 1]!);
+  return map;
+}
+
+export function createResumeRepository(redis: Redis, keys: RedisKeys) {
+  if (!('cbxResumeStore' in redis)) {
+    redis.defineCommand('cbxResumeStore', { numberOfKeys: 1, lua: `${PROTECT_LUA}\n${lua('resume-store')}` });
+    redis.defineCommand('cbxTakeTicket', { numberOfKeys: 1, lua: TAKE_TICKET });
+  }
+  const s = redis as Scripted;
+  return {
+    /** Stores the record until `until` (ms) and keeps its blob from the janitor as long. */
+    async store(resumeId: string, record: ResumeRecord, until: number): Promise<void> {
+      await s.cbxResumeStore(keys.resume(resumeId), keys.blob(''), record.blob, until, 'blob', record.blob, 'wk', record.wk, 'meta', record.meta, 'size', record.size, 'lookup', record.lookup, 'n', record.n);
+    },
+
+    async get(resumeId: string): Promise<ResumeRecord | null> {
+      const found = await redis.hgetall(keys.resume(resumeId));
+      if (found.blob === undefined) return null;
+      return { blob: found.blob, wk: found.wk ?? '', meta: found.meta ?? '', size: Number(found.size), lookup: found.lookup ?? '', n: Number(found.n) };
+    },
+
+    async storeTicket(ticketId: string, ticket: TicketRecord, ttlMs: number): Promise<void> {
+      await redis.multi().hset(keys.ticket(ticketId), 'lookup', ticket.lookup, 'wk', ticket.wk).pexpire(keys.ticket(ticketId), ttlMs).exec();
+    },
+
+    /** The ticket, removed as it is read: it serves one GET. */
+    async takeTicket(ticketId: string): Promise<TicketRecord | null> {
+      const map = fromFlat(await s.cbxTakeTicket(keys.ticket(ticketId)));
+      if (!map.has('lookup')) return null;
+      return { lookup: map.get('lookup')!, wk: map.get('wk')! };
+    },
+  };
+}
+
+export type ResumeRepository = ReturnType<typeof createResumeRepository>;

@@ -1,0 +1,113 @@
+import { isIP } from 'node:net';
+import { clientIdOf } from '../../app/abuse/abuse.models.js';
+import { clientIdentity } from '../../app/abuse/client.models.js';
+import { PROTECT_LUA } from '../../app/blobs/blobs.repository.js';
+import { jobIds, type JobPayload } from '../../app/jobs/catalogue.js';
+import { luaScripts } from '../../app/shared/lua.js';
+import { EXIT } from './cli.js';
+import { scanKeys, type AdminContext } from './context.js';
+import { heartbeatAge, type Report } from './inventory.js';
+
+/** A client id as the API writes it (clientIdOf: 32 hex digits), as `ip_blocked` logs it and `blocks` lists it. */
+const CLIENT_ID = /^[a-f0-9]{32}$/;
+
+/**
+ * Lifts blocks at once: the block key (what the API checks) and the failure count of each id,
+ * and their entries in the admin list, in one transaction. An IP is hashed exactly as the API
+ * hashes a request's address (app/abuse/client.models.ts, then clientIdOf): IPv4 as is, IPv6 per
+ * /64 together with its /48, whose own block would still refuse it. A hash is taken as is.
+ */
+export async function unblock(ctx: AdminContext, target: string, secret: () => Promise<string | null>): Promise<Report> {
+  const ids: { id: string; shown: string }[] = [];
+  if (isIP(target) !== 0) {
+    const key = await secret();
+    if (key === null) {
+      const text = 'unblock by IP needs the server secret (CINDERBOX_SECRET) to hash it as the API does; give the client hash that blocks lists instead';
+      return { exitCode: EXIT.problem, json: { unblocked: false, error: text }, text };
+    }
+    const who = clientIdentity(target);
+    ids.push({ id: clientIdOf(key, who.client), shown: who.client });
+    if (who.kind === 'ipv6') ids.push({ id: clientIdOf(key, who.aggregate), shown: who.aggregate });
+  } else if (CLIENT_ID.test(target.toLowerCase())) {
+    ids.push({ id: target.toLowerCase(), shown: 'client' });
+  } else {
+    return { exitCode: EXIT.usage, json: { unblocked: false, error: 'expected an IP address or a 32-hex client hash' }, text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as blocks lists it)` };
+  }
+  const transaction = ctx.redis.multi();
+  for (const { id } of ids) transaction.del(ctx.keys.block(id)).del(ctx.keys.lookupFailures(id)).zrem(ctx.keys.blockList(), id);
+  const replies = (await transaction.exec()) ?? [];
+  // Three replies per id; the first of each says whether a block key was there.
+  const lifted = ids.filter((_, i) => replies[i * 3]?.[1] === 1);
+  const json = { unblocked: lifted.length > 0, clients: ids.map(({ id }, i) => ({ client: id, was_blocked: replies[i * 3]?.[1] === 1 })) };
+  if (lifted.length === 0) return { exitCode: EXIT.problem, json, text: `${ids.map((c) => `${c.shown} (${c.id})`).join(' and ')} ${ids.length === 1 ? 'is' : 'are'} not blocked: nothing to do` };
+  return { exitCode: EXIT.ok, json, text: `unblocked ${lifted.map((c) => `${c.shown} (${c.id})`).join(' and ')}: the next request is let in` };
+}
+
+/** Queues a sweep now; each manual sweep has its own job id, so every one runs. */
+export async function sweep(ctx: AdminContext): Promise<Report> {
+  const payload: JobPayload<'sweep'> = { trigger: 'manual', requestedAt: ctx.now() };
+  await ctx.janitor.enqueue('sweep', payload);
+  const jobId = jobIds.sweep(payload);
+  const online = (await heartbeatAge(ctx)) !== null;
+  const text = [`queued sweep ${jobId}; the worker logs orphan_swept with job_id "${jobId}"`, ...(online ? [] : ['no worker is running: the sweep runs when one starts'])].join('\n');
+  return { exitCode: EXIT.ok, json: { queued: true, job_id: jobId, worker_online: online }, text };
+}
+
+// A file's record, as purge sees it through the shared prelude (lookup.lua): delete it if it is
+// live, mark its tombstone "deleted" (KEEPTTL: the tombstone was written with its own expiry at
+// upload), and drop the blob's `live` protection, all at once, as a delete with the token does.
+// KEYS: file, tombstone   ARGV: blobPrefix, nowMs   Returns the blob id, or false when not live.
+const PURGE_LUA = `
+if not is_live(ARGV[2]) then return false end
+local blob = redis.call('HGET', KEYS[1], 'blob')
+redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SET', KEYS[2], 'deleted', 'KEEPTTL') end
+redis.call('ZREM', blob_key(blob), 'live')
+return blob`;
+
+/** The lookup prelude lives with the file scripts (app/files/lua); it is the one definition of "live". */
+const lookupLua = () => luaScripts(new URL('../../app/files/files.repository.js', import.meta.url).href)('lookup');
+
+type Purging = AdminContext['redis'] & { cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null> };
+
+function scripted(redis: AdminContext['redis']): Purging {
+  if (!('cbxAdminPurge' in redis)) redis.defineCommand('cbxAdminPurge', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lookupLua()}\n${PURGE_LUA}` });
+  return redis as Purging;
+}
+
+/** purge without `--yes`: nothing is touched (not even a connection is made). */
+export function purgeRefused(): Report {
+  const text = 'purge destroys the key of every live file at once, and nothing can bring them back; run it again with --yes';
+  return { exitCode: EXIT.usage, json: { purged: 0, error: 'refused without --yes' }, text };
+}
+
+/**
+ * Crypto-shreds every live file (an incident): each record, with the only wrapped copy of its data
+ * key, is deleted in one script per file, exactly as a sender's delete would; then the janitor is
+ * asked to shred each blob (it waits for downloads already running).
+ */
+export async function purge(ctx: AdminContext): Promise<Report> {
+  const redis = scripted(ctx.redis);
+  const blobPrefix = ctx.keys.blob('');
+  let purged = 0;
+  let queued = 0;
+  for await (const batch of scanKeys(ctx.redis, ctx.keys.file('*'))) {
+    const blobs: string[] = [];
+    for (const fileKey of batch) {
+      // The record key is `<prefix>:file:{<lookupId>}`; the lookup id is used here and never printed.
+      const lookupId = /\{([^}]+)\}$/.exec(fileKey)?.[1];
+      if (lookupId === undefined) continue;
+      const blob = await redis.cbxAdminPurge(fileKey, ctx.keys.tombstone(lookupId), blobPrefix, ctx.now());
+      if (blob !== null) blobs.push(blob);
+    }
+    purged += blobs.length;
+    await Promise.all(blobs.map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
+    queued += blobs.length;
+  }
+  const online = (await heartbeatAge(ctx)) !== null;
+  const text = [
+    `purged ${purged} live file${purged === 1 ? '' : 's'}: their keys are destroyed, their passphrases answer 410 deleted`,
+    `queued ${queued} shred${queued === 1 ? '' : 's'}${online ? '' : '; no worker is running: the bytes are shredded when one starts'}`,
+  ].join('\n');
+  return { exitCode: EXIT.ok, json: { purged, shreds_queued: queued, worker_online: online }, text };
+}

@@ -1,0 +1,129 @@
+/**
+ * The file use cases' orchestration with in-memory fakes and a hand-moved clock (tests/helpers/fakes.ts):
+ * what is written, queued, leased, refunded and released, in which order — without Redis or a disk.
+ */
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { newResumeCapability } from '../../app/crypto/resume.js';
+import { HEADER_LENGTH } from '../../app/crypto/stream.js';
+import { createTicket, downloadByKey, downloadByTicket, type Download, type DownloadStart } from '../../app/downloads/downloads.usecases.js';
+import { receiveUpload } from '../../app/uploads/uploads.usecases.js';
+import { fileStatus } from '../../app/lookups/lookups.usecases.js';
+import { fakeWorld } from '../helpers/fakes.js';
+
+const who = { client: '192.0.2.1', aggregate: '192.0.2.0/24' };
+const options = (uses = 1) => ({ expiry: 10, uses, words: 4 });
+
+async function upload(world: ReturnType<typeof fakeWorld>, body: string | Buffer, uses = 1) {
+  const pending = await receiveUpload(world.deps, { source: Readable.from([Buffer.from(body)]), who, words: 4 });
+  return pending.register({ filename: 'notes.txt', options: options(uses) });
+}
+
+async function readAll(download: Download): Promise<Buffer> {
+  const parts = download.first ? [download.first] : [];
+  for await (const part of download.body) parts.push(part as Buffer);
+  await download.finish({ complete: true });
+  return Buffer.concat(parts);
+}
+
+function ready(start: DownloadStart): Download {
+  if (start.kind !== 'ready') throw new Error(`expected a download, got ${start.kind}`);
+  return start.download;
+}
+
+const live = () => new AbortController().signal;
+
+describe('uploads (in memory)', () => {
+  it('queues the expire job before writing the record, then lets the record protect the blob', async () => {
+    const world = fakeWorld();
+    const uploaded = await upload(world, 'hello');
+    expect(world.jobs.map((j) => j.name)).toEqual(['expire']);
+    expect(world.jobs[0]!.delayMs).toBe(10 * 60_000);
+    const [blobId] = world.store.blobs.keys();
+    // The upload's own lease is gone; only the record's `live` protection remains, until the expiry.
+    expect([...world.guard.members.get(blobId!)!.keys()]).toEqual(['live']);
+    expect((await fileStatus(world.deps, { key: uploaded.key, who })).kind).toBe('found');
+  });
+
+  it('removes the stored blob and every lease when the record cannot be written', async () => {
+    const world = fakeWorld();
+    world.files.store = () => Promise.resolve(false); // every passphrase drawn is "taken"
+    const pending = await receiveUpload(world.deps, { source: Readable.from([Buffer.from('x')]), who, words: 4 });
+    await expect(pending.register({ filename: 'x', options: options() })).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
+    expect(world.store.blobs.size).toBe(0);
+    for (const members of world.guard.members.values()) expect([...members.keys()]).toEqual([]);
+  });
+});
+
+describe('downloads (in memory)', () => {
+  it('claims the last use, queues the shred at the burn, and queues it again when the lease ends', async () => {
+    const world = fakeWorld({ RESUME_WINDOW_SECONDS: '0' });
+    const { key } = await upload(world, 'one time only');
+    const download = ready(await downloadByKey(world.deps, { key, who, signal: live() }));
+    const [blobId] = world.store.blobs.keys();
+    expect(world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload)).toEqual([{ blobId, reason: 'burned' }]);
+    expect((await world.guard.protection(blobId!, world.clock.ms())).leases).toBe(1);
+
+    expect((await readAll(download)).toString()).toBe('one time only');
+    const shreds = world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload);
+    expect(shreds).toEqual([{ blobId, reason: 'burned' }, { blobId, reason: 'burned', lease: expect.any(String) }]);
+  });
+
+  it('gives exactly its use back, and closes the blob, when the first chunk fails', async () => {
+    const world = fakeWorld();
+    const { key } = await upload(world, 'a'.repeat(1000), 2);
+    const [blobId] = world.store.blobs.keys();
+    world.store.corrupt(blobId!, HEADER_LENGTH + 10);
+    await expect(downloadByKey(world.deps, { key, who, signal: live() })).rejects.toMatchObject({ code: 'INTEGRITY_CHECK_FAILED' });
+    const status = await fileStatus(world.deps, { key, who });
+    expect(status.kind === 'found' && status.value.record.uses).toBe(2);
+    expect((await world.guard.protection(blobId!, world.clock.ms())).leases).toBe(0);
+  });
+
+  it('claims nothing for a client that is already gone', async () => {
+    const world = fakeWorld();
+    const { key } = await upload(world, 'kept');
+    const gone = new AbortController();
+    gone.abort();
+    expect((await downloadByKey(world.deps, { key, who, signal: gone.signal })).kind).toBe('client_gone');
+    const status = await fileStatus(world.deps, { key, who });
+    expect(status.kind === 'found' && status.value.record.uses).toBe(1);
+  });
+
+  it('resumes a burned download from its capability, spending nothing; another capability starts a new download', async () => {
+    const world = fakeWorld();
+    const body = Buffer.from('0123456789'.repeat(10_000));
+    const { key } = await upload(world, body);
+    const first = ready(await downloadByKey(world.deps, { key, who, signal: live() }));
+    // The connection drops after the first bytes: the use stays spent (and burned the file).
+    first.body.destroy();
+    await first.finish({ complete: false });
+    const capability = newResumeCapability({ token: Buffer.from(first.etag!.slice(4, -1), 'base64url') });
+
+    const resumed = ready(await downloadByKey(world.deps, { key, who, signal: live(), resume: { capability, range: { start: 5 } } }));
+    expect(resumed.range).toMatchObject({ start: 5, end: body.length - 1, length: body.length - 5 });
+    expect((await readAll(resumed)).equals(body.subarray(5))).toBe(true);
+
+    const stranger = await downloadByKey(world.deps, { key, who, signal: live(), resume: { capability: newResumeCapability(), range: { start: 5 } } });
+    expect(stranger).toEqual({ kind: 'gone', reason: 'burned' });
+  });
+
+  it('lets the recipient page download by ticket once, then resume by the same ticket', async () => {
+    const world = fakeWorld();
+    const body = Buffer.from('ticketed content');
+    const { key } = await upload(world, body, 2);
+    const ticket = await createTicket(world.deps, { key, who });
+    if (ticket.kind !== 'found') throw new Error('no ticket');
+    const capability = newResumeCapability({ token: Buffer.from(ticket.value.token, 'base64url') });
+
+    const download = ready(await downloadByTicket(world.deps, { capability, signal: live() }));
+    expect(download.etag).toBe(capability.etag);
+    expect((await readAll(download)).equals(body)).toBe(true);
+    // The ticket served its one claim; its resume still works.
+    expect((await downloadByTicket(world.deps, { capability, signal: live() })).kind).toBe('missing');
+    const resumed = ready(await downloadByTicket(world.deps, { capability, signal: live(), range: { start: 9 } }));
+    expect((await readAll(resumed)).toString()).toBe('content');
+    const status = await fileStatus(world.deps, { key, who });
+    expect(status.kind === 'found' && status.value.record.uses).toBe(1);
+  });
+});
