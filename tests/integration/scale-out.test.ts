@@ -42,6 +42,9 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
       // record or a lease can keep a blob.
       ORPHAN_AGE_MINUTES: '0.02',
       CLEANUP_INTERVAL_MINUTES: '0.02',
+      // No resume window: a burned file's object goes as soon as its download ends (a window would
+      // keep it for resumes, tested in resume.test.ts on both engines).
+      RESUME_WINDOW_SECONDS: '0',
     };
     const envFor = async (extra: Record<string, string>) => {
       const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-scale-'));
