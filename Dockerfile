@@ -31,9 +31,11 @@ ENV HOST=0.0.0.0 \
     LOG_DIR=/app/logs \
     STORAGE_PATH=/data/uploads \
     TEMP_PATH=/data/temp
-# Runtime tuning, measured in docs/BENCHMARKS.md: glibc's per-thread malloc arenas (scrypt allocates
-# 16 MiB per derivation on libuv threads) and V8's young generation were most of the API's peak RSS.
+# Runtime tuning, measured in docs/BENCHMARKS.md: glibc's per-thread malloc arenas and its rising mmap
+# threshold (scrypt allocates 16 MiB per derivation on libuv threads; once one is freed, glibc keeps
+# the next ones in its heap) and V8's young generation were most of the API's peak RSS.
 ENV MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576 \
     NODE_OPTIONS=--max-semi-space-size=4
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -86,6 +86,7 @@ export function createApp(appDeps: AppDeps): Express {
     createPagesRouter({
       limits: {
         maxFileSize: config.maxFileSize,
+        maxFilesPerUpload: config.maxFilesPerUpload,
         defaultExpiryMinutes: config.defaultExpiryMinutes,
         maxExpiryMinutes: config.maxExpiryMinutes,
         defaultUses: config.defaultUses,

@@ -188,6 +188,12 @@ export const VARIABLES = {
   STORAGE_PATH: variable('storagePath', z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
   TEMP_PATH: variable('tempPath', z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
   MAX_FILE_SIZE: variable('maxFileSize', positiveInt, '10485760', 'largest upload in bytes'),
+  MAX_FILES_PER_UPLOAD: variable(
+    'maxFilesPerUpload',
+    positiveInt.refine((n) => n <= 1_000_000, 'expected 1..1000000 files'),
+    '100',
+    'most `file` parts in one POST /upload; several become one drop, stored as a zip (MAX_FILE_SIZE limits their total)',
+  ),
   MAX_STORAGE_BYTES: variable('maxStorageBytes', positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
   ALLOWED_MIME_TYPES: variable('allowedMimeTypes', mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
   DEFAULT_EXPIRY_MINUTES: variable('defaultExpiryMinutes', positiveMinutes, '10', 'expiry when the upload names none'),

@@ -3,9 +3,11 @@
  * throughput, large-file MiB/s and the API's peak RSS, the KDF's cost per lookup, and — in the same
  * run — this machine's own limits (one-core AES-256-GCM, raw disk, loopback HTTP), then reports
  * every figure as a ratio to its limit. `--quick` (64 MiB, fewer requests) is a smoke run for CI.
+ * A drop of 10 files (issue 21: 10 × 100 MiB, 10 × 6 MiB with --quick) is measured on the same fresh
+ * API; `--drop-only` measures just that drop (and no machine limits), for a quick look.
  * After the fs stack, the same large-file rows run again with STORAGE_BACKEND=s3 against s3rver in a
  * process of its own (SPEC §10.3: peak RSS within 20 MiB of fs). `--engines` runs only the large-file
- * rows, on both engines (fs first, then s3), and skips the limits and the small-file load.
+ * rows, on both engines (fs first, then s3, for `--rounds=N` rounds), and skips everything else.
  * Writes bench/results.json and bench/results.md and prints the table.
  */
 import { execFileSync } from 'node:child_process';
@@ -17,14 +19,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
 import { createKdf } from '../app/kdf/kdf.js';
-import { request, runLoad, streamDownload, streamUpload, type LoadStats } from './bench/client.js';
+import { request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from './bench/s3rver.js';
 import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
+const dropOnly = process.argv.includes('--drop-only');
 const enginesOnly = process.argv.includes('--engines');
+const DROP = { files: 10, each: (quick ? 6 : 100) * 1024 * 1024 };
 const SMALL = 10 * 1024;
 const SECRET = 'cinderbox-bench-secret-0123456789-abcdefghijklmnop';
 const plan = quick
@@ -67,12 +71,59 @@ async function kdfInProcess(): Promise<{ msMedian: number; msMean: number }> {
   return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length };
 }
 
+interface DropResults {
+  files: number;
+  plaintextBytes: number;
+  zipBytes: number;
+  uploadMiBs: number;
+  downloadMiBs: number;
+  peakUpload: number;
+  peakDownload: number;
+}
+
+/** Issue 21: one drop of DROP.files files, up and down, and the API's peak RSS while each runs. */
+async function benchDrop(stack: Stack): Promise<DropResults> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const files = Array.from({ length: DROP.files }, (_, i) => ({ name: `bench/part-${i}.bin`, size: DROP.each }));
+  const plaintextBytes = DROP.files * DROP.each;
+  const peakReset = await resetPeak(stack.apiPid);
+  log(`drop of ${DROP.files} × ${DROP.each / MiB} MiB upload`);
+  const up = await streamMultipartUpload(agent, `${stack.base}/upload`, files, randomBytes(MiB), { Accept: 'application/json' });
+  if (up.reply.status !== 201) throw new Error(`drop upload: ${up.reply.status} ${up.reply.body.toString('utf8', 0, 200)}`);
+  const answer = JSON.parse(up.reply.body.toString('utf8')) as { key: string; size: number; files?: unknown[] };
+  if (answer.files?.length !== DROP.files) throw new Error('drop upload: the answer does not list every file');
+  const peakUpload = (await memory(stack.apiPid)).hwm;
+  if (peakReset) await resetPeak(stack.apiPid);
+  log(`drop download (${r1(answer.size / MiB)} MiB zip)`);
+  const down = await streamDownload(agent, `${stack.base}/download/${encodeURIComponent(answer.key)}`, { Accept: '*/*' });
+  if (down.status !== 200 || down.bytes !== answer.size || !down.complete) throw new Error(`drop download: ${down.status}, ${down.bytes} of ${answer.size} bytes`);
+  const peakDownload = (await memory(stack.apiPid)).hwm;
+  agent.destroy();
+  return { files: DROP.files, plaintextBytes, zipBytes: answer.size, uploadMiBs: plaintextBytes / MiB / up.seconds, downloadMiBs: answer.size / MiB / down.seconds, peakUpload, peakDownload };
+}
+
+function dropRows(drop: DropResults, large: { uploadMiBs: number; downloadMiBs: number } | null): { rows: Row[]; targets: { name: string; met: boolean; detail: string }[] } {
+  const label = `drop of ${drop.files} × ${DROP.each / MiB} MiB`;
+  const versus = (mibs: number, single: number | undefined) => (single ? `${Math.round((mibs / single) * 100)} % of the single file` : '');
+  const peak = Math.max(drop.peakUpload, drop.peakDownload) / MiB;
+  const met = peak < 150;
+  return {
+    rows: [
+      { metric: `${label} upload (multipart, zipped as it streams)`, value: `${r1(drop.uploadMiBs)} MiB/s`, limit: large ? `single ${plan.large / MiB} MiB upload ${r1(large.uploadMiBs)} MiB/s` : '', ratio: versus(drop.uploadMiBs, large?.uploadMiBs), target: '', met: '' },
+      { metric: `${label} download (${r1(drop.zipBytes / MiB)} MiB zip)`, value: `${r1(drop.downloadMiBs)} MiB/s`, limit: large ? `single ${plan.large / MiB} MiB download ${r1(large.downloadMiBs)} MiB/s` : '', ratio: versus(drop.downloadMiBs, large?.downloadMiBs), target: '', met: '' },
+      { metric: `API peak RSS (VmHWM), ${label}`, value: `up ${r1(drop.peakUpload / MiB)} MiB; down ${r1(drop.peakDownload / MiB)} MiB`, limit: '150 MiB', ratio: `${Math.round((peak / 150) * 100)} %`, target: '< 150 MiB', met: met ? 'met' : 'MISSED' },
+    ],
+    targets: [{ name: `API peak RSS < 150 MiB during the ${label}`, met, detail: `${r1(peak)} MiB` }],
+  };
+}
+
 interface StackResults {
   upload: LoadStats[];
   download: LoadStats[];
   statusHitMs: number;
   statusMissMs: number;
   large: LargeResults & { peakLifetime: number; finalRss: number };
+  drop: DropResults;
 }
 
 interface LargeResults {
@@ -150,6 +201,9 @@ async function benchStack(stack: Stack): Promise<StackResults> {
 
   const large = await largeTransfers(stack);
 
+  // The drop on the same fresh API, before the small-file load grows its heap.
+  const drop = await benchDrop(stack);
+
   const upload: LoadStats[] = [];
   for (const { concurrency, count } of plan.small) {
     const a = new http.Agent({ keepAlive: true, maxSockets: concurrency });
@@ -205,6 +259,7 @@ async function benchStack(stack: Stack): Promise<StackResults> {
     statusHitMs,
     statusMissMs,
     large: { ...large, peakLifetime, finalRss },
+    drop,
   };
 }
 
@@ -242,6 +297,9 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   add('API RSS before large transfers (after warm-up)', `${r1(s.large.idleRss / MiB)} MiB`);
   add('API RSS after the small-file load (VmRSS; VmHWM)', `${r1(s.large.finalRss / MiB)} MiB; ${r1(s.large.peakLifetime / MiB)} MiB`);
   targets.push({ name: `API peak RSS < 150 MiB during ${size} transfers`, met: peak < 150, detail: `${r1(peak)} MiB` });
+  const drops = dropRows(s.drop, s.large);
+  rows.push(...drops.rows);
+  targets.push(...drops.targets);
 
   const kdfCeiling = (Math.min(kdfConcurrency, os.cpus().length) * 1000) / kdf.msMedian;
   add(`KDF (scrypt 2^${kdfCost}) in-process`, `${r1(kdf.msMedian)} ms`, `ceiling ${r1(kdfCeiling)} lookups/s (${Math.min(kdfConcurrency, os.cpus().length)} at once)`);
@@ -332,6 +390,28 @@ function markdown(rows: Row[], targets: { name: string; met: boolean; detail: st
   lines.push('', '| Target | Result | Met |', '|---|---|---|');
   for (const t of targets) lines.push(`| ${esc(t.name)} | ${esc(t.detail)} | ${t.met ? 'met' : 'MISSED'} |`);
   return lines.join('\n') + '\n';
+}
+
+function stackEnv(input: { dir: string; storage: string; temp: string; port: number }): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(input.port),
+    HOST: '127.0.0.1',
+    MAX_FILE_SIZE: '1200000000',
+    UPLOAD_RATE_LIMIT: '1000000/minute',
+    LOOKUP_RATE_LIMIT: '1000000/minute',
+    HEALTH_RATE_LIMIT: '1000000/minute',
+    DOWNLOAD_FAIL_LIMIT: '1000000',
+    MAX_USES: '1000',
+    MAX_EXPIRY_MINUTES: '120',
+    LOG_DIR: path.join(input.dir, 'logs'),
+    STORAGE_PATH: input.storage,
+    TEMP_PATH: input.temp,
+    CINDERBOX_SECRET: SECRET,
+  };
+  delete env.REDIS_URL;
+  delete env.MAX_STORAGE_BYTES;
+  return env;
 }
 
 async function writeResults(results: { date: string; mode: string; node: string; cpu: string; cores: number; seconds: number }, md: string): Promise<void> {
@@ -433,32 +513,25 @@ async function main() {
     await mkdir(storage, { recursive: true });
     await mkdir(temp, { recursive: true });
     await mkdir(path.join(dir, 'logs'), { recursive: true });
-    const port = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      MAX_FILE_SIZE: '1200000000',
-      UPLOAD_RATE_LIMIT: '1000000/minute',
-      LOOKUP_RATE_LIMIT: '1000000/minute',
-      HEALTH_RATE_LIMIT: '1000000/minute',
-      DOWNLOAD_FAIL_LIMIT: '1000000',
-      MAX_USES: '1000',
-      MAX_EXPIRY_MINUTES: '120',
-      LOG_DIR: path.join(dir, 'logs'),
-      STORAGE_PATH: storage,
-      TEMP_PATH: temp,
-      CINDERBOX_SECRET: SECRET,
-    };
-    delete env.REDIS_URL;
-    delete env.MAX_STORAGE_BYTES;
 
     if (enginesOnly) {
-      await enginesRun(env);
+      await enginesRun(stackEnv({ dir, storage, temp, port: await freePort() }));
       return;
     }
-
-    log(`mode ${quick ? 'quick' : 'full'}; work dir ${dir}`);
+    log(`mode ${quick ? 'quick' : 'full'}${dropOnly ? ', drop only' : ''}; work dir ${dir}`);
+    if (dropOnly) {
+      stack = await startStack(root, stackEnv({ dir, storage, temp, port: await freePort() }));
+      const drop = await benchDrop(stack);
+      await stack.stop();
+      stack = undefined;
+      const { rows, targets } = dropRows(drop, null);
+      const header = `Cinderbox bench (drop only${quick ? ', quick' : ''}), ${new Date().toISOString()}, node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${r1((Date.now() - started) / 1000)} s\n\n`;
+      await mkdir(path.join(root, 'bench'), { recursive: true });
+      await writeFile(path.join(root, 'bench', 'results-drop.json'), JSON.stringify({ date: new Date().toISOString(), drop, rows, targets }, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
+      await writeFile(path.join(root, 'bench', 'results-drop.md'), header + markdown(rows, targets));
+      process.stdout.write(header + markdown(rows, targets));
+      return;
+    }
     log(`AES-256-GCM over ${plan.large / MiB} MiB`);
     const aes = aesGcm(Math.max(plan.large, 4 * 64 * MiB));
     log(`disk write+fsync / read ${plan.disk / MiB} MiB`);
@@ -468,6 +541,8 @@ async function main() {
     log(`KDF in-process (cost 2^${kdfCost})`);
     const kdf = await kdfInProcess();
 
+    const port = await freePort();
+    const env = stackEnv({ dir, storage, temp, port });
     log(`starting the stack on port ${port}`);
     stack = await startStack(root, env);
     const s = await benchStack(stack);
@@ -506,6 +581,7 @@ async function main() {
       small: { upload: s.upload, download: s.download },
       large: s.large,
       largeS3: s3Large,
+      drop: s.drop,
       cryptoStreams: streams,
       rows,
       targets,

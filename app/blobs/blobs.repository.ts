@@ -10,6 +10,12 @@ export const PROTECT_LUA = lua('protect');
 /** The member that stands for the blob's file record (scored with the record's expiry). */
 export const LIVE_MEMBER = 'live';
 
+/** A janitor job's hold on destroying one blob: kept alive while the work runs, so a dead holder's lapses soon. */
+export interface DestroyLock {
+  extend(): Promise<void>;
+  release(): Promise<void>;
+}
+
 /** What keeps a blob's bytes from the janitor right now. */
 export interface Protection {
   /** Its file record is live (not burned, deleted or expired). */
@@ -66,6 +72,23 @@ export function createBlobGuard(redis: Redis, keys: RedisKeys) {
 
     async protection(blobId: string, now: number): Promise<Protection> {
       return protectionOf(await redis.zrangebyscore(keys.blob(blobId), `(${now}`, '+inf', 'WITHSCORES'));
+    },
+
+    /**
+     * The right to destroy a blob's bytes now, for one job across every worker (the burn's shred and a
+     * lease end's shred may run at once); null when another job holds it. It lapses by itself.
+     */
+    async lockDestroy(blobId: string, holder: string, ttlMs: number): Promise<DestroyLock | null> {
+      const key = keys.blobLock(blobId);
+      if ((await redis.set(key, holder, 'PX', ttlMs, 'NX')) !== 'OK') return null;
+      return {
+        extend: async () => {
+          await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`, 1, key, holder, ttlMs);
+        },
+        release: async () => {
+          await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, key, holder);
+        },
+      };
     },
   };
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { errorForLog, type Logger } from '../shared/logger.js';
 import type { BlobStore, DestroyResult } from './blob-store.js';
 import type { BlobGuard } from './blobs.repository.js';
@@ -20,8 +21,21 @@ export type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { ki
 export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, reason: string): Promise<DestroyOutcome> {
   const protection = await deps.guard.protection(blobId, deps.now());
   if (protection.until !== null) return { kind: 'protected', until: protection.until };
-  return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
+  // One job at a time per blob: another one running now does the work, and this one looks again soon.
+  const lock = await deps.guard.lockDestroy(blobId, randomUUID(), DESTROY_LOCK_MS);
+  if (!lock) return { kind: 'protected', until: deps.now() + DESTROY_RETRY_MS };
+  const keepAlive = setInterval(() => void lock.extend().catch(() => undefined), DESTROY_LOCK_MS / 3);
+  try {
+    return { kind: 'destroyed', result: await deps.store.destroy(blobId, reason) };
+  } finally {
+    clearInterval(keepAlive);
+    await lock.release().catch(() => undefined); // it lapses anyway
+  }
 }
+
+/** Renewed while a shred runs, so a worker killed mid-shred leaves the blob to the next job within seconds. */
+const DESTROY_LOCK_MS = 15_000;
+const DESTROY_RETRY_MS = 1_000;
 
 export interface SweepCounts {
   scanned: number;

@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Request, Response } from 'express';
 import multer, { type StorageEngine } from 'multer';
 import type { PendingUpload } from '../uploads/uploads.usecases.js';
+import type { DropBuilder } from '../uploads/drops.usecases.js';
 import { missingFile, uploadAborted } from '../uploads/uploads.errors.js';
 import { AppError, validationFailed } from './errors.js';
 import { requester } from './client.js';
@@ -21,6 +22,9 @@ export interface ReceivedUpload {
 }
 
 export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number; who: Requester }) => Promise<PendingUpload>;
+
+/** Turns the first file, once stored, into a drop that the following parts join (SPEC §10.7). */
+export type StartDrop = (first: { pending: PendingUpload; filename: string | undefined; fieldsSoFar: Record<string, unknown>; who: Requester }) => DropBuilder;
 
 /** A client that hangs up mid-body is a client abort (400, logged at info), not a server error. */
 function clientAborted(req: Request, error: unknown): boolean {
@@ -48,12 +52,23 @@ class EngineFailure extends Error {
   }
 }
 
+/** The file parts of one request so far: the first is stored as a single file; a second makes a drop. */
+interface Parts {
+  first?: Promise<PendingUpload>;
+  firstName?: string | undefined;
+  drop?: DropBuilder;
+}
+
+/** What a file part leaves for `_removeFile` when multer gives up on the request. */
+type PartInfo = { pending: PendingUpload } | { drop: DropBuilder };
+
 /**
- * The multer StorageEngine hands the file part's stream straight to `receive` (encrypting as it
- * streams): no plaintext temp file ever exists. One `file` part; option fields may come before or
- * after it.
+ * The multer StorageEngine hands each file part's stream straight to the pipeline (encrypting as it
+ * streams): no plaintext temp file ever exists. The first part is received as a single upload; a
+ * later part turns it into a drop (`startDrop`). Option fields may come before or after the files.
  */
-function encryptingEngine(receive: Receive, onFailure: (req: Request, error: unknown) => void): StorageEngine {
+function encryptingEngine(input: { receive: Receive; startDrop: StartDrop; parts: WeakMap<Request, Parts>; onFailure: (req: Request, error: unknown) => void }): StorageEngine {
+  const { receive, startDrop, parts, onFailure } = input;
   return {
     _handleFile(req: Request, file, callback) {
       // Our pipeline reads through its own stream, so its failures (a full disk, a refused type)
@@ -61,8 +76,26 @@ function encryptingEngine(receive: Receive, onFailure: (req: Request, error: unk
       const source = new PassThrough();
       file.stream.on('error', (error) => source.destroy(error));
       file.stream.pipe(source);
-      receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) }).then(
-        (pending) => callback(null, { pending } as unknown as Partial<Express.Multer.File>),
+      let state = parts.get(req);
+      if (!state) parts.set(req, (state = {}));
+      const current = state;
+      let work: Promise<PartInfo>;
+      if (!current.first) {
+        current.firstName = file.originalname;
+        current.first = receive({ source, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) });
+        work = current.first.then((pending) => ({ pending }));
+      } else {
+        const first = current.first;
+        work = (async () => {
+          // Parts arrive in order and each waits here for the first: the drop starts from it.
+          const pending = await first;
+          current.drop ??= startDrop({ pending, filename: current.firstName, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) });
+          await current.drop.add({ source, filename: file.originalname });
+          return { drop: current.drop };
+        })();
+      }
+      work.then(
+        (info) => callback(null, info as unknown as Partial<Express.Multer.File>),
         (error: unknown) => {
           // Drain what is left of this part so busboy can finish the request.
           file.stream.unpipe(source);
@@ -73,36 +106,47 @@ function encryptingEngine(receive: Receive, onFailure: (req: Request, error: unk
       );
     },
     _removeFile(_req: Request, file, callback) {
-      const pending = (file as unknown as { pending?: PendingUpload }).pending;
-      if (!pending) return callback(null);
-      pending.discard().then(() => callback(null), (error: unknown) => callback(error as Error));
+      const info = file as unknown as Partial<{ pending: PendingUpload; drop: DropBuilder }>;
+      const removal = info.drop?.discard() ?? info.pending?.discard();
+      if (!removal) return callback(null);
+      removal.then(() => callback(null), (error: unknown) => callback(error as Error));
     },
   };
 }
 
 /** What multer reports: our pipeline's own errors unwrapped, a hang-up as an abort, a parse failure as a malformed body. */
-function multipartError(req: Request, error: unknown): unknown {
+function multipartError(req: Request, error: unknown, maxFiles: number): unknown {
   if (error instanceof EngineFailure) return clientAborted(req, error.original) ? uploadAborted() : error.original;
   if (clientAborted(req, error)) return uploadAborted();
-  if (error instanceof multer.MulterError) return error; // the error handler maps multer's limits
+  if (error instanceof multer.MulterError) {
+    // More `file` parts than MAX_FILES_PER_UPLOAD: say so, rather than "missing file".
+    if (error.code === 'LIMIT_FILE_COUNT' || (error.code === 'LIMIT_UNEXPECTED_FILE' && error.field === 'file')) {
+      return validationFailed([{ field: 'file', message: `At most ${maxFiles} files can be sent in one upload.` }]);
+    }
+    if (error.code === 'LIMIT_UNEXPECTED_FILE') return missingFile(); // a file in another field
+    return error; // the error handler maps multer's other limits
+  }
   // busboy's own errors (a malformed part header, a missing boundary, a body cut short): the client's fault.
   return validationFailed([{ field: '(body)', message: 'The multipart body could not be read.' }]);
 }
 
-/** `POST /upload` with `multipart/form-data`: the browser page and `curl -F`. */
-export function receiveMultipart(receive: Receive, limits: { fileSize: number }) {
+/** `POST /upload` with `multipart/form-data`: the browser page and `curl -F` (one file, or several as a drop). */
+export function receiveMultipart(receive: Receive, startDrop: StartDrop, limits: { fileSize: number; maxFiles: number }) {
   // Multer answers an error only once the client has sent the rest of its body (no EPIPE for a
   // client still sending). A stalled client sends nothing more: it is answered at once instead.
   const stalled = new WeakMap<Request, (error: unknown) => void>();
+  const parts = new WeakMap<Request, Parts>();
   const onFailure = (req: Request, error: unknown) => {
     if (error instanceof AppError && error.code === 'UPLOAD_STALLED') stalled.get(req)?.(error);
   };
   const upload = multer({
-    storage: encryptingEngine(receive, onFailure),
+    storage: encryptingEngine({ receive, startDrop, parts, onFailure }),
     // One byte over the limit lets our own pipeline see the overflow and answer 413 itself.
-    limits: { files: 1, fileSize: limits.fileSize + 1, fields: 10, fieldSize: 1024, parts: 12, headerPairs: 32 },
+    limits: { files: limits.maxFiles, fileSize: limits.fileSize + 1, fields: 10, fieldSize: 1024, parts: limits.maxFiles + 11, headerPairs: 32 },
     defParamCharset: 'utf8',
-  }).single('file');
+    // A folder's files arrive with their relative paths as names (photos/2026/a.jpg); a drop keeps them.
+    preservePath: true,
+  }).array('file', limits.maxFiles);
   return (req: Request, res: Response): Promise<ReceivedUpload> =>
     new Promise((resolve, reject) => {
       stalled.set(req, (error) => {
@@ -110,10 +154,15 @@ export function receiveMultipart(receive: Receive, limits: { fileSize: number })
         reject(error);
       });
       upload(req, res, (error: unknown) => {
-        if (error) return reject(multipartError(req, error));
-        const file = req.file as (Express.Multer.File & { pending?: PendingUpload }) | undefined;
-        if (!file?.pending) return reject(missingFile());
-        resolve({ pending: file.pending, filename: file.originalname, fields: req.body as Record<string, unknown> });
+        if (error) return reject(multipartError(req, error, limits.maxFiles));
+        const state = parts.get(req);
+        const fields = req.body as Record<string, unknown>;
+        if (!state?.first) return reject(missingFile());
+        if (state.drop) {
+          state.drop.finish().then(({ pending, filename }) => resolve({ pending, filename, fields }), reject);
+          return;
+        }
+        state.first.then((pending) => resolve({ pending, filename: state.firstName, fields }), reject);
       });
     });
 }

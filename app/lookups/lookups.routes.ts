@@ -5,7 +5,12 @@ import { invalidDeleteToken, previewAlreadyUsed } from '../files/files.errors.js
 import type { FilesDeps } from '../files/files.usecases.js';
 import { baseUrl } from '../http/base-url.js';
 import { requester } from '../http/client.js';
-import { deleteFile, filePreview, fileReceipt, fileStatus } from './lookups.usecases.js';
+import { deleteFile, filePreview, fileReceipt, fileStatus, type FileView } from './lookups.usecases.js';
+
+/** A drop's entries as `files: [{name, size}]` (SPEC §10.7); nothing for a single file. */
+function dropFiles(view: FileView): { files?: { name: string; size: number }[] } {
+  return view.metadata.files ? { files: view.metadata.files.map(({ name, size }) => ({ name, size })) } : {};
+}
 
 /** Status and the one-time preview (spend no download), and the sender's delete. */
 export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Router {
@@ -23,6 +28,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
       filename: view.metadata.filename,
       size: view.record.size,
       mime_type: view.metadata.mimeType,
+      ...dropFiles(view),
     });
   };
 
@@ -47,6 +53,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
       curl_example: `curl -fOJ -H 'X-Key: ${view.key}' ${baseUrl(req, deps.config)}/download`,
       created_at: new Date(view.record.created).toISOString(),
       sha256: view.metadata.sha256,
+      ...dropFiles(view),
     });
   };
 

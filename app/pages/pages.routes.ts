@@ -8,6 +8,7 @@ import { WORDING } from '../shared/wording.js';
 
 export interface PageLimits {
   maxFileSize: number;
+  maxFilesPerUpload: number;
   defaultExpiryMinutes: number;
   maxExpiryMinutes: number;
   defaultUses: number;

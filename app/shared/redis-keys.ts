@@ -17,6 +17,8 @@ export interface RedisKeys {
    * by blob id, so the janitor decides in O(1) without knowing the lookup id.
    */
   blob(blobId: string): string;
+  /** Held by the one janitor job destroying a blob's bytes right now (two jobs of one blob may meet). */
+  blobLock(blobId: string): string;
   /** Worker heartbeat, refreshed every few seconds. */
   heartbeat(): string;
   /** Failed lookups of one client (IP or /64) within the counting window. */
@@ -50,6 +52,7 @@ export function redisKeys(prefix: string): RedisKeys {
     tombstone: (lookupId) => `${prefix}:tomb:{${lookupId}}`,
     receipt: (lookupId) => `${prefix}:receipt:{${lookupId}}`,
     blob: (blobId) => `${prefix}:blob:${blobId}`,
+    blobLock: (blobId) => `${prefix}:blob-lock:${blobId}`,
     heartbeat: () => `${prefix}:worker:heartbeat`,
     lookupFailures: (client) => `${prefix}:fail:${client}`,
     block: (client) => `${prefix}:block:${client}`,

@@ -65,14 +65,19 @@ export const MAX_FILENAME_CHARACTERS = 255;
  * boundary with a short extension kept — so no header built from it can fail later.
  */
 export function sanitiseFilename(raw: string | undefined): string {
-  const base = (raw ?? '').toWellFormed().split(/[/\\]/).pop() ?? '';
-  let name = base.replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
+  const name = sanitiseSegment((raw ?? '').toWellFormed().split(/[/\\]/).pop() ?? '');
+  return name === '' ? 'file' : name;
+}
+
+/** One path segment cleaned as a filename is (see sanitiseFilename); '' when nothing is left. */
+export function sanitiseSegment(raw: string): string {
+  let name = raw.toWellFormed().replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
   const characters = Array.from(name);
   if (characters.length > MAX_FILENAME_CHARACTERS) {
     const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
     name = characters.slice(0, MAX_FILENAME_CHARACTERS - ext.length).join('') + ext;
   }
-  return name === '' ? 'file' : name;
+  return name;
 }
 
 /**

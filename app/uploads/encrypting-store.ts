@@ -35,7 +35,15 @@ const DISK_RESERVE = 4 * 1024 * 1024;
  * on the fly, stops at MAX_FILE_SIZE, watches free space and the quota, cuts off a stalled body,
  * and removes every trace of the write on any failure. Plaintext never touches disk.
  */
-export async function storeEncrypted(options: { source: Readable; store: BlobStore; blobId: string; limits: StoreLimits; expectedSize?: number }): Promise<StoredBlob> {
+export async function storeEncrypted(options: {
+  source: Readable;
+  store: BlobStore;
+  blobId: string;
+  limits: StoreLimits;
+  expectedSize?: number;
+  /** The content's type when the server built the content itself (a drop's archive): not sniffed or checked. */
+  knownType?: string;
+}): Promise<StoredBlob> {
   const { source, store, blobId, limits } = options;
   if (options.expectedSize !== undefined && options.expectedSize > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
   await checkSpace(store, limits, options.expectedSize ?? 0);
@@ -45,7 +53,7 @@ export async function storeEncrypted(options: { source: Readable; store: BlobSto
   let size = 0;
   let sniffed: Buffer[] = [];
   let sniffedBytes = 0;
-  let mimeType: string | null = null;
+  let mimeType: string | null = options.knownType ?? null;
   let nextSpaceCheck = SPACE_CHECK_EVERY;
   let stallTimer: NodeJS.Timeout | undefined;
 

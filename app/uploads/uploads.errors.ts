@@ -5,7 +5,7 @@ export const fileTooLarge = (max: number) =>
 
 export const unsupportedMediaType = (type: string) => new AppError({ code: 'UNSUPPORTED_MEDIA_TYPE', status: 415, message: `Files of type ${type} are not accepted here.` });
 
-export const missingFile = () => new AppError({ code: 'MISSING_FILE', status: 400, message: 'Send exactly one file, in the field "file".' });
+export const missingFile = () => new AppError({ code: 'MISSING_FILE', status: 400, message: 'Send a file in the field "file" (several files become one drop).' });
 
 export const uploadStalled = () => new AppError({ code: 'UPLOAD_STALLED', status: 408, message: 'The upload stopped sending data and was cut off.' });
 

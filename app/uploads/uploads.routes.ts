@@ -8,6 +8,7 @@ import type { FilesDeps } from '../files/files.usecases.js';
 import { sanitiseFilename } from './content-type.models.js';
 import { presentOptions, uploadOptionsSchema, type UploadOptions } from './uploads.models.js';
 import { receiveUpload, type UploadedFile } from './uploads.usecases.js';
+import { startDrop } from './drops.usecases.js';
 
 /** The 201 JSON of SPEC §3 (Raven field names kept). */
 function uploadJson(base: string, file: UploadedFile) {
@@ -22,6 +23,7 @@ function uploadJson(base: string, file: UploadedFile) {
     size: file.size,
     created_at: file.createdAt.toISOString(),
     sha256: file.sha256,
+    ...(file.files ? { files: file.files } : {}),
   };
 }
 
@@ -38,10 +40,17 @@ function uploadText(base: string, file: UploadedFile): string {
     `expires:    ${file.expiresAt.toISOString()}`,
     `uses:       ${file.uses}`,
     `sha256:     ${file.sha256}`,
+    ...dropLines(file),
     `download:   curl -fOJ --etag-save cinderbox.etag -H 'X-Key: ${file.key}' ${base}/download`,
     `delete:     curl -X DELETE -H 'X-Key: ${file.key}' -H 'X-Delete-Token: ${file.deleteToken}' ${base}/files`,
     '',
   ].join('\n');
+}
+
+/** A drop's name and entries for the text answer, one per line, after the facts a script may parse. */
+function dropLines(file: UploadedFile): string[] {
+  if (!file.files) return [];
+  return [`filename:   ${file.filename}`, `files:      ${file.files.length}`, ...file.files.map((entry) => `  ${entry.size}\t${entry.name}`)];
 }
 
 /** `POST /upload` (multipart, JSON answer) and `PUT /upload/:filename` (raw body, text or JSON answer). */
@@ -71,10 +80,15 @@ export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): R
   };
 
   const router = Router();
-  const multipart = receiveMultipart(receive, { fileSize: config.maxFileSize });
+  // A drop's archive is the same upload continued: the options so far, the first file's admission.
+  const multipart = receiveMultipart(receive, ({ fieldsSoFar, ...first }) => startDrop(deps, { ...first, words: parseOptions(fieldsSoFar).words }), { fileSize: config.maxFileSize, maxFiles: config.maxFilesPerUpload });
   router.post('/upload', limiter, async (req: Request, res: Response) => {
     const uploaded = await register(await multipart(req, res));
-    res.status(201).setHeader('Cache-Control', 'no-store').json(uploadJson(baseUrl(req, config), uploaded));
+    const base = baseUrl(req, config);
+    res.status(201).setHeader('Cache-Control', 'no-store');
+    // JSON unless the client asks for text (curl -H 'Accept: text/plain'): SPEC §3 answers POST with JSON.
+    if (req.accepts(['application/json', 'text/plain']) === 'text/plain') res.type('text/plain').send(uploadText(base, uploaded));
+    else res.json(uploadJson(base, uploaded));
   });
 
   const raw = receiveRaw(receive);

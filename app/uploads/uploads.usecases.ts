@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { newBlobId } from '../blobs/blob-id.js';
 import { takeLease } from '../blobs/lease.js';
-import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey } from '../crypto/keys.js';
+import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey, type FileEntry } from '../crypto/keys.js';
 import { kdfBusy } from '../crypto/crypto.errors.js';
 import { generatePassphrase } from '../diceware/passphrase.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
@@ -22,15 +22,30 @@ export interface UploadedFile {
   mimeType: string;
   size: number;
   sha256: string;
+  /** A drop's entries (absent for a single file). */
+  files?: FileEntry[];
 }
 
 /** A blob that is stored but has no record yet: register it, or discard it. */
 export interface PendingUpload {
   stored: StoredBlob;
   /** Writes the record under a fresh passphrase; on any failure the blob is removed. */
-  register(input: { filename: string; options: UploadOptions }): Promise<UploadedFile>;
+  register(input: { filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile>;
   discard(): Promise<void>;
+  /**
+   * Gives up this upload's admission (its pooled keys, if any) to another upload of the same request:
+   * a drop's archive takes over from its first file, which is then only discarded (SPEC §10.7).
+   */
+  handOver(): UploadAdmission;
 }
+
+/** What an upload was admitted with before its body was read: a pooled key entry, or room at the KDF. */
+export interface UploadAdmission {
+  pooled: PooledKeys | null;
+}
+
+/** A drop's own type (SPEC §10.7), whatever its first entry would make a sniffer say (a docx, an epub). */
+export const ARCHIVE_TYPE = 'application/zip';
 
 /** A passphrase collides with a live record or tombstone about never; give up after a few draws. */
 const MAX_DRAWS = 5;
@@ -42,10 +57,20 @@ const MAX_DRAWS = 5;
  * or a 503 at once, not after the body. A lease keeps the partial blob from the janitor while it is
  * written and until its record exists. Every failure leaves nothing behind.
  */
-export async function receiveUpload(deps: FilesDeps, input: { source: Readable; expectedSize?: number; who: Requester; words: number }): Promise<PendingUpload> {
+export async function receiveUpload(
+  deps: FilesDeps,
+  input: {
+    source: Readable;
+    expectedSize?: number;
+    who: Requester;
+    words: number;
+    /** A drop's archive, built by the server: admitted already (its first file's), its own size bound, no type sniffing. */
+    archive?: { maxBytes: number; admitted: UploadAdmission };
+  },
+): Promise<PendingUpload> {
   const { config } = deps;
-  const pooled = deps.pool && input.words === deps.pool.words ? deps.pool.take() : null;
-  if (!pooled && !deps.kdf.canAdmit(input.who)) throw kdfBusy();
+  let pooled = input.archive ? input.archive.admitted.pooled : deps.pool && input.words === deps.pool.words ? deps.pool.take() : null;
+  if (!input.archive && !pooled && !deps.kdf.canAdmit(input.who)) throw kdfBusy();
   const forget = () => pooled?.kek.fill(0);
   const blobId = newBlobId();
   let stored: StoredBlob;
@@ -58,8 +83,14 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
       source: input.source,
       store: deps.blobs.store,
       blobId,
-      limits: { maxFileSize: config.maxFileSize, maxStorageBytes: config.maxStorageBytes, allowedMimeTypes: config.allowedMimeTypes, stallMs: config.uploadStallSeconds * 1000 },
+      limits: {
+        maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
+        maxStorageBytes: config.maxStorageBytes,
+        allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
+        stallMs: config.uploadStallSeconds * 1000,
+      },
       ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+      ...(input.archive ? { knownType: ARCHIVE_TYPE } : {}),
     });
   } catch (error) {
     forget();
@@ -76,9 +107,14 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
   return {
     stored,
     discard: () => (settled ??= discard()) as Promise<void>,
-    register: async ({ filename, options }) => {
+    handOver: () => {
+      const admission = { pooled };
+      pooled = null; // no longer ours to use or wipe
+      return admission;
+    },
+    register: async ({ filename, options, files }) => {
       try {
-        const uploaded = await registerUpload(deps, { stored, filename, options, who: input.who, pooled });
+        const uploaded = await registerUpload(deps, { stored, filename, options, who: input.who, pooled, ...(files ? { files } : {}) });
         settled = lease.release().catch(() => undefined); // the record's own protection holds the blob now
         return uploaded;
       } catch (error) {
@@ -91,8 +127,8 @@ export async function receiveUpload(deps: FilesDeps, input: { source: Readable; 
 }
 
 /** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
-async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null }): Promise<UploadedFile> {
-  const { stored, options } = input;
+async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null; files?: FileEntry[] }): Promise<UploadedFile> {
+  const { stored, options, files } = input;
   const created = deps.now();
   const expires = new Date(created.getTime() + Math.round(options.expiry * 60_000));
   const deleteToken = generateDeleteToken();
@@ -107,7 +143,7 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
-      meta: encryptMetadata({ dataKey: stored.dataKey, blobId: stored.blobId, metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256 } }).toString('base64'),
+      meta: encryptMetadata({ dataKey: stored.dataKey, blobId: stored.blobId, metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256, ...(files ? { files } : {}) } }).toString('base64'),
       uses: options.uses,
       totalUses: options.uses,
       previewed: false,
@@ -120,8 +156,8 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     if (!(await deps.files.store(lookupId, record))) continue;
     // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
     await deps.files.confirmReplicated();
-    deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType });
-    return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256 };
+    deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType, ...(files ? { files: files.length } : {}) });
+    return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256, ...(files ? { files } : {}) };
   }
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
 }

@@ -129,3 +129,45 @@ export function streamDownload(agent: http.Agent, url: string, headers: http.Out
     req.end();
   });
 }
+
+/**
+ * A multipart POST of several files, each `size` bytes of `chunk` repeated, with a Content-Length
+ * (as a browser sends): resolves with the reply and the seconds the whole request took.
+ */
+export function streamMultipartUpload(agent: http.Agent, url: string, files: { name: string; size: number }[], chunk: Buffer, headers: http.OutgoingHttpHeaders = {}): Promise<{ reply: Reply; seconds: number }> {
+  const boundary = `benchboundary${Date.now()}`;
+  const heads = files.map((f, i) => Buffer.from(`${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${f.name}"\r\nContent-Type: application/octet-stream\r\n\r\n`));
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const total = heads.reduce((n, h) => n + h.length, 0) + files.reduce((n, f) => n + f.size, 0) + tail.length;
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const req = http.request(url, { method: 'POST', agent, headers: { ...headers, 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': total } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () =>
+        resolve({ reply: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }, seconds: Number(process.hrtime.bigint() - t0) / 1e9 }),
+      );
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    // Every piece in order: a part's head, its bytes in `chunk`-sized pieces, then the closing boundary.
+    function* pieces(): Generator<Buffer> {
+      for (const [i, f] of files.entries()) {
+        yield heads[i]!;
+        for (let sent = 0; sent < f.size; sent += chunk.length) yield f.size - sent >= chunk.length ? chunk : chunk.subarray(0, f.size - sent);
+      }
+      yield tail;
+    }
+    const source = pieces();
+    const pump = () => {
+      for (let next = source.next(); !next.done; next = source.next()) {
+        if (!req.write(next.value)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+}

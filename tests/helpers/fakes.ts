@@ -107,6 +107,7 @@ export function memoryGuard(): BlobGuard & { members: Map<string, Map<string, nu
       return Promise.resolve(protection(blobId, now));
     },
     protection: (blobId, now) => Promise.resolve(protection(blobId, now)),
+    lockDestroy: () => Promise.resolve({ extend: () => Promise.resolve(), release: () => Promise.resolve() }),
   };
 }
 

@@ -131,10 +131,11 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       await expectError(await fetch(`${app.url}/upload`, { method: 'POST', body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } }), 400, 'MISSING_FILE');
     });
 
-    it('400 MISSING_FILE with two files, and neither is kept', async () => {
+    // Two `file` parts make a drop (SPEC §10.7, tests/integration/drops.test.ts); a file in another field is refused.
+    it('400 MISSING_FILE for a file in another field than "file", and neither file is kept', async () => {
       const form = new FormData();
       form.append('file', new Blob(['one']), 'one.txt');
-      form.append('file', new Blob(['two']), 'two.txt');
+      form.append('attachment', new Blob(['two']), 'two.txt');
       const before = (await fileKeys(app)).length;
       const filesBaseline = await storedFiles(app);
       await expectError(await fetch(`${app.url}/upload`, { method: 'POST', body: form }), 400, 'MISSING_FILE');

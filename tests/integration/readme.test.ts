@@ -57,3 +57,13 @@ describe('the README, from a terminal', () => {
     expect(again.stdout).toBe('410');
   });
 });
+
+describe('the README test command', () => {
+  it('is what CI runs, verbatim', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const command = /\*\*Test\*\*[^\n]*\n\n```sh\n([^\n]+)\n```/.exec(readme)?.[1];
+    expect(command).toMatch(/&& npm ci && npm test$/);
+    const ci = await readFile(path.join(ROOT, '.ci', 'run'), 'utf8');
+    expect(ci.split('\n')).toContain(command);
+  });
+});

@@ -28,6 +28,7 @@ const BAD_VALUES: Record<string, string> = {
   STORAGE_PATH: '',
   TEMP_PATH: '',
   MAX_FILE_SIZE: 'lots',
+  MAX_FILES_PER_UPLOAD: '0',
   MAX_STORAGE_BYTES: '-5',
   ALLOWED_MIME_TYPES: 'image/png, not a type',
   DEFAULT_EXPIRY_MINUTES: 'ten',

@@ -29,6 +29,9 @@ const ui = {
   fileHeading: $('file-heading'),
   fileSize: $('file-size'),
   fileType: $('file-type'),
+  dropContents: $('drop-contents'),
+  contentsLabel: $('contents-label'),
+  contentsList: $('contents-list'),
   countdown: $('countdown'),
   countdownLive: $('countdown-live'),
   expiryTime: $('expiry-time'),
@@ -200,7 +203,17 @@ function showFile(status) {
   ui.fileHeading.textContent = status.filename || 'Unnamed file';
   ui.fileSize.textContent = formatBytes(status.size);
   ui.fileType.textContent = status.mime_type || 'unknown';
-  ui.downloadButton.textContent = Number.isFinite(status.size) ? `Download (${formatBytes(status.size)})` : 'Download';
+  // A drop lists its files (names and sizes) before anything is spent; one click downloads the zip.
+  const entries = Array.isArray(status.files) ? status.files : [];
+  ui.dropContents.hidden = entries.length === 0;
+  ui.contentsLabel.textContent = `${entries.length} files in this zip`;
+  ui.contentsList.replaceChildren(
+    ...entries.map(({ name, size }) =>
+      el('li', {}, el('span', { className: 'entry-name' }, String(name)), el('span', { className: 'entry-size' }, formatBytes(size))),
+    ),
+  );
+  const label = entries.length > 0 ? 'Download all as zip' : 'Download';
+  ui.downloadButton.textContent = Number.isFinite(status.size) ? `${label} (${formatBytes(status.size)})` : label;
   setUsesLeft(status.remaining_uses);
   const expiresAt = new Date(status.expires_at);
   ui.expiryTime.textContent = Number.isNaN(expiresAt.getTime()) ? '' : `(at ${formatTime(expiresAt)})`;

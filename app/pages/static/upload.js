@@ -1,4 +1,5 @@
-// Upload page (GET /): pick or drop a file, choose expiry and uses, upload with progress, show the result card.
+// Upload page (GET /): pick or drop files or a folder, choose expiry and uses, upload with progress, show the
+// result card. Several files (or a folder) go in one request and the server makes them one zip (a drop).
 import qrcode from '/static/qrcode.mjs';
 import {
   $,
@@ -26,10 +27,14 @@ const ui = {
   dropzone: $('dropzone'),
   dropzoneTitle: $('dropzone-title'),
   input: $('file'),
+  folderInput: $('folder'),
   maxSize: $('max-size'),
+  maxFiles: $('max-files'),
   chosen: $('file-chosen'),
   chosenName: $('file-name'),
   chosenSize: $('file-size'),
+  chosenBox: $('chosen-box'),
+  chosenList: $('chosen-list'),
   expiry: $('expiry'),
   uses: $('uses'),
   error: $('upload-error'),
@@ -46,6 +51,9 @@ const ui = {
   resultHeading: $('result-heading'),
   resultFilename: $('result-filename'),
   resultSize: $('result-size'),
+  resultFiles: $('result-files'),
+  resultFilesLabel: $('result-files-label'),
+  resultFilesList: $('result-files-list'),
   shareLink: $('share-link'),
   passphrase: $('passphrase'),
   copyLink: $('copy-link'),
@@ -65,7 +73,8 @@ const ui = {
   anotherButton: $('another-button'),
 };
 
-let selectedFile = null;
+/** What will be sent: each file with the name it goes under (a folder's files keep their relative path). */
+let selection = [];
 let activeUpload = null;
 let current = null; // the upload's 201 answer while the result card is shown
 let countdown = null;
@@ -104,30 +113,101 @@ function fillSelects() {
     ui.uses.append(el('option', { value: String(n), defaultSelected: n === defaultUses }, n === 1 ? '1 download' : `${n} downloads`));
   }
   ui.maxSize.textContent = formatBytes(limits.maxFileSize);
+  ui.maxFiles.textContent = String(limits.maxFilesPerUpload);
 }
 
-function chooseFile(file) {
+const totalSize = (items) => items.reduce((sum, item) => sum + item.file.size, 0);
+
+/** Names and sizes as a list; long lists scroll inside their box. */
+function fillFileList(list, entries) {
+  list.replaceChildren(
+    ...entries.map(({ name, size }) =>
+      el('li', {}, el('span', { className: 'entry-name' }, name), el('span', { className: 'entry-size' }, formatBytes(size))),
+    ),
+  );
+}
+
+function choose(items) {
   clearError(ui.error);
-  selectedFile = file ?? null;
-  if (!selectedFile) {
+  selection = items;
+  if (selection.length === 0) {
     ui.chosen.hidden = true;
     ui.dropzone.classList.remove('has-file');
-    ui.dropzoneTitle.textContent = 'Choose a file';
+    ui.dropzoneTitle.textContent = 'Choose files';
     return;
   }
-  ui.dropzoneTitle.textContent = 'Choose a different file';
-  ui.chosenName.textContent = selectedFile.name || 'Unnamed file';
-  ui.chosenSize.textContent = formatBytes(selectedFile.size);
+  ui.dropzoneTitle.textContent = 'Choose different files';
+  ui.chosenName.textContent = selection.length === 1 ? selection[0].path || 'Unnamed file' : `${selection.length} files`;
+  ui.chosenSize.textContent = formatBytes(totalSize(selection));
+  ui.chosenBox.hidden = selection.length === 1;
+  fillFileList(ui.chosenList, selection.length === 1 ? [] : selection.map((item) => ({ name: item.path, size: item.file.size })));
   ui.chosen.hidden = false;
   ui.dropzone.classList.add('has-file');
-  if (selectedFile.size > limits.maxFileSize) showTooLarge();
+  selectionProblem(true);
 }
 
-function showTooLarge() {
-  showError(ui.error, { code: 'FILE_TOO_LARGE', status: 413 }, limits);
+/** Says what is wrong with the selection (too many files, too large in all); returns whether anything is. */
+function selectionProblem(show) {
+  let err = null;
+  if (selection.length > limits.maxFilesPerUpload) {
+    err = { code: 'VALIDATION_FAILED', status: 400, message: `At most ${limits.maxFilesPerUpload} files can be sent at once; ${selection.length} are selected.` };
+  } else if (totalSize(selection) > limits.maxFileSize) {
+    err = { code: 'FILE_TOO_LARGE', status: 413 };
+  }
+  if (err && show) showError(ui.error, err, limits);
+  return err !== null;
 }
 
-ui.input.addEventListener('change', () => chooseFile(ui.input.files?.[0]));
+function announceSelection() {
+  const what = selection.length === 1 ? selection[0].path : `${selection.length} files`;
+  announce(`Selected ${what}, ${formatBytes(totalSize(selection))}.`);
+}
+
+ui.input.addEventListener('change', () => {
+  ui.folderInput.value = '';
+  choose([...(ui.input.files ?? [])].map((file) => ({ file, path: file.name })));
+});
+
+// A folder picker gives every file with its path below the chosen folder's parent (photos/2026/a.jpg).
+ui.folderInput.addEventListener('change', () => {
+  ui.input.value = '';
+  choose([...(ui.folderInput.files ?? [])].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+});
+
+/** Every file under a dropped entry (a file, or a folder walked depth first), with its path inside the drop. */
+async function filesOf(entry) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [{ file, path: entry.fullPath.replace(/^\/+/, '') || file.name }];
+  }
+  if (!entry.isDirectory) return [];
+  const reader = entry.createReader();
+  const children = [];
+  // readEntries answers in batches (100 at a time in Chromium) until it answers an empty one.
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (batch.length === 0) break;
+    children.push(...batch);
+  }
+  const nested = [];
+  for (const child of children) nested.push(...(await filesOf(child)));
+  return nested;
+}
+
+/** A drop's files: folders through FileSystemDirectoryEntry, plain files as they are. */
+async function droppedItems(dataTransfer) {
+  // Entries must be taken while the drop event runs: the item list is emptied right after it.
+  const taken = [...(dataTransfer.items ?? [])]
+    .filter((item) => item.kind === 'file')
+    .map((item) => ({ entry: item.webkitGetAsEntry?.() ?? null, file: item.getAsFile() }));
+  const items = [];
+  for (const { entry, file } of taken) {
+    if (entry) items.push(...(await filesOf(entry)));
+    else if (file) items.push({ file, path: file.name });
+  }
+  if (items.length === 0) return [...(dataTransfer.files ?? [])].map((file) => ({ file, path: file.name }));
+  return items;
+}
 
 // Dropping anywhere else must not make the browser navigate to the file.
 window.addEventListener('dragover', (event) => event.preventDefault());
@@ -151,15 +231,17 @@ ui.dropzone.addEventListener('drop', (event) => {
   event.preventDefault();
   dragDepth = 0;
   ui.dropzone.classList.remove('is-dragging');
-  const files = event.dataTransfer?.files;
-  if (!files || files.length === 0) return;
-  if (files.length > 1) {
-    showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'One file at a time, please. To send several, zip them first.' }, limits);
-    return;
-  }
-  ui.input.value = '';
-  chooseFile(files[0]);
-  announce(`Selected ${files[0].name}, ${formatBytes(files[0].size)}.`);
+  if (!event.dataTransfer) return;
+  droppedItems(event.dataTransfer).then(
+    (items) => {
+      if (items.length === 0) return;
+      ui.input.value = '';
+      ui.folderInput.value = '';
+      choose(items);
+      announceSelection();
+    },
+    () => showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'The dropped folder could not be read. Try the folder button instead.' }, limits),
+  );
 });
 
 // ---------- upload ----------
@@ -167,16 +249,13 @@ ui.dropzone.addEventListener('drop', (event) => {
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
   clearError(ui.error);
-  if (!selectedFile) {
+  if (selection.length === 0) {
     showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'Choose a file first.' }, limits);
     ui.input.focus();
     return;
   }
-  if (selectedFile.size > limits.maxFileSize) {
-    showTooLarge();
-    return;
-  }
-  startUpload(selectedFile);
+  if (selectionProblem(true)) return;
+  startUpload(selection);
 });
 
 ui.cancelButton.addEventListener('click', () => activeUpload?.abort());
@@ -185,24 +264,28 @@ function warnBeforeLeaving(event) {
   event.preventDefault();
 }
 
-function startUpload(file) {
+function startUpload(items) {
   const body = new FormData();
-  // Fields before the file, so the server knows the options before the bytes stream in.
+  // Fields before the files, so the server knows the options before the bytes stream in.
   body.append('expiry', ui.expiry.value);
   body.append('uses', ui.uses.value);
-  body.append('file', file, file.name);
+  // The third argument is the part's filename: a folder's files keep their relative path there.
+  for (const { file, path } of items) body.append('file', file, path);
 
   const xhr = new XMLHttpRequest();
   activeUpload = xhr;
-  const meter = createMeter(file.size);
+  const total = totalSize(items);
+  // One bar for the whole request: several files are one drop, and one body on the wire.
+  const meter = createMeter(total);
+  const what = items.length === 1 ? items[0].path : `${items.length} files`;
 
   ui.form.hidden = true;
   ui.progressPanel.hidden = false;
-  ui.progressLabel.textContent = `Uploading ${file.name}`;
-  ui.progress.max = Math.max(file.size, 1);
+  ui.progressLabel.textContent = `Uploading ${what}`;
+  ui.progress.max = Math.max(total, 1);
   ui.progress.value = 0;
   meter.render(0);
-  ui.progressLive.textContent = `Uploading ${file.name}.`;
+  ui.progressLive.textContent = `Uploading ${what}.`;
   window.addEventListener('beforeunload', warnBeforeLeaving);
 
   xhr.open('POST', '/upload');
@@ -317,6 +400,10 @@ function showResult(data) {
 
   ui.resultFilename.textContent = data.filename ?? '';
   ui.resultSize.textContent = Number.isFinite(data.size) ? formatBytes(data.size) : '';
+  const entries = Array.isArray(data.files) ? data.files : [];
+  ui.resultFiles.hidden = entries.length === 0;
+  ui.resultFilesLabel.textContent = `${entries.length} files, sent as one zip`;
+  fillFileList(ui.resultFilesList, entries);
   ui.shareLink.textContent = data.share_url;
   ui.passphrase.textContent = data.key;
   ui.receiveAddress.textContent = new URL('/d', new URL(data.share_url, location.href)).href;
@@ -457,14 +544,15 @@ ui.anotherButton.addEventListener('click', () => {
   countdown?.stop();
   clearInterval(statusTimer);
   statusTimer = null;
-  for (const node of [ui.shareLink, ui.passphrase, ui.sha256, ui.qr, ui.resultFilename, ui.explanation, ui.state]) {
+  for (const node of [ui.shareLink, ui.passphrase, ui.sha256, ui.qr, ui.resultFilename, ui.explanation, ui.state, ui.resultFilesList]) {
     node.replaceChildren();
   }
   ui.result.hidden = true;
   ui.section.hidden = false;
   ui.form.reset();
   ui.input.value = '';
-  chooseFile(null);
+  ui.folderInput.value = '';
+  choose([]);
   backToForm();
   ui.input.focus();
 });

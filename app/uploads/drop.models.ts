@@ -1,0 +1,98 @@
+/**
+ * Names inside a drop (SPEC §10.7): the client's relative paths, made safe to extract anywhere, and
+ * the drop's own name. Pure functions; docs/DECISIONS.md "Drops" lists the rules.
+ */
+import { sanitiseFilename, sanitiseSegment } from './content-type.models.js';
+
+/** A path longer than this (in characters) keeps only its file name: no extractor chokes on it. */
+export const MAX_ENTRY_PATH_CHARACTERS = 1024;
+/** The most UTF-8 bytes an entry name can take (4 per character at worst). */
+export const MAX_ENTRY_NAME_BYTES = 4 * MAX_ENTRY_PATH_CHARACTERS;
+
+// Characters Windows refuses in a name (Explorer fails the whole extraction on them); `:` would also
+// name an NTFS alternate data stream.
+const WINDOWS_RESERVED = /[<>:"|?*]/g;
+// Device names Windows opens instead of a file, whatever the extension.
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+
+/**
+ * One segment of an entry path: cleaned like a filename today (no control, bidi or zero-width
+ * characters, no leading dots, so never `.` or `..`), then made valid on Windows too.
+ */
+function entrySegment(raw: string): string {
+  let segment = sanitiseSegment(raw.replace(WINDOWS_RESERVED, '_'));
+  // Windows drops trailing dots and spaces, which would silently merge two names.
+  segment = segment.replace(/[. ]+$/, '');
+  if (WINDOWS_DEVICE.test(segment)) segment = `_${segment}`;
+  return segment;
+}
+
+/**
+ * A client's relative path (`photos/2026/a.jpg`, a curl filename, anything) as segments that can
+ * only land inside the folder it is extracted to: no absolute path, drive letter, UNC prefix, `..`
+ * or empty segment. Never empty: a name with nothing left is `file`.
+ */
+export function entrySegments(raw: string | undefined): string[] {
+  const withoutDrive = (raw ?? '').toWellFormed().replace(/^[A-Za-z]:/, '');
+  const segments = withoutDrive.split(/[/\\]/).map(entrySegment).filter((s) => s !== '');
+  if (segments.length === 0) return ['file'];
+  if (Array.from(segments.join('/')).length > MAX_ENTRY_PATH_CHARACTERS) return segments.slice(-1);
+  return segments;
+}
+
+/** `a (2).jpg` for the second `a.jpg`; a name without an extension gets the number at its end. */
+function numbered(name: string, n: number): string {
+  const dot = name.lastIndexOf('.');
+  return dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`;
+}
+
+// Case-insensitive and normalised, as on Windows and macOS: `A.jpg` and `a.jpg` are one file there.
+const keyOf = (path: string) => path.normalize('NFC').toLowerCase();
+
+/**
+ * Gives each entry of one drop its final path, in arrival order. A name already taken (by a file,
+ * or by a folder of another entry) gets the first free ` (n)`; a folder whose name a file already
+ * has is renamed the same way, consistently for every entry under it; folders that differ only by
+ * case are merged under the first spelling.
+ */
+export class EntryNamer {
+  private readonly files = new Set<string>();
+  private readonly folders = new Map<string, string>();
+
+  name(raw: string | undefined): string {
+    const segments = entrySegments(raw);
+    const fileName = segments.pop() as string;
+    let parent = '';
+    for (const segment of segments) {
+      const join = (name: string) => (parent === '' ? name : `${parent}/${name}`);
+      let n = 1;
+      let path = join(segment);
+      while (this.files.has(keyOf(path))) path = join(numbered(segment, ++n));
+      const existing = this.folders.get(keyOf(path));
+      if (existing === undefined) this.folders.set(keyOf(path), path);
+      parent = existing ?? path;
+    }
+    const join = (name: string) => (parent === '' ? name : `${parent}/${name}`);
+    let n = 1;
+    let path = join(fileName);
+    while (this.files.has(keyOf(path)) || this.folders.has(keyOf(path))) path = join(numbered(fileName, ++n));
+    this.files.add(keyOf(path));
+    return path;
+  }
+}
+
+/**
+ * The drop's own name: the shared top folder (`photos.zip`) when every entry sits in one, else the
+ * first file's name without its extension (`report-and-2-more.zip`). Sanitised like any filename.
+ */
+export function dropName(entries: string[]): string {
+  const tops = new Set(entries.map((name) => (name.includes('/') ? name.slice(0, name.indexOf('/')) : null)));
+  const [top] = tops;
+  if (tops.size === 1 && typeof top === 'string') return sanitiseFilename(`${top}.zip`);
+  const first = entries[0]?.split('/').pop() ?? 'file';
+  const dot = first.lastIndexOf('.');
+  const stem = dot > 0 ? first.slice(0, dot) : first;
+  const suffix = `-and-${entries.length - 1}-more.zip`;
+  // Cut the stem, not the suffix, so a long first name still says how many files follow.
+  return sanitiseFilename(Array.from(stem).slice(0, 255 - suffix.length).join('') + suffix);
+}

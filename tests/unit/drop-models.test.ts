@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { dropName, EntryNamer, entrySegments, MAX_ENTRY_PATH_CHARACTERS } from '../../app/uploads/drop.models.js';
+
+describe('entry paths of a drop', () => {
+  it.each([
+    ['photos/2026/a.jpg', ['photos', '2026', 'a.jpg']],
+    ['../../etc/passwd', ['etc', 'passwd']],
+    ['/abs/path.txt', ['abs', 'path.txt']],
+    ['C:\\Users\\me\\a.txt', ['Users', 'me', 'a.txt']],
+    ['C:relative.txt', ['relative.txt']],
+    ['\\\\server\\share\\x.txt', ['server', 'share', 'x.txt']],
+    ['a/./b/../c.txt', ['a', 'b', 'c.txt']],
+    ['.git/config', ['git', 'config']],
+    ['x/\u202Eevil\u2066.txt', ['x', 'evil.txt']],
+    ['x/tab\tand\nnewline.txt', ['x', 'tabandnewline.txt']],
+    ['nul.txt', ['_nul.txt']],
+    ['COM1', ['_COM1']],
+    ['ab:c|d?.txt', ['ab_c_d_.txt']],
+    ['folder./file. ', ['folder', 'file']],
+    ['..', ['file']],
+    ['', ['file']],
+    ['\ud800lone.txt', ['\ufffdlone.txt']],
+  ])('%j → %j', (raw, segments) => {
+    expect(entrySegments(raw)).toEqual(segments);
+  });
+
+  it('keeps only the file name of a path longer than the limit, and cuts a long segment keeping its extension', () => {
+    const deep = Array.from({ length: 20 }, (_, i) => `folder-${i}-${'x'.repeat(60)}`).join('/') + '/last.txt';
+    expect(Array.from(deep).length).toBeGreaterThan(MAX_ENTRY_PATH_CHARACTERS);
+    expect(entrySegments(deep)).toEqual(['last.txt']);
+    const [long] = entrySegments(`${'é'.repeat(300)}.jpeg`);
+    expect(Array.from(long!)).toHaveLength(255);
+    expect(long!.endsWith('.jpeg')).toBe(true);
+  });
+});
+
+describe('EntryNamer', () => {
+  it('renames duplicates case-insensitively with the first free number before the extension', () => {
+    const namer = new EntryNamer();
+    expect(['a.jpg', 'a.jpg', 'A.JPG', 'a (2).jpg', 'README', 'readme'].map((n) => namer.name(n))).toEqual(['a.jpg', 'a (2).jpg', 'A (3).JPG', 'a (2) (2).jpg', 'README', 'readme (2)']);
+  });
+
+  it('never lets a file and a folder share a name, and renames a folder consistently for every entry under it', () => {
+    const namer = new EntryNamer();
+    expect(namer.name('docs/a.txt')).toBe('docs/a.txt');
+    expect(namer.name('docs')).toBe('docs (2)');
+    expect(namer.name('report')).toBe('report');
+    expect(namer.name('report/x.txt')).toBe('report (2)/x.txt');
+    expect(namer.name('report/y.txt')).toBe('report (2)/y.txt');
+  });
+
+  it('merges folders that differ only by case under the first spelling', () => {
+    const namer = new EntryNamer();
+    expect(namer.name('Photos/a.jpg')).toBe('Photos/a.jpg');
+    expect(namer.name('photos/b.jpg')).toBe('Photos/b.jpg');
+  });
+});
+
+describe('dropName', () => {
+  it('is the shared top folder, else the first file without its extension and how many follow', () => {
+    expect(dropName(['photos/a.jpg', 'photos/2026/b.jpg'])).toBe('photos.zip');
+    expect(dropName(['report.pdf', 'b.jpg', 'c.txt'])).toBe('report-and-2-more.zip');
+    expect(dropName(['photos/a.jpg', 'notes.txt'])).toBe('a-and-1-more.zip');
+    expect(dropName(['photos/a.jpg', 'music/b.mp3'])).toBe('a-and-1-more.zip');
+    expect(dropName(['README', 'LICENSE'])).toBe('README-and-1-more.zip');
+  });
+
+  it('stays within 255 characters and keeps its suffix', () => {
+    const name = dropName([`${'y'.repeat(300)}.txt`, 'b']);
+    expect(Array.from(name)).toHaveLength(255);
+    expect(name.endsWith('-and-1-more.zip')).toBe(true);
+  });
+});
