@@ -14,6 +14,7 @@ import { createApiRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
+import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { kdfFromConfig } from '../../app/kdf/from-config.js';
 import { engineEnv, s3Target, storageView, testEngine, type StorageView } from './engine.js';
@@ -62,6 +63,8 @@ export interface TestApp {
   dir: string;
   /** What the app stored, seen through its engine and its medium (engine-neutral). */
   storage: StorageView;
+  /** What the app asked of its storage engine, in order: an engine-neutral sign of progress. */
+  storeCalls: StoreCall[];
   logs: LogLine[];
   /** Every raw log line, to search for secrets. */
   rawLogs: string[];
@@ -92,7 +95,8 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const keys = redisKeys(prefix);
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
-  const store = await storeFromConfig(config, log);
+  const storeCalls: StoreCall[] = [];
+  const store = recordingStore(await storeFromConfig(config, log), storeCalls);
   const storage = await storageView(config);
   const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
@@ -108,6 +112,7 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
     deps,
     dir,
     storage,
+    storeCalls,
     logs,
     rawLogs,
     close: async () => {
@@ -121,6 +126,44 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
       await store.close();
       await storage.close();
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface StoreCall {
+  op: 'create' | 'commit' | 'abort' | 'read' | 'destroy';
+  blobId: string;
+}
+
+/**
+ * The app's engine, recording each call: a test can wait for "the upload has started its blob"
+ * on either engine (an fs partial is a file at once; an s3 upload under 256 KiB is only in memory).
+ */
+function recordingStore(store: BlobStore, calls: StoreCall[]): BlobStore {
+  return {
+    ...store,
+    create(blobId) {
+      calls.push({ op: 'create', blobId });
+      const writer = store.create(blobId);
+      return {
+        stream: writer.stream,
+        commit: () => {
+          calls.push({ op: 'commit', blobId });
+          return writer.commit();
+        },
+        abort: () => {
+          calls.push({ op: 'abort', blobId });
+          return writer.abort();
+        },
+      };
+    },
+    read(blobId, range) {
+      calls.push({ op: 'read', blobId });
+      return store.read(blobId, range);
+    },
+    destroy(blobId, reason) {
+      calls.push({ op: 'destroy', blobId });
+      return store.destroy(blobId, reason);
     },
   };
 }
