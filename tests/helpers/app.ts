@@ -17,7 +17,7 @@ import { configureServerTimeouts } from '../../app/http/timeouts.js';
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { kdfFromConfig } from '../../app/kdf/from-config.js';
-import { engineEnv, s3Target, storageView, testEngine, type StorageView } from './engine.js';
+import { clearIfExternal, engineEnv, storageView, type StorageView } from './engine.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
@@ -122,7 +122,7 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
       await janitor.close().catch(() => undefined);
       redis.disconnect();
       // The suite's own s3rver goes with its directory at the end of the run; an external bucket is emptied now.
-      if (testEngine() === 's3' && s3Target().kind === 'external') await storage.clear();
+      await clearIfExternal(storage);
       await store.close();
       await storage.close();
       await rm(dir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { jobIds, type JobName, type JobPayload } from '../../app/jobs/catalogue.
 import { createJanitorQueue, type JanitorQueue } from '../../app/jobs/enqueue.js';
 import { redisKeys, type RedisKeys } from '../../app/shared/redis-keys.js';
 import { testEnv, uniquePrefix } from './app.js';
-import { s3Target, storageFor, testEngine, type StorageView } from './engine.js';
+import { clearIfExternal, storageFor, type StorageView } from './engine.js';
 import { isAlive, runTs, type RunningProcess } from './processes.js';
 
 // The janitor worker as a real process, for tests/integration/janitor*.test.ts.
@@ -88,7 +88,7 @@ export async function createJanitor(): Promise<Janitor> {
       connection.disconnect();
       await queue.close();
       redis.disconnect();
-      if (testEngine() === 's3' && s3Target().kind === 'external') await storage.clear();
+      await clearIfExternal(storage);
       await storage.close();
       await rm(dir, { recursive: true, force: true });
     },

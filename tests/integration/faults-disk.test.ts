@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import { startTestApp, testEnv, uniquePrefix, type TestApp } from '../helpers/app.js';
-import { storageFor, type StorageView } from '../helpers/engine.js';
+import { clearIfExternal, storageFor, type StorageView } from '../helpers/engine.js';
 import { expectError, uploadOk, waitFor } from '../helpers/files.js';
 import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -37,6 +37,7 @@ describe('faults: kill -9 of the API mid-upload', () => {
       }
     }
     redis.disconnect();
+    if (storage) await clearIfExternal(storage);
     await storage?.close();
     await rm(dir, { recursive: true, force: true });
   });
