@@ -1,14 +1,46 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 
+/*
+ * Two projects, one per storage engine (SPEC §10.3, issue 18). `fs` runs everything once (units, the
+ * browser, deployment, Sentinel, and the API and janitor suites on the fs engine); `s3` runs the API
+ * and janitor suites again on an S3-protocol server the run starts itself (tests/helpers/s3-setup.ts),
+ * plus the tests that only mean something on s3. A test reads its engine with testEngine() and looks at
+ * storage only through tests/helpers/engine.ts. Run one engine: `npx vitest run --project s3`.
+ */
+
+/** Suites that store blobs through the API or the janitor: they run on both engines. */
+const ENGINE_SUITES = [
+  'tests/http/**/*.test.ts',
+  'tests/integration/{admin,curl,drops,engine,faults-disk,faults-redis,health-outage,janitor,janitor-sweep,lifecycle,receipts,replicas,replication,resume,stack}.test.ts',
+];
+/** About the s3 engine, or about scaling out with it: the s3 project only. */
+const S3_ONLY = ['tests/integration/s3-store.test.ts', 'tests/integration/scale-out.test.ts'];
+/** About the fs engine itself (descriptors, links, a full tmpfs): the fs project only; each file says why. */
+const FS_ONLY = ['tests/**/*.fs.test.ts'];
+// The deploy suite builds images and runs compose (minutes cold): npm run test:deploy, and .ci/run.
+const DEPLOY = ['tests/deploy/**'];
+
+const shared = { pool: 'forks', testTimeout: 60_000, hookTimeout: 60_000 } as const;
+
 export default defineConfig({
   test: {
-    include: ['tests/**/*.test.ts'],
-    // The deploy suite builds images and runs compose (minutes cold): npm run test:deploy, and .ci/run.
-    exclude: [...configDefaults.exclude, 'tests/deploy/**'],
+    // One Redis for both projects (the root's global setup always runs).
     globalSetup: ['tests/helpers/global-setup.ts'],
-    pool: 'forks',
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
     reporters: ['default', './tests/helpers/summary-reporter.ts'],
+    projects: [
+      {
+        test: { ...shared, name: 'fs', include: ['tests/**/*.test.ts'], exclude: [...configDefaults.exclude, ...DEPLOY, ...S3_ONLY], provide: { engine: 'fs', s3Target: null } },
+      },
+      {
+        test: {
+          ...shared,
+          name: 's3',
+          include: [...ENGINE_SUITES, ...S3_ONLY],
+          exclude: [...configDefaults.exclude, ...FS_ONLY],
+          globalSetup: ['tests/helpers/s3-setup.ts'],
+          provide: { engine: 's3' },
+        },
+      },
+    ],
   },
 });

@@ -5,6 +5,9 @@
  * every figure as a ratio to its limit. `--quick` (64 MiB, fewer requests) is a smoke run for CI.
  * A drop of 10 files (issue 21: 10 × 100 MiB, 10 × 6 MiB with --quick) is measured on the same fresh
  * API; `--drop-only` measures just that drop (and no machine limits), for a quick look.
+ * After the fs stack, the same large-file rows run again with STORAGE_BACKEND=s3 against s3rver in a
+ * process of its own (SPEC §10.3: peak RSS within 20 MiB of fs). `--engines` runs only the large-file
+ * rows, on both engines (fs first, then s3, for `--rounds=N` rounds), and skips everything else.
  * Writes bench/results.json and bench/results.md and prints the table.
  */
 import { execFileSync } from 'node:child_process';
@@ -18,11 +21,13 @@ import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto
 import { createKdf } from '../app/kdf/kdf.js';
 import { request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
+import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from './bench/s3rver.js';
 import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
 const dropOnly = process.argv.includes('--drop-only');
+const enginesOnly = process.argv.includes('--engines');
 const DROP = { files: 10, each: (quick ? 6 : 100) * 1024 * 1024 };
 const SMALL = 10 * 1024;
 const SECRET = 'cinderbox-bench-secret-0123456789-abcdefghijklmnop';
@@ -117,28 +122,37 @@ interface StackResults {
   download: LoadStats[];
   statusHitMs: number;
   statusMissMs: number;
-  large: { uploadMiBs: number; downloadMiBs: number; peakUpload: number; peakDownload: number; peakLifetime: number; peakReset: boolean; idleRss: number; finalRss: number; burnDownload: string };
+  large: LargeResults & { peakLifetime: number; finalRss: number };
   drop: DropResults;
 }
 
-async function benchStack(stack: Stack): Promise<StackResults> {
-  const { base } = stack;
-  const body = randomBytes(SMALL);
-  const keys: string[] = [];
-  const uploadOne = async (a: http.Agent, i: number, uses = USES): Promise<string | null> => {
-    const r = await request(a, `${base}/upload/bench-${i}.bin?uses=${uses}&expiry=60`, { method: 'PUT', body, headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' } });
-    if (r.status !== 201) return `upload ${r.status} ${r.body.toString('utf8', 0, 120)}`;
-    keys.push((JSON.parse(r.body.toString('utf8')) as { key: string }).key);
-    return null;
-  };
-  const warm = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  for (let i = 0; i < 5; i++) {
-    const failure = await uploadOne(warm, -i);
-    if (failure) throw new Error(`warm-up ${failure}`);
-  }
+interface LargeResults {
+  uploadMiBs: number;
+  downloadMiBs: number;
+  peakUpload: number;
+  peakDownload: number;
+  peakReset: boolean;
+  idleRss: number;
+  burnDownload: string;
+}
 
+/** Five small uploads, so the API has loaded and compiled its upload path before anything is measured. */
+async function warmUp(base: string): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  for (let i = 0; i < 5; i++) {
+    const r = await request(agent, `${base}/upload/warm-${i}.bin?uses=1&expiry=60`, { method: 'PUT', body: randomBytes(SMALL), headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' } });
+    if (r.status !== 201) throw new Error(`warm-up upload ${r.status} ${r.body.toString('utf8', 0, 120)}`);
+  }
+  agent.destroy();
+}
+
+/**
+ * The large file up, then down (the burning download), on a stack that has only been warmed up, so
+ * VmHWM is not the small-file load's heap; the API's peak RSS is reset before each and read after it.
+ */
+async function largeTransfers(stack: Stack): Promise<LargeResults> {
+  const { base } = stack;
   // Large file: streamed from a repeated 1 MiB random chunk, never held in memory.
-  // First, on a fresh API (after the warm-up), so VmHWM is not the small-file load's heap.
   const big = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const idleRss = (await memory(stack.apiPid)).rss;
   const peakReset = await resetPeak(stack.apiPid);
@@ -164,6 +178,28 @@ async function benchStack(stack: Stack): Promise<StackResults> {
       burnDownload = `FAILED (${error instanceof Error ? error.message : String(error)})`;
     }
   }
+
+  big.destroy();
+  return { uploadMiBs: plan.large / MiB / up.seconds, downloadMiBs: plan.large / MiB / down.seconds, peakUpload, peakDownload, peakReset, idleRss, burnDownload };
+}
+
+async function benchStack(stack: Stack): Promise<StackResults> {
+  const { base } = stack;
+  const body = randomBytes(SMALL);
+  const keys: string[] = [];
+  const uploadOne = async (a: http.Agent, i: number, uses = USES): Promise<string | null> => {
+    const r = await request(a, `${base}/upload/bench-${i}.bin?uses=${uses}&expiry=60`, { method: 'PUT', body, headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' } });
+    if (r.status !== 201) return `upload ${r.status} ${r.body.toString('utf8', 0, 120)}`;
+    keys.push((JSON.parse(r.body.toString('utf8')) as { key: string }).key);
+    return null;
+  };
+  const warm = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  for (let i = 0; i < 5; i++) {
+    const failure = await uploadOne(warm, -i);
+    if (failure) throw new Error(`warm-up ${failure}`);
+  }
+
+  const large = await largeTransfers(stack);
 
   // The drop on the same fresh API, before the small-file load grows its heap.
   const drop = await benchDrop(stack);
@@ -217,13 +253,12 @@ async function benchStack(stack: Stack): Promise<StackResults> {
   const peakLifetime = (await memory(stack.apiPid)).hwm;
   const finalRss = (await memory(stack.apiPid)).rss;
   warm.destroy();
-  big.destroy();
   return {
     upload,
     download,
     statusHitMs,
     statusMissMs,
-    large: { uploadMiBs: plan.large / MiB / up.seconds, downloadMiBs: plan.large / MiB / down.seconds, peakUpload, peakDownload, peakLifetime, peakReset, idleRss, finalRss, burnDownload },
+    large: { ...large, peakLifetime, finalRss },
     drop,
   };
 }
@@ -293,6 +328,61 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   return { rows, targets };
 }
 
+/** The large-file rows of the s3 engine next to the fs engine's, from the same run. */
+function engineRows(fs: LargeResults, s3: LargeResults): { rows: Row[]; targets: { name: string; met: boolean; detail: string }[] } {
+  const size = `${plan.large / MiB} MiB`;
+  const rows: Row[] = [];
+  const targets: { name: string; met: boolean; detail: string }[] = [];
+  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') => rows.push({ metric, value, limit, ratio, target, met });
+  const pct = (x: number) => `${Math.round(x * 100)} %`;
+  const signed = (x: number) => `${x >= 0 ? '+' : '−'}${r1(Math.abs(x))} MiB`;
+  add(`${size} upload, s3 (s3rver, own process)`, `${r1(s3.uploadMiBs)} MiB/s`, `fs ${r1(fs.uploadMiBs)} MiB/s`, pct(s3.uploadMiBs / fs.uploadMiBs));
+  add(`${size} download, s3 (s3rver, own process)`, `${r1(s3.downloadMiBs)} MiB/s`, `fs ${r1(fs.downloadMiBs)} MiB/s`, pct(s3.downloadMiBs / fs.downloadMiBs));
+  for (const [what, s3Peak, fsPeak] of [
+    ['upload', s3.peakUpload, fs.peakUpload],
+    ['download', s3.peakDownload, fs.peakDownload],
+  ] as const) {
+    const over = (s3Peak - fsPeak) / MiB;
+    const met = over <= 20;
+    add(`API peak RSS (VmHWM), ${what}, s3`, `${r1(s3Peak / MiB)} MiB`, `fs ${r1(fsPeak / MiB)} MiB`, signed(over), '≤ fs + 20 MiB', met ? 'met' : 'MISSED');
+    targets.push({ name: `s3: API peak RSS within 20 MiB of fs, ${size} ${what}`, met, detail: `${r1(s3Peak / MiB)} MiB vs ${r1(fsPeak / MiB)} MiB (${signed(over)})` });
+  }
+  add('API RSS before large transfers (after warm-up), s3', `${r1(s3.idleRss / MiB)} MiB`, `fs ${r1(fs.idleRss / MiB)} MiB`, signed((s3.idleRss - fs.idleRss) / MiB));
+  add(`${size} download of the last use (burns while streaming), s3`, s3.burnDownload, '', '', 'complete', s3.burnDownload === 'complete' ? 'met' : 'MISSED');
+  return { rows, targets };
+}
+
+/**
+ * The large-file rows on the s3 engine: the same stack with STORAGE_BACKEND=s3, against s3rver in a
+ * process of its own (its CPU and memory never count against the API), on the same loopback and disk.
+ */
+async function benchS3(env: NodeJS.ProcessEnv): Promise<LargeResults> {
+  const server: S3rver = await startS3rver({ bucket: 'cinderbox-bench' });
+  let stack: Stack | undefined;
+  try {
+    const port = await freePort();
+    log(`starting the stack on s3 (s3rver ${server.endpoint}) on port ${port}`);
+    stack = await startStack(root, {
+      ...env,
+      PORT: String(port),
+      STORAGE_BACKEND: 's3',
+      S3_ENDPOINT: server.endpoint,
+      S3_BUCKET: server.bucket,
+      S3_PREFIX: 'blobs/',
+      S3_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId,
+      S3_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
+    });
+    await warmUp(stack.base);
+    return await largeTransfers(stack);
+  } catch (error) {
+    if (stack) log(`the s3 stack's last output:\n${stack.tail()}`);
+    throw error;
+  } finally {
+    await stack?.stop();
+    await server.destroy();
+  }
+}
+
 function markdown(rows: Row[], targets: { name: string; met: boolean; detail: string }[]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const lines = ['| Figure | Measured | Limit (same run) | Ratio | Target | Met |', '|---|---|---|---|---|---|'];
@@ -324,6 +414,87 @@ function stackEnv(input: { dir: string; storage: string; temp: string; port: num
   return env;
 }
 
+async function writeResults(results: { date: string; mode: string; node: string; cpu: string; cores: number; seconds: number }, md: string): Promise<void> {
+  await mkdir(path.join(root, 'bench'), { recursive: true });
+  await writeFile(path.join(root, 'bench', 'results.json'), JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
+  const header = `Cinderbox bench (${results.mode}), ${results.date}, node ${results.node}, ${results.cpu} × ${results.cores}, ${results.seconds} s\n\n`;
+  await writeFile(path.join(root, 'bench', 'results.md'), header + md);
+  process.stdout.write(header + md);
+}
+
+/** Median of each figure over several rounds, with the range of the memory figures kept for the table. */
+function medianResults(runs: LargeResults[]): LargeResults & { ranges: Record<'peakUpload' | 'peakDownload' | 'idleRss', [number, number]> } {
+  const of = (pick: (r: LargeResults) => number) => median(runs.map(pick));
+  const range = (pick: (r: LargeResults) => number): [number, number] => [Math.min(...runs.map(pick)), Math.max(...runs.map(pick))];
+  return {
+    uploadMiBs: of((r) => r.uploadMiBs),
+    downloadMiBs: of((r) => r.downloadMiBs),
+    peakUpload: of((r) => r.peakUpload),
+    peakDownload: of((r) => r.peakDownload),
+    idleRss: of((r) => r.idleRss),
+    peakReset: runs.every((r) => r.peakReset),
+    burnDownload: runs.every((r) => r.burnDownload === 'complete') ? 'complete' : runs.map((r) => r.burnDownload).join('; '),
+    ranges: { peakUpload: range((r) => r.peakUpload), peakDownload: range((r) => r.peakDownload), idleRss: range((r) => r.idleRss) },
+  };
+}
+
+/**
+ * `--engines`: only the large-file rows, on fs and on s3, each on a fresh stack after the same warm-up,
+ * alternating for `--rounds=N` rounds (default 3): on a shared machine one round's RSS moves by ±10 MiB
+ * (GC timing, the key pool's refill), as much as the difference being measured. Medians are reported.
+ */
+async function enginesRun(env: NodeJS.ProcessEnv): Promise<void> {
+  const started = Date.now();
+  const rounds = Number(/^--rounds=(\d+)$/.exec(process.argv.find((a) => a.startsWith('--rounds=')) ?? '')?.[1] ?? 3);
+  log(`mode engines${quick ? ' (quick)' : ''}: ${plan.large / MiB} MiB up and down on fs, then on s3, ${rounds} rounds`);
+  const fsRuns: LargeResults[] = [];
+  const s3Runs: LargeResults[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    log(`round ${round} of ${rounds}: starting the stack on fs on port ${env.PORT}`);
+    const stack = await startStack(root, env);
+    try {
+      await warmUp(stack.base);
+      fsRuns.push(await largeTransfers(stack));
+    } catch (error) {
+      log(`the stack's last output:\n${stack.tail()}`);
+      throw error;
+    } finally {
+      await stack.stop();
+    }
+    s3Runs.push(await benchS3(env));
+  }
+  const fs = medianResults(fsRuns);
+  const s3 = medianResults(s3Runs);
+  const size = `${plan.large / MiB} MiB`;
+  const mib = (x: number) => r1(x / MiB);
+  const spread = ([low, high]: [number, number]) => (rounds > 1 ? ` (${mib(low)}–${mib(high)})` : '');
+  const plain = (metric: string, value: string): Row => ({ metric, value, limit: '', ratio: '', target: '', met: '' });
+  const rows: Row[] = [
+    plain(`${size} upload, fs`, `${r1(fs.uploadMiBs)} MiB/s`),
+    plain(`${size} download, fs`, `${r1(fs.downloadMiBs)} MiB/s`),
+    plain('API peak RSS (VmHWM), upload, fs', `${mib(fs.peakUpload)} MiB${spread(fs.ranges.peakUpload)}`),
+    plain('API peak RSS (VmHWM), download, fs', `${mib(fs.peakDownload)} MiB${spread(fs.ranges.peakDownload)}`),
+    plain('API RSS before large transfers (after warm-up), fs', `${mib(fs.idleRss)} MiB${spread(fs.ranges.idleRss)}`),
+  ];
+  const compared = engineRows(fs, s3);
+  rows.push(...compared.rows);
+  if (rounds > 1) {
+    rows.push(plain('s3 ranges over the rounds: peak upload; peak download; before', `${spread(s3.ranges.peakUpload)}; ${spread(s3.ranges.peakDownload)}; ${spread(s3.ranges.idleRss)} MiB`));
+  }
+  await writeResults(
+    {
+      date: new Date().toISOString(),
+      mode: `engines${quick ? ', quick' : ''}, median of ${rounds}`,
+      node: process.version,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      seconds: r1((Date.now() - started) / 1000),
+      ...{ config: { largeBytes: plan.large, rounds }, runs: { fs: fsRuns, s3: s3Runs }, rows, targets: compared.targets },
+    },
+    markdown(rows, compared.targets),
+  );
+}
+
 async function main() {
   const started = Date.now();
   const dir = await workDir();
@@ -343,6 +514,10 @@ async function main() {
     await mkdir(temp, { recursive: true });
     await mkdir(path.join(dir, 'logs'), { recursive: true });
 
+    if (enginesOnly) {
+      await enginesRun(stackEnv({ dir, storage, temp, port: await freePort() }));
+      return;
+    }
     log(`mode ${quick ? 'quick' : 'full'}${dropOnly ? ', drop only' : ''}; work dir ${dir}`);
     if (dropOnly) {
       stack = await startStack(root, stackEnv({ dir, storage, temp, port: await freePort() }));
@@ -375,6 +550,10 @@ async function main() {
     stack = undefined;
 
     const { rows, targets } = report({ aes, disk: diskLimits, loop }, kdf, s);
+    const s3Large = await benchS3(env);
+    const s3 = engineRows(s.large, s3Large);
+    rows.push(...s3.rows);
+    targets.push(...s3.targets);
     // Issue 3: the crypto streams alone, in a process of their own (built JS, no server around them).
     log(`${plan.large / MiB} MiB through the encrypt and decrypt streams`);
     const streams = JSON.parse(execFileSync(process.execPath, [path.join(root, 'dist', 'scripts', 'bench', 'crypto-memory.js'), String(plan.large)], { encoding: 'utf8' })) as { mibPerSecond: number; peakRssMiB: number };
@@ -401,16 +580,13 @@ async function main() {
       kdf: { inProcessMs: kdf.msMedian, overHttpMs: s.statusHitMs - s.statusMissMs, statusHitMs: s.statusHitMs, statusMissMs: s.statusMissMs },
       small: { upload: s.upload, download: s.download },
       large: s.large,
+      largeS3: s3Large,
       drop: s.drop,
       cryptoStreams: streams,
       rows,
       targets,
     };
-    await mkdir(path.join(root, 'bench'), { recursive: true });
-    await writeFile(path.join(root, 'bench', 'results.json'), JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
-    const header = `Cinderbox bench (${results.mode}), ${results.date}, node ${results.node}, ${results.cpu} × ${results.cores}, ${results.seconds} s\n\n`;
-    await writeFile(path.join(root, 'bench', 'results.md'), header + md);
-    process.stdout.write(header + md);
+    await writeResults(results, md);
   } catch (error) {
     if (stack) log(`the stack's last output:\n${stack.tail()}`);
     throw error;

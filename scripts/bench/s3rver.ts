@@ -34,7 +34,10 @@ export async function startS3rver({ bucket = 'cinderbox', timeoutMs = 15_000 }: 
   let child: ChildProcess | null = null;
 
   const start = async () => {
-    const running = spawn(process.execPath, [bin, '--directory', directory, '--address', '127.0.0.1', '--port', String(port), '--silent', '--configure-bucket', bucket], {
+    // s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy
+    // provider: without it every truncated listing (MaxKeys reached) fails with InternalError, so a
+    // process whose bucket check lists one key would not start once two blobs exist.
+    const running = spawn(process.execPath, ['--openssl-legacy-provider', bin, '--directory', directory, '--address', '127.0.0.1', '--port', String(port), '--silent', '--configure-bucket', bucket], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = running;

@@ -14,20 +14,25 @@ import { createApiRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
-import { createFsStore } from '../../app/blobs/fs-store.js';
+import type { BlobStore } from '../../app/blobs/blob-store.js';
+import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { kdfFromConfig } from '../../app/kdf/from-config.js';
+import { clearIfExternal, engineEnv, storageView, type StorageView } from './engine.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
 
-/** Environment for tests: generous limits, cheap KDF, a private prefix and directories. */
+/**
+ * Environment for tests: generous limits, cheap KDF, a private prefix, and this project's storage
+ * engine (tests/helpers/engine.ts) with private directories under `dir` and, on s3, a key prefix made
+ * from `prefix`: an app and a worker given the same `dir` and `prefix` share their blobs.
+ */
 export function testEnv(dir: string, prefix: string, redisUrl: string, env: Record<string, string> = {}): Record<string, string> {
   return {
     NODE_ENV: 'test',
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
-    STORAGE_PATH: path.join(dir, 'uploads'),
-    TEMP_PATH: path.join(dir, 'temp'),
+    ...engineEnv(dir, prefix),
     LOG_DIR: '',
     CINDERBOX_SECRET: TEST_SECRET,
     KDF_COST: '10',
@@ -56,6 +61,10 @@ export interface TestApp {
   config: RuntimeConfig;
   deps: AppDeps;
   dir: string;
+  /** What the app stored, seen through its engine and its medium (engine-neutral). */
+  storage: StorageView;
+  /** What the app asked of its storage engine, in order: an engine-neutral sign of progress. */
+  storeCalls: StoreCall[];
   logs: LogLine[];
   /** Every raw log line, to search for secrets. */
   rawLogs: string[];
@@ -86,7 +95,9 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const keys = redisKeys(prefix);
   const janitor = createJanitorQueue(redis, keys.queuePrefix());
   const wordlist = await loadWordlist(config.wordlistPath);
-  const store = createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+  const storeCalls: StoreCall[] = [];
+  const store = recordingStore(await storeFromConfig(config, log), storeCalls);
+  const storage = await storageView(config);
   const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
   const deps: AppDeps = { config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
@@ -100,6 +111,8 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
     config,
     deps,
     dir,
+    storage,
+    storeCalls,
     logs,
     rawLogs,
     close: async () => {
@@ -108,7 +121,49 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await janitor.close().catch(() => undefined);
       redis.disconnect();
+      // The suite's own s3rver goes with its directory at the end of the run; an external bucket is emptied now.
+      await clearIfExternal(storage);
+      await store.close();
+      await storage.close();
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface StoreCall {
+  op: 'create' | 'commit' | 'abort' | 'read' | 'destroy';
+  blobId: string;
+}
+
+/**
+ * The app's engine, recording each call: a test can wait for "the upload has started its blob"
+ * on either engine (an fs partial is a file at once; an s3 upload under 256 KiB is only in memory).
+ */
+function recordingStore(store: BlobStore, calls: StoreCall[]): BlobStore {
+  return {
+    ...store,
+    create(blobId) {
+      calls.push({ op: 'create', blobId });
+      const writer = store.create(blobId);
+      return {
+        stream: writer.stream,
+        commit: () => {
+          calls.push({ op: 'commit', blobId });
+          return writer.commit();
+        },
+        abort: () => {
+          calls.push({ op: 'abort', blobId });
+          return writer.abort();
+        },
+      };
+    },
+    read(blobId, range) {
+      calls.push({ op: 'read', blobId });
+      return store.read(blobId, range);
+    },
+    destroy(blobId, reason) {
+      calls.push({ op: 'destroy', blobId });
+      return store.destroy(blobId, reason);
     },
   };
 }

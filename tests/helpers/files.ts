@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import http from 'node:http';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
@@ -51,11 +51,12 @@ export async function expectError(res: Response, status: number, code: string): 
   return body;
 }
 
-/** Names of every file in TEMP_PATH and STORAGE_PATH. */
-export async function storedFiles(app: TestApp): Promise<string[]> {
-  const out: string[] = [];
-  for (const dir of [app.config.storagePath, app.config.tempPath]) out.push(...(await readdir(dir)).map((n) => `${dir}/${n}`));
-  return out;
+/**
+ * Everything the app's engine holds, blobs and the unfinished uploads it can list, by engine reference
+ * (fs: the files in STORAGE_PATH and TEMP_PATH; s3: the objects under the app's prefix), sorted.
+ */
+export function storedFiles(app: TestApp): Promise<string[]> {
+  return app.storage.names();
 }
 
 /** Every Redis key under the app's prefix. */
@@ -70,9 +71,9 @@ export async function redisKeysOf(app: TestApp, pattern = '*'): Promise<string[]
   return found;
 }
 
-/** File records, tombstones and blob liveness keys (not rate-limit or queue keys). */
+/** File records, tombstones and blob liveness keys (not rate-limit or queue keys), sorted (SCAN has no order). */
 export async function fileKeys(app: TestApp): Promise<string[]> {
-  return [...(await redisKeysOf(app, 'file:*')), ...(await redisKeysOf(app, 'blob:*'))];
+  return [...(await redisKeysOf(app, 'file:*')), ...(await redisKeysOf(app, 'blob:*'))].sort();
 }
 
 /** Everything under the prefix as text: keys and values (strings, hashes, lists, sets, zsets, streams). */
@@ -108,3 +109,33 @@ export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => b
 
 /** A minimal valid PNG header (signature + IHDR), enough for content detection. */
 export const PNG_BYTES = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4d30000000049454e44ae426082', 'hex');
+
+/** A download that has its headers and first bytes, then waits until told to read the rest. */
+export interface SlowDownload {
+  status: number;
+  /** Reads everything that is left; resolves with the whole body and whether it ended cleanly. */
+  finish(): Promise<{ body: Buffer; complete: boolean }>;
+}
+
+export function startSlowDownload(url: string): Promise<SlowDownload> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.once('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        res.pause();
+        resolve({
+          status: res.statusCode ?? 0,
+          finish: () =>
+            new Promise((done) => {
+              res.on('data', (more: Buffer) => chunks.push(more));
+              res.once('end', () => done({ body: Buffer.concat(chunks), complete: res.complete }));
+              res.once('error', () => done({ body: Buffer.concat(chunks), complete: false }));
+              res.resume();
+            }),
+        });
+      });
+    });
+    req.once('error', reject);
+  });
+}

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
@@ -136,13 +134,10 @@ describe('/metrics of the API', () => {
     await on.deps.redis.del(on.deps.keys.block(clientIdOf(TEST_SECRET, '127.0.0.1')));
 
     // One flipped byte in the stored ciphertext: the download fails authentication before its first byte.
-    const names = new Set(await readdir(on.config.storagePath));
+    const names = new Set(await on.storage.blobIds());
     const file = await uploadOk(on, randomBytes(4096));
-    const [blob] = (await readdir(on.config.storagePath)).filter((n) => !names.has(n));
-    const blobPath = path.join(on.config.storagePath, blob!);
-    const bytes = await readFile(blobPath);
-    bytes.writeUInt8(bytes.readUInt8(bytes.length - 100) ^ 0xff, bytes.length - 100);
-    await writeFile(blobPath, bytes);
+    const [blob] = (await on.storage.blobIds()).filter((n) => !names.has(n));
+    await on.storage.corrupt(blob!, -100);
     await expectError(await fetch(`${on.url}/download/${file.key}`), 500, 'INTEGRITY_CHECK_FAILED');
     await counted(on, { route: '/download/:key', status_class: '5xx' });
 

@@ -3,7 +3,7 @@
  * next to the API (in-process) and a real janitor worker sharing its prefix and directories.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -179,10 +179,7 @@ describe('npm run admin', () => {
   });
 
   it('sweep: queues a manual sweep that the worker runs, removing an old orphan', async () => {
-    const orphan = path.join(app.config.storagePath, 'left-behind.bin');
-    await writeFile(orphan, 'nobody owns this');
-    const hourAgo = new Date(Date.now() - 3_600_000);
-    await utimes(orphan, hourAgo, hourAgo);
+    await app.storage.put('left-behind.bin', 'nobody owns this', { ageMs: 3_600_000 });
 
     const since = worker.mark();
     const run = await admin(['sweep', '--json'], env);
@@ -193,7 +190,7 @@ describe('npm run admin', () => {
     const swept = await worker.waitForEvent('orphan_swept', 20_000, { since, where: (line) => line.job_id === jobId });
     expect(swept).toMatchObject({ trigger: 'manual', failed: 0 });
     expect(Number(swept.shredded)).toBeGreaterThanOrEqual(1);
-    expect(await readdir(app.config.storagePath)).not.toContain('left-behind.bin');
+    expect((await app.storage.names()).filter((name) => name.endsWith('left-behind.bin'))).toEqual([]);
   });
 
   it('purge: refuses without --yes and touches nothing; with it, every live file is gone at once and shredded', async () => {
@@ -204,7 +201,7 @@ describe('npm run admin', () => {
     for (const file of uploads) expect((await fetch(`${app.url}/status/${file.key}`)).status).toBe(200);
 
     const lookupIds = (await fileKeys(app)).map((k) => /\{(.+)\}/.exec(k)?.[1]).filter(Boolean);
-    const blobsBefore = await readdir(app.config.storagePath);
+    const blobsBefore = await app.storage.blobIds();
     expect(blobsBefore).toHaveLength(3);
     const since = worker.mark();
     const run = await admin(['purge', '--yes', '--json'], env);
@@ -218,7 +215,7 @@ describe('npm run admin', () => {
     }
     const shreds = () => Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.reason === 'deleted').length);
     await waitFor(shreds, (n) => n === 3, 20_000, 'the worker to shred the three purged blobs');
-    expect(await readdir(app.config.storagePath)).toEqual([]);
+    expect(await app.storage.names()).toEqual([]);
     expect(json(await admin(['stats', '--json'], env))).toMatchObject({ live_files: 0, live_bytes: 0 });
 
     // Nothing the command printed in this file names a secret: keys, tokens, lookup ids, blob ids, the server secret.

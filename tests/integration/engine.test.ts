@@ -1,28 +1,26 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { testEngine, type StorageView } from '../helpers/engine.js';
 import { fileKeys, redisDump, redisKeysOf, storedFiles, waitFor, type UploadAnswer } from '../helpers/files.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads every file in TEMP_PATH and STORAGE_PATH over and over until stopped; records what it saw. */
-function watchDirs(app: TestApp) {
-  const seen = { names: new Set<string>(), contents: [] as Buffer[], reads: 0 };
+/**
+ * Reads everything the store's medium holds (fs: the files in TEMP_PATH and STORAGE_PATH; s3rver: its
+ * objects and the parts of unfinished uploads) over and over until stopped; records every name, and
+ * the names of whatever held one of `needles`.
+ */
+function watchStorage(storage: StorageView, needles: string[]) {
+  const seen = { names: new Set<string>(), hits: [] as string[], reads: 0 };
   let running = true;
   const loop = (async () => {
     while (running) {
-      for (const dir of [app.config.tempPath, app.config.storagePath]) {
-        for (const name of await readdir(dir).catch(() => [] as string[])) {
-          seen.names.add(name);
-          const data = await readFile(path.join(dir, name)).catch(() => null);
-          if (data) {
-            seen.contents.push(data);
-            seen.reads += 1;
-          }
-        }
+      for (const { name, data } of await storage.raw()) {
+        seen.names.add(name);
+        seen.reads += 1;
+        for (const needle of needles) if (hasText(data, needle)) seen.hits.push(`${name} holds ${needle}`);
       }
       await sleep(2);
     }
@@ -81,25 +79,27 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
   it('never shows the plaintext or the filename on disk while uploading, nor in Redis afterwards', async () => {
     const marker = `MARKER-${randomBytes(12).toString('hex')}`;
     const filename = `secret-name-${randomBytes(6).toString('hex')}.txt`;
-    const chunk = Buffer.from(`${marker}\n`.repeat(4096));
+    // 6 MiB in 12 pieces: more than one 5 MiB part, so an s3 upload sends a part while the rest arrives.
+    const chunk = Buffer.from(`${marker}\n`.repeat(16_384));
     const parts = Array.from({ length: 12 }, () => chunk);
-    const watcher = watchDirs(app);
-    const res = await slowPut(app, `/upload/${filename}?uses=2`, parts, { pauseMs: 20 });
+    const watcher = watchStorage(app.storage, [marker, filename]);
+    const res = await slowPut(app, `/upload/${filename}?uses=2`, parts, { pauseMs: 50 });
     const after = await storedFiles(app);
     await watcher.stop();
     expect('status' in res && res.status).toBe(201);
     const up = JSON.parse((res as { body: string }).body) as UploadAnswer;
     expect(up.filename).toBe(filename);
     expect(up.size).toBe(chunk.length * 12);
-    // The watcher really saw the partial and the blob.
+    // The watcher really saw the unfinished upload (fs: the partial; s3: a part of the multipart upload) and the blob.
     expect(watcher.seen.reads).toBeGreaterThan(0);
-    expect([...watcher.seen.names].some((n) => n.endsWith('.partial'))).toBe(true);
+    expect([...watcher.seen.names].some((n) => app.storage.isUnfinished(n))).toBe(true);
     expect(after).toHaveLength(1);
     for (const name of watcher.seen.names) {
       expect(name).not.toContain(marker);
       expect(name).not.toContain('secret-name');
     }
-    for (const data of [...watcher.seen.contents, await readFile(after[0]!)]) {
+    expect(watcher.seen.hits).toEqual([]);
+    for (const { data } of await app.storage.raw()) {
       expect(hasText(data, marker)).toBe(false);
       expect(hasText(data, filename)).toBe(false);
     }
@@ -122,7 +122,7 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
   it('a multipart upload writes no plaintext or filename either', async () => {
     const marker = `MPMARKER-${randomBytes(12).toString('hex')}`;
     const filename = `mp-name-${randomBytes(6).toString('hex')}.txt`;
-    const watcher = watchDirs(app);
+    const watcher = watchStorage(app.storage, [marker, filename]);
     const form = new FormData();
     form.append('file', new Blob([`${marker}\n`.repeat(50_000)]), filename);
     const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form });
@@ -131,8 +131,8 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
     const up = (await res.json()) as UploadAnswer;
     secrets.push(up.key, up.delete_token, filename);
     for (const name of watcher.seen.names) expect(name).not.toContain('mp-name');
-    for (const data of watcher.seen.contents) expect(hasText(data, marker)).toBe(false);
-    for (const file of await storedFiles(app)) expect(hasText(await readFile(file), marker)).toBe(false);
+    expect(watcher.seen.hits).toEqual([]);
+    for (const { data } of await app.storage.raw()) expect(hasText(data, marker)).toBe(false);
     const dump = await redisDump(app);
     for (const secret of [marker, filename, up.key, up.delete_token]) expect(hasText(dump, secret)).toBe(false);
   });
@@ -141,13 +141,16 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
     const filesBefore = await storedFiles(app);
     const keysBefore = await fileKeys(app);
     const completedBefore = app.logs.filter((l) => l.event === 'request_completed').length;
-    const part = randomBytes(256 * 1024);
-    const res = await slowPut(app, '/upload/aborted.bin', [part, part, part, part, part], { contentLength: 20 * part.length, pauseMs: 20, abortAfter: 3 });
+    // 7 MiB before the abort: an s3 upload has started its multipart upload and sent a part by then.
+    const part = randomBytes(1024 * 1024);
+    const res = await slowPut(app, '/upload/aborted.bin', Array.from({ length: 8 }, () => part), { contentLength: 9 * part.length, pauseMs: 20, abortAfter: 7 });
     expect('error' in res).toBe(true);
     // Wait for the server to finish with the request, then for the partial to go.
     await waitFor(async () => app.logs.filter((l) => l.event === 'request_completed').length, (n) => n > completedBefore, 5_000);
     expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
-    expect(await fileKeys(app)).toEqual(keysBefore);
+    // The upload's lease is released by its cleanup, which may end after the request's log line
+    // (an s3 upload first waits for its part in flight); well before the lease's own 15 s TTL.
+    expect(await waitFor(() => fileKeys(app), (k) => k.length === keysBefore.length)).toEqual(keysBefore);
   });
 
   it('a client abort mid-upload (multipart) leaves no file and no record', async () => {
@@ -161,8 +164,9 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       req.on('response', (r) => resolve(`status ${r.statusCode}`));
       req.write(head);
       void (async () => {
-        for (let i = 0; i < 4; i += 1) {
-          req.write(randomBytes(256 * 1024));
+        // 7 MiB, more than one s3 part, before the client goes away.
+        for (let i = 0; i < 7; i += 1) {
+          req.write(randomBytes(1024 * 1024));
           await sleep(20);
         }
         req.destroy();
@@ -170,11 +174,12 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
     });
     expect(result).not.toMatch(/^status 201/);
     expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
-    expect(await fileKeys(app)).toEqual(keysBefore);
+    expect(await waitFor(() => fileKeys(app), (k) => k.length === keysBefore.length)).toEqual(keysBefore);
   });
 
   describe('a stalled body', () => {
     let stall: TestApp;
+    const traces = async (app: TestApp) => ({ stored: await storedFiles(app), leases: await redisKeysOf(app, 'blob:*') });
     beforeAll(async () => {
       stall = await startTestApp({ env: { UPLOAD_STALL_SECONDS: '1' } });
     });
@@ -205,9 +210,11 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
         req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="stall.bin"\r\n\r\n`);
         req.write(randomBytes(10_000));
       });
-      // The pipeline's idle timer discards the partial after UPLOAD_STALL_SECONDS...
-      await waitFor(() => storedFiles(stall), (f) => f.length > 0, 1_000);
-      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0, 3_000)).toEqual([]);
+      // The upload is under way: it holds its blob's lease, and on fs its partial file exists (an s3
+      // upload of 10 KB is still in memory: nothing reaches the store before 256 KiB)...
+      await waitFor(() => traces(stall), (t) => t.leases.length === 1 && (testEngine() !== 'fs' || t.stored.length === 1), 1_000, 'the upload to start');
+      // ...and the pipeline's idle timer discards it after UPLOAD_STALL_SECONDS.
+      expect(await waitFor(() => traces(stall), (t) => t.leases.length + t.stored.length === 0, 3_000)).toEqual({ stored: [], leases: [] });
       expect(Date.now() - started).toBeLessThan(3_000);
       // ...and the client, still connected, is told why: 408 UPLOAD_STALLED, like a raw PUT.
       const result = await pending;

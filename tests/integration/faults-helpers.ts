@@ -1,35 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
+import type { StorageView } from '../helpers/engine.js';
 
-// Shared "nothing lost, nothing leaked" checks for the fault suite (tests/integration/faults-*.test.ts).
+// Shared "nothing lost, nothing leaked" checks for the fault suite (tests/integration/faults-*.test.ts),
+// on whichever storage engine the project runs.
 
 export interface Places {
-  storagePath: string;
-  tempPath: string;
+  storage: StorageView;
   redis: Redis;
   prefix: string;
 }
 
-/** Plaintext that is easy to find on disk if it ever lands there: a random marker, repeated. */
+/** Plaintext that is easy to find in storage if it ever lands there: a random marker, repeated. */
 export function markedPlaintext(bytes: number): { body: Buffer; marker: Buffer } {
   const marker = Buffer.from(`CBX-PLAINTEXT-${randomBytes(8).toString('hex')}-`);
   const body = Buffer.alloc(bytes);
   for (let at = 0; at < bytes; at += marker.length) marker.copy(body, at);
   return { body, marker };
 }
-
-export async function filesIn(dir: string): Promise<string[]> {
-  return (await readdir(dir).catch(() => [] as string[])).map((n) => path.join(dir, n));
-}
-
-export const exists = (p: string) =>
-  stat(p).then(
-    () => true,
-    () => false,
-  );
 
 async function scan(redis: Redis, pattern: string): Promise<string[]> {
   const found: string[] = [];
@@ -42,26 +31,26 @@ async function scan(redis: Redis, pattern: string): Promise<string[]> {
   return found;
 }
 
-/** Every file record under the prefix must point at a blob that exists in STORAGE_PATH. */
+/** Every file record under the prefix must point at a blob that exists in the store. */
 export async function expectNoRecordWithoutBlob(places: Places): Promise<number> {
   const records = await scan(places.redis, `${places.prefix}:file:*`);
   for (const key of records) {
     const blob = await places.redis.hget(key, 'blob');
     expect(blob, `record ${key} has no blob id`).toEqual(expect.any(String));
-    expect(await exists(path.join(places.storagePath, blob!)), `record ${key} points at a missing blob`).toBe(true);
+    expect(await places.storage.has(blob!), `record ${key} points at a missing blob`).toBe(true);
   }
   return records.length;
 }
 
-export async function expectTempEmpty(places: Pick<Places, 'tempPath'>): Promise<void> {
-  expect(await filesIn(places.tempPath)).toEqual([]);
+/** No unfinished upload is left (fs: TEMP_PATH is empty; s3: no multipart upload, as far as the medium shows). */
+export async function expectNoPartial(places: Pick<Places, 'storage'>): Promise<void> {
+  expect(await places.storage.partials()).toEqual([]);
 }
 
-/** No file in STORAGE_PATH or TEMP_PATH holds the plaintext marker. */
-export async function expectNoPlaintext(places: Pick<Places, 'storagePath' | 'tempPath'>, marker: Buffer): Promise<void> {
-  for (const file of [...(await filesIn(places.storagePath)), ...(await filesIn(places.tempPath))]) {
-    const content = await readFile(file).catch(() => Buffer.alloc(0));
-    expect(content.includes(marker), `plaintext found in ${file}`).toBe(false);
+/** Nothing the store holds (blobs, partials, multipart parts) contains the plaintext marker. */
+export async function expectNoPlaintext(places: Pick<Places, 'storage'>, marker: Buffer): Promise<void> {
+  for (const { name, data } of await places.storage.raw()) {
+    expect(data.includes(marker), `plaintext found in ${name}`).toBe(false);
   }
 }
 

@@ -3,12 +3,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appOnPrivateRedis, testEnv, type TestApp } from '../helpers/app.js';
 import { expectError, postFile, uploadOk, waitFor } from '../helpers/files.js';
 import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
-import { exists, expectNoPlaintext, expectNoRecordWithoutBlob, expectTempEmpty, filesIn, markedPlaintext, timed } from './faults-helpers.js';
+import { expectNoPartial, expectNoPlaintext, expectNoRecordWithoutBlob, markedPlaintext, timed } from './faults-helpers.js';
 
 // Fault suite, Redis side (SPEC §3 503/507, §5; issue 8): each case runs against a private
 // redis-server that the test stops, restarts or fills, and checks "nothing lost, nothing leaked".
 
-const places = (app: TestApp) => ({ storagePath: app.config.storagePath, tempPath: app.config.tempPath, redis: app.deps.redis, prefix: app.deps.keys.prefix });
+const places = (app: TestApp) => ({ storage: app.storage, redis: app.deps.redis, prefix: app.deps.keys.prefix });
 
 function ready(app: TestApp): Promise<void> {
   return new Promise<void>((resolve) => app.deps.redis.once('ready', () => resolve()));
@@ -41,9 +41,9 @@ describe('faults: Redis stopped while serving', () => {
     expect(health.status).toBe(503);
     expect(await health.json()).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
 
-    // The uploads that raced the outage were encrypted to disk, then discarded when registering failed.
-    await expectTempEmpty(places(world.app));
-    expect(await filesIn(world.app.config.storagePath)).toHaveLength(1);
+    // The uploads that raced the outage were encrypted to storage, then discarded when registering failed.
+    await expectNoPartial(places(world.app));
+    expect(await world.app.storage.blobIds()).toHaveLength(1);
     expect(world.app.logs.some((l) => l.event === 'redis_unavailable')).toBe(true);
     // Internal error text never reaches the client; the log has it.
     expect(world.app.logs.find((l) => l.event === 'redis_unavailable')?.code).toBe('SERVICE_UNAVAILABLE');
@@ -60,7 +60,7 @@ describe('faults: Redis stopped while serving', () => {
     await expectError(await fetch(`${world.app.url}/status/${before.key}`), 404, 'FILE_NOT_FOUND');
 
     await expectNoRecordWithoutBlob(places(world.app));
-    await expectTempEmpty(places(world.app));
+    await expectNoPartial(places(world.app));
     await expectNoPlaintext(places(world.app), marker);
   });
 });
@@ -88,13 +88,13 @@ describe('faults: Redis out of memory (noeviction)', () => {
     await filler.config('SET', 'maxmemory', String((await usedMemory()) - 128 * 1024));
     await expect(filler.set('tiny', 'x')).rejects.toThrow(/^OOM/);
 
-    const blobsBefore = await filesIn(world.app.config.storagePath);
+    const blobsBefore = await world.app.storage.blobIds();
     const res = await postFile(world.app, body, 'during.bin');
     const error = await expectError(res, 507, 'INSUFFICIENT_STORAGE');
     expect(JSON.stringify(error)).not.toMatch(/OOM|maxmemory/);
     // Nothing half written: the blob was discarded when its record could not be stored.
-    expect(await filesIn(world.app.config.storagePath)).toEqual(blobsBefore);
-    await expectTempEmpty(places(world.app));
+    expect(await world.app.storage.blobIds()).toEqual(blobsBefore);
+    await expectNoPartial(places(world.app));
     expect(world.app.logs.some((l) => l.event === 'redis_out_of_memory')).toBe(true);
 
     // Reads keep working.
@@ -137,11 +137,11 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     const { body, marker } = markedPlaintext(64 * 1024);
     const since = worker.mark();
     const old = await uploadOk(world.app, body, 'old.bin', { uses: '5' });
-    const blobs = await filesIn(world.app.config.storagePath);
+    const blobs = await world.app.storage.blobIds();
     expect(blobs).toHaveLength(1);
     // A live blob survives sweeps, however old: a sweep found it past ORPHAN_AGE_MINUTES and kept it.
     await worker.waitForEvent('orphan_swept', 15_000, { since, where: (line) => Number(line.kept_live) >= 1 });
-    expect(await exists(blobs[0]!)).toBe(true);
+    expect(await world.app.storage.has(blobs[0]!)).toBe(true);
 
     const restarted = worker.mark();
     await world.redis.stop();
@@ -153,11 +153,11 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     await expectError(await fetch(`${world.app.url}/download/${old.key}`), 404, 'FILE_NOT_FOUND');
 
     // The worker reconnects by itself; its next sweep shreds the orphan.
-    await waitFor(() => exists(blobs[0]!), (present) => !present, 20_000, 'the orphan to be swept');
+    await waitFor(() => world.app.storage.has(blobs[0]!), (present) => !present, 20_000, 'the orphan to be swept');
     await worker.waitForEvent('orphan_swept', 5_000, { since: restarted, where: (line) => Number(line.shredded) >= 1 });
 
     await expectNoRecordWithoutBlob(places(world.app));
-    await expectTempEmpty(places(world.app));
+    await expectNoPartial(places(world.app));
     await expectNoPlaintext(places(world.app), marker);
     expect(nonJsonLines(worker)).toEqual([]);
   });

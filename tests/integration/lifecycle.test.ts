@@ -4,48 +4,15 @@
  * resumes only once the janitor has had its chance to destroy the blob under it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
-import { waitFor } from '../helpers/files.js';
+import { startSlowDownload, waitFor } from '../helpers/files.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
 
 const MiB = 1024 * 1024;
 // Large enough that loopback socket buffers cannot hold it: a paused client keeps the server mid-stream.
 const FILE_BYTES = 24 * MiB;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-/** A download that has its headers and first bytes, then waits until told to read the rest. */
-interface SlowDownload {
-  status: number;
-  /** Reads everything that is left; resolves with the whole body and whether it ended cleanly. */
-  finish(): Promise<{ body: Buffer; complete: boolean }>;
-}
-
-function startSlowDownload(url: string): Promise<SlowDownload> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.once('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        res.pause();
-        resolve({
-          status: res.statusCode ?? 0,
-          finish: () =>
-            new Promise((done) => {
-              res.on('data', (more: Buffer) => chunks.push(more));
-              res.once('end', () => done({ body: Buffer.concat(chunks), complete: res.complete }));
-              res.once('error', () => done({ body: Buffer.concat(chunks), complete: false }));
-              res.resume();
-            }),
-        });
-      });
-    });
-    req.once('error', reject);
-  });
-}
 
 describe('a started download always finishes', () => {
   let app: TestApp;
@@ -67,41 +34,42 @@ describe('a started download always finishes', () => {
     await app.close();
   });
 
-  /** Uploads random bytes; returns the key, the bytes and the new blob's path. */
+  /** Uploads random bytes; returns the key, the bytes and the new blob's id. */
   const upload = async (query: string) => {
-    const before = new Set(await readdir(app.config.storagePath));
+    const before = new Set(await app.storage.blobIds());
     const bytes = randomBytes(FILE_BYTES);
     const res = await fetch(`${app.url}/upload/big.bin?${query}`, { method: 'PUT', body: bytes, headers: { Accept: 'application/json' } });
     expect(res.status).toBe(201);
     const { key, delete_token: token } = (await res.json()) as { key: string; delete_token: string };
-    const [blob] = (await readdir(app.config.storagePath)).filter((name) => !before.has(name));
-    return { key, token, bytes, blobPath: `${app.config.storagePath}/${blob}` };
+    const [blob] = (await app.storage.blobIds()).filter((id) => !before.has(id));
+    expect(blob).toBeDefined();
+    return { key, token, bytes, blob: blob! };
   };
   const statusOf = async (key: string) => {
     const res = await fetch(`${app.url}/status/${key}`);
     return { status: res.status, body: (await res.json()) as { remaining_uses?: number; error?: { reason?: string } } };
   };
-  const shreddedSoon = (blobPath: string) => waitFor(async () => existsSync(blobPath), (present) => !present, 10_000, 'the blob to be shredded');
+  const shreddedSoon = (blob: string) => waitFor(() => app.storage.has(blob), (present) => !present, 10_000, 'the blob to be shredded');
 
   it('finishes the download that took the last use while sweeps run, then the blob is shredded', async () => {
-    const { key, bytes, blobPath } = await upload('uses=1');
+    const { key, bytes, blob } = await upload('uses=1');
     const download = await startSlowDownload(`${app.url}/download/${key}`);
     expect(download.status).toBe(200);
 
     // A sweep after the burn found the blob old enough and without a record, and kept it for its lease.
     const since = worker.mark();
     await worker.waitForEvent('orphan_swept', 15_000, { since, where: (line) => Number(line.kept_leased) >= 1 });
-    expect(existsSync(blobPath)).toBe(true);
+    expect(await app.storage.has(blob)).toBe(true);
 
     const { body, complete } = await download.finish();
     expect(complete).toBe(true);
     expect(sha256(body)).toBe(sha256(bytes));
     expect((await statusOf(key)).body.error?.reason).toBe('burned');
-    await shreddedSoon(blobPath);
+    await shreddedSoon(blob);
   });
 
   it('finishes a download that runs across the file expiry, then the blob is shredded', async () => {
-    const { key, bytes, blobPath } = await upload('uses=2&expiry=0.02');
+    const { key, bytes, blob } = await upload('uses=2&expiry=0.02');
     const since = worker.mark();
     const download = await startSlowDownload(`${app.url}/download/${key}`);
     expect(download.status).toBe(200);
@@ -113,11 +81,11 @@ describe('a started download always finishes', () => {
     const { body, complete } = await download.finish();
     expect(complete).toBe(true);
     expect(sha256(body)).toBe(sha256(bytes));
-    await shreddedSoon(blobPath);
+    await shreddedSoon(blob);
   });
 
   it('finishes a download running while the sender deletes; new requests get 410 at once', async () => {
-    const { key, token, bytes, blobPath } = await upload('uses=3');
+    const { key, token, bytes, blob } = await upload('uses=3');
     const since = worker.mark();
     const download = await startSlowDownload(`${app.url}/download/${key}`);
     expect(download.status).toBe(200);
@@ -131,11 +99,11 @@ describe('a started download always finishes', () => {
     const { body, complete } = await download.finish();
     expect(complete).toBe(true);
     expect(sha256(body)).toBe(sha256(bytes));
-    await shreddedSoon(blobPath);
+    await shreddedSoon(blob);
   });
 
   it('finishes a slow download of a uses=2 file while a fast one burns it', async () => {
-    const { key, bytes, blobPath } = await upload('uses=2');
+    const { key, bytes, blob } = await upload('uses=2');
     const since = worker.mark();
     const slow = await startSlowDownload(`${app.url}/download/${key}`);
     expect(slow.status).toBe(200);
@@ -146,11 +114,11 @@ describe('a started download always finishes', () => {
     expect((await statusOf(key)).body.error?.reason).toBe('burned');
     // The fast download's end queued the shred; the slow one's lease makes the janitor wait.
     await worker.waitForEvent('destroy_deferred', 15_000, { since, where: (line) => line.reason === 'burned' || line.reason === 'released' });
-    expect(existsSync(blobPath)).toBe(true);
+    expect(await app.storage.has(blob)).toBe(true);
 
     const { body, complete } = await slow.finish();
     expect(complete).toBe(true);
     expect(sha256(body)).toBe(sha256(bytes));
-    await shreddedSoon(blobPath);
+    await shreddedSoon(blob);
   });
 });

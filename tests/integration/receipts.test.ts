@@ -2,7 +2,6 @@
  * Delivery receipts (SPEC §10.6, issue 20): the sender, with the delete token, learns what happened to
  * the file — times and counts only; nobody else learns anything from this route.
  */
-import { open, readdir } from 'node:fs/promises';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -88,12 +87,10 @@ describe('the sender receipt', () => {
   });
 
   it('forgets a download that the server failed before its first byte (the use was given back)', async () => {
-    const before = new Set(await readdir(app.config.storagePath));
+    const before = new Set(await app.storage.blobIds());
     const up = await uploadOk(app, 'y'.repeat(5000), 'y.bin', { uses: '2' });
-    const [blob] = (await readdir(app.config.storagePath)).filter((name) => !before.has(name));
-    const handle = await open(`${app.config.storagePath}/${blob}`, 'r+');
-    await handle.write(Buffer.from([0xff, 0x00, 0xff]), 0, 3, 100); // inside the first chunk
-    await handle.close();
+    const [blob] = (await app.storage.blobIds()).filter((id) => !before.has(id));
+    await app.storage.corrupt(blob!, 100); // inside the first chunk
 
     await expectError(await fetch(up.download_url, { headers: { Accept: '*/*' } }), 500, 'INTEGRITY_CHECK_FAILED');
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -144,7 +144,7 @@ describe('an upload is acknowledged only once a replica has its record', () => {
   });
 
   const put = (body: string) => fetch(`${app.url}/upload/note.txt`, { method: 'PUT', body, headers: { Accept: 'application/json' } });
-  const blobs = async () => (await readdir(app.config.storagePath)).length + (await readdir(app.config.tempPath)).length;
+  const blobs = async () => (await app.storage.names()).length + (await app.storage.partials()).length;
 
   it('answers 201 with the record already on the replica', async () => {
     const replica = await attachReplica();

@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
 import { waitFor } from '../helpers/files.js';
 
-/** The API in-process and a real janitor process sharing its Redis prefix and directories. */
+/** The API in-process and a real janitor process sharing its Redis prefix and storage. */
 describe('the API and the janitor together', () => {
   let app: TestApp;
   let worker: RunningProcess;
@@ -25,7 +23,8 @@ describe('the API and the janitor together', () => {
     await app.close();
   });
 
-  const blobs = () => readdir(app.config.storagePath);
+  const blobs = () => app.storage.blobIds();
+  const gone = (blob: string | undefined, timeoutMs: number) => waitFor(() => app.storage.has(blob!), (exists) => !exists, timeoutMs, 'the blob to be shredded');
   const upload = async (query = '') => {
     const res = await fetch(`${app.url}/upload/f.txt${query}`, { method: 'PUT', body: 'janitor end to end', headers: { Accept: 'application/json' } });
     expect(res.status).toBe(201);
@@ -38,7 +37,7 @@ describe('the API and the janitor together', () => {
     const [blob] = (await blobs()).filter((b) => !before.has(b));
     expect(blob).toBeDefined();
     expect(await (await fetch(`${app.url}/download/${key}`)).text()).toBe('janitor end to end');
-    await waitFor(async () => existsSync(`${app.config.storagePath}/${blob}`), (exists) => !exists, 10_000);
+    await gone(blob, 10_000);
   });
 
   it('shreds the blob within seconds of a delete', async () => {
@@ -46,14 +45,14 @@ describe('the API and the janitor together', () => {
     const { key, delete_token } = await upload();
     const [blob] = (await blobs()).filter((b) => !before.has(b));
     expect((await fetch(`${app.url}/files/${key}`, { method: 'DELETE', headers: { 'X-Delete-Token': delete_token } })).status).toBe(204);
-    await waitFor(async () => existsSync(`${app.config.storagePath}/${blob}`), (exists) => !exists, 10_000);
+    await gone(blob, 10_000);
   });
 
   it('shreds an expired file within seconds of its expiry, and its key answers 410 expired', async () => {
     const before = new Set(await blobs());
     const { key } = await upload('?expiry=0.02');
     const [blob] = (await blobs()).filter((b) => !before.has(b));
-    await waitFor(async () => existsSync(`${app.config.storagePath}/${blob}`), (exists) => !exists, 15_000);
+    await gone(blob, 15_000);
     const res = await fetch(`${app.url}/status/${key}`);
     expect(res.status).toBe(410);
     expect(await res.json()).toMatchObject({ error: { code: 'FILE_GONE', reason: 'expired' } });
@@ -70,11 +69,11 @@ describe('the API and the janitor together', () => {
     const { key } = await upload();
     const [blob] = (await blobs()).filter((b) => !before.has(b));
     expect((await fetch(`${app.url}/download/${key}`)).status).toBe(200);
-    expect(existsSync(`${app.config.storagePath}/${blob}`)).toBe(true); // nobody to shred it yet
+    expect(await app.storage.has(blob!)).toBe(true); // nobody to shred it yet
 
     worker = startWorker();
     await worker.waitForEvent('worker_started');
-    await waitFor(async () => existsSync(`${app.config.storagePath}/${blob}`), (exists) => !exists, 10_000);
+    await gone(blob, 10_000);
     const after = await fetch(`${app.url}/health`);
     expect(await after.json()).toMatchObject({ status: 'healthy', services: { scheduler: 'online' } });
   });
