@@ -23,6 +23,7 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
   const partialPath = (blobId: string) => path.join(tempPath, `${blobId}${PARTIAL_SUFFIX}`);
   const shred = (file: string, kind: ShredKind, reason: string) => shredFile(file, { passes: shredPasses, kind, log, reason });
   let usage: { at: number; bytes: number } | null = null;
+  let free: { at: number; bytes: number } | null = null;
 
   return {
     engine: 'fs',
@@ -81,8 +82,13 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
     destroyEntry: (entry, reason) => shred(entry.ref, entry.kind, reason),
 
     async freeBytes() {
+      // Cached for a second like the usage: a statfs per upload was measurable on small files, and
+      // the check keeps DISK_RESERVE free beside the upload anyway.
+      const now = Date.now();
+      if (free && now - free.at < USAGE_CACHE_MS) return free.bytes;
       const s = await statfs(storagePath);
-      return s.bavail * s.bsize;
+      free = { at: now, bytes: s.bavail * s.bsize };
+      return free.bytes;
     },
 
     async usedBytes() {

@@ -50,9 +50,11 @@ function errorReplacer(_key: string, value: unknown): unknown {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
+  // Formatted once, on the logger: every transport writes the same line (measured: formatting per
+  // transport was a noticeable share of a small upload's CPU).
   const format = winston.format.combine(winston.format.timestamp(), eventFormat(), lineFormat);
   const transports: winston.transport[] = [];
-  if (!options.silentStdout) transports.push(new winston.transports.Console({ format }));
+  if (!options.silentStdout) transports.push(new winston.transports.Console());
   if (options.dir !== '') {
     // Each process writes and rotates only its own file, so two processes never rotate the same one.
     transports.push(
@@ -61,12 +63,12 @@ export function createLogger(options: LoggerOptions): Logger {
         maxsize: MAX_FILE_BYTES,
         maxFiles: MAX_FILES,
         tailable: true,
-        format,
       }),
     );
   }
-  if (options.stream) transports.push(new winston.transports.Stream({ stream: options.stream, format }));
+  if (options.stream) transports.push(new winston.transports.Stream({ stream: options.stream }));
   const root = winston.createLogger({
+    format,
     level: options.level,
     defaultMeta: { service: options.service },
     transports,
@@ -110,10 +112,9 @@ export function createSilentLogger(): Logger {
  */
 export function errorForLog(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
-    const syscall = (error as { syscall?: unknown }).syscall;
-    return typeof syscall === 'string' ? `${code} (${syscall})` : code;
-  }
+  const syscall = (error as { syscall?: unknown } | null)?.syscall;
+  // A system call's error names the path it failed on: keep only its code and call.
+  if (typeof code === 'string' && typeof syscall === 'string') return `${code} (${syscall})`;
   return (error instanceof Error ? error.message : String(error)).replace(/[A-Za-z0-9_-]{32,}/g, '[id]');
 }
 
