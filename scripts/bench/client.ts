@@ -115,14 +115,14 @@ export function streamUpload(agent: http.Agent, url: string, total: number, chun
   });
 }
 
-/** GETs a URL and discards the body, counting bytes; resolves with status, bytes and seconds. */
-export function streamDownload(agent: http.Agent, url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; bytes: number; seconds: number; complete: boolean }> {
+/** GETs a URL and discards the body, counting bytes; resolves with status, bytes, seconds and the ETag. */
+export function streamDownload(agent: http.Agent, url: string, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; bytes: number; seconds: number; complete: boolean; etag: string | undefined }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     const req = http.request(url, { method: 'GET', agent, headers }, (res) => {
       let bytes = 0;
       res.on('data', (c: Buffer) => (bytes += c.length));
-      res.once('end', () => resolve({ status: res.statusCode ?? 0, bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, complete: res.complete }));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, complete: res.complete, etag: res.headers.etag }));
       res.once('error', reject);
     });
     req.once('error', reject);
