@@ -64,20 +64,31 @@ function median(xs: number[]): number {
  * memory-hard derivations at once share the memory bus, so it is less than twice one).
  */
 async function kdfInProcess(): Promise<{ msMedian: number; msMean: number; perSecond: number }> {
-  const kdf = createKdf({ secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency, maxPerClient: 1_000 });
-  const bench = { client: 'bench', aggregate: 'bench' };
-  await kdf.derive('warm up the pool', bench);
+  const kdf = benchKdf();
+  await kdf.derive('warm up the pool', KDF_CLIENT);
   const times: number[] = [];
   for (let i = 0; i < plan.kdfSamples; i++) {
     const t0 = process.hrtime.bigint();
-    await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`, bench);
+    await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`, KDF_CLIENT);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  const t0 = process.hrtime.bigint();
+  return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length, perSecond: await kdfCeilingNow() };
+}
+
+const KDF_CLIENT = { client: 'bench', aggregate: 'bench' };
+let kdfInstance: ReturnType<typeof createKdf> | undefined;
+const benchKdf = () => (kdfInstance ??= createKdf({ secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency, maxPerClient: 1_000 }));
+
+/**
+ * KDF_CONCURRENCY derivations at a time, in this process, for about a second: the ceiling right now.
+ * The machine is shared and its speed drifts by a third within minutes, so each sustained phase is
+ * compared with the ceiling measured just before it, while the stack is idle.
+ */
+async function kdfCeilingNow(): Promise<number> {
   const count = plan.kdfSamples * 2;
-  await Promise.all(Array.from({ length: count }, (_, i) => kdf.derive(`abacus-abdomen-abdominal-ablaze-${i}`, bench)));
-  const perSecond = count / (Number(process.hrtime.bigint() - t0) / 1e9);
-  return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length, perSecond };
+  const t0 = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: count }, (_, i) => benchKdf().derive(`abacus-abdomen-abdominal-ablaze-${i}`, KDF_CLIENT)));
+  return count / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
 interface DropResults {
@@ -145,7 +156,7 @@ async function memDebug(stack: Stack, name: string): Promise<void> {
 }
 
 /** A load phase with the bench client's own CPU (it shares the machine's cores with the stack). */
-type Phase = LoadStats & { clientCpu: number };
+type Phase = LoadStats & { clientCpu: number; /** derivations/s in this process just before the phase */ kdfCeiling: number };
 
 interface PoolResults {
   capacity: number;
@@ -248,11 +259,13 @@ async function largeTransfers(stack: Stack): Promise<LargeResults> {
 const clientOf = (i: number) => ({ 'X-Forwarded-For': `10.${(i >> 8) & 255}.${i & 255}.7` });
 
 /** runLoad, and the CPU the bench process itself used meanwhile (a share of one core). */
-async function measuredLoad(concurrency: number, count: number, one: (i: number) => Promise<string | null>): Promise<Phase> {
+async function measuredLoad(concurrency: number, count: number, one: (i: number) => Promise<string | null>, idle: () => Promise<unknown>): Promise<Phase> {
+  await idle();
+  const kdfCeiling = await kdfCeilingNow();
   const before = process.cpuUsage();
   const stats = await runLoad(concurrency, count, one);
   const used = process.cpuUsage(before);
-  return { ...stats, clientCpu: (used.user + used.system) / 1e6 / stats.seconds };
+  return { ...stats, clientCpu: (used.user + used.system) / 1e6 / stats.seconds, kdfCeiling };
 }
 
 /** The key pool as /metrics shows it. */
@@ -303,11 +316,13 @@ async function benchStack(stack: Stack): Promise<StackResults> {
 
   // A burst the size of the key pool (SPEC §10.5): every upload should take a pre-derived key.
   const probe = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  await untilPoolFull(probe, base);
+  // The stack is idle before each phase: no pool refill running beside the ceiling's measurement.
+  const poolFull = () => untilPoolFull(probe, base);
+  await poolFull();
   const full = await poolState(probe, base);
   const burstAgent = new http.Agent({ keepAlive: true, maxSockets: 10 });
   log(`key pool burst: ${full.capacity} uploads at concurrency 10`);
-  const burst = await phase('pool burst', () => measuredLoad(10, full.capacity, (i) => uploadOne(burstAgent, 500_000 + i)));
+  const burst = await phase('pool burst', () => measuredLoad(10, full.capacity, (i) => uploadOne(burstAgent, 500_000 + i), poolFull));
   const afterBurst = await poolState(probe, base);
   const refillMs = await untilPoolFull(probe, base);
   burstAgent.destroy();
@@ -317,7 +332,7 @@ async function benchStack(stack: Stack): Promise<StackResults> {
   for (const { concurrency, count } of plan.small) {
     const a = new http.Agent({ keepAlive: true, maxSockets: concurrency });
     log(`10 KiB uploads, concurrency ${concurrency}, ${count} requests`);
-    upload.push(await phase(`10 KiB uploads c=${concurrency}`, () => measuredLoad(concurrency, count, (i) => uploadOne(a, i))));
+    upload.push(await phase(`10 KiB uploads c=${concurrency}`, () => measuredLoad(concurrency, count, (i) => uploadOne(a, i), poolFull)));
     a.destroy();
   }
 
@@ -338,7 +353,7 @@ async function benchStack(stack: Stack): Promise<StackResults> {
           const r = await request(a, `${base}/download/${encodeURIComponent(key)}`, { headers: { Accept: '*/*', ...clientOf(i) } });
           if (r.status !== 200) return `download ${r.status} ${r.body.toString('utf8', 0, 120)}`;
           return r.body.length === SMALL ? null : `download short body ${r.body.length}`;
-        }),
+        }, poolFull),
       ),
     );
     a.destroy();
@@ -443,19 +458,19 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   for (const [kind, list, loop] of [['upload', s.upload, limits.loop.small.upload], ['download', s.download, limits.loop.small.download]] as const) {
     list.forEach((st, i) => {
       const l = loop[i];
-      const ratio = l ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / kdfCeiling)} of KDF ceiling` : '';
+      const ratio = l ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s` : '';
       let target = '';
       let met = '';
       if (st.concurrency >= 10) {
-        const ok = st.rps / kdfCeiling >= 0.8 && st.errors === 0;
+        const ok = st.rps / st.kdfCeiling >= 0.8 && st.errors === 0;
         target = '≥ 80 % of KDF ceiling, no errors';
         met = yes(ok);
-        targets.push({ name: `sustained 10 KiB ${kind}s at c=${st.concurrency}: ≥ 80 % of the KDF ceiling, no errors`, met: ok, detail: `${pct(st.rps / kdfCeiling)}, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}` });
+        targets.push({ name: `sustained 10 KiB ${kind}s at c=${st.concurrency}: ≥ 80 % of the KDF ceiling, no errors`, met: ok, detail: `${pct(st.rps / st.kdfCeiling)} of ${r1(st.kdfCeiling)}/s, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}` });
       }
       add(
         `10 KiB ${kind} c=${st.concurrency} (${st.requests} req, sustained)`,
         `${r1(st.rps)} req/s; p50/p95/p99 ${r1(st.p50)}/${r1(st.p95)}/${r1(st.p99)} ms; ${st.errors} errors; client CPU ${pct(st.clientCpu)} of a core`,
-        'loopback HTTP, KDF',
+        'loopback HTTP; KDF ceiling measured just before',
         ratio,
         target,
         met,
