@@ -39,7 +39,13 @@ export default defineConfig({
     },
     projects: [
       {
-        test: { ...shared, name: 'fs', include: ['tests/**/*.test.ts'], exclude: [...configDefaults.exclude, ...DEPLOY, ...S3_ONLY], provide: { engine: 'fs', s3Target: null } },
+        test: {
+          ...shared,
+          name: 'fs',
+          include: ['tests/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, ...DEPLOY, ...S3_ONLY],
+          provide: { engine: 'fs', s3Target: null },
+        },
       },
       {
         test: {

@@ -67,7 +67,10 @@ export function createApp(appDeps: AppDeps): Express {
   // API answers get `default-src 'none'`; the pages router sets its own stricter-than-default page CSP.
   app.use(
     helmet({
-      contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+      },
       strictTransportSecurity: config.publicUrl?.startsWith('https://') ? { maxAge: 31536000, includeSubDomains: true } : false,
       referrerPolicy: { policy: 'no-referrer' },
       crossOriginResourcePolicy: { policy: 'same-origin' },
@@ -109,7 +112,13 @@ export function createApp(appDeps: AppDeps): Express {
     log: deps.log.child({ module: 'files' }),
     now: deps.now,
   };
-  const abuse = createAbuseGuard({ abuse: createAbuseRepository(redis, keys), config, secret: config.secret, log: deps.log.child({ module: 'abuse' }), now: deps.now });
+  const abuse = createAbuseGuard({
+    abuse: createAbuseRepository(redis, keys),
+    config,
+    secret: config.secret,
+    log: deps.log.child({ module: 'abuse' }),
+    now: deps.now,
+  });
   const throttle = [abuse.blockGuard, limiter('lookup', config.lookupRateLimit)];
   const keyRoutes: KeyRouteGuards = {
     // Blocks first, then the lookup budget, then a failure slot: all before any KDF work.

@@ -61,7 +61,9 @@ const url = z.string().refine((s) => {
   }
 }, 'expected an http(s) URL');
 
-const redisUrl = z.string().refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s) && URL.canParse(s), 'expected a redis://, rediss:// or unix:// URL');
+const redisUrl = z
+  .string()
+  .refine((s) => /^(rediss?|valkeys?|unix):\/\//.test(s) && URL.canParse(s), 'expected a redis://, rediss:// or unix:// URL');
 
 export interface SentinelAddress {
   host: string;
@@ -128,11 +130,17 @@ const nodeEnv = z.enum(['development', 'production', 'test'], { message: 'expect
 const trustProxy = z.string().transform((s, ctx): number | string[] => {
   const trimmed = s.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const items = trimmed.split(',').map((i) => i.trim()).filter(Boolean);
+  const items = trimmed
+    .split(',')
+    .map((i) => i.trim())
+    .filter(Boolean);
   const named = ['loopback', 'linklocal', 'uniquelocal'];
   const ok = items.length > 0 && items.every((i) => named.includes(i) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(i));
   if (!ok) {
-    ctx.addIssue({ code: 'custom', message: 'expected a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal (never true)' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'expected a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal (never true)',
+    });
     return z.NEVER;
   }
   return items;
@@ -143,12 +151,21 @@ const secret = z.string().refine((s) => Buffer.byteLength(s) >= 32, 'expected at
 // S3 (SPEC §10.3). Names as S3 and its compatibles accept them; nothing here is checked against the store.
 const storageBackend = z.enum(['fs', 's3'], { message: 'expected fs or s3' });
 const s3Region = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'expected a region name such as us-east-1 (R2: auto)');
-const s3Bucket = z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected a bucket name: 3..63 lowercase letters, digits, dots and hyphens');
+const s3Bucket = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected a bucket name: 3..63 lowercase letters, digits, dots and hyphens');
 // The sweep deletes what it finds under the prefix, so the prefix may not be empty (never the whole bucket).
 const s3Prefix = z
   .string()
   .regex(/^[A-Za-z0-9!_.*'()/-]{1,256}$/, "expected 1..256 characters of A-Z a-z 0-9 ! _ . * ' ( ) - /")
-  .refine((s) => s.split('/').slice(0, -1).every((part) => part !== '' && part !== '.' && part !== '..'), 'expected path segments without /, //, . or .. (such as blobs/)');
+  .refine(
+    (s) =>
+      s
+        .split('/')
+        .slice(0, -1)
+        .every((part) => part !== '' && part !== '.' && part !== '..'),
+    'expected path segments without /, //, . or .. (such as blobs/)',
+  );
 // Refused only when empty, so a config error can never echo a credential back (it quotes what it got).
 const s3Credential = z.string().min(1, 'expected a non-empty value');
 
@@ -170,23 +187,80 @@ interface Variable<K extends string = string, S extends z.ZodType = z.ZodType, D
   sensitive?: boolean;
 }
 
-function variable<const K extends string, S extends z.ZodType, D extends string | undefined>(key: K, schema: S, defaultValue: D, doc: string, options: { sensitive?: boolean } = {}): Variable<K, S, D> {
+function variable<const K extends string, S extends z.ZodType, D extends string | undefined>(
+  key: K,
+  schema: S,
+  defaultValue: D,
+  doc: string,
+  options: { sensitive?: boolean } = {},
+): Variable<K, S, D> {
   return { key, schema, default: defaultValue, doc, ...options };
 }
 
 export const VARIABLES = {
-  NODE_ENV: variable('nodeEnv', nodeEnv, 'development', 'production requires CINDERBOX_SECRET (start:api and start:worker always need REDIS_URL or REDIS_SENTINELS)'),
+  NODE_ENV: variable(
+    'nodeEnv',
+    nodeEnv,
+    'development',
+    'production requires CINDERBOX_SECRET (start:api and start:worker always need REDIS_URL or REDIS_SENTINELS)',
+  ),
   PORT: variable('port', port, '8000', 'TCP port of the API'),
-  HOST: variable('host', z.string().min(1, 'expected a host name or address'), '127.0.0.1', "address the API and the worker's metrics bind (0.0.0.0 in the image)"),
-  PUBLIC_URL: variable('publicUrl', url.transform((s) => s.replace(/\/+$/, '')), undefined, 'base URL used in links (https://drop.example.com); unset = built from the request'),
-  REDIS_URL: variable('redisUrl', redisUrl, undefined, 'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server', { sensitive: true }),
-  REDIS_SENTINELS: variable('redisSentinels', sentinelList, undefined, 'Sentinels to ask for the primary, host:port,host:port (IPv6 as [::1]:26379); instead of REDIS_URL'),
+  HOST: variable(
+    'host',
+    z.string().min(1, 'expected a host name or address'),
+    '127.0.0.1',
+    "address the API and the worker's metrics bind (0.0.0.0 in the image)",
+  ),
+  PUBLIC_URL: variable(
+    'publicUrl',
+    url.transform((s) => s.replace(/\/+$/, '')),
+    undefined,
+    'base URL used in links (https://drop.example.com); unset = built from the request',
+  ),
+  REDIS_URL: variable(
+    'redisUrl',
+    redisUrl,
+    undefined,
+    'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server',
+    { sensitive: true },
+  ),
+  REDIS_SENTINELS: variable(
+    'redisSentinels',
+    sentinelList,
+    undefined,
+    'Sentinels to ask for the primary, host:port,host:port (IPv6 as [::1]:26379); instead of REDIS_URL',
+  ),
   REDIS_SENTINEL_NAME: variable('redisSentinelName', sentinelName, 'mymaster', 'name of the primary the sentinels monitor'),
-  REDIS_SENTINEL_PASSWORD: variable('redisSentinelPassword', password, undefined, 'password of the sentinels (their requirepass); unset = none'),
-  REDIS_PASSWORD: variable('redisPassword', password, undefined, 'password of the Redis/Valkey nodes; with REDIS_URL, used when the URL has none'),
-  REDIS_PREFIX: variable('redisPrefix', z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'), 'cbx', 'prefix of every Redis key and queue'),
-  STORAGE_PATH: variable('storagePath', z.string().min(1, 'expected a directory'), './storage/uploads', 'directory of encrypted blobs (Cinderbox owns it)'),
-  TEMP_PATH: variable('tempPath', z.string().min(1, 'expected a directory'), './storage/temp', 'directory of partial uploads, same filesystem as STORAGE_PATH'),
+  REDIS_SENTINEL_PASSWORD: variable(
+    'redisSentinelPassword',
+    password,
+    undefined,
+    'password of the sentinels (their requirepass); unset = none',
+  ),
+  REDIS_PASSWORD: variable(
+    'redisPassword',
+    password,
+    undefined,
+    'password of the Redis/Valkey nodes; with REDIS_URL, used when the URL has none',
+  ),
+  REDIS_PREFIX: variable(
+    'redisPrefix',
+    z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'expected 1..32 letters, digits, _ or -'),
+    'cbx',
+    'prefix of every Redis key and queue',
+  ),
+  STORAGE_PATH: variable(
+    'storagePath',
+    z.string().min(1, 'expected a directory'),
+    './storage/uploads',
+    'directory of encrypted blobs (Cinderbox owns it)',
+  ),
+  TEMP_PATH: variable(
+    'tempPath',
+    z.string().min(1, 'expected a directory'),
+    './storage/temp',
+    'directory of partial uploads, same filesystem as STORAGE_PATH',
+  ),
   MAX_FILE_SIZE: variable('maxFileSize', positiveInt, '10485760', 'largest upload in bytes'),
   MAX_FILES_PER_UPLOAD: variable(
     'maxFilesPerUpload',
@@ -194,14 +268,29 @@ export const VARIABLES = {
     '100',
     'most `file` parts in one POST /upload; several become one drop, stored as a zip (MAX_FILE_SIZE limits their total)',
   ),
-  MAX_STORAGE_BYTES: variable('maxStorageBytes', positiveInt, undefined, 'quota for all blobs in bytes; unset = only free disk space is checked'),
-  ALLOWED_MIME_TYPES: variable('allowedMimeTypes', mimeList, '', 'detected types allowed (comma or JSON list, type/* wildcards); empty = all'),
+  MAX_STORAGE_BYTES: variable(
+    'maxStorageBytes',
+    positiveInt,
+    undefined,
+    'quota for all blobs in bytes; unset = only free disk space is checked',
+  ),
+  ALLOWED_MIME_TYPES: variable(
+    'allowedMimeTypes',
+    mimeList,
+    '',
+    'detected types allowed (comma or JSON list, type/* wildcards); empty = all',
+  ),
   DEFAULT_EXPIRY_MINUTES: variable('defaultExpiryMinutes', positiveMinutes, '10', 'expiry when the upload names none'),
   MIN_EXPIRY_MINUTES: variable('minExpiryMinutes', positiveMinutes, '1', 'shortest expiry an upload may ask for'),
   MAX_EXPIRY_MINUTES: variable('maxExpiryMinutes', positiveMinutes, '60', 'longest expiry an upload may ask for'),
   DEFAULT_USES: variable('defaultUses', positiveInt, '1', 'downloads allowed when the upload names none'),
   MAX_USES: variable('maxUses', positiveInt, '5', 'most downloads an upload may ask for'),
-  DICEWARE_WORDLIST_PATH: variable('wordlistPath', z.string().min(1, 'expected a file path'), 'data/eff_large_wordlist.txt', 'EFF large wordlist (7,776 words)'),
+  DICEWARE_WORDLIST_PATH: variable(
+    'wordlistPath',
+    z.string().min(1, 'expected a file path'),
+    'data/eff_large_wordlist.txt',
+    'EFF large wordlist (7,776 words)',
+  ),
   DICEWARE_WORDS: variable(
     'dicewareWords',
     positiveInt.refine((n) => n >= KEY_WORDS.min && n <= KEY_WORDS.max, `expected ${KEY_WORDS.min}..${KEY_WORDS.max} words`),
@@ -210,20 +299,55 @@ export const VARIABLES = {
   ),
   KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable('kdfConcurrency', positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
-  KDF_MAX_QUEUE: variable('kdfMaxQueue', positiveInt, '256', 'lookups that may wait for the KDF, all clients together; beyond that 503 with Retry-After'),
-  KDF_MAX_PER_CLIENT: variable('kdfMaxPerClient', positiveInt, '16', 'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503'),
-  KDF_POOL_SIZE: variable('kdfPoolSize', wholeNumber, '32', 'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off'),
+  KDF_MAX_QUEUE: variable(
+    'kdfMaxQueue',
+    positiveInt,
+    '256',
+    'lookups that may wait for the KDF, all clients together; beyond that 503 with Retry-After',
+  ),
+  KDF_MAX_PER_CLIENT: variable(
+    'kdfMaxPerClient',
+    positiveInt,
+    '16',
+    'lookups one client (an IP or IPv6 /64) may have at the KDF, waiting or running; more get 503',
+  ),
+  KDF_POOL_SIZE: variable(
+    'kdfPoolSize',
+    wholeNumber,
+    '32',
+    'pre-derived passphrases kept for uploads, refilled only while the KDF idles; 0 = off',
+  ),
   UPLOAD_RATE_LIMIT: variable('uploadRateLimit', rate, '30/hour', 'uploads per client IP'),
   HEALTH_RATE_LIMIT: variable('healthRateLimit', rate, '1/second', 'health checks per client IP, counted per API replica'),
-  LOOKUP_RATE_LIMIT: variable('lookupRateLimit', rate, '60/minute', 'key lookups (download, status, preview, delete) per client IP, before any KDF work'),
+  LOOKUP_RATE_LIMIT: variable(
+    'lookupRateLimit',
+    rate,
+    '60/minute',
+    'key lookups (download, status, preview, delete) per client IP, before any KDF work',
+  ),
   DOWNLOAD_FAIL_LIMIT: variable('downloadFailLimit', positiveInt, '10', 'failed lookups within 10 minutes that block an IP'),
   DOWNLOAD_BLOCK_WINDOW: variable('downloadBlockSeconds', positiveInt, '1800', 'seconds an IP stays blocked'),
-  RESUME_WINDOW_SECONDS: variable('resumeWindowSeconds', wholeNumber, '900', 'how long a started download may be resumed (Range + If-Range), even after it burned the file; 0 = off'),
-  MAX_DOWNLOAD_SECONDS: variable('maxDownloadSeconds', positiveInt, '3600', 'longest a download keeps its blob from the janitor; past it a deleted or burned blob may be shredded'),
+  RESUME_WINDOW_SECONDS: variable(
+    'resumeWindowSeconds',
+    wholeNumber,
+    '900',
+    'how long a started download may be resumed (Range + If-Range), even after it burned the file; 0 = off',
+  ),
+  MAX_DOWNLOAD_SECONDS: variable(
+    'maxDownloadSeconds',
+    positiveInt,
+    '3600',
+    'longest a download keeps its blob from the janitor; past it a deleted or burned blob may be shredded',
+  ),
   UPLOAD_STALL_SECONDS: variable('uploadStallSeconds', positiveInt, '30', 'an upload body that sends nothing for this long is cut off'),
   CLEANUP_INTERVAL_MINUTES: variable('cleanupIntervalMinutes', positiveMinutes, '10', 'how often the janitor sweeps orphans'),
   ORPHAN_AGE_MINUTES: variable('orphanAgeMinutes', positiveMinutes, '15', 'age after which a file without a live record is swept'),
-  SECURE_SHRED_PASSES: variable('shredPasses', positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'), '1', 'random overwrites before unlink'),
+  SECURE_SHRED_PASSES: variable(
+    'shredPasses',
+    positiveInt.refine((n) => n <= 35, 'expected 1..35 passes'),
+    '1',
+    'random overwrites before unlink',
+  ),
   TOMBSTONE_HOURS: variable('tombstoneHours', positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
   TRUST_PROXY: variable('trustProxy', trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
   CINDERBOX_SECRET: variable('secret', secret, undefined, 'server secret, 32+ random bytes; required in production', { sensitive: true }),
@@ -231,23 +355,61 @@ export const VARIABLES = {
   LOG_DIR: variable('logDir', z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
   LOG_IP: variable('logIp', logIp, 'hash', 'client IPs in logs: full, hash (keyed, stable per deployment) or off'),
   METRICS_ENABLED: variable('metricsEnabled', bool, 'false', "serve the API's Prometheus metrics at /metrics"),
-  METRICS_TOKEN: variable('metricsToken', bearerToken, undefined, 'bearer token both /metrics endpoints require (Authorization: Bearer <token>); unset = none', { sensitive: true }),
-  WORKER_METRICS_PORT: variable('workerMetricsPort', port, undefined, "TCP port of the worker's /metrics (on HOST); unset = the worker serves nothing"),
-  STORAGE_BACKEND: variable('storageBackend', storageBackend, 'fs', 'where blobs live: fs (STORAGE_PATH/TEMP_PATH) or s3 (an S3-compatible bucket, S3_*)'),
+  METRICS_TOKEN: variable(
+    'metricsToken',
+    bearerToken,
+    undefined,
+    'bearer token both /metrics endpoints require (Authorization: Bearer <token>); unset = none',
+    { sensitive: true },
+  ),
+  WORKER_METRICS_PORT: variable(
+    'workerMetricsPort',
+    port,
+    undefined,
+    "TCP port of the worker's /metrics (on HOST); unset = the worker serves nothing",
+  ),
+  STORAGE_BACKEND: variable(
+    'storageBackend',
+    storageBackend,
+    'fs',
+    'where blobs live: fs (STORAGE_PATH/TEMP_PATH) or s3 (an S3-compatible bucket, S3_*)',
+  ),
   S3_ENDPOINT: variable('s3Endpoint', url, undefined, 'S3 API URL (MinIO, R2, Ceph, …: http://minio:9000); unset = AWS S3 in S3_REGION'),
   S3_REGION: variable('s3Region', s3Region, 'us-east-1', 'region of the bucket (R2: auto)'),
   S3_BUCKET: variable('s3Bucket', s3Bucket, undefined, 'bucket of the encrypted blobs; required when STORAGE_BACKEND=s3'),
-  S3_PREFIX: variable('s3Prefix', s3Prefix, 'blobs/', 'key prefix of the blobs; Cinderbox owns everything under it (the sweep deletes strangers)'),
-  S3_ACCESS_KEY_ID: variable('s3AccessKeyId', s3Credential, undefined, 'access key id; unset = the AWS SDK default chain (AWS_* variables, instance or task role)'),
-  S3_SECRET_ACCESS_KEY: variable('s3SecretAccessKey', s3Credential, undefined, 'secret access key, set together with S3_ACCESS_KEY_ID; never logged'),
-  S3_FORCE_PATH_STYLE: variable('s3ForcePathStyle', bool, undefined, 'bucket in the URL path instead of the host name; unset = true when S3_ENDPOINT is set, false for AWS'),
+  S3_PREFIX: variable(
+    's3Prefix',
+    s3Prefix,
+    'blobs/',
+    'key prefix of the blobs; Cinderbox owns everything under it (the sweep deletes strangers)',
+  ),
+  S3_ACCESS_KEY_ID: variable(
+    's3AccessKeyId',
+    s3Credential,
+    undefined,
+    'access key id; unset = the AWS SDK default chain (AWS_* variables, instance or task role)',
+  ),
+  S3_SECRET_ACCESS_KEY: variable(
+    's3SecretAccessKey',
+    s3Credential,
+    undefined,
+    'secret access key, set together with S3_ACCESS_KEY_ID; never logged',
+  ),
+  S3_FORCE_PATH_STYLE: variable(
+    's3ForcePathStyle',
+    bool,
+    undefined,
+    'bucket in the URL path instead of the host name; unset = true when S3_ENDPOINT is set, false for AWS',
+  ),
 } satisfies Record<string, Variable>;
 
 type Variables = typeof VARIABLES;
 
 /** The parsed configuration: one field per variable, named by its `key`; unset optional variables are undefined. */
 export type Config = {
-  [N in keyof Variables as Variables[N]['key']]: Variables[N]['default'] extends string ? z.output<Variables[N]['schema']> : z.output<Variables[N]['schema']> | undefined;
+  [N in keyof Variables as Variables[N]['key']]: Variables[N]['default'] extends string
+    ? z.output<Variables[N]['schema']>
+    : z.output<Variables[N]['schema']> | undefined;
 };
 
 export class ConfigError extends Error {
@@ -269,18 +431,34 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
     const result = spec.schema.safeParse(raw);
     if (result.success) values[spec.key] = result.data;
-    else problems.push(`${name}: ${result.error.issues[0]?.message ?? 'invalid'}${spec.sensitive ? ' (value not shown)' : `, got ${JSON.stringify(raw)}`}`);
+    else
+      problems.push(
+        `${name}: ${result.error.issues[0]?.message ?? 'invalid'}${spec.sensitive ? ' (value not shown)' : `, got ${JSON.stringify(raw)}`}`,
+      );
   }
   const config = values as Config;
   if (problems.length === 0) {
-    if (config.minExpiryMinutes > config.defaultExpiryMinutes) problems.push(`MIN_EXPIRY_MINUTES: must not exceed DEFAULT_EXPIRY_MINUTES (${config.defaultExpiryMinutes}), got "${env.MIN_EXPIRY_MINUTES ?? ''}"`);
-    if (config.defaultExpiryMinutes > config.maxExpiryMinutes) problems.push(`DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`);
-    if (config.defaultUses > config.maxUses) problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
-    if (config.nodeEnv === 'production' && config.secret === undefined) problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
-    if (config.redisUrl !== undefined && config.redisSentinels !== undefined) problems.push('REDIS_URL, REDIS_SENTINELS: set one or the other, not both (REDIS_SENTINELS finds the primary through Sentinel)');
+    if (config.minExpiryMinutes > config.defaultExpiryMinutes)
+      problems.push(
+        `MIN_EXPIRY_MINUTES: must not exceed DEFAULT_EXPIRY_MINUTES (${config.defaultExpiryMinutes}), got "${env.MIN_EXPIRY_MINUTES ?? ''}"`,
+      );
+    if (config.defaultExpiryMinutes > config.maxExpiryMinutes)
+      problems.push(
+        `DEFAULT_EXPIRY_MINUTES: must not exceed MAX_EXPIRY_MINUTES (${config.maxExpiryMinutes}), got "${env.DEFAULT_EXPIRY_MINUTES ?? ''}"`,
+      );
+    if (config.defaultUses > config.maxUses)
+      problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
+    if (config.nodeEnv === 'production' && config.secret === undefined)
+      problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
+    if (config.redisUrl !== undefined && config.redisSentinels !== undefined)
+      problems.push('REDIS_URL, REDIS_SENTINELS: set one or the other, not both (REDIS_SENTINELS finds the primary through Sentinel)');
     if (config.storageBackend === 's3' && config.s3Bucket === undefined) problems.push('S3_BUCKET: required when STORAGE_BACKEND=s3');
     if ((config.s3AccessKeyId === undefined) !== (config.s3SecretAccessKey === undefined)) {
-      problems.push(config.s3AccessKeyId === undefined ? 'S3_ACCESS_KEY_ID: required when S3_SECRET_ACCESS_KEY is set' : 'S3_SECRET_ACCESS_KEY: required when S3_ACCESS_KEY_ID is set');
+      problems.push(
+        config.s3AccessKeyId === undefined
+          ? 'S3_ACCESS_KEY_ID: required when S3_SECRET_ACCESS_KEY is set'
+          : 'S3_SECRET_ACCESS_KEY: required when S3_ACCESS_KEY_ID is set',
+      );
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

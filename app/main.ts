@@ -46,7 +46,21 @@ const wordlist = await loadWordlist(config.wordlistPath);
 const janitor = createJanitorQueue(redis, keys.queuePrefix());
 const startedAt = new Date();
 const { kdf, pool } = kdfFromConfig(config, wordlist, () => new Date());
-const app = createApp({ config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: VERSION, startedAt, now: () => new Date() });
+const app = createApp({
+  config,
+  log,
+  redis,
+  keys,
+  wordlist,
+  store,
+  kdf,
+  pool,
+  enqueue: janitor.enqueue,
+  queue: janitor.queue,
+  version: VERSION,
+  startedAt,
+  now: () => new Date(),
+});
 
 // Node checks header and request timeouts every 30 s by default: check each second, so a
 // slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.

@@ -32,8 +32,28 @@ const DROP = { files: 10, each: (quick ? 6 : 100) * 1024 * 1024 };
 const SMALL = 10 * 1024;
 const SECRET = 'cinderbox-bench-secret-0123456789-abcdefghijklmnop';
 const plan = quick
-  ? { large: 64 * MiB, disk: 128 * MiB, small: [ { concurrency: 1, count: 40 }, { concurrency: 10, count: 150 }, { concurrency: 50, count: 250 } ], kdfSamples: 10, statusSamples: 15 }
-  : { large: 1024 * MiB, disk: 1024 * MiB, small: [ { concurrency: 1, count: 100 }, { concurrency: 10, count: 400 }, { concurrency: 50, count: 1000 } ], kdfSamples: 30, statusSamples: 60 };
+  ? {
+      large: 64 * MiB,
+      disk: 128 * MiB,
+      small: [
+        { concurrency: 1, count: 40 },
+        { concurrency: 10, count: 150 },
+        { concurrency: 50, count: 250 },
+      ],
+      kdfSamples: 10,
+      statusSamples: 15,
+    }
+  : {
+      large: 1024 * MiB,
+      disk: 1024 * MiB,
+      small: [
+        { concurrency: 1, count: 100 },
+        { concurrency: 10, count: 400 },
+        { concurrency: 50, count: 1000 },
+      ],
+      kdfSamples: 30,
+      statusSamples: 60,
+    };
 const kdfCost = Number(process.env.KDF_COST ?? DEFAULT_SCRYPT_COST_LOG2);
 const kdfConcurrency = Number(process.env.KDF_CONCURRENCY ?? DEFAULT_KDF_CONCURRENCY);
 const USES = 5;
@@ -117,23 +137,56 @@ async function benchDrop(stack: Stack): Promise<DropResults> {
   if (peakReset) await resetPeak(stack.apiPid);
   log(`drop download (${r1(answer.size / MiB)} MiB zip)`);
   const down = await streamDownload(agent, `${stack.base}/download/${encodeURIComponent(answer.key)}`, { Accept: '*/*' });
-  if (down.status !== 200 || down.bytes !== answer.size || !down.complete) throw new Error(`drop download: ${down.status}, ${down.bytes} of ${answer.size} bytes`);
+  if (down.status !== 200 || down.bytes !== answer.size || !down.complete)
+    throw new Error(`drop download: ${down.status}, ${down.bytes} of ${answer.size} bytes`);
   const peakDownload = (await memory(stack.apiPid)).hwm;
   await memDebug(stack, 'drop down');
   agent.destroy();
-  return { files: DROP.files, plaintextBytes, zipBytes: answer.size, uploadMiBs: plaintextBytes / MiB / up.seconds, downloadMiBs: answer.size / MiB / down.seconds, peakUpload, peakDownload };
+  return {
+    files: DROP.files,
+    plaintextBytes,
+    zipBytes: answer.size,
+    uploadMiBs: plaintextBytes / MiB / up.seconds,
+    downloadMiBs: answer.size / MiB / down.seconds,
+    peakUpload,
+    peakDownload,
+  };
 }
 
-function dropRows(drop: DropResults, large: { uploadMiBs: number; downloadMiBs: number } | null): { rows: Row[]; targets: { name: string; met: boolean; detail: string }[] } {
+function dropRows(
+  drop: DropResults,
+  large: { uploadMiBs: number; downloadMiBs: number } | null,
+): { rows: Row[]; targets: { name: string; met: boolean; detail: string }[] } {
   const label = `drop of ${drop.files} × ${DROP.each / MiB} MiB`;
   const versus = (mibs: number, single: number | undefined) => (single ? `${Math.round((mibs / single) * 100)} % of the single file` : '');
   const peak = Math.max(drop.peakUpload, drop.peakDownload) / MiB;
   const met = peak < 150;
   return {
     rows: [
-      { metric: `${label} upload (multipart, zipped as it streams)`, value: `${r1(drop.uploadMiBs)} MiB/s`, limit: large ? `single ${plan.large / MiB} MiB upload ${r1(large.uploadMiBs)} MiB/s` : '', ratio: versus(drop.uploadMiBs, large?.uploadMiBs), target: '', met: '' },
-      { metric: `${label} download (${r1(drop.zipBytes / MiB)} MiB zip)`, value: `${r1(drop.downloadMiBs)} MiB/s`, limit: large ? `single ${plan.large / MiB} MiB download ${r1(large.downloadMiBs)} MiB/s` : '', ratio: versus(drop.downloadMiBs, large?.downloadMiBs), target: '', met: '' },
-      { metric: `API peak RSS (VmHWM), ${label}`, value: `up ${r1(drop.peakUpload / MiB)} MiB; down ${r1(drop.peakDownload / MiB)} MiB`, limit: '150 MiB', ratio: `${Math.round((peak / 150) * 100)} %`, target: '< 150 MiB', met: met ? 'met' : 'MISSED' },
+      {
+        metric: `${label} upload (multipart, zipped as it streams)`,
+        value: `${r1(drop.uploadMiBs)} MiB/s`,
+        limit: large ? `single ${plan.large / MiB} MiB upload ${r1(large.uploadMiBs)} MiB/s` : '',
+        ratio: versus(drop.uploadMiBs, large?.uploadMiBs),
+        target: '',
+        met: '',
+      },
+      {
+        metric: `${label} download (${r1(drop.zipBytes / MiB)} MiB zip)`,
+        value: `${r1(drop.downloadMiBs)} MiB/s`,
+        limit: large ? `single ${plan.large / MiB} MiB download ${r1(large.downloadMiBs)} MiB/s` : '',
+        ratio: versus(drop.downloadMiBs, large?.downloadMiBs),
+        target: '',
+        met: '',
+      },
+      {
+        metric: `API peak RSS (VmHWM), ${label}`,
+        value: `up ${r1(drop.peakUpload / MiB)} MiB; down ${r1(drop.peakDownload / MiB)} MiB`,
+        limit: '150 MiB',
+        ratio: `${Math.round((peak / 150) * 100)} %`,
+        target: '< 150 MiB',
+        met: met ? 'met' : 'MISSED',
+      },
     ],
     targets: [{ name: `API peak RSS < 150 MiB during the ${label}`, met, detail: `${r1(peak)} MiB` }],
   };
@@ -152,7 +205,9 @@ async function memDebug(stack: Stack, name: string): Promise<void> {
   const rollup = await readFile(`/proc/${stack.apiPid}/smaps_rollup`, 'utf8');
   const anonymous = r1(Number(/^Anonymous:\s+(\d+)/m.exec(rollup)?.[1] ?? NaN) / 1024);
   const { hwm, rss } = await memory(stack.apiPid);
-  log(`memory after ${name}: peak ${r1(hwm / MiB)} MiB, rss ${r1(rss / MiB)}, anonymous ${anonymous}, V8 heap ${gauge('nodejs_heap_size_used_bytes')} used of ${gauge('nodejs_heap_size_total_bytes')}, buffers ${gauge('nodejs_external_memory_bytes')}`);
+  log(
+    `memory after ${name}: peak ${r1(hwm / MiB)} MiB, rss ${r1(rss / MiB)}, anonymous ${anonymous}, V8 heap ${gauge('nodejs_heap_size_used_bytes')} used of ${gauge('nodejs_heap_size_total_bytes')}, buffers ${gauge('nodejs_external_memory_bytes')}`,
+  );
 }
 
 /** A load phase with the bench client's own CPU (it shares the machine's cores with the stack). */
@@ -196,7 +251,11 @@ interface LargeResults {
 async function warmUp(base: string): Promise<void> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   for (let i = 0; i < 5; i++) {
-    const r = await request(agent, `${base}/upload/warm-${i}.bin?uses=1&expiry=60`, { method: 'PUT', body: randomBytes(SMALL), headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' } });
+    const r = await request(agent, `${base}/upload/warm-${i}.bin?uses=1&expiry=60`, {
+      method: 'PUT',
+      body: randomBytes(SMALL),
+      headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream' },
+    });
     if (r.status !== 201) throw new Error(`warm-up upload ${r.status} ${r.body.toString('utf8', 0, 120)}`);
   }
   agent.destroy();
@@ -214,7 +273,10 @@ async function largeTransfers(stack: Stack): Promise<LargeResults> {
   await memDebug(stack, 'before large');
   const peakReset = await resetPeak(stack.apiPid);
   log(`${plan.large / MiB} MiB upload`);
-  const up = await streamUpload(big, `${base}/upload/bench-large.bin?uses=${LARGE_USES}&expiry=60`, plan.large, randomBytes(MiB), { Accept: 'application/json', 'Content-Type': 'application/octet-stream' });
+  const up = await streamUpload(big, `${base}/upload/bench-large.bin?uses=${LARGE_USES}&expiry=60`, plan.large, randomBytes(MiB), {
+    Accept: 'application/json',
+    'Content-Type': 'application/octet-stream',
+  });
   if (up.reply.status !== 201) throw new Error(`large upload: ${up.reply.status} ${up.reply.body.toString('utf8', 0, 200)}`);
   const largeKey = (JSON.parse(up.reply.body.toString('utf8')) as { key: string }).key;
   const peakUpload = (await memory(stack.apiPid)).hwm;
@@ -222,7 +284,8 @@ async function largeTransfers(stack: Stack): Promise<LargeResults> {
   if (peakReset) await resetPeak(stack.apiPid);
   log(`${plan.large / MiB} MiB download`);
   const down = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, { Accept: '*/*' });
-  if (down.status !== 200 || down.bytes !== plan.large || !down.complete) throw new Error(`large download: ${down.status}, ${down.bytes} of ${plan.large} bytes`);
+  if (down.status !== 200 || down.bytes !== plan.large || !down.complete)
+    throw new Error(`large download: ${down.status}, ${down.bytes} of ${plan.large} bytes`);
   const peakDownload = (await memory(stack.apiPid)).hwm;
   await memDebug(stack, 'large down');
   // The download above burned the file; its ETag still finishes it: the second half, resumed.
@@ -232,8 +295,13 @@ async function largeTransfers(stack: Stack): Promise<LargeResults> {
     if (peakReset) await resetPeak(stack.apiPid);
     const half = Math.floor(plan.large / 2);
     log(`${plan.large / MiB} MiB resume of the second half (Range + If-Range)`);
-    const resumed = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, { Accept: '*/*', Range: `bytes=${half}-`, 'If-Range': down.etag });
-    if (resumed.status !== 206 || resumed.bytes !== plan.large - half || !resumed.complete) throw new Error(`resume: ${resumed.status}, ${resumed.bytes} of ${plan.large - half} bytes`);
+    const resumed = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, {
+      Accept: '*/*',
+      Range: `bytes=${half}-`,
+      'If-Range': down.etag,
+    });
+    if (resumed.status !== 206 || resumed.bytes !== plan.large - half || !resumed.complete)
+      throw new Error(`resume: ${resumed.status}, ${resumed.bytes} of ${plan.large - half} bytes`);
     resumeMiBs = resumed.bytes / MiB / resumed.seconds;
     peakResume = (await memory(stack.apiPid)).hwm;
     await memDebug(stack, 'resume');
@@ -245,21 +313,39 @@ async function largeTransfers(stack: Stack): Promise<LargeResults> {
     log(`${plan.large / MiB} MiB download of the last use (burn while streaming)`);
     try {
       const last = await streamDownload(big, `${base}/download/${encodeURIComponent(largeKey)}`, { Accept: '*/*' });
-      burnDownload = last.status === 200 && last.bytes === plan.large && last.complete ? 'complete' : `INCOMPLETE (${last.status}, ${last.bytes} of ${plan.large} bytes)`;
+      burnDownload =
+        last.status === 200 && last.bytes === plan.large && last.complete
+          ? 'complete'
+          : `INCOMPLETE (${last.status}, ${last.bytes} of ${plan.large} bytes)`;
     } catch (error) {
       burnDownload = `FAILED (${error instanceof Error ? error.message : String(error)})`;
     }
   }
 
   big.destroy();
-  return { uploadMiBs: plan.large / MiB / up.seconds, downloadMiBs: plan.large / MiB / down.seconds, resumeMiBs, peakResume, peakUpload, peakDownload, peakReset, idleRss, burnDownload };
+  return {
+    uploadMiBs: plan.large / MiB / up.seconds,
+    downloadMiBs: plan.large / MiB / down.seconds,
+    resumeMiBs,
+    peakResume,
+    peakUpload,
+    peakDownload,
+    peakReset,
+    idleRss,
+    burnDownload,
+  };
 }
 
 /** Request i comes from its own simulated client (through the trusted loopback proxy): many users, not one. */
 const clientOf = (i: number) => ({ 'X-Forwarded-For': `10.${(i >> 8) & 255}.${i & 255}.7` });
 
 /** runLoad, and the CPU the bench process itself used meanwhile (a share of one core). */
-async function measuredLoad(concurrency: number, count: number, one: (i: number) => Promise<string | null>, idle: () => Promise<unknown>): Promise<Phase> {
+async function measuredLoad(
+  concurrency: number,
+  count: number,
+  one: (i: number) => Promise<string | null>,
+  idle: () => Promise<unknown>,
+): Promise<Phase> {
   await idle();
   const kdfCeiling = await kdfCeilingNow();
   const before = process.cpuUsage();
@@ -272,7 +358,11 @@ async function measuredLoad(concurrency: number, count: number, one: (i: number)
 async function poolState(agent: http.Agent, base: string): Promise<{ entries: number; capacity: number; hits: number }> {
   const text = (await request(agent, `${base}/metrics`)).body.toString('utf8');
   const value = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return { entries: value('cinderbox_key_pool_entries'), capacity: value('cinderbox_key_pool_capacity'), hits: value('cinderbox_key_pool_hits_total') };
+  return {
+    entries: value('cinderbox_key_pool_entries'),
+    capacity: value('cinderbox_key_pool_capacity'),
+    hits: value('cinderbox_key_pool_hits_total'),
+  };
 }
 
 async function untilPoolFull(agent: http.Agent, base: string, timeoutMs = 120_000): Promise<number> {
@@ -280,7 +370,8 @@ async function untilPoolFull(agent: http.Agent, base: string, timeoutMs = 120_00
   for (;;) {
     const state = await poolState(agent, base);
     if (state.entries >= state.capacity) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`the key pool did not fill within ${timeoutMs} ms (${state.entries} of ${state.capacity})`);
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`the key pool did not fill within ${timeoutMs} ms (${state.entries} of ${state.capacity})`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -298,7 +389,11 @@ async function benchStack(stack: Stack): Promise<StackResults> {
     return result;
   };
   const uploadOne = async (a: http.Agent, i: number, uses = USES): Promise<string | null> => {
-    const r = await request(a, `${base}/upload/bench-${i}.bin?uses=${uses}&expiry=60`, { method: 'PUT', body, headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream', ...clientOf(i) } });
+    const r = await request(a, `${base}/upload/bench-${i}.bin?uses=${uses}&expiry=60`, {
+      method: 'PUT',
+      body,
+      headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream', ...clientOf(i) },
+    });
     if (r.status !== 201) return `upload ${r.status} ${r.body.toString('utf8', 0, 120)}`;
     keys.push((JSON.parse(r.body.toString('utf8')) as { key: string }).key);
     return null;
@@ -347,13 +442,18 @@ async function benchStack(stack: Stack): Promise<StackResults> {
     taken += count;
     download.push(
       await phase(`10 KiB downloads c=${concurrency}`, () =>
-        measuredLoad(concurrency, count, async (i) => {
-          const key = slice[i];
-          if (key === undefined) return 'no key left';
-          const r = await request(a, `${base}/download/${encodeURIComponent(key)}`, { headers: { Accept: '*/*', ...clientOf(i) } });
-          if (r.status !== 200) return `download ${r.status} ${r.body.toString('utf8', 0, 120)}`;
-          return r.body.length === SMALL ? null : `download short body ${r.body.length}`;
-        }, poolFull),
+        measuredLoad(
+          concurrency,
+          count,
+          async (i) => {
+            const key = slice[i];
+            if (key === undefined) return 'no key left';
+            const r = await request(a, `${base}/download/${encodeURIComponent(key)}`, { headers: { Accept: '*/*', ...clientOf(i) } });
+            if (r.status !== 200) return `download ${r.status} ${r.body.toString('utf8', 0, 120)}`;
+            return r.body.length === SMALL ? null : `download short body ${r.body.length}`;
+          },
+          poolFull,
+        ),
       ),
     );
     a.destroy();
@@ -401,10 +501,15 @@ interface Row {
   met: string;
 }
 
-function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: number; readMiBs: number }; loop: LoopbackResult }, kdf: { msMedian: number; perSecond: number }, s: StackResults) {
+function report(
+  limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: number; readMiBs: number }; loop: LoopbackResult },
+  kdf: { msMedian: number; perSecond: number },
+  s: StackResults,
+) {
   const rows: Row[] = [];
   const targets: { name: string; met: boolean; detail: string }[] = [];
-  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') => rows.push({ metric, value, limit, ratio, target, met });
+  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') =>
+    rows.push({ metric, value, limit, ratio, target, met });
   const yes = (ok: boolean) => (ok ? 'met' : 'MISSED');
   const pct = (x: number) => `${Math.round(x * 100)} %`;
 
@@ -413,19 +518,71 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   const size = `${plan.large / MiB} MiB`;
   const upRatio = s.large.uploadMiBs / upLimit;
   const downRatio = s.large.downloadMiBs / downLimit;
-  add(`${size} upload`, `${r1(s.large.uploadMiBs)} MiB/s`, `min(AES-GCM enc ${r1(limits.aes.encryptMiBs)} [one-shot ${r1(limits.aes.oneShotEncryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedEncryptMiBs)}], disk write ${r1(limits.disk.writeMiBs)}) = ${r1(upLimit)} MiB/s`, pct(upRatio), '≥ 50 %', yes(upRatio >= 0.5));
+  add(
+    `${size} upload`,
+    `${r1(s.large.uploadMiBs)} MiB/s`,
+    `min(AES-GCM enc ${r1(limits.aes.encryptMiBs)} [one-shot ${r1(limits.aes.oneShotEncryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedEncryptMiBs)}], disk write ${r1(limits.disk.writeMiBs)}) = ${r1(upLimit)} MiB/s`,
+    pct(upRatio),
+    '≥ 50 %',
+    yes(upRatio >= 0.5),
+  );
   targets.push({ name: `${size} upload ≥ 50 % of min(AES, disk write)`, met: upRatio >= 0.5, detail: pct(upRatio) });
-  add(`${size} upload vs loopback`, `${r1(s.large.uploadMiBs)} MiB/s`, `loopback HTTP upload ${r1(limits.loop.uploadMiBs)} MiB/s`, pct(s.large.uploadMiBs / limits.loop.uploadMiBs));
-  add(`${size} download`, `${r1(s.large.downloadMiBs)} MiB/s`, `min(AES-GCM dec ${r1(limits.aes.decryptMiBs)} [one-shot ${r1(limits.aes.oneShotDecryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedDecryptMiBs)}], disk read ${r1(limits.disk.readMiBs)}) = ${r1(downLimit)} MiB/s`, pct(downRatio), '≥ 50 %', yes(downRatio >= 0.5));
+  add(
+    `${size} upload vs loopback`,
+    `${r1(s.large.uploadMiBs)} MiB/s`,
+    `loopback HTTP upload ${r1(limits.loop.uploadMiBs)} MiB/s`,
+    pct(s.large.uploadMiBs / limits.loop.uploadMiBs),
+  );
+  add(
+    `${size} download`,
+    `${r1(s.large.downloadMiBs)} MiB/s`,
+    `min(AES-GCM dec ${r1(limits.aes.decryptMiBs)} [one-shot ${r1(limits.aes.oneShotDecryptMiBs)}, 1 MiB updates ${r1(limits.aes.streamedDecryptMiBs)}], disk read ${r1(limits.disk.readMiBs)}) = ${r1(downLimit)} MiB/s`,
+    pct(downRatio),
+    '≥ 50 %',
+    yes(downRatio >= 0.5),
+  );
   targets.push({ name: `${size} download ≥ 50 % of min(AES, disk read)`, met: downRatio >= 0.5, detail: pct(downRatio) });
-  add(`${size} download vs loopback`, `${r1(s.large.downloadMiBs)} MiB/s`, `loopback HTTP download ${r1(limits.loop.downloadMiBs)} MiB/s`, pct(s.large.downloadMiBs / limits.loop.downloadMiBs));
+  add(
+    `${size} download vs loopback`,
+    `${r1(s.large.downloadMiBs)} MiB/s`,
+    `loopback HTTP download ${r1(limits.loop.downloadMiBs)} MiB/s`,
+    pct(s.large.downloadMiBs / limits.loop.downloadMiBs),
+  );
   const peak = Math.max(s.large.peakUpload, s.large.peakDownload) / MiB;
-  add('API peak RSS (VmHWM), upload', `${r1(s.large.peakUpload / MiB)} MiB`, '150 MiB', pct(s.large.peakUpload / MiB / 150), '< 150 MiB', yes(s.large.peakUpload / MiB < 150));
-  add('API peak RSS (VmHWM), download', `${r1(s.large.peakDownload / MiB)} MiB`, '150 MiB', pct(s.large.peakDownload / MiB / 150), '< 150 MiB', yes(s.large.peakDownload / MiB < 150));
-  add(`${size} download of the last use (burns while streaming)`, s.large.burnDownload, '', '', 'complete', yes(s.large.burnDownload === 'complete'));
+  add(
+    'API peak RSS (VmHWM), upload',
+    `${r1(s.large.peakUpload / MiB)} MiB`,
+    '150 MiB',
+    pct(s.large.peakUpload / MiB / 150),
+    '< 150 MiB',
+    yes(s.large.peakUpload / MiB < 150),
+  );
+  add(
+    'API peak RSS (VmHWM), download',
+    `${r1(s.large.peakDownload / MiB)} MiB`,
+    '150 MiB',
+    pct(s.large.peakDownload / MiB / 150),
+    '< 150 MiB',
+    yes(s.large.peakDownload / MiB < 150),
+  );
+  add(
+    `${size} download of the last use (burns while streaming)`,
+    s.large.burnDownload,
+    '',
+    '',
+    'complete',
+    yes(s.large.burnDownload === 'complete'),
+  );
   if (s.large.resumeMiBs !== null && s.large.peakResume !== null) {
     const half = `${plan.large / MiB / 2} MiB`;
-    add(`${size}: resume of the second half (${half}, Range + If-Range, after the burn)`, `${r1(s.large.resumeMiBs)} MiB/s; peak RSS ${r1(s.large.peakResume / MiB)} MiB`, `full download ${r1(s.large.downloadMiBs)} MiB/s`, pct(s.large.resumeMiBs / s.large.downloadMiBs), '< 150 MiB RSS', yes(s.large.peakResume / MiB < 150));
+    add(
+      `${size}: resume of the second half (${half}, Range + If-Range, after the burn)`,
+      `${r1(s.large.resumeMiBs)} MiB/s; peak RSS ${r1(s.large.peakResume / MiB)} MiB`,
+      `full download ${r1(s.large.downloadMiBs)} MiB/s`,
+      pct(s.large.resumeMiBs / s.large.downloadMiBs),
+      '< 150 MiB RSS',
+      yes(s.large.peakResume / MiB < 150),
+    );
   }
   add('API RSS before large transfers (after warm-up)', `${r1(s.large.idleRss / MiB)} MiB`);
   add('API RSS after the small-file load (VmRSS)', `${r1(s.large.finalRss / MiB)} MiB`);
@@ -435,8 +592,16 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   targets.push(...drops.targets);
 
   const kdfCeiling = kdf.perSecond;
-  add(`KDF (scrypt 2^${kdfCost}) in-process`, `${r1(kdf.msMedian)} ms alone`, `ceiling ${r1(kdfCeiling)} derivations/s (${kdfConcurrency} at once; ${r1((kdfConcurrency * 1000) / kdf.msMedian)}/s if they did not share the memory bus)`);
-  add('KDF over HTTP (status hit − miss)', `${r1(s.statusHitMs - s.statusMissMs)} ms`, `hit ${r1(s.statusHitMs)} ms, miss ${r1(s.statusMissMs)} ms`);
+  add(
+    `KDF (scrypt 2^${kdfCost}) in-process`,
+    `${r1(kdf.msMedian)} ms alone`,
+    `ceiling ${r1(kdfCeiling)} derivations/s (${kdfConcurrency} at once; ${r1((kdfConcurrency * 1000) / kdf.msMedian)}/s if they did not share the memory bus)`,
+  );
+  add(
+    'KDF over HTTP (status hit − miss)',
+    `${r1(s.statusHitMs - s.statusMissMs)} ms`,
+    `hit ${r1(s.statusHitMs)} ms, miss ${r1(s.statusMissMs)} ms`,
+  );
 
   // Issue 16: a burst the size of the key pool, served from pre-derived keys.
   const { pool } = s;
@@ -451,21 +616,42 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
     `p95 < ${r1(p95Bound)} ms; ≥ 150/s`,
     yes(burstMet && pool.burst.rps >= 150 && pool.burst.errors === 0),
   );
-  targets.push({ name: `10 KiB uploads at c=10: p95 < max(3 × loopback p95, 40 ms)`, met: burstMet, detail: `${r1(pool.burst.p95)} ms (bound ${r1(p95Bound)} ms)` });
-  targets.push({ name: `a burst of ${pool.capacity} uploads ≥ 150 uploads/s`, met: pool.burst.rps >= 150 && pool.burst.errors === 0, detail: `${r1(pool.burst.rps)} uploads/s, ${pool.burst.errors} errors` });
-  add('key pool: hits during the burst; refill afterwards (its 500 ms quiet wait included)', `${pct(pool.hitRate)} hits; full again after ${r1(pool.refillMs / 1000)} s`, `${pool.capacity} entries at ${r1(kdfCeiling)} derivations/s ≈ ${r1(pool.capacity / kdfCeiling)} s`);
+  targets.push({
+    name: `10 KiB uploads at c=10: p95 < max(3 × loopback p95, 40 ms)`,
+    met: burstMet,
+    detail: `${r1(pool.burst.p95)} ms (bound ${r1(p95Bound)} ms)`,
+  });
+  targets.push({
+    name: `a burst of ${pool.capacity} uploads ≥ 150 uploads/s`,
+    met: pool.burst.rps >= 150 && pool.burst.errors === 0,
+    detail: `${r1(pool.burst.rps)} uploads/s, ${pool.burst.errors} errors`,
+  });
+  add(
+    'key pool: hits during the burst; refill afterwards (its 500 ms quiet wait included)',
+    `${pct(pool.hitRate)} hits; full again after ${r1(pool.refillMs / 1000)} s`,
+    `${pool.capacity} entries at ${r1(kdfCeiling)} derivations/s ≈ ${r1(pool.capacity / kdfCeiling)} s`,
+  );
 
-  for (const [kind, list, loop] of [['upload', s.upload, limits.loop.small.upload], ['download', s.download, limits.loop.small.download]] as const) {
+  for (const [kind, list, loop] of [
+    ['upload', s.upload, limits.loop.small.upload],
+    ['download', s.download, limits.loop.small.download],
+  ] as const) {
     list.forEach((st, i) => {
       const l = loop[i];
-      const ratio = l ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s` : '';
+      const ratio = l
+        ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s`
+        : '';
       let target = '';
       let met = '';
       if (st.concurrency >= 10) {
         const ok = st.rps / st.kdfCeiling >= 0.8 && st.errors === 0;
         target = '≥ 80 % of KDF ceiling, no errors';
         met = yes(ok);
-        targets.push({ name: `sustained 10 KiB ${kind}s at c=${st.concurrency}: ≥ 80 % of the KDF ceiling, no errors`, met: ok, detail: `${pct(st.rps / st.kdfCeiling)} of ${r1(st.kdfCeiling)}/s, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}` });
+        targets.push({
+          name: `sustained 10 KiB ${kind}s at c=${st.concurrency}: ≥ 80 % of the KDF ceiling, no errors`,
+          met: ok,
+          detail: `${pct(st.rps / st.kdfCeiling)} of ${r1(st.kdfCeiling)}/s, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}`,
+        });
       }
       add(
         `10 KiB ${kind} c=${st.concurrency} (${st.requests} req, sustained)`,
@@ -479,10 +665,28 @@ function report(limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: num
   }
 
   // Issue 16: under 150 MiB in every phase, each measured from a reset peak.
-  const phases: [string, number][] = [[`${plan.large / MiB} MiB upload`, s.large.peakUpload], [`${plan.large / MiB} MiB download`, s.large.peakDownload], ...(s.large.peakResume !== null ? [['resume', s.large.peakResume] as [string, number]] : []), ['drop upload', s.drop.peakUpload], ['drop download', s.drop.peakDownload], ...Object.entries(s.phasePeaks)];
+  const phases: [string, number][] = [
+    [`${plan.large / MiB} MiB upload`, s.large.peakUpload],
+    [`${plan.large / MiB} MiB download`, s.large.peakDownload],
+    ...(s.large.peakResume !== null ? [['resume', s.large.peakResume] as [string, number]] : []),
+    ['drop upload', s.drop.peakUpload],
+    ['drop download', s.drop.peakDownload],
+    ...Object.entries(s.phasePeaks),
+  ];
   const worst = phases.reduce((a, b) => (b[1] > a[1] ? b : a));
-  add('API peak RSS by phase (VmHWM, reset before each)', phases.map(([name, bytes]) => `${name} ${r1(bytes / MiB)}`).join('; '), '150 MiB', pct(worst[1] / MiB / 150), '< 150 MiB in every phase', yes(worst[1] / MiB < 150));
-  targets.push({ name: 'API peak RSS < 150 MiB in every phase', met: worst[1] / MiB < 150, detail: `highest ${r1(worst[1] / MiB)} MiB (${worst[0]})` });
+  add(
+    'API peak RSS by phase (VmHWM, reset before each)',
+    phases.map(([name, bytes]) => `${name} ${r1(bytes / MiB)}`).join('; '),
+    '150 MiB',
+    pct(worst[1] / MiB / 150),
+    '< 150 MiB in every phase',
+    yes(worst[1] / MiB < 150),
+  );
+  targets.push({
+    name: 'API peak RSS < 150 MiB in every phase',
+    met: worst[1] / MiB < 150,
+    detail: `highest ${r1(worst[1] / MiB)} MiB (${worst[0]})`,
+  });
   return { rows, targets };
 }
 
@@ -491,22 +695,56 @@ function engineRows(fs: LargeResults, s3: LargeResults): { rows: Row[]; targets:
   const size = `${plan.large / MiB} MiB`;
   const rows: Row[] = [];
   const targets: { name: string; met: boolean; detail: string }[] = [];
-  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') => rows.push({ metric, value, limit, ratio, target, met });
+  const add = (metric: string, value: string, limit = '', ratio = '', target = '', met = '') =>
+    rows.push({ metric, value, limit, ratio, target, met });
   const pct = (x: number) => `${Math.round(x * 100)} %`;
   const signed = (x: number) => `${x >= 0 ? '+' : '−'}${r1(Math.abs(x))} MiB`;
-  add(`${size} upload, s3 (s3rver, own process)`, `${r1(s3.uploadMiBs)} MiB/s`, `fs ${r1(fs.uploadMiBs)} MiB/s`, pct(s3.uploadMiBs / fs.uploadMiBs));
-  add(`${size} download, s3 (s3rver, own process)`, `${r1(s3.downloadMiBs)} MiB/s`, `fs ${r1(fs.downloadMiBs)} MiB/s`, pct(s3.downloadMiBs / fs.downloadMiBs));
+  add(
+    `${size} upload, s3 (s3rver, own process)`,
+    `${r1(s3.uploadMiBs)} MiB/s`,
+    `fs ${r1(fs.uploadMiBs)} MiB/s`,
+    pct(s3.uploadMiBs / fs.uploadMiBs),
+  );
+  add(
+    `${size} download, s3 (s3rver, own process)`,
+    `${r1(s3.downloadMiBs)} MiB/s`,
+    `fs ${r1(fs.downloadMiBs)} MiB/s`,
+    pct(s3.downloadMiBs / fs.downloadMiBs),
+  );
   for (const [what, s3Peak, fsPeak] of [
     ['upload', s3.peakUpload, fs.peakUpload],
     ['download', s3.peakDownload, fs.peakDownload],
   ] as const) {
     const over = (s3Peak - fsPeak) / MiB;
     const met = over <= 20;
-    add(`API peak RSS (VmHWM), ${what}, s3`, `${r1(s3Peak / MiB)} MiB`, `fs ${r1(fsPeak / MiB)} MiB`, signed(over), '≤ fs + 20 MiB', met ? 'met' : 'MISSED');
-    targets.push({ name: `s3: API peak RSS within 20 MiB of fs, ${size} ${what}`, met, detail: `${r1(s3Peak / MiB)} MiB vs ${r1(fsPeak / MiB)} MiB (${signed(over)})` });
+    add(
+      `API peak RSS (VmHWM), ${what}, s3`,
+      `${r1(s3Peak / MiB)} MiB`,
+      `fs ${r1(fsPeak / MiB)} MiB`,
+      signed(over),
+      '≤ fs + 20 MiB',
+      met ? 'met' : 'MISSED',
+    );
+    targets.push({
+      name: `s3: API peak RSS within 20 MiB of fs, ${size} ${what}`,
+      met,
+      detail: `${r1(s3Peak / MiB)} MiB vs ${r1(fsPeak / MiB)} MiB (${signed(over)})`,
+    });
   }
-  add('API RSS before large transfers (after warm-up), s3', `${r1(s3.idleRss / MiB)} MiB`, `fs ${r1(fs.idleRss / MiB)} MiB`, signed((s3.idleRss - fs.idleRss) / MiB));
-  add(`${size} download of the last use (burns while streaming), s3`, s3.burnDownload, '', '', 'complete', s3.burnDownload === 'complete' ? 'met' : 'MISSED');
+  add(
+    'API RSS before large transfers (after warm-up), s3',
+    `${r1(s3.idleRss / MiB)} MiB`,
+    `fs ${r1(fs.idleRss / MiB)} MiB`,
+    signed((s3.idleRss - fs.idleRss) / MiB),
+  );
+  add(
+    `${size} download of the last use (burns while streaming), s3`,
+    s3.burnDownload,
+    '',
+    '',
+    'complete',
+    s3.burnDownload === 'complete' ? 'met' : 'MISSED',
+  );
   return { rows, targets };
 }
 
@@ -577,16 +815,24 @@ function stackEnv(input: { dir: string; storage: string; temp: string; port: num
   return env;
 }
 
-async function writeResults(results: { date: string; mode: string; node: string; cpu: string; cores: number; seconds: number }, md: string): Promise<void> {
+async function writeResults(
+  results: { date: string; mode: string; node: string; cpu: string; cores: number; seconds: number },
+  md: string,
+): Promise<void> {
   await mkdir(path.join(root, 'bench'), { recursive: true });
-  await writeFile(path.join(root, 'bench', 'results.json'), JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
+  await writeFile(
+    path.join(root, 'bench', 'results.json'),
+    JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n',
+  );
   const header = `Cinderbox bench (${results.mode}), ${results.date}, node ${results.node}, ${results.cpu} × ${results.cores}, ${results.seconds} s\n\n`;
   await writeFile(path.join(root, 'bench', 'results.md'), header + md);
   process.stdout.write(header + md);
 }
 
 /** Median of each figure over several rounds, with the range of the memory figures kept for the table. */
-function medianResults(runs: LargeResults[]): LargeResults & { ranges: Record<'peakUpload' | 'peakDownload' | 'idleRss', [number, number]> } {
+function medianResults(
+  runs: LargeResults[],
+): LargeResults & { ranges: Record<'peakUpload' | 'peakDownload' | 'idleRss', [number, number]> } {
   const of = (pick: (r: LargeResults) => number) => median(runs.map(pick));
   const range = (pick: (r: LargeResults) => number): [number, number] => [Math.min(...runs.map(pick)), Math.max(...runs.map(pick))];
   return {
@@ -644,7 +890,12 @@ async function enginesRun(env: NodeJS.ProcessEnv): Promise<void> {
   const compared = engineRows(fs, s3);
   rows.push(...compared.rows);
   if (rounds > 1) {
-    rows.push(plain('s3 ranges over the rounds: peak upload; peak download; before', `${spread(s3.ranges.peakUpload)}; ${spread(s3.ranges.peakDownload)}; ${spread(s3.ranges.idleRss)} MiB`));
+    rows.push(
+      plain(
+        's3 ranges over the rounds: peak upload; peak download; before',
+        `${spread(s3.ranges.peakUpload)}; ${spread(s3.ranges.peakDownload)}; ${spread(s3.ranges.idleRss)} MiB`,
+      ),
+    );
   }
   await writeResults(
     {
@@ -692,7 +943,14 @@ async function main() {
       const { rows, targets } = dropRows(drop, null);
       const header = `Cinderbox bench (drop only${quick ? ', quick' : ''}), ${new Date().toISOString()}, node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown'} × ${os.cpus().length}, ${r1((Date.now() - started) / 1000)} s\n\n`;
       await mkdir(path.join(root, 'bench'), { recursive: true });
-      await writeFile(path.join(root, 'bench', 'results-drop.json'), JSON.stringify({ date: new Date().toISOString(), drop, rows, targets }, (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v), 2) + '\n');
+      await writeFile(
+        path.join(root, 'bench', 'results-drop.json'),
+        JSON.stringify(
+          { date: new Date().toISOString(), drop, rows, targets },
+          (_k, v: unknown) => (typeof v === 'number' ? r3(v) : v),
+          2,
+        ) + '\n',
+      );
       await writeFile(path.join(root, 'bench', 'results-drop.md'), header + markdown(rows, targets));
       process.stdout.write(header + markdown(rows, targets));
       return;
@@ -721,7 +979,11 @@ async function main() {
     targets.push(...s3.targets);
     // Issue 3: the crypto streams alone, in a process of their own (built JS, no server around them).
     log(`${plan.large / MiB} MiB through the encrypt and decrypt streams`);
-    const streams = JSON.parse(execFileSync(process.execPath, [path.join(root, 'dist', 'scripts', 'bench', 'crypto-memory.js'), String(plan.large)], { encoding: 'utf8' })) as { mibPerSecond: number; peakRssMiB: number };
+    const streams = JSON.parse(
+      execFileSync(process.execPath, [path.join(root, 'dist', 'scripts', 'bench', 'crypto-memory.js'), String(plan.large)], {
+        encoding: 'utf8',
+      }),
+    ) as { mibPerSecond: number; peakRssMiB: number };
     const streamsMet = streams.peakRssMiB < 100;
     rows.push({
       metric: `${plan.large / MiB} MiB encrypt → decrypt streams (own process)`,
@@ -731,7 +993,11 @@ async function main() {
       target: '< 100 MiB RSS',
       met: streamsMet ? 'met' : 'MISSED',
     });
-    targets.push({ name: `${plan.large / MiB} MiB through the crypto streams under 100 MiB RSS`, met: streamsMet, detail: `${r1(streams.peakRssMiB)} MiB` });
+    targets.push({
+      name: `${plan.large / MiB} MiB through the crypto streams under 100 MiB RSS`,
+      met: streamsMet,
+      detail: `${r1(streams.peakRssMiB)} MiB`,
+    });
     const md = markdown(rows, targets);
     const results = {
       date: new Date().toISOString(),
@@ -741,8 +1007,17 @@ async function main() {
       cores: os.cpus().length,
       seconds: r1((Date.now() - started) / 1000),
       config: { kdfCostLog2: kdfCost, kdfConcurrency, largeBytes: plan.large, diskBytes: plan.disk, smallBytes: SMALL, uses: USES },
-      limits: { aesGcm: aes, disk: diskLimits, loopback: { uploadMiBs: loop.uploadMiBs, downloadMiBs: loop.downloadMiBs, small: loop.small } },
-      kdf: { inProcessMs: kdf.msMedian, overHttpMs: s.statusHitMs - s.statusMissMs, statusHitMs: s.statusHitMs, statusMissMs: s.statusMissMs },
+      limits: {
+        aesGcm: aes,
+        disk: diskLimits,
+        loopback: { uploadMiBs: loop.uploadMiBs, downloadMiBs: loop.downloadMiBs, small: loop.small },
+      },
+      kdf: {
+        inProcessMs: kdf.msMedian,
+        overHttpMs: s.statusHitMs - s.statusMissMs,
+        statusHitMs: s.statusHitMs,
+        statusMissMs: s.statusMissMs,
+      },
       small: { upload: s.upload, download: s.download },
       large: s.large,
       largeS3: s3Large,

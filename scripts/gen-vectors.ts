@@ -92,7 +92,11 @@ function padJson(json: Buffer): Buffer {
   return plaintext;
 }
 const envelopeV2 = (nonce: Buffer, plaintext: Buffer) =>
-  Buffer.concat([Buffer.from([2]), nonce, gcm(metadataKey, nonce, Buffer.concat([Buffer.from([2]), Buffer.from(blobId, 'utf8')]), plaintext)]);
+  Buffer.concat([
+    Buffer.from([2]),
+    nonce,
+    gcm(metadataKey, nonce, Buffer.concat([Buffer.from([2]), Buffer.from(blobId, 'utf8')]), plaintext),
+  ]);
 
 interface MetadataV2Input {
   filename: string;
@@ -101,19 +105,40 @@ interface MetadataV2Input {
   files?: { name: string; size: number }[];
 }
 const v2Json = (m: MetadataV2Input) =>
-  Buffer.from(JSON.stringify(m.files ? { filename: m.filename, mimeType: m.mimeType, sha256: m.sha256, files: m.files } : { filename: m.filename, mimeType: m.mimeType, sha256: m.sha256 }), 'utf8');
-const entries = (count: number) => Array.from({ length: count }, (_, i) => ({ name: `photos/2026/IMG_${String(i).padStart(5, '0')}.jpg`, size: i * 1000 + 7 }));
+  Buffer.from(
+    JSON.stringify(
+      m.files
+        ? { filename: m.filename, mimeType: m.mimeType, sha256: m.sha256, files: m.files }
+        : { filename: m.filename, mimeType: m.mimeType, sha256: m.sha256 },
+    ),
+    'utf8',
+  );
+const entries = (count: number) =>
+  Array.from({ length: count }, (_, i) => ({ name: `photos/2026/IMG_${String(i).padStart(5, '0')}.jpg`, size: i * 1000 + 7 }));
 const v2Nonce = bytes(12, 0x60);
 const metadataV2Cases = [
   { name: 'one-character name', metadata: { filename: 'a', mimeType: 'text/plain', sha256: sha256('a') } },
   { name: 'sixty-character name', metadata: { filename: `${'x'.repeat(56)}.txt`, mimeType: 'text/plain', sha256: sha256('a') } },
   {
     name: 'longest name the app accepts, in a three-byte script, with a long type',
-    metadata: { filename: '語'.repeat(255), mimeType: 'application/vnd.openxmlformats-officedocument.presentationml.presentation', sha256: sha256('b') },
+    metadata: {
+      filename: '語'.repeat(255),
+      mimeType: 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
+      sha256: sha256('b'),
+    },
   },
-  { name: 'drop of three entries', metadata: { filename: 'a.pdf-and-2-more.zip', mimeType: 'application/zip', sha256: sha256('c'), files: entries(3) } },
-  { name: 'drop of forty entries (4 KiB bucket)', metadata: { filename: 'photos.zip', mimeType: 'application/zip', sha256: sha256('d'), files: entries(40) } },
-  { name: 'drop of 3000 entries (256 KiB bucket)', metadata: { filename: 'photos.zip', mimeType: 'application/zip', sha256: sha256('e'), files: entries(3000) } },
+  {
+    name: 'drop of three entries',
+    metadata: { filename: 'a.pdf-and-2-more.zip', mimeType: 'application/zip', sha256: sha256('c'), files: entries(3) },
+  },
+  {
+    name: 'drop of forty entries (4 KiB bucket)',
+    metadata: { filename: 'photos.zip', mimeType: 'application/zip', sha256: sha256('d'), files: entries(40) },
+  },
+  {
+    name: 'drop of 3000 entries (256 KiB bucket)',
+    metadata: { filename: 'photos.zip', mimeType: 'application/zip', sha256: sha256('e'), files: entries(3000) },
+  },
 ].map(({ name, metadata }) => {
   const json = v2Json(metadata);
   const sealed = envelopeV2(v2Nonce, padJson(json));
@@ -153,12 +178,26 @@ const badPaddingCases = [
   { name: 'a plaintext that is not a bucket size', plaintext: lengthPrefixed(goodJson, 1000) },
   { name: 'a larger bucket than the JSON needs', plaintext: lengthPrefixed(goodJson, 2048) },
   { name: 'an empty plaintext', plaintext: Buffer.alloc(0) },
-  { name: 'invalid UTF-8 in the JSON', plaintext: padJson(Buffer.concat([Buffer.from('{"filename":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","mimeType":"text/plain","sha256":""}')])) },
+  {
+    name: 'invalid UTF-8 in the JSON',
+    plaintext: padJson(
+      Buffer.concat([Buffer.from('{"filename":"'), Buffer.from([0xc3, 0x28]), Buffer.from('","mimeType":"text/plain","sha256":""}')]),
+    ),
+  },
   { name: 'JSON that is not an object', plaintext: padJson(Buffer.from('["a","text/plain",""]')) },
   { name: 'a missing field', plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"text/plain"}')) },
-  { name: 'an entry with a negative size', plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":[{"name":"x","size":-1}]}')) },
-  { name: 'an entry with a fractional size', plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":[{"name":"x","size":1.5}]}')) },
-  { name: 'files that is not a list', plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":{"name":"x","size":1}}')) },
+  {
+    name: 'an entry with a negative size',
+    plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":[{"name":"x","size":-1}]}')),
+  },
+  {
+    name: 'an entry with a fractional size',
+    plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":[{"name":"x","size":1.5}]}')),
+  },
+  {
+    name: 'files that is not a list',
+    plaintext: padJson(Buffer.from('{"filename":"a","mimeType":"t","sha256":"","files":{"name":"x","size":1}}')),
+  },
 ].map(({ name, plaintext }) => ({ name, sealedHex: envelopeV2(v2Nonce, plaintext).toString('hex') }));
 
 // Ranges: plaintext bytes start..end (inclusive) of a file of `size` bytes.
@@ -231,7 +270,13 @@ const keys = {
     lookupId,
     kekHex: kek.toString('hex'),
   },
-  wrap: { dataKeyHex: dataKey.toString('hex'), kekHex: kek.toString('hex'), lookupId, nonceHex: wrapNonce.toString('hex'), wrappedHex: wrapped.toString('hex') },
+  wrap: {
+    dataKeyHex: dataKey.toString('hex'),
+    kekHex: kek.toString('hex'),
+    lookupId,
+    nonceHex: wrapNonce.toString('hex'),
+    wrappedHex: wrapped.toString('hex'),
+  },
   metadata: {
     dataKeyHex: dataKey.toString('hex'),
     blobId,

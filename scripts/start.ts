@@ -23,7 +23,6 @@ const children: { name: string; process: ChildProcess }[] = [];
 let stopping = false;
 let exitCode = 0;
 
-
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -83,11 +82,32 @@ if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
   const port = await freePort();
   // Detached: Ctrl-C reaches only the launcher and the apps, so Redis outlives them until they have
   // finished shutting down. No persistence: wrapped keys must never reach disk (SPEC §4.5).
-  run('redis', binary, [
-    '--bind', '127.0.0.1', '--port', String(port), '--protected-mode', 'yes',
-    '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction',
-    '--dir', dir, '--logfile', path.join(dir, 'redis.log'), '--loglevel', 'warning',
-  ], env, { detached: true });
+  run(
+    'redis',
+    binary,
+    [
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--protected-mode',
+      'yes',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--dir',
+      dir,
+      '--logfile',
+      path.join(dir, 'redis.log'),
+      '--loglevel',
+      'warning',
+    ],
+    env,
+    { detached: true },
+  );
   env.REDIS_URL = `redis://127.0.0.1:${port}`;
   await waitForRedisPing(port, 10_000);
   say(`private ${path.basename(binary)} on 127.0.0.1:${port} (no persistence, noeviction)`);

@@ -17,7 +17,11 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       deps.log.warn('heartbeat_failed', { error: (error as Error).message });
     }
   };
-  const task = cron.schedule('*/5 * * * * *', beat, { name: 'heartbeat', noOverlap: true, logger: cronLogger(deps.log.child({ task: 'heartbeat' })) });
+  const task = cron.schedule('*/5 * * * * *', beat, {
+    name: 'heartbeat',
+    noOverlap: true,
+    logger: cronLogger(deps.log.child({ task: 'heartbeat' })),
+  });
   return {
     /** Stops beating; if this worker wrote the last beat, removes it so health sees the stop at once. */
     stop: async () => {
@@ -25,7 +29,8 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       await task.destroy();
       const key = deps.keys.heartbeat();
       const last = await deps.redis.get(key).catch(() => null);
-      if (last !== null && (JSON.parse(last) as { worker?: string }).worker === deps.workerId) await deps.redis.del(key).catch(() => undefined);
+      if (last !== null && (JSON.parse(last) as { worker?: string }).worker === deps.workerId)
+        await deps.redis.del(key).catch(() => undefined);
     },
     beat,
   };

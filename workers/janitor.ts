@@ -60,7 +60,9 @@ export function createHandlers(deps: JanitorDeps): JobHandlers {
     },
 
     sweep: async ({ trigger }, { jobId }) => {
-      const counts = await withSweepLock({ redis, key: keys.sweepLock(), owner: `${deps.workerId}/${jobId}` }, () => sweepOrphans({ ...blobs, orphanAgeMs: config.orphanAgeMinutes * 60_000 }));
+      const counts = await withSweepLock({ redis, key: keys.sweepLock(), owner: `${deps.workerId}/${jobId}` }, () =>
+        sweepOrphans({ ...blobs, orphanAgeMs: config.orphanAgeMinutes * 60_000 }),
+      );
       if (counts === null) {
         // Another replica is sweeping right now; its run covers this one.
         log.info('sweep_skipped', { trigger, job_id: jobId, reason: 'running' });
@@ -70,7 +72,6 @@ export function createHandlers(deps: JanitorDeps): JobHandlers {
       // Retry (with backoff) what failed rather than report a sweep that left files behind as done.
       if (counts.failed > 0) throw new Error(`${counts.failed} of ${counts.scanned} files could not be swept`);
     },
-
   };
 }
 

@@ -28,7 +28,13 @@ logProcessWarnings(log);
 let metricsServer: MetricsServer | null = null;
 if (metrics) {
   try {
-    metricsServer = await serveMetrics({ registry: metrics.registry, host: config.host, port: config.workerMetricsPort!, token: config.metricsToken, log });
+    metricsServer = await serveMetrics({
+      registry: metrics.registry,
+      host: config.host,
+      port: config.workerMetricsPort!,
+      token: config.metricsToken,
+      log,
+    });
   } catch (error) {
     log.error('startup_failed', { reason: `metrics port: ${(error as Error).message}` });
     await log.close();
@@ -96,6 +102,8 @@ await installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cle
 // Redis keeps no data across a restart (SPEC §4.5), so the job scheduler may be gone after a
 // reconnect: install it again (idempotent), which also sweeps the blobs that lost their records.
 redis.on('ready', () => {
-  installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log }).catch((error: unknown) => log.warn('schedule_install_failed', { error: errorForLog(error) }));
+  installSchedule({ queue: janitor.queue, cleanupIntervalMinutes: config.cleanupIntervalMinutes, log }).catch((error: unknown) =>
+    log.warn('schedule_install_failed', { error: errorForLog(error) }),
+  );
 });
 log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });

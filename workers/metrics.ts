@@ -51,8 +51,18 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
   const registry = createRegistry('worker', deps.version);
   const registers = [registry];
 
-  const shreds = new Counter({ name: 'cinderbox_shreds_total', help: 'Blobs and partial uploads destroyed, by reason and kind.', labelNames: ['reason', 'kind'], registers });
-  const shreddedBytes = new Counter({ name: 'cinderbox_shredded_bytes_total', help: 'Ciphertext bytes destroyed, by reason.', labelNames: ['reason'], registers });
+  const shreds = new Counter({
+    name: 'cinderbox_shreds_total',
+    help: 'Blobs and partial uploads destroyed, by reason and kind.',
+    labelNames: ['reason', 'kind'],
+    registers,
+  });
+  const shreddedBytes = new Counter({
+    name: 'cinderbox_shredded_bytes_total',
+    help: 'Ciphertext bytes destroyed, by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
   const shredLatency = new Histogram({
     name: 'cinderbox_shred_latency_seconds',
     help: 'From burn, delete, lease end or expiry to the janitor job that left no bytes behind, lease waits included.',
@@ -60,7 +70,12 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
     buckets: WAIT_BUCKETS,
     registers,
   });
-  const deferrals = new Counter({ name: 'cinderbox_destroy_deferrals_total', help: 'Destroys put off because a download lease (or the live record) still protected the blob.', labelNames: ['reason'], registers });
+  const deferrals = new Counter({
+    name: 'cinderbox_destroy_deferrals_total',
+    help: 'Destroys put off because a download lease (or the live record) still protected the blob.',
+    labelNames: ['reason'],
+    registers,
+  });
   const deferralWait = new Histogram({
     name: 'cinderbox_destroy_deferral_seconds',
     help: 'How long a deferred destroy waits before it looks again (the protection left).',
@@ -68,12 +83,37 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
     buckets: WAIT_BUCKETS,
     registers,
   });
-  const sweeps = new Counter({ name: 'cinderbox_sweeps_total', help: 'Sweep runs by trigger and result: done, incomplete (some files failed; retried), skipped (another sweep was running).', labelNames: ['trigger', 'result'], registers });
-  const sweepFiles = new Counter({ name: 'cinderbox_sweep_files_total', help: 'Files the sweeps looked at, by what they did with them.', labelNames: ['outcome'], registers });
-  const lastSweep = new Gauge({ name: 'cinderbox_sweep_last_success_timestamp_seconds', help: 'When a sweep last finished with nothing left behind (Unix time); absent until one has.', registers });
+  const sweeps = new Counter({
+    name: 'cinderbox_sweeps_total',
+    help: 'Sweep runs by trigger and result: done, incomplete (some files failed; retried), skipped (another sweep was running).',
+    labelNames: ['trigger', 'result'],
+    registers,
+  });
+  const sweepFiles = new Counter({
+    name: 'cinderbox_sweep_files_total',
+    help: 'Files the sweeps looked at, by what they did with them.',
+    labelNames: ['outcome'],
+    registers,
+  });
+  const lastSweep = new Gauge({
+    name: 'cinderbox_sweep_last_success_timestamp_seconds',
+    help: 'When a sweep last finished with nothing left behind (Unix time); absent until one has.',
+    registers,
+  });
   lastSweep.remove();
-  const failures = new Counter({ name: 'cinderbox_janitor_job_failures_total', help: 'Failed job attempts by job name; final="true" when no retry is left (or none can help).', labelNames: ['job_name', 'final'], registers });
-  const durations = new Histogram({ name: 'cinderbox_janitor_job_duration_seconds', help: 'Time a completed job ran (its last attempt), by job name.', labelNames: ['job_name'], buckets: JOB_BUCKETS, registers });
+  const failures = new Counter({
+    name: 'cinderbox_janitor_job_failures_total',
+    help: 'Failed job attempts by job name; final="true" when no retry is left (or none can help).',
+    labelNames: ['job_name', 'final'],
+    registers,
+  });
+  const durations = new Histogram({
+    name: 'cinderbox_janitor_job_duration_seconds',
+    help: 'Time a completed job ran (its last attempt), by job name.',
+    labelNames: ['job_name'],
+    buckets: JOB_BUCKETS,
+    registers,
+  });
 
   // Every known series starts at 0, so the first event shows in rate() and a dashboard shows 0, not "no data".
   for (const reason of DESTROY_REASONS) {
@@ -150,7 +190,13 @@ export interface MetricsServer {
  * The worker's only HTTP: GET /metrics on WORKER_METRICS_PORT (SPEC §10.6), bound to HOST,
  * behind METRICS_TOKEN when one is set, never cached. Everything else is 404.
  */
-export async function serveMetrics(options: { registry: Registry; host: string; port: number; token: string | undefined; log: Logger }): Promise<MetricsServer> {
+export async function serveMetrics(options: {
+  registry: Registry;
+  host: string;
+  port: number;
+  token: string | undefined;
+  log: Logger;
+}): Promise<MetricsServer> {
   const { registry, token, log } = options;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -165,7 +211,9 @@ export async function serveMetrics(options: { registry: Registry; host: string; 
       return;
     }
     if (token !== undefined && !bearerMatches(req.headers.authorization, token)) {
-      res.writeHead(401, { 'WWW-Authenticate': 'Bearer realm="metrics"', 'Content-Type': 'text/plain; charset=utf-8' }).end('a bearer token is required\n');
+      res
+        .writeHead(401, { 'WWW-Authenticate': 'Bearer realm="metrics"', 'Content-Type': 'text/plain; charset=utf-8' })
+        .end('a bearer token is required\n');
       return;
     }
     registry.metrics().then(

@@ -42,7 +42,14 @@ interface NodeAddress {
   port: number;
 }
 
-const SHORT_LIVED = { lazyConnect: true, connectTimeout: 1_000, commandTimeout: 1_000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false } as const;
+const SHORT_LIVED = {
+  lazyConnect: true,
+  connectTimeout: 1_000,
+  commandTimeout: 1_000,
+  maxRetriesPerRequest: 0,
+  retryStrategy: () => null,
+  enableReadyCheck: false,
+} as const;
 
 async function withClient<T>(address: NodeAddress, password: string | undefined, use: (client: Redis) => Promise<T>): Promise<T> {
   const client = new Redis({ ...address, ...SHORT_LIVED, ...(password !== undefined ? { password } : {}) });
@@ -68,7 +75,9 @@ function parseSentinelTable(reply: unknown): Record<string, string>[] {
 async function sentinelReplicas(target: RedisTarget): Promise<NodeAddress[] | null> {
   for (const sentinel of target.redisSentinels ?? []) {
     try {
-      const reply = await withClient(sentinel, target.redisSentinelPassword, (c) => c.call('SENTINEL', 'REPLICAS', target.redisSentinelName ?? 'mymaster'));
+      const reply = await withClient(sentinel, target.redisSentinelPassword, (c) =>
+        c.call('SENTINEL', 'REPLICAS', target.redisSentinelName ?? 'mymaster'),
+      );
       return parseSentinelTable(reply)
         .filter((r) => r.ip !== undefined && r.port !== undefined && !/(s_down|o_down|disconnected)/.test(r.flags ?? ''))
         .map((r) => ({ host: r.ip!, port: Number(r.port) }));
@@ -120,7 +129,8 @@ export function watchRedisPersistence(deps: { redis: Redis; target: RedisTarget;
     }
     if (target.redisSentinels !== undefined) {
       const replicas = await sentinelReplicas(target);
-      if (replicas === null) log.info('redis_persistence_unchecked', { node: 'replicas', role: 'replica', reason: 'no sentinel answered SENTINEL REPLICAS' });
+      if (replicas === null)
+        log.info('redis_persistence_unchecked', { node: 'replicas', role: 'replica', reason: 'no sentinel answered SENTINEL REPLICAS' });
       for (const replica of replicas ?? []) {
         const node = `${replica.host}:${replica.port}`;
         try {

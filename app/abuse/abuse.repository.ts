@@ -32,13 +32,21 @@ export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
     redis.defineCommand('cbxSettle', { numberOfKeys: 5, lua: lua('settle') });
   }
   const s = redis as Scripted;
-  const keysOf = (client: CountedClient) => [keys.lookupFailures(client.id), keys.block(client.id), keys.lookupFailures(client.aggregateId), keys.block(client.aggregateId)];
+  const keysOf = (client: CountedClient) => [
+    keys.lookupFailures(client.id),
+    keys.block(client.id),
+    keys.lookupFailures(client.aggregateId),
+    keys.block(client.aggregateId),
+  ];
   const aggregateLimit = (client: CountedClient, terms: FailureTerms) => (client.countAggregate ? terms.aggregateLimit : 0);
 
   return {
     /** Milliseconds the client (or its counted aggregate) stays blocked, 0 when it is not. */
     async blockedFor(client: CountedClient): Promise<number> {
-      const [own, aggregate] = await Promise.all([redis.pttl(keys.block(client.id)), client.countAggregate ? redis.pttl(keys.block(client.aggregateId)) : Promise.resolve(-2)]);
+      const [own, aggregate] = await Promise.all([
+        redis.pttl(keys.block(client.id)),
+        client.countAggregate ? redis.pttl(keys.block(client.aggregateId)) : Promise.resolve(-2),
+      ]);
       return Math.max(0, own, aggregate);
     },
 
@@ -50,8 +58,22 @@ export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
     },
 
     /** Gives a slot back (`hit`) or counts it as a failure (`miss`); says which blocks this started. */
-    async settle(client: CountedClient, outcome: 'hit' | 'miss', terms: FailureTerms & { now: number }): Promise<{ client: boolean; aggregate: boolean }> {
-      const [own, aggregate] = await s.cbxSettle(...keysOf(client), keys.blockList(), outcome, terms.limit, aggregateLimit(client, terms), terms.blockMs, terms.now, client.id, client.aggregateId);
+    async settle(
+      client: CountedClient,
+      outcome: 'hit' | 'miss',
+      terms: FailureTerms & { now: number },
+    ): Promise<{ client: boolean; aggregate: boolean }> {
+      const [own, aggregate] = await s.cbxSettle(
+        ...keysOf(client),
+        keys.blockList(),
+        outcome,
+        terms.limit,
+        aggregateLimit(client, terms),
+        terms.blockMs,
+        terms.now,
+        client.id,
+        client.aggregateId,
+      );
       return { client: own === 1, aggregate: aggregate === 1 };
     },
   };

@@ -16,7 +16,11 @@ export interface AbuseDeps {
 }
 
 function terms(config: AbuseDeps['config']): FailureTerms {
-  return { limit: config.downloadFailLimit, aggregateLimit: config.downloadFailLimit * AGGREGATE_FAIL_MULTIPLE, blockMs: config.downloadBlockSeconds * 1000 };
+  return {
+    limit: config.downloadFailLimit,
+    aggregateLimit: config.downloadFailLimit * AGGREGATE_FAIL_MULTIPLE,
+    blockMs: config.downloadBlockSeconds * 1000,
+  };
 }
 
 /** Before a lookup's KDF work: a slot of the client's failure budget, or why there is none. */
@@ -29,7 +33,11 @@ export function reserveLookup(deps: AbuseDeps, client: CountedClient): Promise<R
  * does not); the failure that reaches DOWNLOAD_FAIL_LIMIT blocks the client on every key route for
  * DOWNLOAD_BLOCK_WINDOW. `logFields` says how the client may appear in the log (LOG_IP).
  */
-export async function settleLookup(deps: AbuseDeps, client: CountedClient & { logFields: Record<string, unknown> }, outcome: 'hit' | 'miss'): Promise<void> {
+export async function settleLookup(
+  deps: AbuseDeps,
+  client: CountedClient & { logFields: Record<string, unknown> },
+  outcome: 'hit' | 'miss',
+): Promise<void> {
   const started = await deps.abuse.settle(client, outcome, { ...terms(deps.config), now: deps.now().getTime() });
   const blockSeconds = deps.config.downloadBlockSeconds;
   if (started.client) deps.log.warn('ip_blocked', { ...client.logFields, scope: 'client', block_seconds: blockSeconds });

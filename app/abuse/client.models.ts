@@ -110,7 +110,7 @@ function maskIPv6(groups: number[], prefix: number): number[] {
 function formatIPv6(groups: number[]): string {
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     if (groups[i] !== 0) {
       i += 1;
       continue;

@@ -83,7 +83,13 @@ export function createBlobGuard(redis: Redis, keys: RedisKeys) {
       if ((await redis.set(key, holder, 'PX', ttlMs, 'NX')) !== 'OK') return null;
       return {
         extend: async () => {
-          await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`, 1, key, holder, ttlMs);
+          await redis.eval(
+            `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
+            1,
+            key,
+            holder,
+            ttlMs,
+          );
         },
         release: async () => {
           await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, key, holder);

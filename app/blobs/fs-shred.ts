@@ -47,7 +47,10 @@ async function writeFully(handle: FileHandle, buffer: Buffer, length: number, po
  * hard links is someone else's data too (a link made into our directory): it is unlinked, never
  * overwritten, and logged.
  */
-export async function shredFile(filePath: string, options: { passes: number; kind: ShredKind; log: Logger; reason?: string }): Promise<ShredResult> {
+export async function shredFile(
+  filePath: string,
+  options: { passes: number; kind: ShredKind; log: Logger; reason?: string },
+): Promise<ShredResult> {
   const { passes, kind, log } = options;
   const started = performance.now();
   let handle: FileHandle;
@@ -81,20 +84,26 @@ export async function shredFile(filePath: string, options: { passes: number; kin
     log.warn('shred_hard_link_unlinked', { kind, links });
     return { found: true, size: 0 };
   }
-  log.info('blob_shredded', { kind, size, passes, duration_ms: Math.round(performance.now() - started), ...(options.reason ? { reason: options.reason } : {}) });
+  log.info('blob_shredded', {
+    kind,
+    size,
+    passes,
+    duration_ms: Math.round(performance.now() - started),
+    ...(options.reason ? { reason: options.reason } : {}),
+  });
   return { found: true, size };
 }
 
 async function overwrite(handle: FileHandle, size: number, passes: number, log: Logger, kind: ShredKind): Promise<void> {
-    log.debug('shred_started', { kind, size, passes });
-    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(SHRED_CHUNK_BYTES, size)));
-    for (let pass = 0; pass < passes; pass++) {
-      for (let position = 0; position < size; position += buffer.length) {
-        const length = Math.min(buffer.length, size - position);
-        await fillRandom(buffer, length);
-        await writeFully(handle, buffer, length, position);
-      }
-      // Each pass must reach the disk, or the page cache could collapse the passes into one.
-      await handle.sync();
+  log.debug('shred_started', { kind, size, passes });
+  const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(SHRED_CHUNK_BYTES, size)));
+  for (let pass = 0; pass < passes; pass++) {
+    for (let position = 0; position < size; position += buffer.length) {
+      const length = Math.min(buffer.length, size - position);
+      await fillRandom(buffer, length);
+      await writeFully(handle, buffer, length, position);
     }
+    // Each pass must reach the disk, or the page cache could collapse the passes into one.
+    await handle.sync();
+  }
 }

@@ -42,7 +42,9 @@ export interface LeaseTerms {
 export function keepLease(terms: LeaseTerms): HeldLease {
   const { guard, blobId, id, now, log } = terms;
   const timer = setInterval(() => {
-    guard.lease(blobId, id, leaseUntil({ ...terms, now: now() })).catch((error: unknown) => log.warn('lease_renew_failed', { error: (error as Error).message }));
+    guard
+      .lease(blobId, id, leaseUntil({ ...terms, now: now() }))
+      .catch((error: unknown) => log.warn('lease_renew_failed', { error: (error as Error).message }));
   }, terms.renewMs ?? LEASE_RENEW_MS);
   timer.unref();
   let released: Promise<Protection> | null = null;

@@ -57,7 +57,10 @@ export function s3OptionsFromConfig(config: Config): Omit<S3StoreOptions, 'log'>
     region: config.s3Region,
     bucket: config.s3Bucket,
     prefix: config.s3Prefix,
-    credentials: config.s3AccessKeyId !== undefined && config.s3SecretAccessKey !== undefined ? { accessKeyId: config.s3AccessKeyId, secretAccessKey: config.s3SecretAccessKey } : undefined,
+    credentials:
+      config.s3AccessKeyId !== undefined && config.s3SecretAccessKey !== undefined
+        ? { accessKeyId: config.s3AccessKeyId, secretAccessKey: config.s3SecretAccessKey }
+        : undefined,
     // S3-compatible servers (MinIO, Ceph, Garage, a plain IP) rarely have a wildcard DNS name per bucket.
     forcePathStyle: config.s3ForcePathStyle ?? config.s3Endpoint !== undefined,
     maxObjectBytes: ciphertextSize(config.maxFileSize),

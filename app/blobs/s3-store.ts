@@ -19,7 +19,16 @@ import {
 import type { Logger } from '../shared/logger.js';
 import { isBlobId } from './blob-id.js';
 import type { BlobStore, BlobWriter, ByteRange, DestroyResult, StoredEntry } from './blob-store.js';
-import { choosePartSize, DEFAULT_PART_SIZE, DEFAULT_QUEUE_SIZE, MAX_PARTS, USED_BYTES_MAX_AGE_MS, versioningWarning, type S3StoreOptions, type VersioningState } from './s3-options.js';
+import {
+  choosePartSize,
+  DEFAULT_PART_SIZE,
+  DEFAULT_QUEUE_SIZE,
+  MAX_PARTS,
+  USED_BYTES_MAX_AGE_MS,
+  versioningWarning,
+  type S3StoreOptions,
+  type VersioningState,
+} from './s3-options.js';
 
 /**
  * The `s3` storage engine (SPEC §10.3): blobs as objects `<prefix><blobId>` in any S3-compatible
@@ -78,7 +87,9 @@ function httpStatus(error: unknown): number | undefined {
 function storeError(operation: string, error: unknown): S3StoreError {
   const status = httpStatus(error);
   const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  return Object.assign(new Error(`s3 ${operation} failed: ${detail}${status ? ` (HTTP ${status})` : ''}`, { cause: error }), { code: 'ESTORE' as const });
+  return Object.assign(new Error(`s3 ${operation} failed: ${detail}${status ? ` (HTTP ${status})` : ''}`, { cause: error }), {
+    code: 'ESTORE' as const,
+  });
 }
 
 /** No such object. A missing bucket is not a missing blob: it is a store failure (503, not 404). */
@@ -120,7 +131,13 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   const sdkLogger = {
     debug: () => undefined,
     info: () => undefined,
-    warn: (...content: unknown[]) => log.warn('s3_sdk_warning', { detail: content.filter((c) => typeof c === 'string').join(' ').slice(0, 500) }),
+    warn: (...content: unknown[]) =>
+      log.warn('s3_sdk_warning', {
+        detail: content
+          .filter((c) => typeof c === 'string')
+          .join(' ')
+          .slice(0, 500),
+      }),
     error: () => undefined,
   };
   const makeClient = (overrides: { maxAttempts?: number; maxSockets: number }) =>
@@ -158,7 +175,10 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   const abortUnsupported = () => {
     if (abortUnsupportedLogged) return;
     abortUnsupportedLogged = true;
-    log.warn('s3_multipart_abort_unsupported', { bucket, hint: 'the store keeps the parts of failed uploads; add a lifecycle rule that aborts incomplete multipart uploads' });
+    log.warn('s3_multipart_abort_unsupported', {
+      bucket,
+      hint: 'the store keeps the parts of failed uploads; add a lifecycle rule that aborts incomplete multipart uploads',
+    });
   };
 
   const usage = createUsage({ now, maxAgeMs, log, list: () => sumObjectSizes() });
@@ -172,9 +192,11 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   async function* objectPages() {
     let token: string | undefined;
     do {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token })).catch((error: unknown) => {
-        throw storeError('ListObjectsV2', error);
-      });
+      const page = await client
+        .send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }))
+        .catch((error: unknown) => {
+          throw storeError('ListObjectsV2', error);
+        });
       yield page;
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);
@@ -188,7 +210,9 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
     for (;;) {
       let page;
       try {
-        page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: keyPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+        page = await client.send(
+          new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: keyPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
       } catch (error) {
         if (!isUnsupported(error)) throw storeError('ListMultipartUploads', error);
         multipartListing = 'unsupported';
@@ -197,7 +221,8 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       }
       multipartListing = 'supported';
       for (const upload of page.Uploads ?? []) {
-        if (upload.Key !== undefined && upload.UploadId !== undefined) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated };
+        if (upload.Key !== undefined && upload.UploadId !== undefined)
+          yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated };
       }
       if (!page.IsTruncated) return;
       keyMarker = page.NextKeyMarker;
@@ -254,12 +279,17 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
 
     async read(blobId, range) {
       if (!isBlobId(blobId)) throw noSuchBlob();
-      if (range && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
+      if (
+        range &&
+        !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)
+      ) {
         throw new RangeError('invalid byte range');
       }
       let response;
       try {
-        response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: keyOf(blobId), Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
+        response = await client.send(
+          new GetObjectCommand({ Bucket: bucket, Key: keyOf(blobId), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+        );
       } catch (error) {
         if (isNotFound(error)) throw noSuchBlob();
         throw storeError('GetObject', error);
@@ -279,7 +309,14 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
         if (upload.key === key && (await abortUpload(upload.key, upload.uploadId))) aborted = true;
       }
       // The same line as the fs engine's shred; an object store cannot overwrite, so no passes.
-      if (result.found) log.info('blob_shredded', { kind: 'blob', size: result.size, passes: 0, duration_ms: Math.round(performance.now() - started), reason });
+      if (result.found)
+        log.info('blob_shredded', {
+          kind: 'blob',
+          size: result.size,
+          passes: 0,
+          duration_ms: Math.round(performance.now() - started),
+          reason,
+        });
       return { found: result.found || aborted, size: result.size };
     },
 
@@ -288,11 +325,23 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
         for (const object of page.Contents ?? []) {
           if (object.Key === undefined) continue;
           // A store that gives no date makes the entry look new: the sweep waits rather than guesses.
-          yield { blobId: blobIdOf(object.Key), kind: 'blob', modifiedMs: object.LastModified?.getTime() ?? now(), size: object.Size ?? 0, ref: object.Key };
+          yield {
+            blobId: blobIdOf(object.Key),
+            kind: 'blob',
+            modifiedMs: object.LastModified?.getTime() ?? now(),
+            size: object.Size ?? 0,
+            ref: object.Key,
+          };
         }
       }
       for await (const upload of uploads(prefix)) {
-        yield { blobId: blobIdOf(upload.key), kind: 'partial', modifiedMs: upload.initiated?.getTime() ?? now(), size: 0, ref: JSON.stringify([upload.key, upload.uploadId]) };
+        yield {
+          blobId: blobIdOf(upload.key),
+          kind: 'partial',
+          modifiedMs: upload.initiated?.getTime() ?? now(),
+          size: 0,
+          ref: JSON.stringify([upload.key, upload.uploadId]),
+        };
       }
     },
 
@@ -304,7 +353,8 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
         return result;
       }
       const [key, uploadId] = JSON.parse(entry.ref) as [string, string];
-      if (typeof key !== 'string' || typeof uploadId !== 'string' || !key.startsWith(prefix)) throw new RangeError('entry is not an upload under this store prefix');
+      if (typeof key !== 'string' || typeof uploadId !== 'string' || !key.startsWith(prefix))
+        throw new RangeError('entry is not an upload under this store prefix');
       return { found: await abortUpload(key, uploadId), size: 0 };
     },
 
@@ -325,17 +375,27 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
         try {
           return await run();
         } catch (error) {
-          throw Object.assign(new Error(`S3 bucket "${bucket}" cannot be used (${what}): ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`, { cause: error }), {
-            code: 'ESTORE',
-          });
+          throw Object.assign(
+            new Error(
+              `S3 bucket "${bucket}" cannot be used (${what}): ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`,
+              { cause: error },
+            ),
+            {
+              code: 'ESTORE',
+            },
+          );
         }
       };
       await step('HeadBucket', () => client.send(new HeadBucketCommand({ Bucket: bucket })));
       // The probe's name is not a blob id, so a probe left by a crash is a stranger the sweep removes.
       const probe = `${prefix}.probe-${randomBytes(8).toString('hex')}`;
-      await step('PutObject under the prefix', () => client.send(new PutObjectCommand({ Bucket: bucket, Key: probe, Body: Buffer.alloc(0) })));
+      await step('PutObject under the prefix', () =>
+        client.send(new PutObjectCommand({ Bucket: bucket, Key: probe, Body: Buffer.alloc(0) })),
+      );
       await step('DeleteObject under the prefix', () => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: probe })));
-      await step('ListObjectsV2 of the prefix', () => client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 })));
+      await step('ListObjectsV2 of the prefix', () =>
+        client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, MaxKeys: 1 })),
+      );
 
       let versioning: VersioningState;
       try {
@@ -347,7 +407,14 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       }
       const warnings = [versioningWarning(versioning)].filter((w): w is string => w !== null);
       for (const warning of warnings) log.warn('s3_bucket_versioning_on', { bucket, versioning, warning });
-      log.info('s3_bucket_ready', { bucket, prefix, endpoint: options.endpoint ?? `aws:${options.region}`, versioning, partSize, queueSize });
+      log.info('s3_bucket_ready', {
+        bucket,
+        prefix,
+        endpoint: options.endpoint ?? `aws:${options.region}`,
+        versioning,
+        partSize,
+        queueSize,
+      });
       return { versioning, warnings };
     },
 
@@ -370,7 +437,10 @@ function exactRange(body: Readable, range: ByteRange, contentRange: string | und
   if (served && servedStart === range.start && servedEnd === range.end) return body;
   if (servedStart > range.start || servedEnd < range.end) {
     body.destroy();
-    throw storeError('GetObject', new Error(`asked for bytes ${range.start}-${range.end}, the store sent ${contentRange ?? 'the whole object'}`));
+    throw storeError(
+      'GetObject',
+      new Error(`asked for bytes ${range.start}-${range.end}, the store sent ${contentRange ?? 'the whole object'}`),
+    );
   }
   let skip = range.start - servedStart;
   let wanted = range.end - range.start + 1;
@@ -475,12 +545,22 @@ class MultipartWriter implements BlobWriter {
   private async send(buffer: Buffer, length: number): Promise<void> {
     while (this.inFlight.size > 0 && this.inFlight.size >= this.context.queueSize) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure;
-    if (this.partCount === MAX_PARTS) throw this.fail(new Error(`an object may have at most ${MAX_PARTS} parts of ${this.context.partSize} bytes`));
+    if (this.partCount === MAX_PARTS)
+      throw this.fail(new Error(`an object may have at most ${MAX_PARTS} parts of ${this.context.partSize} bytes`));
     const partNumber = ++this.partCount;
     const uploadId = await this.startUpload();
     const { client, bucket } = this.context;
     const sending = client
-      .send(new UploadPartCommand({ Bucket: bucket, Key: this.key, UploadId: uploadId, PartNumber: partNumber, Body: buffer.subarray(0, length) }), { abortSignal: this.controller.signal })
+      .send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: this.key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: buffer.subarray(0, length),
+        }),
+        { abortSignal: this.controller.signal },
+      )
       .then(
         (answer) => {
           this.parts.push({ PartNumber: partNumber, ETag: answer.ETag });
@@ -551,7 +631,9 @@ class MultipartWriter implements BlobWriter {
         if (this.uploadId !== null) {
           const uploadId = await this.uploadId;
           const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-          await client.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+          await client.send(
+            new CompleteMultipartUploadCommand({ Bucket: bucket, Key: this.key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+          );
         } else {
           await client.send(new PutObjectCommand({ Bucket: bucket, Key: this.key, Body: this.tail ?? Buffer.alloc(0) }));
         }
@@ -610,7 +692,17 @@ interface Usage {
  * `maxAgeMs` (stale answers are served while the next one runs), plus this process's own commits and
  * deletes since that listing began. Other replicas' changes show up with the next listing.
  */
-function createUsage({ now, maxAgeMs, log, list }: { now: () => number; maxAgeMs: number; log: Logger; list: () => Promise<number> }): Usage {
+function createUsage({
+  now,
+  maxAgeMs,
+  log,
+  list,
+}: {
+  now: () => number;
+  maxAgeMs: number;
+  log: Logger;
+  list: () => Promise<number>;
+}): Usage {
   let listed: { bytes: number; at: number } | null = null;
   let delta = 0;
   let refreshing: Promise<number> | null = null;
@@ -634,7 +726,9 @@ function createUsage({ now, maxAgeMs, log, list }: { now: () => number; maxAgeMs
     async get() {
       if (listed === null) await refresh();
       else if (now() - listed.at >= maxAgeMs && refreshing === null) {
-        refresh().catch((error: unknown) => log.warn('s3_usage_listing_failed', { error: error instanceof Error ? error.message : String(error) }));
+        refresh().catch((error: unknown) =>
+          log.warn('s3_usage_listing_failed', { error: error instanceof Error ? error.message : String(error) }),
+        );
       }
       return Math.max(0, (listed?.bytes ?? 0) + delta);
     },

@@ -11,7 +11,8 @@ import { s3OptionsFromConfig } from './s3-options.js';
  * only for `s3`: an `fs` deployment does not pay its memory.
  */
 export async function storeFromConfig(config: RuntimeConfig, log: Logger): Promise<BlobStore> {
-  if (config.storageBackend === 'fs') return createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
+  if (config.storageBackend === 'fs')
+    return createFsStore({ storagePath: config.storagePath, tempPath: config.tempPath, shredPasses: config.shredPasses, log });
   const { createS3Store } = await import('./s3-store.js');
   const store = createS3Store({ ...s3OptionsFromConfig(config), log });
   await store.checkBucket();

@@ -48,18 +48,12 @@ function scryptAsync(passphrase: string, salt: Buffer, costLog2: number): Promis
   // scrypt needs 128·N·r bytes; Node's default maxmem (32 MiB) refuses N ≥ 2^15 at r = 8.
   const maxmem = 2 * 128 * N * SCRYPT_R;
   return new Promise((resolve, reject) => {
-    scrypt(passphrase, salt, KEY_LENGTH, { N, r: SCRYPT_R, p: SCRYPT_P, maxmem }, (error, key) =>
-      error ? reject(error) : resolve(key),
-    );
+    scrypt(passphrase, salt, KEY_LENGTH, { N, r: SCRYPT_R, p: SCRYPT_P, maxmem }, (error, key) => (error ? reject(error) : resolve(key)));
   });
 }
 
 /** The async scrypt runs on the libuv pool; call it through the KDF (app/kdf/kdf.ts) so the pool cannot be flooded. */
-export async function deriveKeys(options: {
-  passphrase: string;
-  secret: Buffer | string;
-  costLog2: number;
-}): Promise<DerivedKeys> {
+export async function deriveKeys(options: { passphrase: string; secret: Buffer | string; costLog2: number }): Promise<DerivedKeys> {
   return deriveWithSalt(options.passphrase, scryptSalt(options.secret), options.costLog2);
 }
 
@@ -87,7 +81,13 @@ export function wrapDataKey(options: { dataKey: Buffer; kek: Buffer; lookupId: s
 
 /** Throws INTEGRITY_CHECK_FAILED (reason key_unwrap) for a wrong KEK, lookup id or a damaged record. */
 export function unwrapDataKey(options: { wrapped: Buffer; kek: Buffer; lookupId: string }): Buffer {
-  const dataKey = open({ versions: [WRAP_VERSION], key: options.kek, sealed: options.wrapped, context: lookupIdBytes(options.lookupId), reason: 'key_unwrap' });
+  const dataKey = open({
+    versions: [WRAP_VERSION],
+    key: options.kek,
+    sealed: options.wrapped,
+    context: lookupIdBytes(options.lookupId),
+    reason: 'key_unwrap',
+  });
   if (dataKey.length !== DATA_KEY_LENGTH) throw integrityCheckFailed('key_unwrap');
   return dataKey;
 }
@@ -100,4 +100,3 @@ export function generateDeleteToken(): string {
 export function hashDeleteToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
-

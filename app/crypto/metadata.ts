@@ -66,7 +66,10 @@ function metadataJson(metadata: FileMetadata): Buffer {
   if (files !== undefined && !(Array.isArray(files) && files.every(isFileEntry))) {
     throw new RangeError('files must be a list of {name: string, size: non-negative integer}');
   }
-  const value = files === undefined ? { filename, mimeType, sha256 } : { filename, mimeType, sha256, files: files.map(({ name, size }) => ({ name, size })) };
+  const value =
+    files === undefined
+      ? { filename, mimeType, sha256 }
+      : { filename, mimeType, sha256, files: files.map(({ name, size }) => ({ name, size })) };
   return Buffer.from(JSON.stringify(value), 'utf8');
 }
 
@@ -108,12 +111,7 @@ export function sealedMetadataSize(metadata: FileMetadata): number {
  * Seals metadata as version 2 (padded). Returns the binary envelope; the repository decides how to
  * store it (e.g. base64 in a hash field). Throws RangeError for metadata too large for the last bucket.
  */
-export function encryptMetadata(options: {
-  dataKey: Buffer;
-  blobId: string;
-  metadata: FileMetadata;
-  nonce?: Buffer;
-}): Buffer {
+export function encryptMetadata(options: { dataKey: Buffer; blobId: string; metadata: FileMetadata; nonce?: Buffer }): Buffer {
   return seal({
     version: METADATA_V2,
     key: metadataKey(options.dataKey),

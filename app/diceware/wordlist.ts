@@ -42,7 +42,11 @@ export function parseWordlist(text: string): Wordlist {
  */
 export function normaliseKey(input: unknown, wordlist: Wordlist): string | null {
   if (typeof input !== 'string' || input.length > 200) return null;
-  const words = input.trim().toLowerCase().split(/[-\s._]+/).filter(Boolean);
+  const words = input
+    .trim()
+    .toLowerCase()
+    .split(/[-\s._]+/)
+    .filter(Boolean);
   if (words.length < KEY_WORDS.min || words.length > KEY_WORDS.max) return null;
   if (!words.every((w) => wordlist.has(w))) return null;
   return words.join('-');

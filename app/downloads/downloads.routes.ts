@@ -11,7 +11,16 @@ import { keyFromBody, smallBody, type KeyRouteGuards } from '../http/key-routes.
 import { wantsPage } from '../http/link-previews.js';
 import { fileStatus } from '../lookups/lookups.usecases.js';
 import { asciiFallback, servedContentType } from '../uploads/content-type.models.js';
-import { createTicket, downloadByKey, downloadByTicket, type Download, type DownloadsDeps, type DownloadStart, type RangeRequest, type ResumeRequest } from './downloads.usecases.js';
+import {
+  createTicket,
+  downloadByKey,
+  downloadByTicket,
+  type Download,
+  type DownloadsDeps,
+  type DownloadStart,
+  type RangeRequest,
+  type ResumeRequest,
+} from './downloads.usecases.js';
 
 /** Aborted when the client hangs up before its answer is complete. */
 function clientGoneSignal(res: Response): AbortSignal {
@@ -41,9 +50,15 @@ function resumeRequest(req: Request): ResumeRequest | undefined {
 }
 
 const rangeNotSatisfiable = (size: number) =>
-  new AppError({ code: 'RANGE_NOT_SATISFIABLE', status: 416, message: 'No byte of the file lies in the range asked for.', headers: { 'Content-Range': `bytes */${size}` } });
+  new AppError({
+    code: 'RANGE_NOT_SATISFIABLE',
+    status: 416,
+    message: 'No byte of the file lies in the range asked for.',
+    headers: { 'Content-Range': `bytes */${size}` },
+  });
 
-const methodNotAllowed = () => new AppError({ code: 'METHOD_NOT_ALLOWED', status: 405, message: 'This address answers GET only.', headers: { Allow: 'GET' } });
+const methodNotAllowed = () =>
+  new AppError({ code: 'METHOD_NOT_ALLOWED', status: 405, message: 'This address answers GET only.', headers: { Allow: 'GET' } });
 
 function setDownloadHeaders(res: Response, dl: Pick<Download, 'metadata' | 'size' | 'remainingUses' | 'range' | 'etag'>): void {
   const range = dl.range;
@@ -51,7 +66,10 @@ function setDownloadHeaders(res: Response, dl: Pick<Download, 'metadata' | 'size
   res.setHeader('Content-Type', servedContentType(dl.metadata.mimeType));
   res.setHeader('Content-Length', String(range ? range.length : dl.size));
   if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${dl.size}`);
-  res.setHeader('Content-Disposition', contentDisposition(dl.metadata.filename, { type: 'attachment', fallback: asciiFallback(dl.metadata.filename) }));
+  res.setHeader(
+    'Content-Disposition',
+    contentDisposition(dl.metadata.filename, { type: 'attachment', fallback: asciiFallback(dl.metadata.filename) }),
+  );
   res.setHeader('X-SHA256', dl.metadata.sha256);
   if (dl.remainingUses !== null) res.setHeader('X-Remaining-Uses', String(dl.remainingUses));
   // The ETag is the resume capability (SPEC §10.2): a strong validator that only this download's client holds.
@@ -135,8 +153,13 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
 
   const router = Router();
   router.post('/download/ticket', ...smallBody, ...guards.before, async (req, res) => {
-    const { token } = await foundOrThrow(await createTicket(deps, { key: keyFromBody(req), who: requester(req) }), (outcome) => guards.settle(res, outcome));
-    res.status(201).setHeader('Cache-Control', 'no-store').json({ download_url: `/download/t/${token}` });
+    const { token } = await foundOrThrow(await createTicket(deps, { key: keyFromBody(req), who: requester(req) }), (outcome) =>
+      guards.settle(res, outcome),
+    );
+    res
+      .status(201)
+      .setHeader('Cache-Control', 'no-store')
+      .json({ download_url: `/download/t/${token}` });
   });
   router.head('/download/t/:ticket', () => {
     throw methodNotAllowed();
@@ -145,7 +168,8 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
   // The key in a header keeps it out of URLs, and a GET (unlike a POST with the key in its body) is
   // what `curl -C -` can resume.
   const keyFromHeader: RequestHandler = (req, _res, next) => {
-    if (req.get('x-key') === undefined) return next(validationFailed([{ field: 'X-Key', message: 'Send the passphrase in the X-Key header, or POST it as `key`.' }]));
+    if (req.get('x-key') === undefined)
+      return next(validationFailed([{ field: 'X-Key', message: 'Send the passphrase in the X-Key header, or POST it as `key`.' }]));
     next();
   };
   router.head('/download', keyFromHeader, ...guards.before, async (req, res) => head(req, res, req.get('x-key')));

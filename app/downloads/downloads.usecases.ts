@@ -67,7 +67,10 @@ const TICKET_CONTEXT = 'ticket';
  * past its window) a new download: one use claimed and the blob leased in one atomic step, the
  * first chunk opened and authenticated before anything is sent.
  */
-export async function downloadByKey(deps: DownloadsDeps, input: { key: unknown; who: Requester; signal: AbortSignal; resume?: ResumeRequest }): Promise<DownloadStart> {
+export async function downloadByKey(
+  deps: DownloadsDeps,
+  input: { key: unknown; who: Requester; signal: AbortSignal; resume?: ResumeRequest },
+): Promise<DownloadStart> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   if (input.resume) {
@@ -99,7 +102,10 @@ export async function createTicket(deps: DownloadsDeps, input: { key: unknown; w
  * The GET of a ticket's URL: the first one claims the use (the ticket is spent as it is read);
  * later ones with the ticket's ETag in If-Range and a Range finish that download.
  */
-export async function downloadByTicket(deps: DownloadsDeps, input: { capability: ResumeCapability; signal: AbortSignal; range?: RangeRequest }): Promise<DownloadStart> {
+export async function downloadByTicket(
+  deps: DownloadsDeps,
+  input: { capability: ResumeCapability; signal: AbortSignal; range?: RangeRequest },
+): Promise<DownloadStart> {
   if (input.range) {
     const resumed = await resumeDownload(deps, { capability: input.capability, range: input.range });
     if (resumed) return resumed;
@@ -108,7 +114,11 @@ export async function downloadByTicket(deps: DownloadsDeps, input: { capability:
   const ticket = await deps.resumes.takeTicket(resumeId);
   if (!ticket) return { kind: 'missing' };
   const passphraseKek = unwrapResumeKey({ wrapped: Buffer.from(ticket.wk, 'base64'), kek, resumeId, blobId: TICKET_CONTEXT });
-  return claimDownload(deps, { resolved: { key: '', lookupId: ticket.lookup, kek: passphraseKek }, signal: input.signal, capability: input.capability });
+  return claimDownload(deps, {
+    resolved: { key: '', lookupId: ticket.lookup, kek: passphraseKek },
+    signal: input.signal,
+    capability: input.capability,
+  });
 }
 
 /**
@@ -116,18 +126,33 @@ export async function downloadByTicket(deps: DownloadsDeps, input: { capability:
  * chunk. If the server fails before the first byte, exactly this claim's use is given back and every
  * handle is closed. A client that left while its key was being derived claims nothing.
  */
-async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey; signal: AbortSignal; capability: ResumeCapability }): Promise<DownloadStart> {
+async function claimDownload(
+  deps: DownloadsDeps,
+  input: { resolved: ResolvedKey; signal: AbortSignal; capability: ResumeCapability },
+): Promise<DownloadStart> {
   const { resolved } = input;
   if (input.signal.aborted) return { kind: 'client_gone' };
   const startedAt = deps.now().getTime();
   const maxMs = deps.config.maxDownloadSeconds * 1000;
   const leaseId = newLeaseId();
-  const claim = await deps.files.claim(resolved.lookupId, { now: startedAt, leaseId, leaseUntil: leaseUntil({ startedAt, now: startedAt, maxMs }) });
+  const claim = await deps.files.claim(resolved.lookupId, {
+    now: startedAt,
+    leaseId,
+    leaseUntil: leaseUntil({ startedAt, now: startedAt, maxMs }),
+  });
   if (claim.kind !== 'found') return claim;
 
   const { record } = claim;
   const burned = claim.extra.burned;
-  const lease = keepLease({ guard: deps.blobs.guard, blobId: record.blob, id: leaseId, startedAt, maxMs, now: () => deps.now().getTime(), log: deps.log });
+  const lease = keepLease({
+    guard: deps.blobs.guard,
+    blobId: record.blob,
+    id: leaseId,
+    startedAt,
+    maxMs,
+    now: () => deps.now().getTime(),
+    log: deps.log,
+  });
   const ended = () => endLease(deps, record.blob, lease, burned ? 'burned' : 'released');
   let body: Readable | undefined;
   const cancel = async () => {
@@ -156,22 +181,33 @@ async function claimDownload(deps: DownloadsDeps, input: { resolved: ResolvedKey
       if (complete) await noteReceipt(deps, resolved.lookupId, { n, kind: 'completed' });
       await ended();
     };
-    return { kind: 'ready', download: { metadata, size: record.size, remainingUses: record.uses, range: null, etag, first, body, cancel, finish } };
+    return {
+      kind: 'ready',
+      download: { metadata, size: record.size, remainingUses: record.uses, range: null, etag, first, body, cancel, finish },
+    };
   } catch (error) {
     await cancel();
-    if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
+    if (isIntegrityCheckFailed(error))
+      deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
     throw error;
   }
 }
 
 /** Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS; null when resume is off. */
-async function writeResumeRecord(deps: DownloadsDeps, input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string; n: number }): Promise<string | null> {
+async function writeResumeRecord(
+  deps: DownloadsDeps,
+  input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string; n: number },
+): Promise<string | null> {
   const windowMs = deps.config.resumeWindowSeconds * 1000;
   if (windowMs === 0) return null;
   const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
   const { record } = input;
   const wk = wrapResumeKey({ dataKey: input.dataKey, kek, resumeId, blobId: record.blob }).toString('base64');
-  await deps.resumes.store(resumeId, { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n }, deps.now().getTime() + windowMs);
+  await deps.resumes.store(
+    resumeId,
+    { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n },
+    deps.now().getTime() + windowMs,
+  );
   return input.capability.etag;
 }
 
@@ -194,7 +230,13 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
   const plan = 'suffix' in input.range && input.range.suffix === 0 ? null : planRange({ plaintextSize: resume.size, ...range });
   if (!plan) return { kind: 'unsatisfiable', size: resume.size };
 
-  const lease = await takeLease({ guard: deps.blobs.guard, blobId: resume.blob, maxMs: deps.config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log });
+  const lease = await takeLease({
+    guard: deps.blobs.guard,
+    blobId: resume.blob,
+    maxMs: deps.config.maxDownloadSeconds * 1000,
+    now: () => deps.now().getTime(),
+    log: deps.log,
+  });
   const toEnd = plan.end === resume.size - 1;
   const finish = async ({ complete }: { complete: boolean }) => {
     await noteReceipt(deps, resume.lookup, { n: resume.n, kind: complete && toEnd ? 'resumed_to_end' : 'resumed' });
@@ -211,18 +253,28 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
       body?.destroy();
       await endLease(deps, resume.blob, lease, 'released');
     };
-    return { kind: 'ready', download: { metadata, size: resume.size, remainingUses: null, range: plan, etag: input.capability.etag, first, body, cancel, finish } };
+    return {
+      kind: 'ready',
+      download: { metadata, size: resume.size, remainingUses: null, range: plan, etag: input.capability.etag, first, body, cancel, finish },
+    };
   } catch (error) {
     body?.destroy();
     await endLease(deps, resume.blob, lease, 'released');
-    if (isIntegrityCheckFailed(error)) deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
+    if (isIntegrityCheckFailed(error))
+      deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
     throw error;
   }
 }
 
 /** The receipt is the sender's convenience: a note that cannot be written never fails the download. */
-async function noteReceipt(deps: FilesDeps, lookupId: string, event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end' }): Promise<void> {
-  await deps.files.note(lookupId, { ...event, now: deps.now().getTime() }).catch((error: unknown) => deps.log.warn('receipt_note_failed', { error: (error as Error).message }));
+async function noteReceipt(
+  deps: FilesDeps,
+  lookupId: string,
+  event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end' },
+): Promise<void> {
+  await deps.files
+    .note(lookupId, { ...event, now: deps.now().getTime() })
+    .catch((error: unknown) => deps.log.warn('receipt_note_failed', { error: (error as Error).message }));
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {

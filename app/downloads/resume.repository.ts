@@ -49,17 +49,45 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
   return {
     /** Stores the record until `until` (ms) and keeps its blob from the janitor as long. */
     async store(resumeId: string, record: ResumeRecord, until: number): Promise<void> {
-      await s.cbxResumeStore(keys.resume(resumeId), keys.blob(''), record.blob, until, 'blob', record.blob, 'wk', record.wk, 'meta', record.meta, 'size', record.size, 'lookup', record.lookup, 'n', record.n);
+      await s.cbxResumeStore(
+        keys.resume(resumeId),
+        keys.blob(''),
+        record.blob,
+        until,
+        'blob',
+        record.blob,
+        'wk',
+        record.wk,
+        'meta',
+        record.meta,
+        'size',
+        record.size,
+        'lookup',
+        record.lookup,
+        'n',
+        record.n,
+      );
     },
 
     async get(resumeId: string): Promise<ResumeRecord | null> {
       const found = await redis.hgetall(keys.resume(resumeId));
       if (found.blob === undefined) return null;
-      return { blob: found.blob, wk: found.wk ?? '', meta: found.meta ?? '', size: Number(found.size), lookup: found.lookup ?? '', n: Number(found.n) };
+      return {
+        blob: found.blob,
+        wk: found.wk ?? '',
+        meta: found.meta ?? '',
+        size: Number(found.size),
+        lookup: found.lookup ?? '',
+        n: Number(found.n),
+      };
     },
 
     async storeTicket(ticketId: string, ticket: TicketRecord, ttlMs: number): Promise<void> {
-      await redis.multi().hset(keys.ticket(ticketId), 'lookup', ticket.lookup, 'wk', ticket.wk).pexpire(keys.ticket(ticketId), ttlMs).exec();
+      await redis
+        .multi()
+        .hset(keys.ticket(ticketId), 'lookup', ticket.lookup, 'wk', ticket.wk)
+        .pexpire(keys.ticket(ticketId), ttlMs)
+        .exec();
     },
 
     /** The ticket, removed as it is read: it serves one GET. */

@@ -87,8 +87,24 @@ function scripted(redis: Redis): Scripted {
 
 function toFields(record: FileRecord): string[] {
   return [
-    'blob', record.blob, 'wk', record.wk, 'meta', record.meta, 'uses', String(record.uses), 'total', String(record.totalUses),
-    'size', String(record.size), 'created', String(record.created), 'expires', String(record.expires), 'dt', record.dt,
+    'blob',
+    record.blob,
+    'wk',
+    record.wk,
+    'meta',
+    record.meta,
+    'uses',
+    String(record.uses),
+    'total',
+    String(record.totalUses),
+    'size',
+    String(record.size),
+    'created',
+    String(record.created),
+    'expires',
+    String(record.expires),
+    'dt',
+    record.dt,
     ...(record.previewed ? ['previewed', '1'] : []),
   ];
 }
@@ -140,7 +156,14 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
 
     /** False when the lookup id is taken (the caller draws a new passphrase). */
     async store(lookupId: string, record: FileRecord): Promise<boolean> {
-      const reply = await s.cbxStore(...fileKeys(lookupId), blobPrefix, record.blob, record.expires, record.expires + tombstoneMs, ...toFields(record));
+      const reply = await s.cbxStore(
+        ...fileKeys(lookupId),
+        blobPrefix,
+        record.blob,
+        record.expires,
+        record.expires + tombstoneMs,
+        ...toFields(record),
+      );
       return reply === 1;
     },
 
@@ -160,13 +183,31 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
      */
     async refund(lookupId: string, claimed: { record: FileRecord; burned: boolean; now: number }): Promise<boolean> {
       const { record } = claimed;
-      const reply = await s.cbxRefund(...fileKeys(lookupId), blobPrefix, claimed.now, claimed.burned ? '1' : '0', record.blob, record.expires, downloadNumber(record), ...toFields(record));
+      const reply = await s.cbxRefund(
+        ...fileKeys(lookupId),
+        blobPrefix,
+        claimed.now,
+        claimed.burned ? '1' : '0',
+        record.blob,
+        record.expires,
+        downloadNumber(record),
+        ...toFields(record),
+      );
       return reply === 1;
     },
 
     /** The sender's receipt, if `tokenHash` is its delete token's: `forbidden` otherwise, `missing` once it is gone. */
-    async receipt(lookupId: string, tokenHash: string, now: number): Promise<{ kind: 'found'; receipt: Receipt } | { kind: 'forbidden' } | { kind: 'missing' }> {
-      const [status, state, usesLeft, ...rest] = (await s.cbxReceipt(...fileKeys(lookupId), blobPrefix, now, tokenHash)) as [string, string, unknown, ...unknown[]];
+    async receipt(
+      lookupId: string,
+      tokenHash: string,
+      now: number,
+    ): Promise<{ kind: 'found'; receipt: Receipt } | { kind: 'forbidden' } | { kind: 'missing' }> {
+      const [status, state, usesLeft, ...rest] = (await s.cbxReceipt(...fileKeys(lookupId), blobPrefix, now, tokenHash)) as [
+        string,
+        string,
+        unknown,
+        ...unknown[],
+      ];
       if (status === 'forbidden') return { kind: 'forbidden' };
       if (status !== 'ok') return { kind: 'missing' };
       return { kind: 'found', receipt: receiptOf(state, usesLeft, rest) };
@@ -187,7 +228,11 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
       return interpret(reply, (status) => (status === 'ok' ? null : undefined));
     },
 
-    async remove(lookupId: string, tokenHash: string, now: number): Promise<{ kind: 'deleted'; blob: string } | { kind: 'forbidden' } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' }> {
+    async remove(
+      lookupId: string,
+      tokenHash: string,
+      now: number,
+    ): Promise<{ kind: 'deleted'; blob: string } | { kind: 'forbidden' } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' }> {
       const reply = (await s.cbxDelete(...fileKeys(lookupId), blobPrefix, tokenHash, now)) as [string, string?];
       if (reply[0] === 'deleted') return { kind: 'deleted', blob: reply[1]! };
       if (reply[0] === 'forbidden') return { kind: 'forbidden' };

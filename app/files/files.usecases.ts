@@ -34,7 +34,10 @@ export interface ResolvedKey {
  * Key input → its derived ids, in `who`'s fair turn at the KDF; null (a failed lookup, decided
  * without KDF work) when it is not wordlist words.
  */
-export async function resolveKey(deps: Pick<FilesDeps, 'kdf' | 'wordlist'>, input: { key: unknown; who: Requester }): Promise<ResolvedKey | null> {
+export async function resolveKey(
+  deps: Pick<FilesDeps, 'kdf' | 'wordlist'>,
+  input: { key: unknown; who: Requester },
+): Promise<ResolvedKey | null> {
   const key = normaliseKey(input.key, deps.wordlist);
   if (key === null) return null;
   const { lookupId, kek } = await deps.kdf.derive(key, input.who);

@@ -47,9 +47,18 @@ export async function checkHealth(deps: {
   startedAt: Date;
   now: () => Date;
 }): Promise<HealthReport> {
-  const redisUp = withTimeout(deps.redis.ping().then((r) => r === 'PONG'), false);
-  const storageUp = withTimeout(deps.store.check().then(() => true), false);
-  const heartbeat = withTimeout(deps.redis.exists(deps.keys.heartbeat()).then((n) => n === 1), false);
+  const redisUp = withTimeout(
+    deps.redis.ping().then((r) => r === 'PONG'),
+    false,
+  );
+  const storageUp = withTimeout(
+    deps.store.check().then(() => true),
+    false,
+  );
+  const heartbeat = withTimeout(
+    deps.redis.exists(deps.keys.heartbeat()).then((n) => n === 1),
+    false,
+  );
   const policy = withTimeout(readEvictionPolicy(deps.redis), null);
   const [redis, storage, scheduler, evictionPolicy] = await Promise.all([redisUp, storageUp, heartbeat, policy]);
 

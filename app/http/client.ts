@@ -13,9 +13,17 @@ export function requester(req: Pick<Request, 'ip' | 'socket'>): ClientIdentity {
 }
 
 /** The client as Redis and the logs may know it: keyed hashes only; the raw address only when LOG_IP=full. */
-export function countedClient(req: Request, options: { secret: string; logIp: Config['logIp'] }): CountedClient & { logFields: Record<string, unknown> } {
+export function countedClient(
+  req: Request,
+  options: { secret: string; logIp: Config['logIp'] },
+): CountedClient & { logFields: Record<string, unknown> } {
   const who = requester(req);
   const id = clientIdOf(options.secret, who.client);
   const logFields = options.logIp === 'full' ? { ip: who.client, client: id } : options.logIp === 'hash' ? { client: id } : {};
-  return { id, aggregateId: clientIdOf(options.secret, who.aggregate), countAggregate: who.kind === 'ipv6', logFields: { ...logFields, request_id: req.id } };
+  return {
+    id,
+    aggregateId: clientIdOf(options.secret, who.aggregate),
+    countAggregate: who.kind === 'ipv6',
+    logFields: { ...logFields, request_id: req.id },
+  };
 }

@@ -18,7 +18,12 @@ export function zodDetails(error: ZodError): { field: string; message: string }[
  */
 export function cryptoErrorToAppError(error: unknown): AppError | undefined {
   if (isIntegrityCheckFailed(error)) {
-    return new AppError({ code: 'INTEGRITY_CHECK_FAILED', status: 500, message: 'The stored file failed its integrity check.', cause: error });
+    return new AppError({
+      code: 'INTEGRITY_CHECK_FAILED',
+      status: 500,
+      message: 'The stored file failed its integrity check.',
+      cause: error,
+    });
   }
   if (isKdfBusy(error)) {
     return new AppError({
@@ -38,7 +43,8 @@ function toAppError(error: unknown): AppError {
   if (fromCrypto) return fromCrypto;
   if (error instanceof ZodError) return validationFailed(zodDetails(error));
   if (error instanceof multer.MulterError) {
-    if (error.code === 'LIMIT_FILE_SIZE') return new AppError({ code: 'FILE_TOO_LARGE', status: 413, message: 'The file is larger than this server accepts.' });
+    if (error.code === 'LIMIT_FILE_SIZE')
+      return new AppError({ code: 'FILE_TOO_LARGE', status: 413, message: 'The file is larger than this server accepts.' });
     if (error.code === 'LIMIT_UNEXPECTED_FILE' || error.code === 'LIMIT_FILE_COUNT')
       return new AppError({ code: 'MISSING_FILE', status: 400, message: 'Send exactly one file, in the field "file".' });
     return validationFailed([{ field: error.field ?? '(body)', message: error.message }]);
@@ -97,7 +103,12 @@ export function errorHandler(log: Logger, options: { now?: () => number } = {}):
     if (isKdfBusy(error)) logKdfBusy(req.id);
     else if (appError.status >= 500) {
       const cause = appError.cause ?? error;
-      const event = appError.code === 'SERVICE_UNAVAILABLE' ? 'redis_unavailable' : isRedisOutOfMemory(cause) ? 'redis_out_of_memory' : 'request_failed';
+      const event =
+        appError.code === 'SERVICE_UNAVAILABLE'
+          ? 'redis_unavailable'
+          : isRedisOutOfMemory(cause)
+            ? 'redis_out_of_memory'
+            : 'request_failed';
       log.error(event, {
         request_id: req.id,
         code: appError.code,

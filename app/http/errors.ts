@@ -30,8 +30,7 @@ export class AppError extends Error {
   }
 }
 
-export const notFoundRoute = () =>
-  new AppError({ code: 'NOT_FOUND', status: 404, message: 'There is nothing at this address.' });
+export const notFoundRoute = () => new AppError({ code: 'NOT_FOUND', status: 404, message: 'There is nothing at this address.' });
 
 export const validationFailed = (details: { field: string; message: string }[]) =>
   new AppError({ code: 'VALIDATION_FAILED', status: 400, message: 'Some fields are not valid.', details });
@@ -55,10 +54,7 @@ export const rateLimited = (retryAfterSeconds: number, code: 'RATE_LIMITED' | 'I
   new AppError({
     code,
     status: 429,
-    message:
-      code === 'IP_BLOCKED'
-        ? 'Too many failed attempts from your network. Try again later.'
-        : 'Too many requests. Try again later.',
+    message: code === 'IP_BLOCKED' ? 'Too many failed attempts from your network. Try again later.' : 'Too many requests. Try again later.',
     extra: { retry_after_seconds: retryAfterSeconds },
     headers: { 'Retry-After': String(retryAfterSeconds) },
   });

@@ -9,7 +9,6 @@ import { isRedisOutOfMemory } from '../shared/redis.js';
 import type { Rate } from './rate.models.js';
 import { rateLimited } from './errors.js';
 
-
 /**
  * express-rate-limit reports through a `{ warn, error }` logger (console by default). Route it to
  * the structured log: store errors (Redis down) become one `rate_limit_store_error` line; any
@@ -45,20 +44,22 @@ export function createRateLimiter(options: {
   local?: boolean;
   log?: Logger;
 }): RateLimitRequestHandler {
-  const store = options.local ? new MemoryStore() : new RedisStore({
-    prefix: options.prefix,
-    sendCommand: (command: string, ...args: string[]) =>
-      (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
-        // Redis full (maxmemory, noeviction) refuses the counter's write, not reads: let a request
-        // that only reads through (status, a download's claim answers 507 by itself) rather than
-        // turn every route into 507. Uploads still fail at their own writes (SPEC §3, docs/FAULTS.md).
-        if (command === 'EVALSHA' && isRedisOutOfMemory(error)) {
-          options.log?.warn('rate_limit_store_error', { limiter: options.name, error: 'redis out of memory: not counted' });
-          return [1, options.rate.windowMs] as RedisReply;
-        }
-        throw error;
-      }),
-  });
+  const store = options.local
+    ? new MemoryStore()
+    : new RedisStore({
+        prefix: options.prefix,
+        sendCommand: (command: string, ...args: string[]) =>
+          (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
+            // Redis full (maxmemory, noeviction) refuses the counter's write, not reads: let a request
+            // that only reads through (status, a download's claim answers 507 by itself) rather than
+            // turn every route into 507. Uploads still fail at their own writes (SPEC §3, docs/FAULTS.md).
+            if (command === 'EVALSHA' && isRedisOutOfMemory(error)) {
+              options.log?.warn('rate_limit_store_error', { limiter: options.name, error: 'redis out of memory: not counted' });
+              return [1, options.rate.windowMs] as RedisReply;
+            }
+            throw error;
+          }),
+      });
   return rateLimit({
     windowMs: options.rate.windowMs,
     limit: options.rate.limit,
@@ -74,7 +75,9 @@ export function createRateLimiter(options: {
     logger: limiterLogger(options.log, options.name),
     handler: (req, _res, next, _opts) => {
       const resetTime = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
-      const seconds = resetTime ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000)) : Math.ceil(options.rate.windowMs / 1000);
+      const seconds = resetTime
+        ? Math.max(1, Math.ceil((resetTime.getTime() - Date.now()) / 1000))
+        : Math.ceil(options.rate.windowMs / 1000);
       next(rateLimited(seconds));
     },
   });

@@ -21,10 +21,20 @@ export interface ReceivedUpload {
   fields: Record<string, unknown>;
 }
 
-export type Receive = (body: { source: Readable; fieldsSoFar: Record<string, unknown>; expectedSize?: number; who: Requester }) => Promise<PendingUpload>;
+export type Receive = (body: {
+  source: Readable;
+  fieldsSoFar: Record<string, unknown>;
+  expectedSize?: number;
+  who: Requester;
+}) => Promise<PendingUpload>;
 
 /** Turns the first file, once stored, into a drop that the following parts join (SPEC §10.7). */
-export type StartDrop = (first: { pending: PendingUpload; filename: string | undefined; fieldsSoFar: Record<string, unknown>; who: Requester }) => DropBuilder;
+export type StartDrop = (first: {
+  pending: PendingUpload;
+  filename: string | undefined;
+  fieldsSoFar: Record<string, unknown>;
+  who: Requester;
+}) => DropBuilder;
 
 /** A client that hangs up mid-body is a client abort (400, logged at info), not a server error. */
 function clientAborted(req: Request, error: unknown): boolean {
@@ -37,7 +47,12 @@ export function receiveRaw(receive: Receive) {
     const declared = req.headers['content-length'];
     const fields = req.query as Record<string, unknown>;
     try {
-      const pending = await receive({ source: req, fieldsSoFar: fields, who: requester(req), ...(declared !== undefined ? { expectedSize: Number(declared) } : {}) });
+      const pending = await receive({
+        source: req,
+        fieldsSoFar: fields,
+        who: requester(req),
+        ...(declared !== undefined ? { expectedSize: Number(declared) } : {}),
+      });
       return { pending, filename: String(req.params.filename), fields };
     } catch (error) {
       throw clientAborted(req, error) ? uploadAborted() : error;
@@ -67,7 +82,12 @@ type PartInfo = { pending: PendingUpload } | { drop: DropBuilder };
  * streams): no plaintext temp file ever exists. The first part is received as a single upload; a
  * later part turns it into a drop (`startDrop`). Option fields may come before or after the files.
  */
-function encryptingEngine(input: { receive: Receive; startDrop: StartDrop; parts: WeakMap<Request, Parts>; onFailure: (req: Request, error: unknown) => void }): StorageEngine {
+function encryptingEngine(input: {
+  receive: Receive;
+  startDrop: StartDrop;
+  parts: WeakMap<Request, Parts>;
+  onFailure: (req: Request, error: unknown) => void;
+}): StorageEngine {
   const { receive, startDrop, parts, onFailure } = input;
   return {
     _handleFile(req: Request, file, callback) {
@@ -89,7 +109,12 @@ function encryptingEngine(input: { receive: Receive; startDrop: StartDrop; parts
         work = (async () => {
           // Parts arrive in order and each waits here for the first: the drop starts from it.
           const pending = await first;
-          current.drop ??= startDrop({ pending, filename: current.firstName, fieldsSoFar: { ...(req.body as Record<string, unknown>) }, who: requester(req) });
+          current.drop ??= startDrop({
+            pending,
+            filename: current.firstName,
+            fieldsSoFar: { ...(req.body as Record<string, unknown>) },
+            who: requester(req),
+          });
           await current.drop.add({ source, filename: file.originalname });
           return { drop: current.drop };
         })();
@@ -109,7 +134,10 @@ function encryptingEngine(input: { receive: Receive; startDrop: StartDrop; parts
       const info = file as unknown as Partial<{ pending: PendingUpload; drop: DropBuilder }>;
       const removal = info.drop?.discard() ?? info.pending?.discard();
       if (!removal) return callback(null);
-      removal.then(() => callback(null), (error: unknown) => callback(error as Error));
+      removal.then(
+        () => callback(null),
+        (error: unknown) => callback(error as Error),
+      );
     },
   };
 }
@@ -142,7 +170,14 @@ export function receiveMultipart(receive: Receive, startDrop: StartDrop, limits:
   const upload = multer({
     storage: encryptingEngine({ receive, startDrop, parts, onFailure }),
     // One byte over the limit lets our own pipeline see the overflow and answer 413 itself.
-    limits: { files: limits.maxFiles, fileSize: limits.fileSize + 1, fields: 10, fieldSize: 1024, parts: limits.maxFiles + 11, headerPairs: 32 },
+    limits: {
+      files: limits.maxFiles,
+      fileSize: limits.fileSize + 1,
+      fields: 10,
+      fieldSize: 1024,
+      parts: limits.maxFiles + 11,
+      headerPairs: 32,
+    },
     defParamCharset: 'utf8',
     // A folder's files arrive with their relative paths as names (photos/2026/a.jpg); a drop keeps them.
     preservePath: true,

@@ -18,7 +18,11 @@ export interface ServerTimeoutOverrides {
  * discards what was written. Node enforces headersTimeout/requestTimeout on its
  * `connectionsCheckingInterval` sweep (30 s unless the server was created with a shorter one).
  */
-export function configureServerTimeouts(server: Server, config: Pick<Config, 'maxFileSize' | 'uploadStallSeconds'>, overrides: ServerTimeoutOverrides = {}): void {
+export function configureServerTimeouts(
+  server: Server,
+  config: Pick<Config, 'maxFileSize' | 'uploadStallSeconds'>,
+  overrides: ServerTimeoutOverrides = {},
+): void {
   const headersTimeout = overrides.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   server.headersTimeout = headersTimeout;
   server.requestTimeout = Math.max(headersTimeout, Math.ceil(config.maxFileSize / MIN_UPLOAD_BYTES_PER_SECOND) * 1000 + 60_000);

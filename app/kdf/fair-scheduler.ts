@@ -117,10 +117,7 @@ interface AggregateState {
   queued: number;
 }
 
-type Decision =
-  | { kind: 'run' }
-  | { kind: 'queue'; displace: ClientState | null }
-  | { kind: 'refuse'; reason: RefusalReason };
+type Decision = { kind: 'run' } | { kind: 'queue'; displace: ClientState | null } | { kind: 'refuse'; reason: RefusalReason };
 
 function positiveInteger(name: string, value: number, minimum: number): number {
   if (!Number.isInteger(value) || value < minimum) throw new RangeError(`${name} must be an integer ≥ ${minimum}`);

@@ -8,7 +8,13 @@ import { createKeyPool, type KeyPool } from './key-pool.js';
  * the process starts it once it serves (main.ts), so in-process tests spend no scrypt on it.
  */
 export function kdfFromConfig(config: RuntimeConfig, wordlist: Wordlist, now: () => Date): { kdf: Kdf; pool: KeyPool | null } {
-  const kdf = createKdf({ secret: config.secret, costLog2: config.kdfCostLog2, concurrency: config.kdfConcurrency, maxQueue: config.kdfMaxQueue, maxPerClient: config.kdfMaxPerClient });
+  const kdf = createKdf({
+    secret: config.secret,
+    costLog2: config.kdfCostLog2,
+    concurrency: config.kdfConcurrency,
+    maxQueue: config.kdfMaxQueue,
+    maxPerClient: config.kdfMaxPerClient,
+  });
   const pool = config.kdfPoolSize > 0 ? createKeyPool({ kdf, wordlist, words: config.dicewareWords, size: config.kdfPoolSize, now }) : null;
   return { kdf, pool };
 }

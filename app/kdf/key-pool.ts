@@ -143,12 +143,15 @@ export function createKeyPool(options: {
     cancelTimer = null;
     const oldest = entries[0];
     if (state !== 'running' || !oldest) return;
-    cancelTimer = scheduleTimer(() => {
-      cancelTimer = null;
-      dropExpired();
-      armTimer();
-      refill();
-    }, Math.max(0, oldest.createdAt + maxAgeMs - clock()));
+    cancelTimer = scheduleTimer(
+      () => {
+        cancelTimer = null;
+        dropExpired();
+        armTimer();
+        refill();
+      },
+      Math.max(0, oldest.createdAt + maxAgeMs - clock()),
+    );
   }
 
   function refill(): void {

@@ -24,7 +24,10 @@ export async function fileStatus(deps: FilesDeps, input: { key: unknown; who: Re
 }
 
 /** The one-time preview: `used` once it has been shown. */
-export async function filePreview(deps: FilesDeps, input: { key: unknown; who: Requester }): Promise<LookupResult<FileView> | { kind: 'used' }> {
+export async function filePreview(
+  deps: FilesDeps,
+  input: { key: unknown; who: Requester },
+): Promise<LookupResult<FileView> | { kind: 'used' }> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   const found = await deps.files.preview(resolved.lookupId, deps.now().getTime());
@@ -37,7 +40,10 @@ export async function filePreview(deps: FilesDeps, input: { key: unknown; who: R
  * the holder of the delete token and nobody else (the passphrase alone opens nothing here). Kept as
  * long as the tombstone.
  */
-export async function fileReceipt(deps: FilesDeps, input: { key: unknown; token: string | undefined; who: Requester }): Promise<LookupResult<Receipt> | { kind: 'forbidden' }> {
+export async function fileReceipt(
+  deps: FilesDeps,
+  input: { key: unknown; token: string | undefined; who: Requester },
+): Promise<LookupResult<Receipt> | { kind: 'forbidden' }> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   const found = await deps.files.receipt(resolved.lookupId, hashDeleteToken(input.token ?? ''), deps.now().getTime());
@@ -48,7 +54,10 @@ export async function fileReceipt(deps: FilesDeps, input: { key: unknown; token:
  * The sender's delete: the record goes at once (new requests get 410 `deleted`); downloads already
  * running keep their leases and finish, and the janitor shreds the bytes after the last one.
  */
-export async function deleteFile(deps: FilesDeps, input: { key: unknown; token: string | undefined; who: Requester }): Promise<LookupResult<null> | { kind: 'forbidden' }> {
+export async function deleteFile(
+  deps: FilesDeps,
+  input: { key: unknown; token: string | undefined; who: Requester },
+): Promise<LookupResult<null> | { kind: 'forbidden' }> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   const result = await deps.files.remove(resolved.lookupId, hashDeleteToken(input.token ?? ''), deps.now().getTime());

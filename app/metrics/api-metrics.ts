@@ -48,13 +48,24 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
   const uploads = counter('cinderbox_uploads_total', 'Files uploaded.');
   const uploadBytes = counter('cinderbox_upload_bytes_total', 'Plaintext bytes uploaded.');
   const downloads = counter('cinderbox_downloads_total', 'Downloads started (each spent one use).');
-  const downloadBytes = counter('cinderbox_download_bytes_total', 'Plaintext bytes of the downloads started (a download cut short counts whole).');
+  const downloadBytes = counter(
+    'cinderbox_download_bytes_total',
+    'Plaintext bytes of the downloads started (a download cut short counts whole).',
+  );
   const resumes = counter('cinderbox_download_resumes_total', 'Downloads resumed (206 with a valid If-Range); they spend no use.');
   const resumedBytes = counter('cinderbox_download_resumed_bytes_total', 'Plaintext bytes of the resumed ranges.');
   const burns = counter('cinderbox_burns_total', 'Files burned by their last download.');
   const deletes = counter('cinderbox_deletes_total', 'Files deleted by their sender.');
-  const blocks = counter('cinderbox_ip_blocks_total', 'Blocks for failed lookups: of a client (IPv4 address, IPv6 /64) or of a whole IPv6 /48.', ['scope']);
-  const integrity = counter('cinderbox_integrity_failures_total', 'Stored data that failed authentication, before or after the first byte was sent.', ['stage']);
+  const blocks = counter(
+    'cinderbox_ip_blocks_total',
+    'Blocks for failed lookups: of a client (IPv4 address, IPv6 /64) or of a whole IPv6 /48.',
+    ['scope'],
+  );
+  const integrity = counter(
+    'cinderbox_integrity_failures_total',
+    'Stored data that failed authentication, before or after the first byte was sent.',
+    ['stage'],
+  );
   // Known series start at 0, so the first event shows in rate() and a dashboard shows 0, not "no data".
   for (const stage of ['before_first_byte', 'after_first_byte']) integrity.inc({ stage }, 0);
   for (const scope of ['client', 'aggregate']) blocks.inc({ scope }, 0);
@@ -70,7 +81,11 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
     switch (event) {
       case 'request_completed': {
         const seconds = amount(fields.duration_ms);
-        if (seconds !== null) requests.observe({ method: methodLabel(fields.method), route: routeLabel(fields.route), status_class: statusClass(fields.status_code) }, seconds / 1000);
+        if (seconds !== null)
+          requests.observe(
+            { method: methodLabel(fields.method), route: routeLabel(fields.route), status_class: statusClass(fields.status_code) },
+            seconds / 1000,
+          );
         return;
       }
       case 'file_uploaded':
@@ -212,8 +227,20 @@ function registerKdf(registry: Registry, kdf: StatsProvider<KdfStats>): void {
     },
   });
   copiedCounter(registry, 'cinderbox_kdf_derivations_total', 'Derivations started.', ['class'], () => kdf.stats().started);
-  copiedCounter(registry, 'cinderbox_kdf_refusals_total', 'Derivations refused at once (503) by the cap that refused them: client, aggregate (/24, /48), global queue, or background.', ['cap'], () => kdf.stats().refused);
-  copiedCounter(registry, 'cinderbox_kdf_displaced_total', 'Queued derivations refused later to make room for a lighter client.', [], () => kdf.stats().displaced);
+  copiedCounter(
+    registry,
+    'cinderbox_kdf_refusals_total',
+    'Derivations refused at once (503) by the cap that refused them: client, aggregate (/24, /48), global queue, or background.',
+    ['cap'],
+    () => kdf.stats().refused,
+  );
+  copiedCounter(
+    registry,
+    'cinderbox_kdf_displaced_total',
+    'Queued derivations refused later to make room for a lighter client.',
+    [],
+    () => kdf.stats().displaced,
+  );
 }
 
 function registerKeyPool(registry: Registry, pool: StatsProvider<KeyPoolStats>): void {
@@ -235,6 +262,18 @@ function registerKeyPool(registry: Registry, pool: StatsProvider<KeyPoolStats>):
     },
   });
   copiedCounter(registry, 'cinderbox_key_pool_hits_total', 'Uploads that took a pre-derived key.', [], () => pool.stats().hits);
-  copiedCounter(registry, 'cinderbox_key_pool_misses_total', 'Uploads that found the pool empty and derived on demand.', [], () => pool.stats().misses);
-  copiedCounter(registry, 'cinderbox_key_pool_dropped_total', 'Entries dropped unused (too old, or at stop).', [], () => pool.stats().dropped);
+  copiedCounter(
+    registry,
+    'cinderbox_key_pool_misses_total',
+    'Uploads that found the pool empty and derived on demand.',
+    [],
+    () => pool.stats().misses,
+  );
+  copiedCounter(
+    registry,
+    'cinderbox_key_pool_dropped_total',
+    'Entries dropped unused (too old, or at stop).',
+    [],
+    () => pool.stats().dropped,
+  );
 }

@@ -11,7 +11,10 @@ export function createRegistry(service: 'api' | 'worker', version: string): Regi
   const registry = new Registry();
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry });
-  new Gauge({ name: 'cinderbox_build_info', help: 'Always 1; the version running.', labelNames: ['version'], registers: [registry] }).set({ version }, 1);
+  new Gauge({ name: 'cinderbox_build_info', help: 'Always 1; the version running.', labelNames: ['version'], registers: [registry] }).set(
+    { version },
+    1,
+  );
   return registry;
 }
 

@@ -46,12 +46,7 @@ function findQrModule(): string {
 }
 
 function escapeAttribute(value: string): string {
-  return value
-    .replaceAll('&', '&amp;')
-    .replaceAll('"', '&quot;')
-    .replaceAll("'", '&#39;')
-    .replaceAll('<', '&lt;')
-    .replaceAll('>', '&gt;');
+  return value.replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll("'", '&#39;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 }
 
 /**
@@ -93,7 +88,10 @@ export function createPagesRouter(opts: { limits: PageLimits }): express.Router 
   }
   assets.set('qrcode.mjs', { body: readFileSync(findQrModule()), type: 'text/javascript; charset=utf-8' });
   // The sentences the API's errors use too (app/shared/wording.ts), as a module the pages import.
-  assets.set('wording.js', { body: Buffer.from(`export const WORDING = ${JSON.stringify(WORDING)};\n`), type: 'text/javascript; charset=utf-8' });
+  assets.set('wording.js', {
+    body: Buffer.from(`export const WORDING = ${JSON.stringify(WORDING)};\n`),
+    type: 'text/javascript; charset=utf-8',
+  });
 
   const router = express.Router({ strict: false });
 

@@ -169,7 +169,10 @@ async function connectedReplicas(redis: Redis): Promise<number> {
  * Throws ReplicationUnconfirmedError (a 503) when replicas are attached and none confirmed.
  * Must run on the connection that wrote: WAIT covers that client's own writes.
  */
-export async function confirmReplicated(redis: Redis, options: { timeoutMs: number; now?: () => number }): Promise<{ confirmedBy: number }> {
+export async function confirmReplicated(
+  redis: Redis,
+  options: { timeoutMs: number; now?: () => number },
+): Promise<{ confirmedBy: number }> {
   const now = options.now ?? Date.now;
   let known = replicaCounts.get(redis);
   if (known === undefined || now() - known.at > REPLICA_COUNT_TTL_MS) {

@@ -17,7 +17,9 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
     throw error;
   }
   if (config.redisUrl === undefined && config.redisSentinels === undefined) {
-    process.stderr.write(`cinderbox ${service}: REDIS_URL or REDIS_SENTINELS: one is required for start:${service} (npm start runs a private Redis for you)\n`);
+    process.stderr.write(
+      `cinderbox ${service}: REDIS_URL or REDIS_SENTINELS: one is required for start:${service} (npm start runs a private Redis for you)\n`,
+    );
     process.exit(78);
   }
   const secret = config.secret ?? (await loadOrCreateLocalSecret());
@@ -38,7 +40,9 @@ export async function ensureDirectories(config: RuntimeConfig, service = 'api'):
       await mkdir(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });
       await access(dir, constants.W_OK);
     } catch (error) {
-      process.stderr.write(`cinderbox ${service}: ${name}: cannot use directory ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); it must be writable by this process's user\n`);
+      process.stderr.write(
+        `cinderbox ${service}: ${name}: cannot use directory ${dir} (${(error as NodeJS.ErrnoException).code ?? 'error'}); it must be writable by this process's user\n`,
+      );
       process.exit(73); // EX_CANTCREAT
     }
   }

@@ -17,7 +17,8 @@ export async function detectType(sample: Buffer): Promise<string> {
 
 // file-type does not recognise HTML or SVG text: without this, a page would be labelled text/plain
 // and could never be told apart from an active type (SPEC §3 serves active types as octet-stream).
-const HTML_START = /^(?:\ufeff)?\s*(?:<!--[\s\S]*?-->\s*)*<(?:!doctype\s+html|html|head|body|script|iframe|meta|title|style|div|a|img|svg|form)[\s/>]/i;
+const HTML_START =
+  /^(?:\ufeff)?\s*(?:<!--[\s\S]*?-->\s*)*<(?:!doctype\s+html|html|head|body|script|iframe|meta|title|style|div|a|img|svg|form)[\s/>]/i;
 
 function markupType(sample: Buffer): string | null {
   const start = sample.subarray(0, 1024).toString('utf8');
@@ -46,7 +47,8 @@ export function isAllowedType(type: string, allowed: string[]): boolean {
 }
 
 // Types a browser would execute or render: always sent as a download of octet-stream (SPEC §3).
-const ACTIVE = /^(text\/html|application\/xhtml\+xml|image\/svg\+xml|text\/xml|application\/xml|[a-z]+\/[a-z.+-]*\+xml|text\/javascript|application\/javascript|application\/ecmascript|text\/ecmascript|application\/x-javascript|text\/css|application\/wasm)$/;
+const ACTIVE =
+  /^(text\/html|application\/xhtml\+xml|image\/svg\+xml|text\/xml|application\/xml|[a-z]+\/[a-z.+-]*\+xml|text\/javascript|application\/javascript|application\/ecmascript|text\/ecmascript|application\/x-javascript|text\/css|application\/wasm)$/;
 
 export function servedContentType(type: string): string {
   return ACTIVE.test(type) ? 'application/octet-stream' : type;

@@ -59,7 +59,15 @@ export const MAX_NAME_BYTES = MAX16;
  * pipeline uses as the archive's own size limit, so MAX_FILE_SIZE stays a limit on the files.
  */
 export function archiveOverheadBound(input: { entries: number; nameBytes: number }): number {
-  const perEntry = LOCAL_FIXED + TIMESTAMP_EXTRA + ZIP64_LOCAL_EXTRA + DESCRIPTOR_ZIP64 + CENTRAL_FIXED + TIMESTAMP_EXTRA + ZIP64_CENTRAL_EXTRA_MAX + 2 * input.nameBytes;
+  const perEntry =
+    LOCAL_FIXED +
+    TIMESTAMP_EXTRA +
+    ZIP64_LOCAL_EXTRA +
+    DESCRIPTOR_ZIP64 +
+    CENTRAL_FIXED +
+    TIMESTAMP_EXTRA +
+    ZIP64_CENTRAL_EXTRA_MAX +
+    2 * input.nameBytes;
   return input.entries * perEntry + ZIP64_END + ZIP64_LOCATOR + END;
 }
 
@@ -147,7 +155,11 @@ function dataDescriptor(entry: Written): Buffer {
 
 function centralHeader(entry: Written, when: { date: number; time: number }, stamp: Buffer): Buffer {
   // Only the fields that overflow go to the ZIP64 field, in the order the spec fixes.
-  const big = [entry.size >= MAX32 ? entry.size : null, entry.size >= MAX32 ? entry.size : null, entry.offset >= MAX32 ? entry.offset : null].filter((v): v is number => v !== null);
+  const big = [
+    entry.size >= MAX32 ? entry.size : null,
+    entry.size >= MAX32 ? entry.size : null,
+    entry.offset >= MAX32 ? entry.offset : null,
+  ].filter((v): v is number => v !== null);
   const zip64Length = big.length > 0 ? 4 + 8 * big.length : 0;
   const extraLength = stamp.length + zip64Length;
   const header = Buffer.alloc(CENTRAL_FIXED + entry.name.length + extraLength);
@@ -216,7 +228,10 @@ function endRecords(input: { count: number; directoryOffset: number; directorySi
  * The archive's bytes, entry after entry as `entries` yields them, then the central directory. Pull
  * it (e.g. `Readable.from`): an entry's data is read only as fast as the archive is consumed.
  */
-export async function* zipArchive(input: { entries: AsyncIterable<ArchiveEntry>; modified: Date }): AsyncGenerator<Buffer, void, undefined> {
+export async function* zipArchive(input: {
+  entries: AsyncIterable<ArchiveEntry>;
+  modified: Date;
+}): AsyncGenerator<Buffer, void, undefined> {
   const when = dosDateTime(input.modified);
   const stamp = timestampExtra(input.modified);
   const written: Written[] = [];

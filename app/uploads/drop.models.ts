@@ -34,7 +34,10 @@ function entrySegment(raw: string): string {
  */
 export function entrySegments(raw: string | undefined): string[] {
   const withoutDrive = (raw ?? '').toWellFormed().replace(/^[A-Za-z]:/, '');
-  const segments = withoutDrive.split(/[/\\]/).map(entrySegment).filter((s) => s !== '');
+  const segments = withoutDrive
+    .split(/[/\\]/)
+    .map(entrySegment)
+    .filter((s) => s !== '');
   if (segments.length === 0) return ['file'];
   if (Array.from(segments.join('/')).length > MAX_ENTRY_PATH_CHARACTERS) return segments.slice(-1);
   return segments;
@@ -94,5 +97,9 @@ export function dropName(entries: string[]): string {
   const stem = dot > 0 ? first.slice(0, dot) : first;
   const suffix = `-and-${entries.length - 1}-more.zip`;
   // Cut the stem, not the suffix, so a long first name still says how many files follow.
-  return sanitiseFilename(Array.from(stem).slice(0, 255 - suffix.length).join('') + suffix);
+  return sanitiseFilename(
+    Array.from(stem)
+      .slice(0, 255 - suffix.length)
+      .join('') + suffix,
+  );
 }

@@ -38,7 +38,10 @@ const MAX_LIST_BYTES = METADATA_MAX_BUCKET - 64 * 1024;
  * (which is removed right after), then each part streams in as the client sends it. No plaintext
  * touches disk, and memory holds one record per entry, never a file's bytes.
  */
-export function startDrop(deps: FilesDeps, first: { pending: PendingUpload; filename: string | undefined; who: Requester; words: number }): DropBuilder {
+export function startDrop(
+  deps: FilesDeps,
+  first: { pending: PendingUpload; filename: string | undefined; who: Requester; words: number },
+): DropBuilder {
   const { config } = deps;
   const namer = new EntryNamer();
   const files: FileEntry[] = [];
@@ -65,7 +68,8 @@ export function startDrop(deps: FilesDeps, first: { pending: PendingUpload; file
   const admit = (filename: string | undefined): string => {
     const name = namer.name(filename);
     listBytes += Buffer.byteLength(JSON.stringify({ name, size: Number.MAX_SAFE_INTEGER })) + 1;
-    if (listBytes > MAX_LIST_BYTES) throw validationFailed([{ field: 'file', message: 'The names of these files are too long together: send fewer files at once.' }]);
+    if (listBytes > MAX_LIST_BYTES)
+      throw validationFailed([{ field: 'file', message: 'The names of these files are too long together: send fewer files at once.' }]);
     return name;
   };
 
@@ -210,7 +214,11 @@ async function* decryptedBlob(deps: FilesDeps, pending: PendingUpload): AsyncGen
  * decided by content on its first bytes (ALLOWED_MIME_TYPES applies to each entry; one refused entry
  * refuses the drop). Holds at most SNIFF_BYTES plus a chunk.
  */
-async function* inspectEntry(input: { source: Readable; allowedMimeTypes: string[]; onBytes: (n: number) => void }): AsyncGenerator<Buffer> {
+async function* inspectEntry(input: {
+  source: Readable;
+  allowedMimeTypes: string[];
+  onBytes: (n: number) => void;
+}): AsyncGenerator<Buffer> {
   let held: Buffer[] = [];
   let heldBytes = 0;
   let decided = input.allowedMimeTypes.length === 0;

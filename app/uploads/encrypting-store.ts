@@ -75,10 +75,16 @@ export async function storeEncrypted(options: {
 
   const inspect = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      inspectChunk(chunk).then(() => done(null, chunk), (error: unknown) => done(error as Error));
+      inspectChunk(chunk).then(
+        () => done(null, chunk),
+        (error: unknown) => done(error as Error),
+      );
     },
     flush(done) {
-      (mimeType === null ? decideType() : Promise.resolve()).then(() => done(), (error: unknown) => done(error as Error));
+      (mimeType === null ? decideType() : Promise.resolve()).then(
+        () => done(),
+        (error: unknown) => done(error as Error),
+      );
     },
   });
 
@@ -104,12 +110,20 @@ export async function storeEncrypted(options: {
     // The original error is the answer; a failing clean-up must not replace it (the sweep and the
     // store's lifecycle rule take what is left).
     await writer.abort().catch(() => undefined);
-    if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT') throw insufficientStorage(error);
+    if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT')
+      throw insufficientStorage(error);
     throw error;
   } finally {
     clearTimeout(stallTimer);
   }
-  return { blobId, dataKey, size, sha256: hash.digest('hex'), mimeType: mimeType ?? 'application/octet-stream', discard: () => writer.abort() };
+  return {
+    blobId,
+    dataKey,
+    size,
+    sha256: hash.digest('hex'),
+    mimeType: mimeType ?? 'application/octet-stream',
+    discard: () => writer.abort(),
+  };
 }
 
 async function checkSpace(store: BlobStore, limits: StoreLimits, incoming: number): Promise<void> {

@@ -17,7 +17,9 @@ const whole = (name: string) =>
     .transform(Number);
 
 /** Upload options, from multipart fields or PUT query parameters (SPEC §3). */
-export function uploadOptionsSchema(config: Pick<Config, 'minExpiryMinutes' | 'maxExpiryMinutes' | 'defaultExpiryMinutes' | 'maxUses' | 'defaultUses' | 'dicewareWords'>) {
+export function uploadOptionsSchema(
+  config: Pick<Config, 'minExpiryMinutes' | 'maxExpiryMinutes' | 'defaultExpiryMinutes' | 'maxUses' | 'defaultUses' | 'dicewareWords'>,
+) {
   return z.object({
     expiry: decimal('expiry')
       .refine((n) => n >= config.minExpiryMinutes, `expiry must be at least ${config.minExpiryMinutes} minutes`)

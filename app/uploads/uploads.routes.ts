@@ -50,7 +50,11 @@ function uploadText(base: string, file: UploadedFile): string {
 /** A drop's name and entries for the text answer, one per line, after the facts a script may parse. */
 function dropLines(file: UploadedFile): string[] {
   if (!file.files) return [];
-  return [`filename:   ${file.filename}`, `files:      ${file.files.length}`, ...file.files.map((entry) => `  ${entry.size}\t${entry.name}`)];
+  return [
+    `filename:   ${file.filename}`,
+    `files:      ${file.files.length}`,
+    ...file.files.map((entry) => `  ${entry.size}\t${entry.name}`),
+  ];
 }
 
 /** `POST /upload` (multipart, JSON answer) and `PUT /upload/:filename` (raw body, text or JSON answer). */
@@ -81,7 +85,11 @@ export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): R
 
   const router = Router();
   // A drop's archive is the same upload continued: the options so far, the first file's admission.
-  const multipart = receiveMultipart(receive, ({ fieldsSoFar, ...first }) => startDrop(deps, { ...first, words: parseOptions(fieldsSoFar).words }), { fileSize: config.maxFileSize, maxFiles: config.maxFilesPerUpload });
+  const multipart = receiveMultipart(
+    receive,
+    ({ fieldsSoFar, ...first }) => startDrop(deps, { ...first, words: parseOptions(fieldsSoFar).words }),
+    { fileSize: config.maxFileSize, maxFiles: config.maxFilesPerUpload },
+  );
   router.post('/upload', limiter, async (req: Request, res: Response) => {
     const uploaded = await register(await multipart(req, res));
     const base = baseUrl(req, config);

@@ -74,7 +74,13 @@ export async function receiveUpload(
   const forget = () => pooled?.kek.fill(0);
   const blobId = newBlobId();
   let stored: StoredBlob;
-  const lease = await takeLease({ guard: deps.blobs.guard, blobId, maxMs: config.maxDownloadSeconds * 1000, now: () => deps.now().getTime(), log: deps.log }).catch((error: unknown) => {
+  const lease = await takeLease({
+    guard: deps.blobs.guard,
+    blobId,
+    maxMs: config.maxDownloadSeconds * 1000,
+    now: () => deps.now().getTime(),
+    log: deps.log,
+  }).catch((error: unknown) => {
     forget();
     throw error;
   });
@@ -127,7 +133,10 @@ export async function receiveUpload(
 }
 
 /** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
-async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null; files?: FileEntry[] }): Promise<UploadedFile> {
+async function registerUpload(
+  deps: FilesDeps,
+  input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null; files?: FileEntry[] },
+): Promise<UploadedFile> {
   const { stored, options, files } = input;
   const created = deps.now();
   const expires = new Date(created.getTime() + Math.round(options.expiry * 60_000));
@@ -143,7 +152,11 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
-      meta: encryptMetadata({ dataKey: stored.dataKey, blobId: stored.blobId, metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256, ...(files ? { files } : {}) } }).toString('base64'),
+      meta: encryptMetadata({
+        dataKey: stored.dataKey,
+        blobId: stored.blobId,
+        metadata: { filename: input.filename, mimeType: stored.mimeType, sha256: stored.sha256, ...(files ? { files } : {}) },
+      }).toString('base64'),
       uses: options.uses,
       totalUses: options.uses,
       previewed: false,
@@ -156,8 +169,25 @@ async function registerUpload(deps: FilesDeps, input: { stored: StoredBlob; file
     if (!(await deps.files.store(lookupId, record))) continue;
     // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
     await deps.files.confirmReplicated();
-    deps.log.info('file_uploaded', { size: stored.size, uses: options.uses, expiry_minutes: options.expiry, mime_type: stored.mimeType, ...(files ? { files: files.length } : {}) });
-    return { key, deleteToken, expiresAt: expires, createdAt: created, uses: options.uses, filename: input.filename, mimeType: stored.mimeType, size: stored.size, sha256: stored.sha256, ...(files ? { files } : {}) };
+    deps.log.info('file_uploaded', {
+      size: stored.size,
+      uses: options.uses,
+      expiry_minutes: options.expiry,
+      mime_type: stored.mimeType,
+      ...(files ? { files: files.length } : {}),
+    });
+    return {
+      key,
+      deleteToken,
+      expiresAt: expires,
+      createdAt: created,
+      uses: options.uses,
+      filename: input.filename,
+      mimeType: stored.mimeType,
+      size: stored.size,
+      sha256: stored.sha256,
+      ...(files ? { files } : {}),
+    };
   }
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
 }

@@ -22,7 +22,8 @@ export async function unblock(ctx: AdminContext, target: string, secret: () => P
   if (isIP(target) !== 0) {
     const key = await secret();
     if (key === null) {
-      const text = 'unblock by IP needs the server secret (CINDERBOX_SECRET) to hash it as the API does; give the client hash that blocks lists instead';
+      const text =
+        'unblock by IP needs the server secret (CINDERBOX_SECRET) to hash it as the API does; give the client hash that blocks lists instead';
       return { exitCode: EXIT.problem, json: { unblocked: false, error: text }, text };
     }
     const who = clientIdentity(target);
@@ -31,7 +32,11 @@ export async function unblock(ctx: AdminContext, target: string, secret: () => P
   } else if (CLIENT_ID.test(target.toLowerCase())) {
     ids.push({ id: target.toLowerCase(), shown: 'client' });
   } else {
-    return { exitCode: EXIT.usage, json: { unblocked: false, error: 'expected an IP address or a 32-hex client hash' }, text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as blocks lists it)` };
+    return {
+      exitCode: EXIT.usage,
+      json: { unblocked: false, error: 'expected an IP address or a 32-hex client hash' },
+      text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as blocks lists it)`,
+    };
   }
   const transaction = ctx.redis.multi();
   for (const { id } of ids) transaction.del(ctx.keys.block(id)).del(ctx.keys.lookupFailures(id)).zrem(ctx.keys.blockList(), id);
@@ -39,8 +44,17 @@ export async function unblock(ctx: AdminContext, target: string, secret: () => P
   // Three replies per id; the first of each says whether a block key was there.
   const lifted = ids.filter((_, i) => replies[i * 3]?.[1] === 1);
   const json = { unblocked: lifted.length > 0, clients: ids.map(({ id }, i) => ({ client: id, was_blocked: replies[i * 3]?.[1] === 1 })) };
-  if (lifted.length === 0) return { exitCode: EXIT.problem, json, text: `${ids.map((c) => `${c.shown} (${c.id})`).join(' and ')} ${ids.length === 1 ? 'is' : 'are'} not blocked: nothing to do` };
-  return { exitCode: EXIT.ok, json, text: `unblocked ${lifted.map((c) => `${c.shown} (${c.id})`).join(' and ')}: the next request is let in` };
+  if (lifted.length === 0)
+    return {
+      exitCode: EXIT.problem,
+      json,
+      text: `${ids.map((c) => `${c.shown} (${c.id})`).join(' and ')} ${ids.length === 1 ? 'is' : 'are'} not blocked: nothing to do`,
+    };
+  return {
+    exitCode: EXIT.ok,
+    json,
+    text: `unblocked ${lifted.map((c) => `${c.shown} (${c.id})`).join(' and ')}: the next request is let in`,
+  };
 }
 
 /** Queues a sweep now; each manual sweep has its own job id, so every one runs. */
@@ -49,7 +63,10 @@ export async function sweep(ctx: AdminContext): Promise<Report> {
   await ctx.janitor.enqueue('sweep', payload);
   const jobId = jobIds.sweep(payload);
   const online = (await heartbeatAge(ctx)) !== null;
-  const text = [`queued sweep ${jobId}; the worker logs orphan_swept with job_id "${jobId}"`, ...(online ? [] : ['no worker is running: the sweep runs when one starts'])].join('\n');
+  const text = [
+    `queued sweep ${jobId}; the worker logs orphan_swept with job_id "${jobId}"`,
+    ...(online ? [] : ['no worker is running: the sweep runs when one starts']),
+  ].join('\n');
   return { exitCode: EXIT.ok, json: { queued: true, job_id: jobId, worker_online: online }, text };
 }
 
@@ -68,10 +85,13 @@ return blob`;
 /** The lookup prelude lives with the file scripts (app/files/lua); it is the one definition of "live". */
 const lookupLua = () => luaScripts(new URL('../../app/files/files.repository.js', import.meta.url).href)('lookup');
 
-type Purging = AdminContext['redis'] & { cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null> };
+type Purging = AdminContext['redis'] & {
+  cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null>;
+};
 
 function scripted(redis: AdminContext['redis']): Purging {
-  if (!('cbxAdminPurge' in redis)) redis.defineCommand('cbxAdminPurge', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lookupLua()}\n${PURGE_LUA}` });
+  if (!('cbxAdminPurge' in redis))
+    redis.defineCommand('cbxAdminPurge', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lookupLua()}\n${PURGE_LUA}` });
   return redis as Purging;
 }
 

@@ -24,7 +24,8 @@ export const REDIS_WAIT_MS = 3_000;
  * rejects when Redis does not answer within REDIS_WAIT_MS.
  */
 export async function connect(config: Config): Promise<AdminContext> {
-  if (config.redisUrl === undefined && config.redisSentinels === undefined) throw new Error("REDIS_URL or REDIS_SENTINELS is required: the admin command works against the service's Redis");
+  if (config.redisUrl === undefined && config.redisSentinels === undefined)
+    throw new Error("REDIS_URL or REDIS_SENTINELS is required: the admin command works against the service's Redis");
   const redis = createApiRedis(config);
   // Failures reach the caller through the commands (or the wait below); nothing else prints them.
   redis.on('error', () => undefined);

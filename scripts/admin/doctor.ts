@@ -35,7 +35,8 @@ const check = (name: string, status: CheckStatus, detail: string): Check => ({ n
  */
 export function judgePersistence(settings: Record<(typeof PERSISTENCE_SETTINGS)[number], string | null>): Check {
   const known = Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== null)) as Parameters<typeof diskWrites>[1];
-  if (Object.keys(known).length === 0) return check('persistence', 'warn', 'CONFIG GET is refused here (managed Redis?): make sure RDB snapshots and AOF are off');
+  if (Object.keys(known).length === 0)
+    return check('persistence', 'warn', 'CONFIG GET is refused here (managed Redis?): make sure RDB snapshots and AOF are off');
   const writes = diskWrites('primary', known);
   return writes.length === 0
     ? check('persistence', 'ok', 'no RDB snapshots, no AOF, diskless sync: wrapped keys never reach a disk')
@@ -45,7 +46,12 @@ export function judgePersistence(settings: Record<(typeof PERSISTENCE_SETTINGS)[
 export const PERSISTENCE_SETTINGS = ['save', 'appendonly', 'repl-diskless-sync', 'repl-diskless-load'] as const;
 
 export function judgeMemory(used: number, max: number): Check {
-  if (max === 0) return check('memory', 'warn', `${formatBytes(used)} used, no maxmemory: Redis grows until the host runs out (set maxmemory, with noeviction)`);
+  if (max === 0)
+    return check(
+      'memory',
+      'warn',
+      `${formatBytes(used)} used, no maxmemory: Redis grows until the host runs out (set maxmemory, with noeviction)`,
+    );
   const ratio = used / max;
   const detail = `${formatBytes(used)} of ${formatBytes(max)} (${Math.round(ratio * 100)} %)`;
   if (ratio >= MEMORY_FAIL_RATIO) return check('memory', 'fail', `${detail}: uploads are about to be refused`);
@@ -55,7 +61,9 @@ export function judgeMemory(used: number, max: number): Check {
 export function judgeClock(skewMs: number, uncertaintyMs: number): Check {
   const ms = Math.round(skewMs) || 0; // never "-0"
   const detail = `${ms >= 0 ? '+' : ''}${ms} ms against Redis TIME (±${Math.ceil(uncertaintyMs)} ms)`;
-  return Math.abs(skewMs) - uncertaintyMs > MAX_CLOCK_SKEW_MS ? check('clock', 'fail', `${detail}: keep this host in sync (NTP); leases and expiries compare clocks`) : check('clock', 'ok', detail);
+  return Math.abs(skewMs) - uncertaintyMs > MAX_CLOCK_SKEW_MS
+    ? check('clock', 'fail', `${detail}: keep this host in sync (NTP); leases and expiries compare clocks`)
+    : check('clock', 'ok', detail);
 }
 
 async function configValue(ctx: AdminContext, name: string): Promise<string | null> {
@@ -81,13 +89,19 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
   else if (policy === 'noeviction') checks.push(check('eviction', 'ok', 'maxmemory-policy noeviction'));
   else checks.push(check('eviction', 'fail', `maxmemory-policy ${policy}: Redis may evict file records and janitor jobs; set noeviction`));
 
-  const persistence = Object.fromEntries(await Promise.all(PERSISTENCE_SETTINGS.map(async (name) => [name, await configValue(ctx, name)] as const)));
+  const persistence = Object.fromEntries(
+    await Promise.all(PERSISTENCE_SETTINGS.map(async (name) => [name, await configValue(ctx, name)] as const)),
+  );
   checks.push(judgePersistence(persistence as Parameters<typeof judgePersistence>[0]));
   const memory = redisInfoFields(await ctx.redis.info('memory'));
   checks.push(judgeMemory(Number(memory.used_memory) || 0, Number(memory.maxmemory) || 0));
 
   const age = await heartbeatAge(ctx);
-  checks.push(age === null ? check('worker', 'fail', `no heartbeat within ${HEARTBEAT_TTL_SECONDS} s: no janitor is running (expiry and shredding wait)`) : check('worker', 'ok', `heartbeat ${formatDuration(age)} ago`));
+  checks.push(
+    age === null
+      ? check('worker', 'fail', `no heartbeat within ${HEARTBEAT_TTL_SECONDS} s: no janitor is running (expiry and shredding wait)`)
+      : check('worker', 'ok', `heartbeat ${formatDuration(age)} ago`),
+  );
 
   const before = Date.now();
   const [seconds, micros] = await ctx.redis.time();
@@ -98,7 +112,11 @@ async function redisChecks(ctx: AdminContext): Promise<Check[]> {
   const failed = jobs.failed ?? 0;
   checks.push(
     failed > 0
-      ? check('queue', 'warn', `${failed} failed job${failed === 1 ? '' : 's'} kept (see job_failed in the worker log); waiting ${jobs.waiting ?? 0}, delayed ${jobs.delayed ?? 0}`)
+      ? check(
+          'queue',
+          'warn',
+          `${failed} failed job${failed === 1 ? '' : 's'} kept (see job_failed in the worker log); waiting ${jobs.waiting ?? 0}, delayed ${jobs.delayed ?? 0}`,
+        )
       : check('queue', 'ok', `waiting ${jobs.waiting ?? 0}, delayed ${jobs.delayed ?? 0}, active ${jobs.active ?? 0}`),
   );
   return checks;
@@ -114,7 +132,10 @@ async function storageCheck(config: Config): Promise<Check> {
     const free = await store.freeBytes();
     const where = store.engine === 'fs' ? 'STORAGE_PATH and TEMP_PATH writable' : 'bucket reachable (probe write and delete)';
     const room = Number.isFinite(free) ? `, ${formatBytes(free)} free` : '';
-    const quota = config.maxStorageBytes === undefined ? '' : `, ${formatBytes(await store.usedBytes())} of MAX_STORAGE_BYTES ${formatBytes(config.maxStorageBytes)} used`;
+    const quota =
+      config.maxStorageBytes === undefined
+        ? ''
+        : `, ${formatBytes(await store.usedBytes())} of MAX_STORAGE_BYTES ${formatBytes(config.maxStorageBytes)} used`;
     return check('storage', 'ok', `${store.engine} engine, ${where}${room}${quota}`);
   } catch (error) {
     return check('storage', 'fail', `${config.storageBackend} engine cannot be used: ${errorForLog(error)}`);
@@ -141,7 +162,10 @@ export async function doctor(env: Record<string, string | undefined>): Promise<R
 
   const redisDependent = ['redis', 'eviction', 'persistence', 'memory', 'worker', 'clock', 'queue'];
   if (config === null) {
-    checks.push(...redisDependent.map((name) => check(name, 'skipped', 'the configuration is not valid')), check('storage', 'skipped', 'the configuration is not valid'));
+    checks.push(
+      ...redisDependent.map((name) => check(name, 'skipped', 'the configuration is not valid')),
+      check('storage', 'skipped', 'the configuration is not valid'),
+    );
   } else {
     let ctx: AdminContext | null = null;
     try {

@@ -62,7 +62,12 @@ export async function heartbeatAge(ctx: AdminContext): Promise<number | null> {
 }
 
 export async function stats(ctx: AdminContext): Promise<Report> {
-  const [live, blocks, queue, heartbeat] = await Promise.all([liveFiles(ctx), activeBlocks(ctx), ctx.janitor.queue.getJobCounts(...QUEUE_STATES), heartbeatAge(ctx)]);
+  const [live, blocks, queue, heartbeat] = await Promise.all([
+    liveFiles(ctx),
+    activeBlocks(ctx),
+    ctx.janitor.queue.getJobCounts(...QUEUE_STATES),
+    heartbeatAge(ctx),
+  ]);
   const jobs = Object.fromEntries(QUEUE_STATES.map((state) => [state, queue[state] ?? 0]));
   const json = {
     live_files: live.files,
@@ -84,10 +89,19 @@ export async function stats(ctx: AdminContext): Promise<Report> {
 export async function blocks(ctx: AdminContext): Promise<Report> {
   const now = ctx.now();
   const found = await activeBlocks(ctx);
-  const json = { blocks: found.map((b) => ({ client: b.client, ends_at: new Date(b.endsAt).toISOString(), seconds_left: Math.ceil((b.endsAt - now) / 1000) })) };
+  const json = {
+    blocks: found.map((b) => ({
+      client: b.client,
+      ends_at: new Date(b.endsAt).toISOString(),
+      seconds_left: Math.ceil((b.endsAt - now) / 1000),
+    })),
+  };
   const text =
     found.length === 0
       ? 'no client is blocked'
-      : columns([['client', 'block ends (UTC)', 'left'], ...found.map((b) => [b.client, new Date(b.endsAt).toISOString(), formatDuration(b.endsAt - now)])]);
+      : columns([
+          ['client', 'block ends (UTC)', 'left'],
+          ...found.map((b) => [b.client, new Date(b.endsAt).toISOString(), formatDuration(b.endsAt - now)]),
+        ]);
   return { exitCode: EXIT.ok, json, text };
 }

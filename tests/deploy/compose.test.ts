@@ -42,7 +42,8 @@ async function until<T>(what: string, probeValue: () => Promise<T>, check: (valu
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${timeoutMs} ms; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
@@ -72,7 +73,11 @@ describe.skipIf(!probe.available)(title, () => {
 
   const docker = (args: string[], timeoutMs?: number) => run(engine.docker, args, { timeoutMs });
   const compose = (args: string[], timeoutMs?: number) =>
-    run(engine.compose, ['--project-name', project, '--file', 'compose.yaml', '--file', 'compose.test.yaml', ...args], { cwd: dir, env: composeEnv, timeoutMs });
+    run(engine.compose, ['--project-name', project, '--file', 'compose.yaml', '--file', 'compose.test.yaml', ...args], {
+      cwd: dir,
+      env: composeEnv,
+      timeoutMs,
+    });
 
   async function inspect(id: string): Promise<Container> {
     const result = await docker(['inspect', id]);
@@ -82,7 +87,12 @@ describe.skipIf(!probe.available)(title, () => {
         Config: { User: string; Healthcheck?: { Test?: string[] } };
         HostConfig: { ReadonlyRootfs: boolean; CapDrop: string[] | null; SecurityOpt: string[] | null };
         Mounts: { Type: string; Name?: string }[];
-        State: { Running: boolean; ExitCode: number; StartedAt: string; Health?: { Status: string; Log: { Start: string; ExitCode: number }[] } };
+        State: {
+          Running: boolean;
+          ExitCode: number;
+          StartedAt: string;
+          Health?: { Status: string; Log: { Start: string; ExitCode: number }[] };
+        };
       },
     ];
     return {
@@ -92,7 +102,9 @@ describe.skipIf(!probe.available)(title, () => {
       securityOpt: c.HostConfig.SecurityOpt ?? [],
       volumes: c.Mounts.filter((m) => m.Type === 'volume').map((m) => m.Name ?? ''),
       healthcheck: c.Config.Healthcheck?.Test ?? [],
-      health: c.State.Health ? { status: c.State.Health.Status, log: c.State.Health.Log.map((l) => ({ start: l.Start, exitCode: l.ExitCode })) } : null,
+      health: c.State.Health
+        ? { status: c.State.Health.Status, log: c.State.Health.Log.map((l) => ({ start: l.Start, exitCode: l.ExitCode })) }
+        : null,
       startedAt: c.State.StartedAt,
       running: c.State.Running,
       exitCode: c.State.ExitCode,
@@ -115,10 +127,15 @@ describe.skipIf(!probe.available)(title, () => {
     await cp(path.join(ROOT, 'compose.yaml'), path.join(dir, 'compose.yaml'));
     // What an operator writes (a fresh secret, never printed), plus a health limit that lets this
     // suite poll; compose variables come from the environment, as the docs allow.
-    await writeFile(path.join(dir, '.env'), `CINDERBOX_SECRET=${randomBytes(48).toString('base64')}\nHEALTH_RATE_LIMIT=100/second\n`, { mode: 0o600 });
+    await writeFile(path.join(dir, '.env'), `CINDERBOX_SECRET=${randomBytes(48).toString('base64')}\nHEALTH_RATE_LIMIT=100/second\n`, {
+      mode: 0o600,
+    });
     // The build context is this checkout; host network for the build, since the engine may have no NAT.
     const build = { context: ROOT, network: 'host' };
-    await writeFile(path.join(dir, 'compose.test.yaml'), JSON.stringify({ services: { api: { build, image: IMAGE }, worker: { build, image: IMAGE } } }, null, 2));
+    await writeFile(
+      path.join(dir, 'compose.test.yaml'),
+      JSON.stringify({ services: { api: { build, image: IMAGE }, worker: { build, image: IMAGE } } }, null, 2),
+    );
     composeEnv = { PATH: process.env.PATH, HOME: process.env.HOME ?? os.tmpdir(), CINDERBOX_PORT: String(port) };
   });
 
@@ -132,7 +149,10 @@ describe.skipIf(!probe.available)(title, () => {
   });
 
   it('builds the image on base images that exist here: pulled, or stand-ins built by scripts/image-kit', { timeout: 330_000 }, async () => {
-    const kit = await run(path.join(ROOT, 'scripts', 'image-kit', 'ensure-base-images.sh'), [], { env: { ...process.env, DOCKER: engine.docker }, timeoutMs: 240_000 });
+    const kit = await run(path.join(ROOT, 'scripts', 'image-kit', 'ensure-base-images.sh'), [], {
+      env: { ...process.env, DOCKER: engine.docker },
+      timeoutMs: 240_000,
+    });
     expect(kit.code, tail(kit.stderr)).toBe(0);
     const composeFile = yaml.load(await readFile(path.join(ROOT, 'compose.yaml'), 'utf8')) as { services: { valkey: { image: string } } };
     const froms = (await dockerfileInstructions(ROOT)).filter((i) => i.op === 'FROM').map((i) => i.args.split(/\s+/)[0]!);
@@ -170,7 +190,12 @@ describe.skipIf(!probe.available)(title, () => {
   });
 
   it("turns healthy by the image's HEALTHCHECK one probe after start, about 10 s (the worker has none)", { timeout: 60_000 }, async () => {
-    const api = await until('api container healthy', () => inspect(ids.api), (c) => c.health?.status === 'healthy', 45_000);
+    const api = await until(
+      'api container healthy',
+      () => inspect(ids.api),
+      (c) => c.health?.status === 'healthy',
+      45_000,
+    );
     expect(api.healthcheck).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js']);
     const firstPass = api.health!.log.find((l) => l.exitCode === 0)!;
     const healthyAfterMs = Date.parse(firstPass.start) - Date.parse(api.startedAt);
@@ -178,60 +203,77 @@ describe.skipIf(!probe.available)(title, () => {
     expect((await inspect(ids.worker)).healthcheck).toEqual(['NONE']);
   });
 
-  it('round-trips a `curl -T` upload and its printed `curl -fOJ` download; the second download answers 410', { timeout: 60_000 }, async () => {
-    const work = await mkdtemp(path.join(dir, 'curl-'));
-    const content = randomBytes(300 * 1024);
-    await writeFile(path.join(work, 'quarterly report.bin'), content);
-    const upload = await run('curl', ['-sS', '-o', 'answer.txt', '-w', '%{http_code}', '-T', 'quarterly report.bin', `${base}/upload/`], { cwd: work });
-    expect(upload.stdout, upload.stderr).toBe('201');
-    const answer = (await readFile(path.join(work, 'answer.txt'), 'utf8')).split('\n');
-    // The answer holds the passphrase and delete token: compare, never print.
-    const key = answer[0]!.split('#')[1] ?? '';
-    expect(/^[a-z]+(-[a-z]+){3}$/.test(key), 'the first line is the share link /d#<passphrase>').toBe(true);
-    // The printed command exactly as a user pastes it into a shell (the key in an X-Key header).
-    const printed = answer.find((l) => l.startsWith('download:'))?.replace(/^download:\s*/, '') ?? '';
-    expect(printed.startsWith('curl -fOJ '), printed.split(' ')[0]).toBe(true);
-    expect(printed.endsWith(`${base}/download`), 'the printed download goes through the published port').toBe(true);
+  it(
+    'round-trips a `curl -T` upload and its printed `curl -fOJ` download; the second download answers 410',
+    { timeout: 60_000 },
+    async () => {
+      const work = await mkdtemp(path.join(dir, 'curl-'));
+      const content = randomBytes(300 * 1024);
+      await writeFile(path.join(work, 'quarterly report.bin'), content);
+      const upload = await run('curl', ['-sS', '-o', 'answer.txt', '-w', '%{http_code}', '-T', 'quarterly report.bin', `${base}/upload/`], {
+        cwd: work,
+      });
+      expect(upload.stdout, upload.stderr).toBe('201');
+      const answer = (await readFile(path.join(work, 'answer.txt'), 'utf8')).split('\n');
+      // The answer holds the passphrase and delete token: compare, never print.
+      const key = answer[0]!.split('#')[1] ?? '';
+      expect(/^[a-z]+(-[a-z]+){3}$/.test(key), 'the first line is the share link /d#<passphrase>').toBe(true);
+      // The printed command exactly as a user pastes it into a shell (the key in an X-Key header).
+      const printed = answer.find((l) => l.startsWith('download:'))?.replace(/^download:\s*/, '') ?? '';
+      expect(printed.startsWith('curl -fOJ '), printed.split(' ')[0]).toBe(true);
+      expect(printed.endsWith(`${base}/download`), 'the printed download goes through the published port').toBe(true);
 
-    const downloads = await mkdtemp(path.join(work, 'dl-'));
-    const download = await run('/bin/sh', ['-c', printed], { cwd: downloads });
-    expect(download.code, download.stderr).toBe(0);
-    expect((await readdir(downloads)).filter((f) => f !== 'cinderbox.etag')).toEqual(['quarterly report.bin']);
-    expect((await readFile(path.join(downloads, 'quarterly report.bin'))).equals(content)).toBe(true);
+      const downloads = await mkdtemp(path.join(work, 'dl-'));
+      const download = await run('/bin/sh', ['-c', printed], { cwd: downloads });
+      expect(download.code, download.stderr).toBe(0);
+      expect((await readdir(downloads)).filter((f) => f !== 'cinderbox.etag')).toEqual(['quarterly report.bin']);
+      expect((await readFile(path.join(downloads, 'quarterly report.bin'))).equals(content)).toBe(true);
 
-    // The same request again, keeping the answer instead of saving a file.
-    const again = await run('/bin/sh', ['-c', printed.replace(/^curl -fOJ /, "curl -sS -o gone.json -w '%{http_code}' ")], { cwd: work });
-    expect(again.stdout).toBe('410');
-    expect(JSON.parse(await readFile(path.join(work, 'gone.json'), 'utf8'))).toMatchObject({ error: { code: 'FILE_GONE', reason: 'burned' } });
-  });
+      // The same request again, keeping the answer instead of saving a file.
+      const again = await run('/bin/sh', ['-c', printed.replace(/^curl -fOJ /, "curl -sS -o gone.json -w '%{http_code}' ")], { cwd: work });
+      expect(again.stdout).toBe('410');
+      expect(JSON.parse(await readFile(path.join(work, 'gone.json'), 'utf8'))).toMatchObject({
+        error: { code: 'FILE_GONE', reason: 'burned' },
+      });
+    },
+  );
 
-  it('runs every container as non-root on a read-only root filesystem, without capabilities or new privileges', { timeout: 60_000 }, async () => {
-    for (const service of SERVICES) {
-      const c = await inspect(ids[service]);
-      expect(c.user, service).toBe(service === 'valkey' ? 'valkey' : 'node');
-      expect(c.readOnlyRootfs, service).toBe(true);
-      expect(c.capDrop, service).toEqual(['ALL']);
-      expect(c.securityOpt, service).toEqual(['no-new-privileges=true']);
+  it(
+    'runs every container as non-root on a read-only root filesystem, without capabilities or new privileges',
+    { timeout: 60_000 },
+    async () => {
+      for (const service of SERVICES) {
+        const c = await inspect(ids[service]);
+        expect(c.user, service).toBe(service === 'valkey' ? 'valkey' : 'node');
+        expect(c.readOnlyRootfs, service).toBe(true);
+        expect(c.capDrop, service).toEqual(['ALL']);
+        expect(c.securityOpt, service).toEqual(['no-new-privileges=true']);
 
-      const uid = (await exec(service, ['id', '-u'])).stdout.trim();
-      expect(uid, `${service} uid`).toMatch(/^[1-9]\d*$/);
-      const status = (await exec(service, ['cat', '/proc/1/status'])).stdout;
-      expect(/^NoNewPrivs:\s+1$/m.test(status), `${service} NoNewPrivs`).toBe(true);
-      expect(/^CapEff:\s+0+$/m.test(status), `${service} has no effective capabilities`).toBe(true);
-      const write = await exec(service, ['touch', '/cinderbox-probe']);
-      expect(write.code, service).not.toBe(0);
-      expect(write.stderr, service).toContain('Read-only file system');
-    }
-    for (const service of ['api', 'worker'] as const) {
-      // uid 1000, as docs/OPERATIONS.md says for bind mounts; the writable places are the volumes and /tmp.
-      expect((await exec(service, ['id', '-u'])).stdout.trim()).toBe('1000');
-      const writable = await exec(service, ['sh', '-c', 'for d in /data/uploads /data/temp /app/logs /tmp; do touch "$d/.probe" && rm "$d/.probe"; done']);
-      expect(writable.code, writable.stderr).toBe(0);
-    }
-    const tmpfs = (service: Service) => exec(service, ['cat', '/proc/mounts']).then((r) => r.stdout.split('\n').filter((l) => l.startsWith('tmpfs ')));
-    expect(await tmpfs('api')).toEqual(expect.arrayContaining([expect.stringMatching(/^tmpfs \/tmp tmpfs \S*size=16384k/)]));
-    expect(await tmpfs('valkey')).toEqual(expect.arrayContaining([expect.stringMatching(/^tmpfs \/data tmpfs \S*size=1024k/)]));
-  });
+        const uid = (await exec(service, ['id', '-u'])).stdout.trim();
+        expect(uid, `${service} uid`).toMatch(/^[1-9]\d*$/);
+        const status = (await exec(service, ['cat', '/proc/1/status'])).stdout;
+        expect(/^NoNewPrivs:\s+1$/m.test(status), `${service} NoNewPrivs`).toBe(true);
+        expect(/^CapEff:\s+0+$/m.test(status), `${service} has no effective capabilities`).toBe(true);
+        const write = await exec(service, ['touch', '/cinderbox-probe']);
+        expect(write.code, service).not.toBe(0);
+        expect(write.stderr, service).toContain('Read-only file system');
+      }
+      for (const service of ['api', 'worker'] as const) {
+        // uid 1000, as docs/OPERATIONS.md says for bind mounts; the writable places are the volumes and /tmp.
+        expect((await exec(service, ['id', '-u'])).stdout.trim()).toBe('1000');
+        const writable = await exec(service, [
+          'sh',
+          '-c',
+          'for d in /data/uploads /data/temp /app/logs /tmp; do touch "$d/.probe" && rm "$d/.probe"; done',
+        ]);
+        expect(writable.code, writable.stderr).toBe(0);
+      }
+      const tmpfs = (service: Service) =>
+        exec(service, ['cat', '/proc/mounts']).then((r) => r.stdout.split('\n').filter((l) => l.startsWith('tmpfs ')));
+      expect(await tmpfs('api')).toEqual(expect.arrayContaining([expect.stringMatching(/^tmpfs \/tmp tmpfs \S*size=16384k/)]));
+      expect(await tmpfs('valkey')).toEqual(expect.arrayContaining([expect.stringMatching(/^tmpfs \/data tmpfs \S*size=1024k/)]));
+    },
+  );
 
   it('ships the compiled roles, only the operator scripts the Dockerfile names, and no dev dependencies', { timeout: 60_000 }, async () => {
     const ls = async (dirInImage: string) => (await exec('api', ['ls', dirInImage])).stdout.split('\n').filter(Boolean).sort();
@@ -248,50 +290,63 @@ describe.skipIf(!probe.available)(title, () => {
     expect(JSON.parse(stats.stdout)).toHaveProperty('live_files');
   });
 
-  it('answers 503 within about a second while Valkey is paused, 200 once it is unpaused; the stuck heartbeat logs JSON', { timeout: 90_000 }, async () => {
-    const pause = await compose(['pause', 'valkey']);
-    expect(pause.code, tail(pause.stderr)).toBe(0);
-    try {
-      const started = Date.now();
-      const down = await health();
-      const ms = Date.now() - started;
-      expect(down.status).toBe(503);
-      expect(down.body).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
-      // SPEC §3 says about a second. A hung Valkey costs up to 1.8 s today: the health limiter's Redis
-      // command times out (1 s) before the health checks run (800 ms).
-      expect(ms).toBeLessThan(2_500);
-      // The worker's beat hangs on the paused Valkey; the next tick says so, as a JSON line.
-      await until('the worker logs cron_warning', () => docker(['logs', ids.worker]), (r) => r.stdout.includes('"event":"cron_warning"'), 20_000);
-    } finally {
-      const unpause = await compose(['unpause', 'valkey']);
-      expect(unpause.code, tail(unpause.stderr)).toBe(0);
-    }
-    await until('GET /health answers 200 again', health, (h) => h.status === 200, 20_000);
-  });
+  it(
+    'answers 503 within about a second while Valkey is paused, 200 once it is unpaused; the stuck heartbeat logs JSON',
+    { timeout: 90_000 },
+    async () => {
+      const pause = await compose(['pause', 'valkey']);
+      expect(pause.code, tail(pause.stderr)).toBe(0);
+      try {
+        const started = Date.now();
+        const down = await health();
+        const ms = Date.now() - started;
+        expect(down.status).toBe(503);
+        expect(down.body).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
+        // SPEC §3 says about a second. A hung Valkey costs up to 1.8 s today: the health limiter's Redis
+        // command times out (1 s) before the health checks run (800 ms).
+        expect(ms).toBeLessThan(2_500);
+        // The worker's beat hangs on the paused Valkey; the next tick says so, as a JSON line.
+        await until(
+          'the worker logs cron_warning',
+          () => docker(['logs', ids.worker]),
+          (r) => r.stdout.includes('"event":"cron_warning"'),
+          20_000,
+        );
+      } finally {
+        const unpause = await compose(['unpause', 'valkey']);
+        expect(unpause.code, tail(unpause.stderr)).toBe(0);
+      }
+      await until('GET /health answers 200 again', health, (h) => h.status === 200, 20_000);
+    },
+  );
 
-  it('stops cleanly: api and worker exit 0 on SIGTERM with JSON logs only; `down` exits 0 and leaves nothing', { timeout: 120_000 }, async () => {
-    const containers = await Promise.all(SERVICES.map((s) => inspect(ids[s])));
-    const volumes = containers.flatMap((c) => c.volumes).sort();
-    // Only the two named volumes: Valkey's /data is a tmpfs, so no anonymous volume piles up.
-    expect([...new Set(volumes)]).toEqual([`${project}_logs`, `${project}_storage`]);
+  it(
+    'stops cleanly: api and worker exit 0 on SIGTERM with JSON logs only; `down` exits 0 and leaves nothing',
+    { timeout: 120_000 },
+    async () => {
+      const containers = await Promise.all(SERVICES.map((s) => inspect(ids[s])));
+      const volumes = containers.flatMap((c) => c.volumes).sort();
+      // Only the two named volumes: Valkey's /data is a tmpfs, so no anonymous volume piles up.
+      expect([...new Set(volumes)]).toEqual([`${project}_logs`, `${project}_storage`]);
 
-    const stop = await compose(['stop'], 60_000);
-    expect(stop.code, tail(stop.stderr)).toBe(0);
-    for (const service of ['api', 'worker'] as const) {
-      const c = await inspect(ids[service]);
-      expect(c.running, service).toBe(false);
-      expect(c.exitCode, `${service} exit code`).toBe(0);
-      const logs = await docker(['logs', ids[service]]);
-      expect(logs.stdout, service).toContain('"event":"shutdown_completed"');
-      expect(nonJsonLines({ stdout: () => logs.stdout, stderr: () => logs.stderr }), `${service} wrote non-JSON lines`).toEqual([]);
-    }
+      const stop = await compose(['stop'], 60_000);
+      expect(stop.code, tail(stop.stderr)).toBe(0);
+      for (const service of ['api', 'worker'] as const) {
+        const c = await inspect(ids[service]);
+        expect(c.running, service).toBe(false);
+        expect(c.exitCode, `${service} exit code`).toBe(0);
+        const logs = await docker(['logs', ids[service]]);
+        expect(logs.stdout, service).toContain('"event":"shutdown_completed"');
+        expect(nonJsonLines({ stdout: () => logs.stdout, stderr: () => logs.stderr }), `${service} wrote non-JSON lines`).toEqual([]);
+      }
 
-    const down = await compose(['down', '--volumes'], 60_000);
-    expect(down.code, tail(down.stderr)).toBe(0);
-    const label = `label=com.docker.compose.project=${project}`;
-    expect((await docker(['ps', '--all', '--quiet', '--filter', label])).stdout).toBe('');
-    expect((await docker(['network', 'ls', '--quiet', '--filter', label])).stdout).toBe('');
-    expect((await docker(['volume', 'ls', '--quiet', '--filter', label])).stdout).toBe('');
-    for (const volume of volumes) expect((await docker(['volume', 'inspect', volume])).code, `${volume} is left`).not.toBe(0);
-  });
+      const down = await compose(['down', '--volumes'], 60_000);
+      expect(down.code, tail(down.stderr)).toBe(0);
+      const label = `label=com.docker.compose.project=${project}`;
+      expect((await docker(['ps', '--all', '--quiet', '--filter', label])).stdout).toBe('');
+      expect((await docker(['network', 'ls', '--quiet', '--filter', label])).stdout).toBe('');
+      expect((await docker(['volume', 'ls', '--quiet', '--filter', label])).stdout).toBe('');
+      for (const volume of volumes) expect((await docker(['volume', 'inspect', volume])).code, `${volume} is left`).not.toBe(0);
+    },
+  );
 });

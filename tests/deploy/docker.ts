@@ -18,12 +18,21 @@ export interface Run {
 }
 
 /** Runs a command to its end; never rejects, so callers assert on the code with the output at hand. */
-export function run(command: string, args: string[], options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {}): Promise<Run> {
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(command, args, { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      command,
+      args,
+      { cwd: options.cwd, env: options.env ?? process.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -53,7 +62,8 @@ async function serverVersion(docker: string): Promise<string | null> {
 export async function findOrStartEngine(options: { startTimeoutMs?: number } = {}): Promise<EngineProbe> {
   const docker = findExecutable(['docker']);
   const compose = findExecutable(['docker-compose']);
-  if (!docker || !compose) return { available: false, reason: 'no docker or docker-compose command (apt-get install -y docker.io docker-compose)' };
+  if (!docker || !compose)
+    return { available: false, reason: 'no docker or docker-compose command (apt-get install -y docker.io docker-compose)' };
 
   const running = await serverVersion(docker);
   if (running) return { available: true, engine: { docker, compose, version: running, started: null, stop: () => Promise.resolve() } };

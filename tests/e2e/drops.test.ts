@@ -80,7 +80,11 @@ describe('drops in real Chromium: a folder from the page, the list, one zip for 
     await recipient.goto(shareUrl);
     await expect.poll(() => recipient.textContent('#file-heading')).toBe('trip.zip');
     expect(await recipient.textContent('#contents-label')).toBe('4 files in this zip');
-    const rows = await recipient.locator('#contents-list li').evaluateAll((items) => items.map((li) => [li.querySelector('.entry-name')?.textContent, li.querySelector('.entry-size')?.textContent]));
+    const rows = await recipient
+      .locator('#contents-list li')
+      .evaluateAll((items) =>
+        items.map((li) => [li.querySelector('.entry-name')?.textContent, li.querySelector('.entry-size')?.textContent]),
+      );
     expect(rows.map(([name]) => name).sort()).toEqual(files.map((f) => f.name).sort());
     expect(rows.find(([name]) => name === 'trip/day 2/empty.bin')?.[1]).toBe('0 bytes');
     expect(await recipient.textContent('#download-button')).toMatch(/^Download all as zip \(/);
@@ -120,7 +124,11 @@ describe('drops in real Chromium: a folder from the page, the list, one zip for 
   it('refuses, before uploading, more files than the server takes or more bytes in all', async () => {
     const page = await (await context('limits')).newPage();
     await page.goto(`${app.url}/`);
-    const tooMany = Array.from({ length: app.config.maxFilesPerUpload + 1 }, (_, i) => ({ name: `f${i}.txt`, mimeType: 'text/plain', buffer: Buffer.from(String(i)) }));
+    const tooMany = Array.from({ length: app.config.maxFilesPerUpload + 1 }, (_, i) => ({
+      name: `f${i}.txt`,
+      mimeType: 'text/plain',
+      buffer: Buffer.from(String(i)),
+    }));
     await page.setInputFiles('#file', tooMany);
     await expect.poll(() => page.textContent('#upload-error')).toContain(`At most ${app.config.maxFilesPerUpload} files`);
     const half = Math.ceil(app.config.maxFileSize / 2) + 1;

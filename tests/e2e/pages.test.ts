@@ -64,7 +64,11 @@ async function watchProblems(context: BrowserContext, problems: string[], label:
 async function axeViolations(page: Page): Promise<string[]> {
   await page.evaluate(AXE_SOURCE);
   const violations = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(options: object): Promise<{ violations: { id: string; impact: string | null; nodes: { target: unknown[] }[] }[] }> } }).axe;
+    const axe = (
+      window as unknown as {
+        axe: { run(options: object): Promise<{ violations: { id: string; impact: string | null; nodes: { target: unknown[] }[] }[] }> };
+      }
+    ).axe;
     const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'wcag22aa'] } });
     return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => JSON.stringify(n.target)) }));
   });
@@ -110,7 +114,16 @@ describe('the browser pages in real Chromium', () => {
     app = await startTestApp();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
 
@@ -242,12 +255,17 @@ describe('the browser pages in real Chromium', () => {
     const upload = await uploadViaApi(app.url, { name: 'preview-me.txt', bytes: Buffer.from('hello'), uses: 1 });
     for (const bot of BOTS) {
       // fetch() drops the fragment, exactly as every HTTP client does: the server sees only GET /d.
-      const page = await fetch(upload.share_url, { headers: { 'User-Agent': bot.ua, Accept: bot.name === 'plain curl' ? '*/*' : BROWSER_ACCEPT } });
+      const page = await fetch(upload.share_url, {
+        headers: { 'User-Agent': bot.ua, Accept: bot.name === 'plain curl' ? '*/*' : BROWSER_ACCEPT },
+      });
       expect(page.status).toBe(200);
       expect(await page.text()).not.toContain(upload.key);
       if (bot.name !== 'plain curl') {
         // A bot that follows the download URL with a browser-like Accept is sent to the page instead.
-        const direct = await fetch(`${app.url}/download/${upload.key}`, { headers: { 'User-Agent': bot.ua, Accept: BROWSER_ACCEPT }, redirect: 'manual' });
+        const direct = await fetch(`${app.url}/download/${upload.key}`, {
+          headers: { 'User-Agent': bot.ua, Accept: BROWSER_ACCEPT },
+          redirect: 'manual',
+        });
         expect(direct.status).toBe(303);
         expect(direct.headers.get('location')).toMatch(new RegExp(`/d#${upload.key}$`));
         await direct.arrayBuffer();

@@ -12,7 +12,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -47,7 +56,12 @@ async function cuttingProxy(target: number, cutAfter: number) {
     upstream.on('error', end).on('close', end);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { port: (server.address() as net.AddressInfo).port, seen, wasCut: () => cut, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    seen,
+    wasCut: () => cut,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe('a download from the recipient page, cut mid-file', () => {
@@ -64,7 +78,11 @@ describe('a download from the recipient page, cut mid-file', () => {
 
   it('is resumed by Chromium itself and saved byte for byte, spending one use', async () => {
     const bytes = randomBytes(16 * MiB);
-    const up = await fetch(`${app.url}/upload/holiday.bin?uses=2`, { method: 'PUT', body: new Uint8Array(bytes), headers: { Accept: 'application/json' } });
+    const up = await fetch(`${app.url}/upload/holiday.bin?uses=2`, {
+      method: 'PUT',
+      body: new Uint8Array(bytes),
+      headers: { Accept: 'application/json' },
+    });
     const { key } = (await up.json()) as { key: string };
     const proxy = await cuttingProxy(Number(new URL(app.url).port), 4 * MiB);
     try {

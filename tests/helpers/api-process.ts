@@ -16,7 +16,10 @@ export interface ApiProcess {
 }
 
 /** The API as a real process (`app/main.ts`) on a free loopback port, with the suite's Redis unless given. */
-export async function startApiProcess(env: Record<string, string> = {}, options: { redisUrl?: string; prefix?: string; dir?: string } = {}): Promise<ApiProcess> {
+export async function startApiProcess(
+  env: Record<string, string> = {},
+  options: { redisUrl?: string; prefix?: string; dir?: string } = {},
+): Promise<ApiProcess> {
   const dir = options.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'cbx-api-')));
   const prefix = options.prefix ?? uniquePrefix();
   const port = await freePort();

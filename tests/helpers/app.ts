@@ -100,7 +100,21 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const storage = await storageView(config);
   const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
-  const deps: AppDeps = { config, log, redis, keys, wordlist, store, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, version: 'test', startedAt: new Date(), now: options.now ?? (() => new Date()) };
+  const deps: AppDeps = {
+    config,
+    log,
+    redis,
+    keys,
+    wordlist,
+    store,
+    kdf,
+    pool,
+    enqueue: janitor.enqueue,
+    queue: janitor.queue,
+    version: 'test',
+    startedAt: new Date(),
+    now: options.now ?? (() => new Date()),
+  };
   const app = createApp(deps);
   const server = app.listen(0, '127.0.0.1');
   configureServerTimeouts(server, config);
@@ -172,7 +186,10 @@ function recordingStore(store: BlobStore, calls: StoreCall[]): BlobStore {
  * For a describe block whose tests stop, restart or fill Redis: a private redis-server and an app on
  * it, started before the block's tests and torn down after. Read `world.app` / `world.redis` in tests.
  */
-export function appOnPrivateRedis(redisArgs: string[] = [], options: { env?: Record<string, string> } = {}): { readonly app: TestApp; readonly redis: TestRedis } {
+export function appOnPrivateRedis(
+  redisArgs: string[] = [],
+  options: { env?: Record<string, string> } = {},
+): { readonly app: TestApp; readonly redis: TestRedis } {
   const world = {} as { app: TestApp; redis: TestRedis };
   beforeAll(async () => {
     world.redis = await startTestRedis(redisArgs);

@@ -95,13 +95,17 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + blobId, Body: data }));
     },
     async put(name, bytes, options = {}) {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: typeof bytes === 'string' ? Buffer.from(bytes) : bytes }));
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: typeof bytes === 'string' ? Buffer.from(bytes) : bytes }),
+      );
       // S3 sets LastModified itself; s3rver takes it from its file's mtime, which a test may set.
-      if (options.ageMs !== undefined) await backdate(path.join(needsS3rver('backdating an object'), `${prefix}${name}${S3RVER_OBJECT}`), options.ageMs);
+      if (options.ageMs !== undefined)
+        await backdate(path.join(needsS3rver('backdating an object'), `${prefix}${name}${S3RVER_OBJECT}`), options.ageMs);
     },
     async putPartial(blobId, bytes, options = {}) {
       // An unfinished upload's start (Initiated) cannot be set through the API, nor on s3rver (it lists none).
-      if (options.ageMs !== undefined && (await view.partialsListed())) throw new Error('an unfinished multipart upload cannot be backdated');
+      if (options.ageMs !== undefined && (await view.partialsListed()))
+        throw new Error('an unfinished multipart upload cannot be backdated');
       const key = prefix + blobId;
       const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
       await client.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: bytes }));
@@ -119,7 +123,8 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
       return listsUploads;
     },
     async partials() {
-      if (await view.partialsListed()) return (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size }));
+      if (await view.partialsListed())
+        return (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size }));
       const found: { blobId: string | null; name: string; size: number }[] = [];
       for (const upload of await s3rverUploads()) {
         let size = 0;
@@ -147,7 +152,10 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
         return items;
       }
       // s3rver: every file it keeps for us, objects with their metadata and unfinished uploads' parts.
-      const files = [...(await walk(path.join(bucketDir, prefix))), ...(await Promise.all((await s3rverUploads()).map((u) => walk(u.dir)))).flat()];
+      const files = [
+        ...(await walk(path.join(bucketDir, prefix))),
+        ...(await Promise.all((await s3rverUploads()).map((u) => walk(u.dir)))).flat(),
+      ];
       for (const file of files) {
         const data = await readFile(file).catch(() => null); // gone meanwhile
         if (data) items.push({ name: path.relative(bucketDir, file), data });

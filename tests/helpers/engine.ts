@@ -63,7 +63,9 @@ export function engineEnv(dir: string, redisPrefix: string, engine: EngineName =
     S3_PREFIX: s3PrefixFor(redisPrefix),
     S3_FORCE_PATH_STYLE: String(target.forcePathStyle),
     ...(target.endpoint !== null ? { S3_ENDPOINT: target.endpoint } : {}),
-    ...(target.credentials !== null ? { S3_ACCESS_KEY_ID: target.credentials.accessKeyId, S3_SECRET_ACCESS_KEY: target.credentials.secretAccessKey } : {}),
+    ...(target.credentials !== null
+      ? { S3_ACCESS_KEY_ID: target.credentials.accessKeyId, S3_SECRET_ACCESS_KEY: target.credentials.secretAccessKey }
+      : {}),
   };
 }
 
@@ -199,7 +201,8 @@ function fsStorageView(storagePath: string, tempPath: string): StorageView {
       if (options.ageMs !== undefined) await backdate(file, options.ageMs);
     },
     partialsListed: () => Promise.resolve(true),
-    partials: async () => (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size })),
+    partials: async () =>
+      (await entries()).filter((e) => e.kind === 'partial').map((e) => ({ blobId: e.blobId, name: e.ref, size: e.size })),
     hasPartial: (blobId) =>
       stat(path.join(tempPath, `${blobId}${PARTIAL_SUFFIX}`)).then(
         (s) => s.isFile(),

@@ -112,7 +112,9 @@ export function memoryGuard(): BlobGuard & { members: Map<string, Map<string, nu
 }
 
 /** The file scripts' answers (store, claim, refund, peek, preview, delete) over plain maps. */
-export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesRepository & { records: Map<string, FileRecord>; tombstones: Map<string, GoneReason> } {
+export function memoryFiles(
+  guard: ReturnType<typeof memoryGuard>,
+): FilesRepository & { records: Map<string, FileRecord>; tombstones: Map<string, GoneReason> } {
   const records = new Map<string, FileRecord>();
   const tombstones = new Map<string, GoneReason>();
   const receipts = new Map<string, Map<string, number | string>>();
@@ -129,7 +131,13 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
       if (records.has(id) || tombstones.has(id)) return Promise.resolve(false);
       records.set(id, { ...record });
       tombstones.set(id, 'expired');
-      receipts.set(id, new Map<string, number | string>([['dt', record.dt], ['total', record.totalUses]]));
+      receipts.set(
+        id,
+        new Map<string, number | string>([
+          ['dt', record.dt],
+          ['total', record.totalUses],
+        ]),
+      );
       guard.members.set(record.blob, new Map([['live', record.expires]]));
       return Promise.resolve(true);
     },
@@ -184,10 +192,21 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
       const record = live(id, now);
       const time = (field: string) => (receipt.has(field) ? Number(receipt.get(field)) : null);
       const total = Number(receipt.get('total'));
-      const downloads = Array.from({ length: total }, (_, i) => ({ startedAt: time(`s${i + 1}`), completedAt: time(`c${i + 1}`) })).filter((d): d is { startedAt: number; completedAt: number | null } => d.startedAt !== null);
+      const downloads = Array.from({ length: total }, (_, i) => ({ startedAt: time(`s${i + 1}`), completedAt: time(`c${i + 1}`) })).filter(
+        (d): d is { startedAt: number; completedAt: number | null } => d.startedAt !== null,
+      );
       return Promise.resolve({
         kind: 'found' as const,
-        receipt: { state: record ? ('active' as const) : (tombstones.get(id) ?? 'expired'), usesLeft: record?.uses ?? 0, totalUses: total, previewedAt: time('preview'), downloads, resumes: Number(receipt.get('resumes') ?? 0), lastResumedAt: time('resumed'), refusedAfterEnd: Number(receipt.get('refused') ?? 0) },
+        receipt: {
+          state: record ? ('active' as const) : (tombstones.get(id) ?? 'expired'),
+          usesLeft: record?.uses ?? 0,
+          totalUses: total,
+          previewedAt: time('preview'),
+          downloads,
+          resumes: Number(receipt.get('resumes') ?? 0),
+          lastResumedAt: time('resumed'),
+          refusedAfterEnd: Number(receipt.get('refused') ?? 0),
+        },
       });
     },
     note: (id, { n, kind, now }) => {
@@ -202,7 +221,8 @@ export function memoryFiles(guard: ReturnType<typeof memoryGuard>): FilesReposit
     },
     remove: (id, tokenHash, now) => {
       const record = live(id, now);
-      if (!record) return Promise.resolve(tombstones.has(id) ? { kind: 'gone' as const, reason: tombstones.get(id)! } : { kind: 'missing' as const });
+      if (!record)
+        return Promise.resolve(tombstones.has(id) ? { kind: 'gone' as const, reason: tombstones.get(id)! } : { kind: 'missing' as const });
       if (record.dt !== tokenHash) return Promise.resolve({ kind: 'forbidden' });
       records.delete(id);
       tombstones.set(id, 'deleted');

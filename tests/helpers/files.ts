@@ -20,11 +20,24 @@ export interface UploadAnswer {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string; request_id: string; details?: { field: string; message: string }[]; reason?: string; [k: string]: unknown };
+  error: {
+    code: string;
+    message: string;
+    request_id: string;
+    details?: { field: string; message: string }[];
+    reason?: string;
+    [k: string]: unknown;
+  };
 }
 
 /** A multipart upload of `bytes` named `filename`, with optional form fields. */
-export function postFile(app: TestApp, bytes: Uint8Array | string, filename = 'file.bin', fields: Record<string, string> = {}, type = 'application/octet-stream'): Promise<Response> {
+export function postFile(
+  app: TestApp,
+  bytes: Uint8Array | string,
+  filename = 'file.bin',
+  fields: Record<string, string> = {},
+  type = 'application/octet-stream',
+): Promise<Response> {
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   form.append('file', new Blob([typeof bytes === 'string' ? Buffer.from(bytes) : new Uint8Array(bytes)], { type }), filename);
@@ -32,7 +45,12 @@ export function postFile(app: TestApp, bytes: Uint8Array | string, filename = 'f
 }
 
 /** Uploads and asserts 201; returns the JSON answer. */
-export async function uploadOk(app: TestApp, bytes: Uint8Array | string, filename = 'file.bin', fields: Record<string, string> = {}): Promise<UploadAnswer> {
+export async function uploadOk(
+  app: TestApp,
+  bytes: Uint8Array | string,
+  filename = 'file.bin',
+  fields: Record<string, string> = {},
+): Promise<UploadAnswer> {
   const res = await postFile(app, bytes, filename, fields);
   const text = await res.text();
   expect(res.status, text).toBe(201);
@@ -97,7 +115,12 @@ export async function redisDump(app: TestApp): Promise<string> {
  * Polls until `check` holds and returns that value; throws when the deadline passes first, so a
  * test can never pass on a condition that never came true.
  */
-export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 5_000, what = 'the condition'): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T>,
+  check: (value: T) => boolean,
+  timeoutMs = 5_000,
+  what = 'the condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -108,7 +131,10 @@ export async function waitFor<T>(probe: () => Promise<T>, check: (value: T) => b
 }
 
 /** A minimal valid PNG header (signature + IHDR), enough for content detection. */
-export const PNG_BYTES = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4d30000000049454e44ae426082', 'hex');
+export const PNG_BYTES = Buffer.from(
+  '89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4d30000000049454e44ae426082',
+  'hex',
+);
 
 /** A download that has its headers and first bytes, then waits until told to read the rest. */
 export interface SlowDownload {

@@ -54,7 +54,10 @@ export async function createJanitor(): Promise<Janitor> {
   const keys = redisKeys(prefix);
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = createJanitorQueue(redis, keys.queuePrefix());
-  const events = new QueueEvents(queue.queue.name, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix: keys.queuePrefix() });
+  const events = new QueueEvents(queue.queue.name, {
+    connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
+    prefix: keys.queuePrefix(),
+  });
   await events.waitUntilReady();
   const env = testEnv(dir, prefix, redisUrl, { LOG_LEVEL: 'debug' });
   await mkdir(env.STORAGE_PATH!, { recursive: true });
@@ -129,7 +132,9 @@ export function waitForLogs(procs: RunningProcess[], done: (lines: Line[]) => bo
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`log condition not met within ${timeoutMs} ms; stdout: ${procs.map((p) => p.stdout().slice(-3000)).join('\n---\n')}`));
+      reject(
+        new Error(`log condition not met within ${timeoutMs} ms; stdout: ${procs.map((p) => p.stdout().slice(-3000)).join('\n---\n')}`),
+      );
     }, timeoutMs);
     const cleanup = () => {
       clearTimeout(timer);

@@ -40,11 +40,15 @@ export function openMultipart(url: string, headers: Record<string, string> = {})
     answer,
     /** The headers of a part; its bytes follow with `data()`. */
     startFile: (filename: string, type = 'application/octet-stream') =>
-      write(`${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\nContent-Type: ${type}\r\n\r\n`),
+      write(
+        `${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\nContent-Type: ${type}\r\n\r\n`,
+      ),
     field: (name: string, value: string) => write(`${opening()}Content-Disposition: form-data; name="${name}"\r\n\r\n${value}`),
     data: write,
     file: async (filename: string, bytes: Buffer) => {
-      await write(`${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+      await write(
+        `${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      );
       await write(bytes);
     },
     /** Many small files, written in slices of about a MiB rather than one write per part. */
@@ -52,7 +56,9 @@ export function openMultipart(url: string, headers: Record<string, string> = {})
       let slice: Buffer[] = [];
       let size = 0;
       for (const { filename, bytes } of entries) {
-        const head = Buffer.from(`${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\n\r\n`);
+        const head = Buffer.from(
+          `${opening()}Content-Disposition: form-data; name="file"; filename="${filename.replace(/"/g, '%22')}"\r\n\r\n`,
+        );
         slice.push(head, bytes);
         size += head.length + bytes.length;
         if (size < 1024 * 1024) continue;

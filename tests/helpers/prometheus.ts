@@ -124,7 +124,8 @@ function checkHistograms(families: Map<string, Family>): void {
         return b.value;
       }, 0);
       if (group.count === undefined || group.sum === undefined) throw new Error(`${key}: _count or _sum missing`);
-      if (sorted.at(-1)!.value !== group.count) throw new Error(`${key}: +Inf bucket ${sorted.at(-1)!.value} differs from _count ${group.count}`);
+      if (sorted.at(-1)!.value !== group.count)
+        throw new Error(`${key}: +Inf bucket ${sorted.at(-1)!.value} differs from _count ${group.count}`);
     }
   }
 }
@@ -178,7 +179,8 @@ export function parsePrometheus(text: string): Scrape {
   }
   checkHistograms(families);
 
-  const matching = (name: string, labels: Record<string, string> = {}) => samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  const matching = (name: string, labels: Record<string, string> = {}) =>
+    samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
   return {
     families,
     samples,

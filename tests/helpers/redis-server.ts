@@ -17,7 +17,6 @@ export interface TestRedis {
   destroy(): Promise<void>;
 }
 
-
 /** A real, private redis-server for tests: loopback, no persistence, noeviction. */
 export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedis> {
   const binary = findExecutable(['redis-server', 'valkey-server']);
@@ -27,7 +26,25 @@ export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedi
   let child: ChildProcess | null = null;
 
   const start = async () => {
-    child = spawn(binary, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
+    child = spawn(
+      binary,
+      [
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--maxmemory-policy',
+        'noeviction',
+        '--dir',
+        dir,
+        ...extraArgs,
+      ],
+      { stdio: 'ignore' },
+    );
     await waitForRedisPing(port, 10_000);
   };
   const stop = async () => {

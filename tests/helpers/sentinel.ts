@@ -42,7 +42,12 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
 }
 
 /** Polls `probe` until it returns true; throws with `describe()` when the deadline passes. */
-export async function until(what: string, probe: () => Promise<boolean>, timeoutMs: number, describe: () => Promise<string> = async () => ''): Promise<void> {
+export async function until(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  describe: () => Promise<string> = async () => '',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await probe().catch(() => false)) return;
@@ -81,10 +86,27 @@ export async function startRedisNode(options: RedisNodeOptions): Promise<RedisNo
   const logfile = path.join(dir, 'redis.log');
   const auth = options.password !== undefined ? ['--requirepass', options.password, '--masterauth', options.password] : [];
   const child = launch([
-    '--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--logfile', logfile,
-    '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction',
+    '--bind',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--dir',
+    dir,
+    '--logfile',
+    logfile,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--maxmemory-policy',
+    'noeviction',
     // No 5 s wait for more replicas before a full sync: tests attach one.
-    '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'on-empty-db',
+    '--repl-diskless-sync',
+    'yes',
+    '--repl-diskless-sync-delay',
+    '0',
+    '--repl-diskless-load',
+    'on-empty-db',
     ...auth,
     ...(options.replicaOf !== undefined ? ['--replicaof', '127.0.0.1', String(options.replicaOf)] : []),
     ...(options.args ?? []),
@@ -92,7 +114,13 @@ export async function startRedisNode(options: RedisNodeOptions): Promise<RedisNo
   try {
     // With requirepass, an unauthenticated PING answers -NOAUTH: ask with the password then.
     if (options.password === undefined) await waitForRedisPing(port, 10_000);
-    else await until(`redis-server on ${port}`, async () => (await withClient(port, options.password, (c) => c.ping())) === 'PONG', 10_000, () => readFile(logfile, 'utf8'));
+    else
+      await until(
+        `redis-server on ${port}`,
+        async () => (await withClient(port, options.password, (c) => c.ping())) === 'PONG',
+        10_000,
+        () => readFile(logfile, 'utf8'),
+      );
   } catch (error) {
     await stopChild(child, 'SIGKILL');
     throw error;
@@ -111,7 +139,16 @@ export async function startRedisNode(options: RedisNodeOptions): Promise<RedisNo
 }
 
 function adminClient(port: number, password: string | undefined): Redis {
-  const client = new Redis({ host: '127.0.0.1', port, ...(password !== undefined ? { password } : {}), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1_000, commandTimeout: 2_000 });
+  const client = new Redis({
+    host: '127.0.0.1',
+    port,
+    ...(password !== undefined ? { password } : {}),
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1_000,
+    commandTimeout: 2_000,
+  });
   client.on('error', () => undefined);
   return client;
 }
@@ -130,11 +167,29 @@ async function withClient<T>(port: number, password: string | undefined, use: (c
  * answers. (Right after a diskless full sync, Redis 7.0 counts the replica online for about a
  * second before it answers WAIT; see docs/OPERATIONS.md.)
  */
-export async function waitForReplicaSync(primary: RedisNode, replica: RedisNode, password: string | undefined, timeoutMs = 10_000): Promise<void> {
-  await until(`replica ${replica.port} in sync`, () => withClient(replica.port, password, async (c) => /master_link_status:up/.test(await c.info('replication'))), timeoutMs, replica.log);
+export async function waitForReplicaSync(
+  primary: RedisNode,
+  replica: RedisNode,
+  password: string | undefined,
+  timeoutMs = 10_000,
+): Promise<void> {
+  await until(
+    `replica ${replica.port} in sync`,
+    () => withClient(replica.port, password, async (c) => /master_link_status:up/.test(await c.info('replication'))),
+    timeoutMs,
+    replica.log,
+  );
   await until(
     `replica ${replica.port} confirming writes`,
-    () => withClient(primary.port, password, async (c) => (await c.set('cbx-test:replication-probe', Date.now()), (await c.wait(1, 100)) >= 1 && confirmingReplicas(await c.info('replication')) >= 1)),
+    () =>
+      withClient(
+        primary.port,
+        password,
+        async (c) => (
+          await c.set('cbx-test:replication-probe', Date.now()),
+          (await c.wait(1, 100)) >= 1 && confirmingReplicas(await c.info('replication')) >= 1
+        ),
+      ),
     timeoutMs,
     primary.log,
   );
@@ -186,7 +241,9 @@ export async function startSentinelCluster(options: SentinelClusterOptions = {})
 
   const logs = async () => {
     const files = await Promise.all(
-      [...sentinelPorts.map((p) => path.join(dir, `sentinel-${p}.log`))].map(async (f) => `--- ${path.basename(f)}\n${(await readFile(f, 'utf8').catch(() => '')).slice(-1500)}`),
+      [...sentinelPorts.map((p) => path.join(dir, `sentinel-${p}.log`))].map(
+        async (f) => `--- ${path.basename(f)}\n${(await readFile(f, 'utf8').catch(() => '')).slice(-1500)}`,
+      ),
     );
     return files.join('\n');
   };
@@ -246,7 +303,13 @@ export async function startSentinelCluster(options: SentinelClusterOptions = {})
             return view;
           }),
         );
-        return views.every((v) => v.get('port') === String(primary.port) && v.get('flags') === 'master' && v.get('num-slaves') === '1' && v.get('num-other-sentinels') === '2');
+        return views.every(
+          (v) =>
+            v.get('port') === String(primary.port) &&
+            v.get('flags') === 'master' &&
+            v.get('num-slaves') === '1' &&
+            v.get('num-other-sentinels') === '2',
+        );
       },
       20_000,
       logs,
@@ -262,7 +325,8 @@ export async function startSentinelCluster(options: SentinelClusterOptions = {})
       sentinels: sentinelPorts.map((p) => `127.0.0.1:${p}`).join(','),
       sentinelClient: (index) => adminClient(sentinelPorts[index]!, sentinelPassword),
       primaryPorts,
-      waitForPrimary: (port, timeoutMs) => until(`every sentinel names ${port} the primary`, async () => (await primaryPorts()).every((p) => p === port), timeoutMs, logs),
+      waitForPrimary: (port, timeoutMs) =>
+        until(`every sentinel names ${port} the primary`, async () => (await primaryPorts()).every((p) => p === port), timeoutMs, logs),
       logs,
       destroy,
     };

@@ -46,7 +46,8 @@ export async function startStack(options: { env?: Record<string, string>; worker
       stack.worker = await startWorker();
     },
     stop: async ({ keepDir = false } = {}) => {
-      for (const proc of [stack.api, stack.worker]) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
+      for (const proc of [stack.api, stack.worker])
+        if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
       await Promise.all([stack.api.exited, stack.worker.exited]);
       if (!keepDir) await rm(dir, { recursive: true, force: true });
     },

@@ -11,10 +11,15 @@ import { startTestRedis } from '../helpers/redis-server.js';
 
 // express-rate-limit reports ERR_ERL_* validation problems through console (or our logger): any is a bug.
 const spies: MockInstance[] = [];
-const erlMessages = (apps: TestApp[]) => [
-  ...spies.flatMap((s) => s.mock.calls.map((args) => args.map((a) => (a instanceof Error ? `${(a as Error & { code?: string }).code ?? ''} ${a.message}` : String(a))).join(' '))),
-  ...apps.flatMap((a) => a.rawLogs),
-].filter((m) => m.includes('ERR_ERL_'));
+const erlMessages = (apps: TestApp[]) =>
+  [
+    ...spies.flatMap((s) =>
+      s.mock.calls.map((args) =>
+        args.map((a) => (a instanceof Error ? `${(a as Error & { code?: string }).code ?? ''} ${a.message}` : String(a))).join(' '),
+      ),
+    ),
+    ...apps.flatMap((a) => a.rawLogs),
+  ].filter((m) => m.includes('ERR_ERL_'));
 
 const opened: TestApp[] = [];
 async function app(env: Record<string, string>, options: { redisUrl?: string } = {}): Promise<TestApp> {
@@ -35,7 +40,10 @@ afterAll(async () => {
 });
 
 /** Raw HTTP, so the test alone decides which headers go out (fetch adds its own Sec-Fetch-Mode). */
-function raw(url: string, options: { method?: string; path: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function raw(
+  url: string,
+  options: { method?: string; path: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(`${url}${options.path}`, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
       let body = '';
@@ -64,7 +72,12 @@ async function fail(url: string, key: string, headers: Record<string, string> = 
 async function expect429(res: Response, code: 'IP_BLOCKED' | 'RATE_LIMITED', maxSeconds: number): Promise<number> {
   expect(res.status).toBe(429);
   const body = (await res.json()) as { error: { code: string; message: string; request_id: string; retry_after_seconds: number } };
-  expect(body.error).toEqual({ code, message: expect.any(String), request_id: expect.any(String), retry_after_seconds: expect.any(Number) });
+  expect(body.error).toEqual({
+    code,
+    message: expect.any(String),
+    request_id: expect.any(String),
+    retry_after_seconds: expect.any(Number),
+  });
   expect(body.error.retry_after_seconds).toBeGreaterThanOrEqual(1);
   expect(body.error.retry_after_seconds).toBeLessThanOrEqual(maxSeconds);
   expect(res.headers.get('retry-after')).toBe(String(body.error.retry_after_seconds));
@@ -168,9 +181,13 @@ describe('client IP and X-Forwarded-For', () => {
     for (let i = 0; i < 3; i++) expect((await fail(a.url, NOT_WORDLIST_KEY, one)).status).toBe(404);
     await expect429(await fail(a.url, NOT_WORDLIST_KEY, one), 'IP_BLOCKED', 600);
     expect((await fail(a.url, NOT_WORDLIST_KEY, two)).status).toBe(404);
-    expect(a.logs.find((l) => l.event === 'ip_blocked')).toMatchObject({ ip: '203.0.113.7', client: clientIdOf(TEST_SECRET, '203.0.113.7') });
+    expect(a.logs.find((l) => l.event === 'ip_blocked')).toMatchObject({
+      ip: '203.0.113.7',
+      client: clientIdOf(TEST_SECRET, '203.0.113.7'),
+    });
     // IPv6 clients behind the proxy are grouped per /64.
-    for (let i = 0; i < 3; i++) expect((await fail(a.url, NOT_WORDLIST_KEY, { 'X-Forwarded-For': `2001:db8:1:2::${i + 1}` })).status).toBe(404);
+    for (let i = 0; i < 3; i++)
+      expect((await fail(a.url, NOT_WORDLIST_KEY, { 'X-Forwarded-For': `2001:db8:1:2::${i + 1}` })).status).toBe(404);
     await expect429(await fail(a.url, NOT_WORDLIST_KEY, { 'X-Forwarded-For': '2001:db8:1:2::ffff' }), 'IP_BLOCKED', 600);
     expect((await fail(a.url, NOT_WORDLIST_KEY, { 'X-Forwarded-For': '2001:db8:1:3::1' })).status).toBe(404);
   });
@@ -244,7 +261,14 @@ describe('the limit store is unreachable', () => {
       await redis.start();
     } finally {
       process.off('unhandledRejection', onRejection);
-      await Promise.all(opened.splice(opened.findIndex((x) => x.deps.config.redisUrl === redis.url), 1).map((x) => x.close().catch(() => undefined)));
+      await Promise.all(
+        opened
+          .splice(
+            opened.findIndex((x) => x.deps.config.redisUrl === redis.url),
+            1,
+          )
+          .map((x) => x.close().catch(() => undefined)),
+      );
       await redis.destroy();
     }
   });
@@ -265,19 +289,48 @@ describe('CORS: same-origin only', () => {
   });
 
   it('does not grant a preflight', async () => {
-    const res = await raw(a.url, { method: 'OPTIONS', path: '/upload', headers: { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' } });
+    const res = await raw(a.url, {
+      method: 'OPTIONS',
+      path: '/upload',
+      headers: {
+        Origin: 'https://evil.example',
+        'Access-Control-Request-Method': 'POST',
+        'Access-Control-Request-Headers': 'content-type',
+      },
+    });
     expect(res.status).toBe(403);
     expect(JSON.parse(res.body)).toMatchObject({ error: { code: 'CROSS_ORIGIN_FORBIDDEN' } });
-    for (const h of ['access-control-allow-origin', 'access-control-allow-methods', 'access-control-allow-headers', 'access-control-allow-credentials']) expect(res.headers[h]).toBeUndefined();
+    for (const h of [
+      'access-control-allow-origin',
+      'access-control-allow-methods',
+      'access-control-allow-headers',
+      'access-control-allow-credentials',
+    ])
+      expect(res.headers[h]).toBeUndefined();
   });
 
   it('refuses cross-site posts and sub-resource lookups before they spend the visitor budget', async () => {
     const a = await app({ LOOKUP_RATE_LIMIT: '4/minute' });
-    const post = { method: 'POST', path: '/status', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: `key=${UNKNOWN_WORDLIST_KEY}` };
+    const post = {
+      method: 'POST',
+      path: '/status',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: `key=${UNKNOWN_WORDLIST_KEY}`,
+    };
     for (let i = 0; i < 5; i++) {
       expect((await raw(a.url, { ...post, headers: { ...post.headers, Origin: 'https://evil.example' } })).status).toBe(403);
-      expect((await raw(a.url, { ...post, headers: { ...post.headers, 'Sec-Fetch-Site': 'cross-site', Origin: 'https://evil.example' } })).status).toBe(403);
-      expect((await raw(a.url, { path: `/status/${UNKNOWN_WORDLIST_KEY}`, headers: { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors' } })).status).toBe(403);
+      expect(
+        (await raw(a.url, { ...post, headers: { ...post.headers, 'Sec-Fetch-Site': 'cross-site', Origin: 'https://evil.example' } }))
+          .status,
+      ).toBe(403);
+      expect(
+        (
+          await raw(a.url, {
+            path: `/status/${UNKNOWN_WORDLIST_KEY}`,
+            headers: { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'no-cors' },
+          })
+        ).status,
+      ).toBe(403);
     }
     // Same origin (the page itself) and non-browser clients work, with the whole budget left.
     const own = await raw(a.url, { ...post, headers: { ...post.headers, Origin: a.url, 'Sec-Fetch-Site': 'same-origin' } });
@@ -286,7 +339,10 @@ describe('CORS: same-origin only', () => {
     expect((await raw(a.url, { ...post, headers: { ...post.headers, Origin: a.url } })).status).toBe(404);
     expect((await raw(a.url, post)).status).toBe(404);
     // A shared link is a top-level navigation: it still reaches the page.
-    const nav = await raw(a.url, { path: `/download/${UNKNOWN_WORDLIST_KEY}`, headers: { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'navigate', Accept: 'text/html' } });
+    const nav = await raw(a.url, {
+      path: `/download/${UNKNOWN_WORDLIST_KEY}`,
+      headers: { 'Sec-Fetch-Site': 'cross-site', 'Sec-Fetch-Mode': 'navigate', Accept: 'text/html' },
+    });
     expect(nav.status).toBe(303);
     expect(nav.headers.location).toBe(`/d#${UNKNOWN_WORDLIST_KEY}`);
   });

@@ -11,11 +11,17 @@ async function uploadRawName(app: TestApp, filename: string, content: string): P
   const boundary = `----cbx${randomBytes(8).toString('hex')}`;
   const encoded = encodeURIComponent(filename).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   const body = Buffer.concat([
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''${encoded}\r\nContent-Type: application/octet-stream\r\n\r\n`),
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8''${encoded}\r\nContent-Type: application/octet-stream\r\n\r\n`,
+    ),
     Buffer.from(content),
     Buffer.from(`\r\n--${boundary}--\r\n`),
   ]);
-  const res = await fetch(`${app.url}/upload`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+  const res = await fetch(`${app.url}/upload`, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+  });
   const text = await res.text();
   expect(res.status, text).toBe(201);
   return JSON.parse(text) as UploadAnswer;
@@ -255,7 +261,12 @@ describe('downloads: what a crafted name or a vanished client cannot do (SPEC §
       });
     });
     // The key's derivation ends after the hang-up; the download then stops short of its claim.
-    const [line] = await waitFor(async () => unclaimed(), (lines) => lines.length === 1, 10_000, 'the download to give up');
+    const [line] = await waitFor(
+      async () => unclaimed(),
+      (lines) => lines.length === 1,
+      10_000,
+      'the download to give up',
+    );
     expect(line).toMatchObject({ level: 'info', reason: 'client_gone' });
 
     const status = await fetch(up.status_url);

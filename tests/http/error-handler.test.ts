@@ -55,9 +55,15 @@ describe('the error middleware', () => {
     const text = await res.text();
     expect(text).not.toContain('boom');
     expect(text).not.toContain('/srv');
-    expect(JSON.parse(text)).toEqual({ error: { code: 'INTERNAL_ERROR', message: 'Something went wrong on our side.', request_id: res.headers.get('x-request-id') } });
+    expect(JSON.parse(text)).toEqual({
+      error: { code: 'INTERNAL_ERROR', message: 'Something went wrong on our side.', request_id: res.headers.get('x-request-id') },
+    });
     const logged = lines.find((l) => l.event === 'request_failed');
-    expect(logged).toMatchObject({ level: 'error', code: 'INTERNAL_ERROR', error: { name: 'TypeError', stack: expect.stringContaining('TypeError') } });
+    expect(logged).toMatchObject({
+      level: 'error',
+      code: 'INTERNAL_ERROR',
+      error: { name: 'TypeError', stack: expect.stringContaining('TypeError') },
+    });
   });
 
   it('turns a ZodError into 400 VALIDATION_FAILED with details naming the field', async () => {
@@ -71,17 +77,26 @@ describe('the error middleware', () => {
   it('keeps an AppError’s code, status and extra fields', async () => {
     const res = await fetch(`${url}/app-error`);
     expect(res.status).toBe(410);
-    expect(await res.json()).toEqual({ error: { code: 'FILE_GONE', message: 'This file is gone.', request_id: expect.any(String), reason: 'burned' } });
+    expect(await res.json()).toEqual({
+      error: { code: 'FILE_GONE', message: 'This file is gone.', request_id: expect.any(String), reason: 'burned' },
+    });
   });
 
   it('answers a crypto integrity failure with 500 INTEGRITY_CHECK_FAILED and the generic message', async () => {
     const res = await fetch(`${url}/integrity`);
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({
-      error: { code: 'INTEGRITY_CHECK_FAILED', message: 'The stored file failed its integrity check.', request_id: res.headers.get('x-request-id') },
+      error: {
+        code: 'INTEGRITY_CHECK_FAILED',
+        message: 'The stored file failed its integrity check.',
+        request_id: res.headers.get('x-request-id'),
+      },
     });
     const logged = lines.find((l) => l.event === 'request_failed' && l.code === 'INTEGRITY_CHECK_FAILED');
-    expect(logged).toMatchObject({ level: 'error', error: { name: 'IntegrityCheckFailedError', message: 'integrity check failed: chunk_auth' } });
+    expect(logged).toMatchObject({
+      level: 'error',
+      error: { name: 'IntegrityCheckFailedError', message: 'integrity check failed: chunk_auth' },
+    });
   });
 
   it('answers a busy KDF with 503 and Retry-After: 1, logged as kdf_busy at warn without a stack, sampled to one line a second', async () => {
@@ -91,7 +106,11 @@ describe('the error middleware', () => {
     expect(first.status).toBe(503);
     expect(first.headers.get('retry-after')).toBe('1');
     expect(await first.json()).toEqual({
-      error: { code: 'SERVICE_UNAVAILABLE', message: 'The service is temporarily unavailable. Try again shortly.', request_id: first.headers.get('x-request-id') },
+      error: {
+        code: 'SERVICE_UNAVAILABLE',
+        message: 'The service is temporarily unavailable. Try again shortly.',
+        request_id: first.headers.get('x-request-id'),
+      },
     });
     clock = 10_400;
     expect((await fetch(`${url}/kdf-busy`)).status).toBe(503);

@@ -25,7 +25,22 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       expect(res.headers.get('cache-control')).toBe('no-store');
       const body = (await res.json()) as UploadAnswer;
       expect(Object.keys(body).sort()).toEqual(
-        ['key', 'share_url', 'download_url', 'preview_url', 'status_url', 'delete_url', 'delete_token', 'expiry', 'uses', 'filename', 'mime_type', 'size', 'created_at', 'sha256'].sort(),
+        [
+          'key',
+          'share_url',
+          'download_url',
+          'preview_url',
+          'status_url',
+          'delete_url',
+          'delete_token',
+          'expiry',
+          'uses',
+          'filename',
+          'mime_type',
+          'size',
+          'created_at',
+          'sha256',
+        ].sort(),
       );
       expect(body.key).toMatch(WORDS);
       expect(body).toMatchObject({
@@ -80,10 +95,19 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
     });
 
     it('PUT with Accept: application/json answers the JSON', async () => {
-      const res = await fetch(`${app.url}/upload/data.bin`, { method: 'PUT', body: new Uint8Array([0, 1, 2, 3]), headers: { Accept: 'application/json' } });
+      const res = await fetch(`${app.url}/upload/data.bin`, {
+        method: 'PUT',
+        body: new Uint8Array([0, 1, 2, 3]),
+        headers: { Accept: 'application/json' },
+      });
       expect(res.status).toBe(201);
       const body = (await res.json()) as UploadAnswer;
-      expect(body).toMatchObject({ filename: 'data.bin', size: 4, mime_type: 'application/octet-stream', sha256: sha256(new Uint8Array([0, 1, 2, 3])) });
+      expect(body).toMatchObject({
+        filename: 'data.bin',
+        size: 4,
+        mime_type: 'application/octet-stream',
+        sha256: sha256(new Uint8Array([0, 1, 2, 3])),
+      });
     });
 
     it('accepts a 0-byte file, which downloads as 0 bytes', async () => {
@@ -105,14 +129,21 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       ['words=2', { words: '2' }, 'words'],
       ['uses=abc', { uses: 'abc' }, 'uses'],
     ])('400 VALIDATION_FAILED for %s, with details, and nothing left behind', async (_name, fields, field) => {
-      const resolved = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, v === 'MAX+1' ? String(app.config.maxExpiryMinutes + 1) : v]));
+      const resolved = Object.fromEntries(
+        Object.entries(fields).map(([k, v]) => [k, v === 'MAX+1' ? String(app.config.maxExpiryMinutes + 1) : v]),
+      );
       const before = (await fileKeys(app)).length;
       const filesBaseline = await storedFiles(app);
       const res = await postFile(app, 'some text', 'v.txt', resolved);
       const body = await expectError(res, 400, 'VALIDATION_FAILED');
       expect(body.error.details).toEqual([{ field, message: expect.any(String) }]);
       // The blob stored while parsing is discarded.
-      expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBaseline.length)).toEqual(filesBaseline);
+      expect(
+        await waitFor(
+          () => storedFiles(app),
+          (f) => f.length === filesBaseline.length,
+        ),
+      ).toEqual(filesBaseline);
       expect((await fileKeys(app)).length).toBe(before);
     });
 
@@ -128,7 +159,15 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
     });
 
     it('400 MISSING_FILE for a body that is not multipart at all', async () => {
-      await expectError(await fetch(`${app.url}/upload`, { method: 'POST', body: JSON.stringify({ a: 1 }), headers: { 'content-type': 'application/json' } }), 400, 'MISSING_FILE');
+      await expectError(
+        await fetch(`${app.url}/upload`, {
+          method: 'POST',
+          body: JSON.stringify({ a: 1 }),
+          headers: { 'content-type': 'application/json' },
+        }),
+        400,
+        'MISSING_FILE',
+      );
     });
 
     // Two `file` parts make a drop (SPEC §10.7, tests/integration/drops.test.ts); a file in another field is refused.
@@ -139,7 +178,12 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       const before = (await fileKeys(app)).length;
       const filesBaseline = await storedFiles(app);
       await expectError(await fetch(`${app.url}/upload`, { method: 'POST', body: form }), 400, 'MISSING_FILE');
-      expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBaseline.length)).toEqual(filesBaseline);
+      expect(
+        await waitFor(
+          () => storedFiles(app),
+          (f) => f.length === filesBaseline.length,
+        ),
+      ).toEqual(filesBaseline);
       expect((await fileKeys(app)).length).toBe(before);
     });
   });
@@ -156,7 +200,11 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       expect(strip(a)).toEqual(strip(c));
       expect(Object.keys(a.error).sort()).toEqual(['code', 'message', 'request_id']);
       await expectError(await fetch(`${app.url}/preview/abacus-abdomen-abdominal-abide`), 404, 'FILE_NOT_FOUND');
-      await expectError(await fetch(`${app.url}/files/abacus-abdomen-abdominal-abide`, { method: 'DELETE', headers: { 'X-Delete-Token': 'x' } }), 404, 'FILE_NOT_FOUND');
+      await expectError(
+        await fetch(`${app.url}/files/abacus-abdomen-abdominal-abide`, { method: 'DELETE', headers: { 'X-Delete-Token': 'x' } }),
+        404,
+        'FILE_NOT_FOUND',
+      );
     });
 
     it('status is repeatable, spends nothing, and works with a trailing slash and by POST', async () => {
@@ -177,7 +225,11 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       }
       const byForm = await fetch(`${app.url}/status`, { method: 'POST', body: new URLSearchParams({ key: up.key }) });
       expect(((await byForm.json()) as { remaining_uses: number }).remaining_uses).toBe(2);
-      const byJson = await fetch(`${app.url}/status/`, { method: 'POST', body: JSON.stringify({ key: up.key }), headers: { 'content-type': 'application/json' } });
+      const byJson = await fetch(`${app.url}/status/`, {
+        method: 'POST',
+        body: JSON.stringify({ key: up.key }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(((await byJson.json()) as { remaining_uses: number }).remaining_uses).toBe(2);
     });
 
@@ -185,7 +237,11 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       const up = await uploadOk(app, 'norm', 'norm.txt', { uses: '2' });
       const [w1, w2, w3, w4] = up.key.split('-') as [string, string, string, string];
       const messy = `  ${w1[0]!.toUpperCase()}${w1.slice(1)} ${w2}.${w3.toUpperCase()}_${w4}  `;
-      const byJson = await fetch(`${app.url}/status`, { method: 'POST', body: JSON.stringify({ key: messy }), headers: { 'content-type': 'application/json' } });
+      const byJson = await fetch(`${app.url}/status`, {
+        method: 'POST',
+        body: JSON.stringify({ key: messy }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(byJson.status).toBe(200);
       expect(((await byJson.json()) as { key: string }).key).toBe(up.key);
       const byPath = await fetch(`${app.url}/status/${encodeURIComponent(messy.trim())}`);
@@ -213,7 +269,11 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
         sha256: sha256('preview me'),
       });
       await expectError(await fetch(`${app.url}/preview/${up.key}`), 410, 'PREVIEW_ALREADY_USED');
-      await expectError(await fetch(`${app.url}/preview`, { method: 'POST', body: new URLSearchParams({ key: up.key }) }), 410, 'PREVIEW_ALREADY_USED');
+      await expectError(
+        await fetch(`${app.url}/preview`, { method: 'POST', body: new URLSearchParams({ key: up.key }) }),
+        410,
+        'PREVIEW_ALREADY_USED',
+      );
       const status = (await (await fetch(up.status_url)).json()) as { remaining_uses: number };
       expect(status.remaining_uses).toBe(1);
       const dl = await fetch(up.download_url);
@@ -223,13 +283,22 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
 
     it('delete: a wrong token is 403, the right one 204, then 410 deleted for everyone', async () => {
       const up = await uploadOk(app, 'delete me', 'del.txt');
-      await expectError(await fetch(up.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': 'wrong-token' } }), 403, 'INVALID_DELETE_TOKEN');
+      await expectError(
+        await fetch(up.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': 'wrong-token' } }),
+        403,
+        'INVALID_DELETE_TOKEN',
+      );
       await expectError(await fetch(up.delete_url, { method: 'DELETE' }), 403, 'INVALID_DELETE_TOKEN');
       expect((await fetch(up.status_url)).status).toBe(200);
       const ok = await fetch(`${up.delete_url}/`, { method: 'DELETE', headers: { 'X-Delete-Token': up.delete_token } });
       expect(ok.status).toBe(204);
       expect(await ok.text()).toBe('');
-      for (const res of [await fetch(up.status_url), await fetch(up.download_url), await fetch(up.preview_url), await fetch(up.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': up.delete_token } })]) {
+      for (const res of [
+        await fetch(up.status_url),
+        await fetch(up.download_url),
+        await fetch(up.preview_url),
+        await fetch(up.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': up.delete_token } }),
+      ]) {
         const body = await expectError(res, 410, 'FILE_GONE');
         expect(body.error.reason).toBe('deleted');
       }
@@ -256,7 +325,15 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
         expect((await expectError(await fetch(up.preview_url), 410, 'FILE_GONE')).error.reason).toBe('expired');
         expect((await expectError(await fetch(up.download_url), 410, 'FILE_GONE')).error.reason).toBe('expired');
         expect((await expectError(await fetch(up.download_url), 410, 'FILE_GONE')).error.reason).toBe('expired');
-        expect((await expectError(await fetch(other.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': other.delete_token } }), 410, 'FILE_GONE')).error.reason).toBe('expired');
+        expect(
+          (
+            await expectError(
+              await fetch(other.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': other.delete_token } }),
+              410,
+              'FILE_GONE',
+            )
+          ).error.reason,
+        ).toBe('expired');
       } finally {
         clock.offsetMs = 0;
       }
@@ -264,7 +341,10 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
 
     it('GET /download with a browser Accept answers 303 to /d#key and spends nothing', async () => {
       const up = await uploadOk(app, 'browser', 'b.txt');
-      const res = await fetch(up.download_url, { redirect: 'manual', headers: { Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
+      const res = await fetch(up.download_url, {
+        redirect: 'manual',
+        headers: { Accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' },
+      });
       expect(res.status).toBe(303);
       expect(res.headers.get('location')).toBe(`/d#${up.key}`);
       const status = (await (await fetch(up.status_url)).json()) as { remaining_uses: number };
@@ -276,11 +356,19 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       const a = await fetch(`${app.url}/download`, { method: 'POST', body: new URLSearchParams({ key: up.key }) });
       expect(a.status).toBe(200);
       expect(await a.text()).toBe('posted');
-      const b = await fetch(`${app.url}/download/`, { method: 'POST', body: JSON.stringify({ key: up.key }), headers: { 'content-type': 'application/json' } });
+      const b = await fetch(`${app.url}/download/`, {
+        method: 'POST',
+        body: JSON.stringify({ key: up.key }),
+        headers: { 'content-type': 'application/json' },
+      });
       expect(b.status).toBe(200);
       expect(b.headers.get('x-remaining-uses')).toBe('0');
       expect(await b.text()).toBe('posted');
-      await expectError(await fetch(`${app.url}/download`, { method: 'POST', body: JSON.stringify({}), headers: { 'content-type': 'application/json' } }), 404, 'FILE_NOT_FOUND');
+      await expectError(
+        await fetch(`${app.url}/download`, { method: 'POST', body: JSON.stringify({}), headers: { 'content-type': 'application/json' } }),
+        404,
+        'FILE_NOT_FOUND',
+      );
     });
   });
 });
@@ -298,7 +386,12 @@ describe('upload limits: 413 and 415', () => {
   });
 
   const leavesNothing = async (app: TestApp) => {
-    expect(await waitFor(() => storedFiles(app), (f) => f.length === 0)).toEqual([]);
+    expect(
+      await waitFor(
+        () => storedFiles(app),
+        (f) => f.length === 0,
+      ),
+    ).toEqual([]);
     expect(await fileKeys(app)).toEqual([]);
   };
 
@@ -335,7 +428,11 @@ describe('upload limits: 413 and 415', () => {
 
   it('415 UNSUPPORTED_MEDIA_TYPE for text when only image/* is allowed, even if the client claims image/png', async () => {
     await expectError(await postFile(images, 'just some text', 'fake.png', {}, 'image/png'), 415, 'UNSUPPORTED_MEDIA_TYPE');
-    await expectError(await fetch(`${images.url}/upload/fake.png`, { method: 'PUT', body: 'plain text', headers: { 'content-type': 'image/png' } }), 415, 'UNSUPPORTED_MEDIA_TYPE');
+    await expectError(
+      await fetch(`${images.url}/upload/fake.png`, { method: 'PUT', body: 'plain text', headers: { 'content-type': 'image/png' } }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    );
     await leavesNothing(images);
   });
 

@@ -35,7 +35,14 @@ describe('the HTTP foundation', () => {
     await nonsense.arrayBuffer();
     const lines = app.logs.filter((l) => l.event === 'request_completed' && l.request_id === 'log-line-check-0001');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 'info', service: 'api', method: 'GET', route: '/health', status_code: 200, duration_ms: expect.any(Number) });
+    expect(lines[0]).toMatchObject({
+      level: 'info',
+      service: 'api',
+      method: 'GET',
+      route: '/health',
+      status_code: 200,
+      duration_ms: expect.any(Number),
+    });
     expect(lines[0]!.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(app.rawLogs.join('\n')).not.toContain('apple-banana');
   });

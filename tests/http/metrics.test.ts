@@ -23,14 +23,21 @@ async function scrape(app: TestApp, headers: Record<string, string> = { Authoriz
 
 /** Waits until the request log has counted `route` (the line is written a moment after the client has its answer). */
 const counted = (app: TestApp, labels: Record<string, string>, n = 1) =>
-  waitFor(() => scrape(app), (s) => s.sum('cinderbox_http_request_duration_seconds_count', labels) >= n, 5_000, `${JSON.stringify(labels)} counted`);
+  waitFor(
+    () => scrape(app),
+    (s) => s.sum('cinderbox_http_request_duration_seconds_count', labels) >= n,
+    5_000,
+    `${JSON.stringify(labels)} counted`,
+  );
 
 describe('/metrics of the API', () => {
   let on: TestApp;
   let off: TestApp;
   beforeAll(async () => {
     // No resume window here: a burned file's blob is then queued for shredding when its download ends.
-    on = await startTestApp({ env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, DOWNLOAD_FAIL_LIMIT: '3', RESUME_WINDOW_SECONDS: '0' } });
+    on = await startTestApp({
+      env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, DOWNLOAD_FAIL_LIMIT: '3', RESUME_WINDOW_SECONDS: '0' },
+    });
     off = await startTestApp();
   });
   afterAll(async () => {
@@ -57,7 +64,13 @@ describe('/metrics of the API', () => {
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(res.headers.get('cache-control')).toBe('no-store');
     const metrics = parsePrometheus(await res.text());
-    for (const name of ['process_resident_memory_bytes', 'process_cpu_seconds_total', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds']) {
+    for (const name of [
+      'process_resident_memory_bytes',
+      'process_cpu_seconds_total',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_gc_duration_seconds',
+    ]) {
       expect(metrics.families.has(name), name).toBe(true);
     }
     expect(metrics.value('process_resident_memory_bytes')).toBeGreaterThan(10 * 1024 * 1024);
@@ -86,7 +99,12 @@ describe('/metrics of the API', () => {
 
     // No worker runs here: both expire jobs wait delayed; the burn, the delete and the end of the
     // download's lease (a moment after its last byte) queue three shreds.
-    const after = await waitFor(() => scrape(on), (s) => s.value('cinderbox_janitor_jobs', { state: 'waiting' }) === 3, 5_000, 'the three shreds to be queued');
+    const after = await waitFor(
+      () => scrape(on),
+      (s) => s.value('cinderbox_janitor_jobs', { state: 'waiting' }) === 3,
+      5_000,
+      'the three shreds to be queued',
+    );
     const moved = (name: string) => after.value(name) - before.value(name);
     expect(moved('cinderbox_uploads_total')).toBe(2);
     expect(moved('cinderbox_upload_bytes_total')).toBe(body.length + 1000);
@@ -95,9 +113,13 @@ describe('/metrics of the API', () => {
     expect(moved('cinderbox_burns_total')).toBe(1);
     expect(moved('cinderbox_deletes_total')).toBe(1);
     expect(after.value('cinderbox_janitor_jobs', { state: 'delayed' })).toBe(2);
-    expect(after.value('cinderbox_http_request_duration_seconds_count', { method: 'PUT', route: '/upload/:filename', status_class: '2xx' })).toBe(1);
+    expect(
+      after.value('cinderbox_http_request_duration_seconds_count', { method: 'PUT', route: '/upload/:filename', status_class: '2xx' }),
+    ).toBe(1);
     expect(after.value('cinderbox_http_request_duration_seconds_count', { method: 'POST', route: '/upload', status_class: '2xx' })).toBe(1);
-    expect(after.value('cinderbox_http_request_duration_seconds_sum', { method: 'GET', route: '/download/:key', status_class: '2xx' })).toBeGreaterThan(0);
+    expect(
+      after.value('cinderbox_http_request_duration_seconds_sum', { method: 'GET', route: '/download/:key', status_class: '2xx' }),
+    ).toBeGreaterThan(0);
   });
 
   it('counts a resumed download apart from downloads: it spends no use', async () => {
@@ -142,9 +164,16 @@ describe('/metrics of the API', () => {
     await counted(on, { route: '/download/:key', status_class: '5xx' });
 
     const after = await scrape(on);
-    expect(after.value('cinderbox_ip_blocks_total', { scope: 'client' }) - before.value('cinderbox_ip_blocks_total', { scope: 'client' })).toBe(1);
-    expect(after.value('cinderbox_integrity_failures_total', { stage: 'before_first_byte' }) - before.value('cinderbox_integrity_failures_total', { stage: 'before_first_byte' })).toBe(1);
-    expect(after.value('cinderbox_http_request_duration_seconds_count', { route: '/status/:key', status_class: '4xx' })).toBeGreaterThanOrEqual(4);
+    expect(
+      after.value('cinderbox_ip_blocks_total', { scope: 'client' }) - before.value('cinderbox_ip_blocks_total', { scope: 'client' }),
+    ).toBe(1);
+    expect(
+      after.value('cinderbox_integrity_failures_total', { stage: 'before_first_byte' }) -
+        before.value('cinderbox_integrity_failures_total', { stage: 'before_first_byte' }),
+    ).toBe(1);
+    expect(
+      after.value('cinderbox_http_request_duration_seconds_count', { route: '/status/:key', status_class: '4xx' }),
+    ).toBeGreaterThanOrEqual(4);
   });
 
   it('keeps the number of series bounded whatever paths, keys and methods clients send', async () => {
@@ -173,7 +202,9 @@ describe('/metrics of the API', () => {
     expect(sent).toBe(200);
     const cinderbox = (s: Scrape) => text(s).filter((t) => t.startsWith('cinderbox_'));
     expect(cinderbox(second)).toEqual(cinderbox(first));
-    const routes = new Set(second.samples.filter((s) => s.name === 'cinderbox_http_request_duration_seconds_count').map((s) => s.labels.route));
+    const routes = new Set(
+      second.samples.filter((s) => s.name === 'cinderbox_http_request_duration_seconds_count').map((s) => s.labels.route),
+    );
     for (const route of routes) expect(route, 'a route label is a template').toMatch(/^(\*|\/[a-z/:]*)$/);
     expect(routes.size).toBeLessThan(20);
     expect(text(second).join('\n')).not.toMatch(/no\/such|[0-9a-f]{12}/);
@@ -197,7 +228,13 @@ describe('/metrics while Redis does not answer', () => {
       const scrape = parsePrometheus(await metrics.registry.metrics());
       expect(Date.now() - started).toBeLessThan(3_000);
       expect(scrape.value('cinderbox_redis_up')).toBe(0);
-      for (const name of ['cinderbox_redis_memory_used_bytes', 'cinderbox_redis_memory_max_bytes', 'cinderbox_worker_up', 'cinderbox_janitor_jobs']) expect(scrape.families.get(name)?.samples, name).toEqual([]);
+      for (const name of [
+        'cinderbox_redis_memory_used_bytes',
+        'cinderbox_redis_memory_max_bytes',
+        'cinderbox_worker_up',
+        'cinderbox_janitor_jobs',
+      ])
+        expect(scrape.families.get(name)?.samples, name).toEqual([]);
       expect(scrape.value('cinderbox_uploads_total')).toBe(0);
     } finally {
       await queue.close().catch(() => undefined);
@@ -245,7 +282,12 @@ describe('KDF and key pool figures in /metrics', () => {
       await first;
 
       keyPool.start();
-      await waitFor(async () => keyPool.stats().size, (n) => n === 3, 10_000, 'the key pool to fill');
+      await waitFor(
+        async () => keyPool.stats().size,
+        (n) => n === 3,
+        10_000,
+        'the key pool to fill',
+      );
       expect(keyPool.take()).not.toBeNull();
       keyPool.stop();
       const after = await read();

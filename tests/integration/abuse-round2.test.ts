@@ -18,9 +18,19 @@ import { waitFor } from '../helpers/files.js';
 
 const run = promisify(execFile);
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 // Valid wordlist words (so each lookup does its KDF work) that no upload will ever draw together.
-const wrongKey = (i: number) => `abacus-abdomen-abdominal-${['abide', 'abiding', 'ability', 'ablaze', 'able', 'abnormal'][i % 6]}-${['abrasion', 'abrasive', 'abreast', 'abridge', 'abroad', 'abruptly', 'absence', 'absentee', 'absently', 'absinthe'][Math.floor(i / 6) % 10]}`;
+const wrongKey = (i: number) =>
+  `abacus-abdomen-abdominal-${['abide', 'abiding', 'ability', 'ablaze', 'able', 'abnormal'][i % 6]}-${['abrasion', 'abrasive', 'abreast', 'abridge', 'abroad', 'abruptly', 'absence', 'absentee', 'absently', 'absinthe'][Math.floor(i / 6) % 10]}`;
 
 const apis: ApiProcess[] = [];
 async function api(env: Record<string, string>): Promise<ApiProcess> {
@@ -48,7 +58,8 @@ async function uploadText(url: string, name: string, text: string, headers: Reco
   return (await res.json()) as { key: string };
 }
 
-const statusOf = (url: string, key: string, headers: Record<string, string> = {}) => fetch(`${url}/status/${key}`, { headers }).then(async (res) => ({ status: res.status, body: await res.text() }));
+const statusOf = (url: string, key: string, headers: Record<string, string> = {}) =>
+  fetch(`${url}/status/${key}`, { headers }).then(async (res) => ({ status: res.status, body: await res.text() }));
 
 describe('1. a foreign page cannot get its visitors blocked', () => {
   it('refuses twelve hidden cross-site iframes on key routes before any limiter; the visitor stays unblocked', async () => {
@@ -64,13 +75,23 @@ describe('1. a foreign page cannot get its visitors blocked', () => {
       // "localhost" and "127.0.0.1" are different sites: the page's requests are cross-site.
       await visitor.goto(`http://localhost:${(hostile.address() as AddressInfo).port}/`, { waitUntil: 'load' });
       const answered = () => a.proc.events().filter((l) => l.event === 'request_completed');
-      const lines = await waitFor(async () => answered(), (l) => l.length >= 14, 10_000, 'the API to answer the frames and images');
+      const lines = await waitFor(
+        async () => answered(),
+        (l) => l.length >= 14,
+        10_000,
+        'the API to answer the frames and images',
+      );
       expect(lines.map((l) => l.status_code)).toEqual(Array.from({ length: 14 }, () => 403));
 
       // The visitor's own lookups still work: a wrong passphrase answers 404, not 429.
       const own = await context.newPage();
       await own.goto(`${a.url}/d`);
-      const answer = await own.evaluate(async (key) => (await fetch('/status', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ key }) })).status, wrongKey(30));
+      const answer = await own.evaluate(
+        async (key) =>
+          (await fetch('/status', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ key }) }))
+            .status,
+        wrongKey(30),
+      );
       expect(answer).toBe(404);
     } finally {
       await browser.close();
@@ -83,7 +104,13 @@ describe('1. a foreign page cannot get its visitors blocked', () => {
 
 describe('2. the KDF is shared fairly', () => {
   it('keeps a legitimate client under 2 s at p95, with no 503, while 200 clients of one IPv6 /56 poll every second', async () => {
-    const a = await api({ KDF_COST: '14', TRUST_PROXY: 'loopback', LOOKUP_RATE_LIMIT: '100000/minute', DOWNLOAD_FAIL_LIMIT: '100000', UPLOAD_RATE_LIMIT: '1000/minute' });
+    const a = await api({
+      KDF_COST: '14',
+      TRUST_PROXY: 'loopback',
+      LOOKUP_RATE_LIMIT: '100000/minute',
+      DOWNLOAD_FAIL_LIMIT: '100000',
+      UPLOAD_RATE_LIMIT: '1000/minute',
+    });
     const { key } = await uploadText(a.url, 'target.txt', 'polled by everyone');
     const flooding = new AbortController();
     let floodAnswers = 0;
@@ -102,7 +129,12 @@ describe('2. the KDF is shared fairly', () => {
     };
     const flood = Array.from({ length: 200 }, (_, i) => flooder(i));
     try {
-      await waitFor(async () => floodAnswers, (n) => n >= 200, 20_000, 'the flood to be under way');
+      await waitFor(
+        async () => floodAnswers,
+        (n) => n >= 200,
+        20_000,
+        'the flood to be under way',
+      );
       const times: number[] = [];
       const statuses: number[] = [];
       for (let i = 0; i < 20; i++) {
@@ -185,16 +217,30 @@ describe('5. no raw client IP is stored, and LOG_IP=off logs no client', () => {
 });
 
 /** A raw multipart request, so the test alone decides every byte (and can hang up mid-body). */
-function rawUpload(url: string, head: string, options: { hangUpAfterHead?: boolean } = {}): Promise<{ status: number; body: string } | 'hung up'> {
+function rawUpload(
+  url: string,
+  head: string,
+  options: { hangUpAfterHead?: boolean } = {},
+): Promise<{ status: number; body: string } | 'hung up'> {
   return new Promise((resolve) => {
     const boundary = 'cbxedgecase';
     const body = Buffer.from(`--${boundary}\r\n${head}\r\n\r\nhello\r\n--${boundary}--\r\n`, 'latin1');
-    const req = http.request(`${url}/upload`, { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(body.length + (options.hangUpAfterHead ? 100_000 : 0)) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
+    const req = http.request(
+      `${url}/upload`,
+      {
+        method: 'POST',
+        headers: {
+          'Content-Type': `multipart/form-data; boundary=${boundary}`,
+          'Content-Length': String(body.length + (options.hangUpAfterHead ? 100_000 : 0)),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.on('error', () => resolve('hung up'));
     if (options.hangUpAfterHead) {
       req.write(body.subarray(0, body.length - 20), () => setImmediate(() => req.destroy()));
@@ -208,12 +254,23 @@ describe('6. client errors are client errors', () => {
     const a = await api({});
     const nul = await rawUpload(a.url, 'Content-Disposition: form-data; name="file"; filename="a\u0000b.txt"');
     expect(nul).toMatchObject({ status: 400 });
-    const many = await rawUpload(a.url, ['Content-Disposition: form-data; name="file"; filename="many.txt"', ...Array.from({ length: 3_000 }, (_, i) => `X-Header-${i}: ${i}`)].join('\r\n'));
+    const many = await rawUpload(
+      a.url,
+      [
+        'Content-Disposition: form-data; name="file"; filename="many.txt"',
+        ...Array.from({ length: 3_000 }, (_, i) => `X-Header-${i}: ${i}`),
+      ].join('\r\n'),
+    );
     expect(many).toMatchObject({ status: 400 });
-    for (const answer of [nul, many]) if (answer !== 'hung up') expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'VALIDATION_FAILED' } });
+    for (const answer of [nul, many])
+      if (answer !== 'hung up') expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'VALIDATION_FAILED' } });
 
-    expect(await rawUpload(a.url, 'Content-Disposition: form-data; name="file"; filename="cut.txt"', { hangUpAfterHead: true })).toBe('hung up');
-    const aborted = await a.proc.waitForEvent('request_completed', 10_000, { where: (l) => l.route === '/upload' && l.status_code !== 400 });
+    expect(await rawUpload(a.url, 'Content-Disposition: form-data; name="file"; filename="cut.txt"', { hangUpAfterHead: true })).toBe(
+      'hung up',
+    );
+    const aborted = await a.proc.waitForEvent('request_completed', 10_000, {
+      where: (l) => l.route === '/upload' && l.status_code !== 400,
+    });
     expect(aborted.status_code).not.toBe(500);
     expect(a.proc.events().filter((l) => l.level === 'error')).toEqual([]);
   });

@@ -27,7 +27,11 @@ const printed: string[] = [];
 
 /** Runs `admin <args>` as its own process and waits until it has exited and its output is read. */
 function admin(args: string[], env: Record<string, string>, options: { cwd?: string } = {}): Promise<AdminRun> {
-  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'scripts/admin.ts'), ...args], { cwd: options.cwd ?? ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'scripts/admin.ts'), ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -51,7 +55,12 @@ describe('npm run admin', () => {
 
   beforeAll(async () => {
     // No resume window: the burned file's blob is shredded as soon as its download ends.
-    const settings = { TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', DOWNLOAD_BLOCK_WINDOW: String(BLOCK_SECONDS), RESUME_WINDOW_SECONDS: '0' };
+    const settings = {
+      TRUST_PROXY: 'loopback',
+      DOWNLOAD_FAIL_LIMIT: '3',
+      DOWNLOAD_BLOCK_WINDOW: String(BLOCK_SECONDS),
+      RESUME_WINDOW_SECONDS: '0',
+    };
     app = await startTestApp({ env: settings });
     env = testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), settings);
     worker = runTs('workers/main.ts', env);
@@ -63,7 +72,8 @@ describe('npm run admin', () => {
     await app.close();
   });
 
-  const statusFrom = (ip: string, key: string) => fetch(`${app.url}/status/${key}`, { headers: { 'X-Forwarded-For': ip } }).then((r) => r.status);
+  const statusFrom = (ip: string, key: string) =>
+    fetch(`${app.url}/status/${key}`, { headers: { 'X-Forwarded-For': ip } }).then((r) => r.status);
   /** DOWNLOAD_FAIL_LIMIT (3) lookups of keys that are not wordlist words block the client. */
   const block = async (ip: string) => {
     for (let i = 0; i < 3; i += 1) expect(await statusFrom(ip, 'not-a-wordlist-key')).toBe(404);
@@ -105,7 +115,9 @@ describe('npm run admin', () => {
     const run = await admin(['blocks', '--json'], env);
     expect(run.code).toBe(0);
     const { blocks } = json<{ blocks: { client: string; ends_at: string; seconds_left: number }[] }>(run);
-    expect(blocks.map((b) => b.client).sort()).toEqual([clientIdOf(TEST_SECRET, '203.0.113.7'), clientIdOf(TEST_SECRET, '198.51.100.9')].sort());
+    expect(blocks.map((b) => b.client).sort()).toEqual(
+      [clientIdOf(TEST_SECRET, '203.0.113.7'), clientIdOf(TEST_SECRET, '198.51.100.9')].sort(),
+    );
     for (const b of blocks) {
       expect(b.seconds_left).toBeGreaterThan(BLOCK_SECONDS - 30);
       expect(b.seconds_left).toBeLessThanOrEqual(BLOCK_SECONDS);
@@ -158,7 +170,9 @@ describe('npm run admin', () => {
     expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(429);
     const text = await admin(['unblock', '2001:db8:1:6::1'], env);
     expect(text.code).toBe(0);
-    expect(text.stdout).toContain(`unblocked 2001:db8:1:6::/64 (${clientIdOf(TEST_SECRET, '2001:db8:1:6::/64')}) and 2001:db8:1::/48 (${clientIdOf(TEST_SECRET, '2001:db8:1::/48')})`);
+    expect(text.stdout).toContain(
+      `unblocked 2001:db8:1:6::/64 (${clientIdOf(TEST_SECRET, '2001:db8:1:6::/64')}) and 2001:db8:1::/48 (${clientIdOf(TEST_SECRET, '2001:db8:1::/48')})`,
+    );
     expect(await statusFrom('2001:db8:1:6::1', uploads[0]!.key)).toBe(200);
     expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(200); // the /48 block is gone for all of it
     expect(await statusFrom('2001:db8:1:5::1', uploads[0]!.key)).toBe(429); // another /64's own block stays
@@ -213,14 +227,16 @@ describe('npm run admin', () => {
       expect(res.status).toBe(410);
       expect(await res.json()).toMatchObject({ error: { code: 'FILE_GONE', reason: 'deleted' } });
     }
-    const shreds = () => Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.reason === 'deleted').length);
+    const shreds = () =>
+      Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.reason === 'deleted').length);
     await waitFor(shreds, (n) => n === 3, 20_000, 'the worker to shred the three purged blobs');
     expect(await app.storage.names()).toEqual([]);
     expect(json(await admin(['stats', '--json'], env))).toMatchObject({ live_files: 0, live_bytes: 0 });
 
     // Nothing the command printed in this file names a secret: keys, tokens, lookup ids, blob ids, the server secret.
     const all = printed.join('\n');
-    for (const secret of [TEST_SECRET, ...uploads.flatMap((u) => [u.key, u.delete_token]), ...lookupIds, ...blobsBefore]) expect(all).not.toContain(secret);
+    for (const secret of [TEST_SECRET, ...uploads.flatMap((u) => [u.key, u.delete_token]), ...lookupIds, ...blobsBefore])
+      expect(all).not.toContain(secret);
   });
 });
 
@@ -248,7 +264,17 @@ describe('npm run admin doctor', () => {
     expect(run.code).toBe(0);
     const report = json<Doctor>(run);
     expect(report).toMatchObject({ ok: true, problems: 0 });
-    expect(statusOf(report)).toEqual({ config: 'ok', redis: 'ok', eviction: 'ok', persistence: 'ok', memory: 'warn', worker: 'ok', clock: 'ok', queue: 'ok', storage: 'ok' });
+    expect(statusOf(report)).toEqual({
+      config: 'ok',
+      redis: 'ok',
+      eviction: 'ok',
+      persistence: 'ok',
+      memory: 'warn',
+      worker: 'ok',
+      clock: 'ok',
+      queue: 'ok',
+      storage: 'ok',
+    });
     expect(report.checks.find((c) => c.name === 'clock')?.detail).toMatch(/^[+-]\d+ ms against Redis TIME/);
     const text = await admin(['doctor'], env);
     expect(text.code).toBe(0);
@@ -262,7 +288,14 @@ describe('npm run admin doctor', () => {
       const run = await admin(['doctor', '--json'], { ...env, REDIS_URL: redis.url });
       expect(run.code).toBe(1);
       const report = json<Doctor>(run);
-      expect(statusOf(report)).toMatchObject({ redis: 'ok', eviction: 'fail', persistence: 'fail', worker: 'fail', clock: 'ok', storage: 'ok' });
+      expect(statusOf(report)).toMatchObject({
+        redis: 'ok',
+        eviction: 'fail',
+        persistence: 'fail',
+        worker: 'fail',
+        clock: 'ok',
+        storage: 'ok',
+      });
       expect(report.problems).toBe(3);
       expect(report.checks.find((c) => c.name === 'persistence')?.detail).toContain('appendonly yes');
     } finally {

@@ -56,9 +56,15 @@ describe('the real curl binary (README quick start)', () => {
     await writeFile(source, 'some notes\n');
     const { stdout } = await run(CURL, ['-sS', '-T', source, `${app.url}/upload/?uses=2`]);
     const key = stdout.split('\n')[0]!.split('#')[1]!;
-    const status = JSON.parse((await run(CURL, ['-sS', '-f', `${app.url}/status/${key}`])).stdout) as { filename: string; remaining_uses: number };
+    const status = JSON.parse((await run(CURL, ['-sS', '-f', `${app.url}/status/${key}`])).stdout) as {
+      filename: string;
+      remaining_uses: number;
+    };
     expect(status).toMatchObject({ filename: 'notes.txt', remaining_uses: 2 });
-    const deleteLine = stdout.split('\n').find((l) => l.startsWith('delete:'))!.replace(/^delete:\s*/, '');
+    const deleteLine = stdout
+      .split('\n')
+      .find((l) => l.startsWith('delete:'))!
+      .replace(/^delete:\s*/, '');
     expect(deleteLine).not.toContain(`/files/${key}`);
     const del = await paste(`${deleteLine} -sS -f -o /dev/null -w '%{http_code}'`, work);
     expect(del.stdout).toBe('204');
@@ -69,9 +75,26 @@ describe('the real curl binary (README quick start)', () => {
     for (const how of ['body', 'path'] as const) {
       const source = path.join(work, `${how}.txt`);
       await writeFile(source, how);
-      const up = JSON.parse((await run(CURL, ['-sS', '-H', 'Accept: application/json', '-T', source, `${app.url}/upload/`])).stdout) as { key: string; delete_token: string };
-      const args = how === 'body' ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify({ key: up.key }), `${app.url}/files`] : [`${app.url}/files/${up.key}`];
-      const del = await run(CURL, ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE', '-H', `X-Delete-Token: ${up.delete_token}`, ...args]);
+      const up = JSON.parse((await run(CURL, ['-sS', '-H', 'Accept: application/json', '-T', source, `${app.url}/upload/`])).stdout) as {
+        key: string;
+        delete_token: string;
+      };
+      const args =
+        how === 'body'
+          ? ['-H', 'Content-Type: application/json', '-d', JSON.stringify({ key: up.key }), `${app.url}/files`]
+          : [`${app.url}/files/${up.key}`];
+      const del = await run(CURL, [
+        '-sS',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-X',
+        'DELETE',
+        '-H',
+        `X-Delete-Token: ${up.delete_token}`,
+        ...args,
+      ]);
       expect(del.stdout).toBe('204');
     }
   });

@@ -30,12 +30,21 @@ interface Run {
   stderr: string;
 }
 
-function run(command: string, args: string[], options: { cwd: string; env: Record<string, string | undefined>; timeoutMs?: number }): Promise<Run> {
+function run(
+  command: string,
+  args: string[],
+  options: { cwd: string; env: Record<string, string | undefined>; timeoutMs?: number },
+): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(command, args, { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      command,
+      args,
+      { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? 120_000, maxBuffer: 32 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -129,7 +138,9 @@ describe('compose.yaml', () => {
       expect(s.environment?.REDIS_URL).toBe('redis://valkey:6379');
       expect(s.environment?.CINDERBOX_SECRET).toBe(TEST_SECRET);
       // One storage volume shared by both roles, on the path STORAGE_PATH and TEMP_PATH live under.
-      expect(s.volumes).toEqual(expect.arrayContaining([expect.stringMatching(/^storage:\/data(:rw)?$/), expect.stringMatching(/^logs:\/app\/logs(:rw)?$/)]));
+      expect(s.volumes).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^storage:\/data(:rw)?$/), expect.stringMatching(/^logs:\/app\/logs(:rw)?$/)]),
+      );
     }
   });
 
@@ -138,13 +149,19 @@ describe('compose.yaml', () => {
     for (const name of ['api', 'worker']) {
       const names = Object.keys(services[name]!.environment ?? {});
       expect(names.length).toBeGreaterThan(0);
-      expect(names.filter((n) => !known.has(n)), `${name} sets unknown variables`).toEqual([]);
+      expect(
+        names.filter((n) => !known.has(n)),
+        `${name} sets unknown variables`,
+      ).toEqual([]);
     }
     const env = (await dockerfile()).filter((i) => i.op === 'ENV').flatMap((i) => envNames(i.args));
     expect(env).toEqual(expect.arrayContaining(['HOST', 'NODE_ENV', 'PORT', 'LOG_DIR', 'STORAGE_PATH', 'TEMP_PATH']));
     // Besides Cinderbox's own variables, only the documented runtime tuning of glibc and Node.
     const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'NODE_OPTIONS'];
-    expect(env.filter((n) => !known.has(n) && !runtimeTuning.includes(n)), 'Dockerfile sets unknown variables').toEqual([]);
+    expect(
+      env.filter((n) => !known.has(n) && !runtimeTuning.includes(n)),
+      'Dockerfile sets unknown variables',
+    ).toEqual([]);
   });
 });
 
@@ -233,116 +250,145 @@ describe('the image, reproduced without Docker', () => {
     await rm(buildStage, { recursive: true, force: true });
   });
 
-  it('installs production dependencies only, starts both roles with the image commands, and passes its HEALTHCHECK', { timeout: 240_000 }, async () => {
-    const instructions = await dockerfile();
-    const runtime = runtimeStage(instructions);
-    expect(instructions.find((i) => i.op === 'FROM')?.args).toMatch(/^node:22-bookworm-slim\b/);
-    expect(runtime.find((i) => i.op === 'USER')?.args).toBe('node');
-    expect(runtime.some((i) => i.op === 'ENTRYPOINT' && i.args.includes('tini'))).toBe(true);
-    expect(runtime.find((i) => i.op === 'EXPOSE')?.args).toBe('8000');
+  it(
+    'installs production dependencies only, starts both roles with the image commands, and passes its HEALTHCHECK',
+    { timeout: 240_000 },
+    async () => {
+      const instructions = await dockerfile();
+      const runtime = runtimeStage(instructions);
+      expect(instructions.find((i) => i.op === 'FROM')?.args).toMatch(/^node:22-bookworm-slim\b/);
+      expect(runtime.find((i) => i.op === 'USER')?.args).toBe('node');
+      expect(runtime.some((i) => i.op === 'ENTRYPOINT' && i.args.includes('tini'))).toBe(true);
+      expect(runtime.find((i) => i.op === 'EXPOSE')?.args).toBe('8000');
 
-    // COPY from the build context: the files git knows (tracked or new, not ignored) under each source.
-    const listed = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, env: baseEnv });
-    expect(listed.code, listed.stderr).toBe(0);
-    const files = listed.stdout.split('\n').filter((f) => f !== '' && existsSync(path.join(ROOT, f)));
-    for (const copy of runtime.filter((i) => i.op === 'COPY')) {
-      const parts = copy.args.split(/\s+/).filter((p) => !p.startsWith('--chown') && !p.startsWith('--chmod'));
-      if (parts[0]!.startsWith('--from=')) continue; // from the build stage: below, after tsc
-      const dest = parts.at(-1)!;
-      for (const source of parts.slice(0, -1)) {
-        const matches = files.filter((f) => f === source || f.startsWith(`${source.replace(/\/$/, '')}/`));
-        expect(matches.length, `COPY ${source}`).toBeGreaterThan(0);
-        for (const f of matches) {
-          const target = dest.endsWith('/') ? path.join(dir, dest, path.relative(path.dirname(source), f)) : path.join(dir, dest, path.relative(source, f));
-          await mkdir(path.dirname(target), { recursive: true });
-          await cp(path.join(ROOT, f), target);
+      // COPY from the build context: the files git knows (tracked or new, not ignored) under each source.
+      const listed = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, env: baseEnv });
+      expect(listed.code, listed.stderr).toBe(0);
+      const files = listed.stdout.split('\n').filter((f) => f !== '' && existsSync(path.join(ROOT, f)));
+      for (const copy of runtime.filter((i) => i.op === 'COPY')) {
+        const parts = copy.args.split(/\s+/).filter((p) => !p.startsWith('--chown') && !p.startsWith('--chmod'));
+        if (parts[0]!.startsWith('--from=')) continue; // from the build stage: below, after tsc
+        const dest = parts.at(-1)!;
+        for (const source of parts.slice(0, -1)) {
+          const matches = files.filter((f) => f === source || f.startsWith(`${source.replace(/\/$/, '')}/`));
+          expect(matches.length, `COPY ${source}`).toBeGreaterThan(0);
+          for (const f of matches) {
+            const target = dest.endsWith('/')
+              ? path.join(dir, dest, path.relative(path.dirname(source), f))
+              : path.join(dir, dest, path.relative(source, f));
+            await mkdir(path.dirname(target), { recursive: true });
+            await cp(path.join(ROOT, f), target);
+          }
         }
       }
-    }
-    expect(existsSync(path.join(dir, 'package-lock.json'))).toBe(true);
-    expect(existsSync(path.join(dir, 'data', 'eff_large_wordlist.txt'))).toBe(true);
+      expect(existsSync(path.join(dir, 'package-lock.json'))).toBe(true);
+      expect(existsSync(path.join(dir, 'data', 'eff_large_wordlist.txt'))).toBe(true);
 
-    // RUN npm ci --omit=dev --ignore-scripts … as the image does (the npm cache makes it quick).
-    const install = runtime.find((i) => i.op === 'RUN' && i.args.includes('npm ci'));
-    expect(install?.args).toMatch(/npm ci --omit=dev --ignore-scripts\b/);
-    const ci = await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: dir, env: baseEnv, timeoutMs: 180_000 });
-    expect(ci.code, `npm ci failed:\n${ci.stderr.slice(0, 2500)}`).toBe(0);
-    expect(existsSync(path.join(dir, 'node_modules', 'qrcode-generator'))).toBe(true);
-    expect(existsSync(path.join(dir, 'node_modules', 'express'))).toBe(true);
-    for (const dev of ['typescript', 'vitest', 'tsx', 'eslint']) expect(existsSync(path.join(dir, 'node_modules', dev)), `${dev} is a dev dependency`).toBe(false);
+      // RUN npm ci --omit=dev --ignore-scripts … as the image does (the npm cache makes it quick).
+      const install = runtime.find((i) => i.op === 'RUN' && i.args.includes('npm ci'));
+      expect(install?.args).toMatch(/npm ci --omit=dev --ignore-scripts\b/);
+      const ci = await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], {
+        cwd: dir,
+        env: baseEnv,
+        timeoutMs: 180_000,
+      });
+      expect(ci.code, `npm ci failed:\n${ci.stderr.slice(0, 2500)}`).toBe(0);
+      expect(existsSync(path.join(dir, 'node_modules', 'qrcode-generator'))).toBe(true);
+      expect(existsSync(path.join(dir, 'node_modules', 'express'))).toBe(true);
+      for (const dev of ['typescript', 'vitest', 'tsx', 'eslint'])
+        expect(existsSync(path.join(dir, 'node_modules', dev)), `${dev} is a dev dependency`).toBe(false);
 
-    // The build stage's `npm run build` (tsc, then the assets tsc does not copy, into /app/dist), then
-    // the runtime stage's COPY --from=build lines: only those parts of dist/ reach the image.
-    const buildStageDist = path.join(buildStage, 'dist');
-    const tsc = await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', buildStageDist], { cwd: ROOT, env: baseEnv, timeoutMs: 180_000 });
-    expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
-    const copied = await run(process.execPath, ['scripts/copy-assets.mjs', buildStageDist], { cwd: ROOT, env: baseEnv });
-    expect(copied.code, copied.stderr).toBe(0);
-    const fromBuild = copiesFromBuild(runtime);
-    expect(fromBuild.map((c) => c.source)).toEqual(expect.arrayContaining(['/app/dist/app', '/app/dist/workers']));
-    for (const { source, target } of fromBuild) {
-      expect(source.startsWith('/app/dist/'), source).toBe(true);
-      const from = path.join(buildStageDist, path.posix.relative('/app/dist', source));
-      expect(existsSync(from), `COPY --from=build ${source}: the build does not emit it`).toBe(true);
-      await cp(from, target.endsWith('/') ? path.join(dir, target, path.basename(source)) : path.join(dir, target), { recursive: true });
-    }
-    expect((await readdir(path.join(dir, 'dist', 'scripts'))).sort()).toEqual(shippedScripts(runtime));
-    // Files the code reads at run time that tsc does not emit (pages, Lua scripts…) must be in dist/.
-    const assets = files.filter((f) => /^(app|workers)\//.test(f) && !f.endsWith('.ts'));
-    expect(assets.filter((f) => !existsSync(path.join(dir, 'dist', f))), 'files under app/ or workers/ missing from the image').toEqual([]);
+      // The build stage's `npm run build` (tsc, then the assets tsc does not copy, into /app/dist), then
+      // the runtime stage's COPY --from=build lines: only those parts of dist/ reach the image.
+      const buildStageDist = path.join(buildStage, 'dist');
+      const tsc = await run(
+        process.execPath,
+        [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', buildStageDist],
+        { cwd: ROOT, env: baseEnv, timeoutMs: 180_000 },
+      );
+      expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+      const copied = await run(process.execPath, ['scripts/copy-assets.mjs', buildStageDist], { cwd: ROOT, env: baseEnv });
+      expect(copied.code, copied.stderr).toBe(0);
+      const fromBuild = copiesFromBuild(runtime);
+      expect(fromBuild.map((c) => c.source)).toEqual(expect.arrayContaining(['/app/dist/app', '/app/dist/workers']));
+      for (const { source, target } of fromBuild) {
+        expect(source.startsWith('/app/dist/'), source).toBe(true);
+        const from = path.join(buildStageDist, path.posix.relative('/app/dist', source));
+        expect(existsSync(from), `COPY --from=build ${source}: the build does not emit it`).toBe(true);
+        await cp(from, target.endsWith('/') ? path.join(dir, target, path.basename(source)) : path.join(dir, target), { recursive: true });
+      }
+      expect((await readdir(path.join(dir, 'dist', 'scripts'))).sort()).toEqual(shippedScripts(runtime));
+      // Files the code reads at run time that tsc does not emit (pages, Lua scripts…) must be in dist/.
+      const assets = files.filter((f) => /^(app|workers)\//.test(f) && !f.endsWith('.ts'));
+      expect(
+        assets.filter((f) => !existsSync(path.join(dir, 'dist', f))),
+        'files under app/ or workers/ missing from the image',
+      ).toEqual([]);
 
-    const cmd = JSON.parse(runtime.find((i) => i.op === 'CMD')!.args) as string[];
-    const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
-    const healthcheckArgv = JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD') + 3).trim()) as string[];
-    expect(cmd).toEqual(['node', 'dist/app/main.js']);
-    expect(healthcheckArgv).toEqual(['node', 'dist/scripts/healthcheck.js']);
+      const cmd = JSON.parse(runtime.find((i) => i.op === 'CMD')!.args) as string[];
+      const healthcheck = runtime.find((i) => i.op === 'HEALTHCHECK')!.args;
+      const healthcheckArgv = JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD') + 3).trim()) as string[];
+      expect(cmd).toEqual(['node', 'dist/app/main.js']);
+      expect(healthcheckArgv).toEqual(['node', 'dist/scripts/healthcheck.js']);
 
-    const port = await freePort();
-    const env = {
-      PATH: process.env.PATH,
-      NODE_ENV: 'production',
-      CINDERBOX_SECRET: TEST_SECRET,
-      REDIS_URL: inject('redisUrl'),
-      REDIS_PREFIX: uniquePrefix(),
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      STORAGE_PATH: path.join(dir, 'state', 'uploads'),
-      TEMP_PATH: path.join(dir, 'state', 'temp'),
-      LOG_DIR: path.join(dir, 'state', 'logs'),
-    };
-    const api = start(cmd, dir, env);
-    procs.push(api);
-    const worker = start(['node', 'dist/workers/main.js'], dir, env);
-    procs.push(worker);
-    const started = await api.waitForEvent('api_started');
-    expect(started).toMatchObject({ service: 'api', port, version: expect.any(String) });
-    await worker.waitForEvent('worker_started');
+      const port = await freePort();
+      const env = {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        CINDERBOX_SECRET: TEST_SECRET,
+        REDIS_URL: inject('redisUrl'),
+        REDIS_PREFIX: uniquePrefix(),
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        STORAGE_PATH: path.join(dir, 'state', 'uploads'),
+        TEMP_PATH: path.join(dir, 'state', 'temp'),
+        LOG_DIR: path.join(dir, 'state', 'logs'),
+      };
+      const api = start(cmd, dir, env);
+      procs.push(api);
+      const worker = start(['node', 'dist/workers/main.js'], dir, env);
+      procs.push(worker);
+      const started = await api.waitForEvent('api_started');
+      expect(started).toMatchObject({ service: 'api', port, version: expect.any(String) });
+      await worker.waitForEvent('worker_started');
 
-    // The image's HEALTHCHECK, with only PORT, against the running API.
-    const up = await run(process.execPath, healthcheckArgv.slice(1), { cwd: dir, env: { PATH: process.env.PATH, PORT: String(port) }, timeoutMs: 10_000 });
-    expect(up.code, up.stderr).toBe(0);
+      // The image's HEALTHCHECK, with only PORT, against the running API.
+      const up = await run(process.execPath, healthcheckArgv.slice(1), {
+        cwd: dir,
+        env: { PATH: process.env.PATH, PORT: String(port) },
+        timeoutMs: 10_000,
+      });
+      expect(up.code, up.stderr).toBe(0);
 
-    await new Promise((r) => setTimeout(r, 1_100)); // HEALTH_RATE_LIMIT is 1/second by default
-    const res = await fetch(`http://127.0.0.1:${port}/health`);
-    const body = (await res.json()) as { status: string; services: Record<string, string> };
-    expect(res.status, JSON.stringify(body)).toBe(200);
-    expect(body).toMatchObject({ status: 'healthy', services: { redis: 'online', storage: 'online', scheduler: 'online', diceware: 'online' } });
-    const page = await fetch(`http://127.0.0.1:${port}/`);
-    expect(page.status).toBe(200); // the static pages were found from dist/, back in app/pages/static
+      await new Promise((r) => setTimeout(r, 1_100)); // HEALTH_RATE_LIMIT is 1/second by default
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      const body = (await res.json()) as { status: string; services: Record<string, string> };
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(body).toMatchObject({
+        status: 'healthy',
+        services: { redis: 'online', storage: 'online', scheduler: 'online', diceware: 'online' },
+      });
+      const page = await fetch(`http://127.0.0.1:${port}/`);
+      expect(page.status).toBe(200); // the static pages were found from dist/, back in app/pages/static
 
-    const closed = await freePort();
-    const t0 = Date.now();
-    const down = await run(process.execPath, healthcheckArgv.slice(1), { cwd: dir, env: { PATH: process.env.PATH, PORT: String(closed) }, timeoutMs: 10_000 });
-    expect(down.code).toBe(1);
-    expect(Date.now() - t0).toBeLessThan(5_000);
+      const closed = await freePort();
+      const t0 = Date.now();
+      const down = await run(process.execPath, healthcheckArgv.slice(1), {
+        cwd: dir,
+        env: { PATH: process.env.PATH, PORT: String(closed) },
+        timeoutMs: 10_000,
+      });
+      expect(down.code).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(5_000);
 
-    for (const p of [api, worker]) p.child.kill('SIGTERM');
-    expect(await api.exited, api.err()).toBe(0);
-    expect(await worker.exited, worker.err()).toBe(0);
-    expect(isAlive(api.child.pid!)).toBe(false);
-    expect(api.out()).toContain('"event":"shutdown_completed"');
-    // Each role writes its own file in LOG_DIR (the logs volume in compose).
-    expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-api.log'))).toBe(true);
-    expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-worker.log'))).toBe(true);
-  });
+      for (const p of [api, worker]) p.child.kill('SIGTERM');
+      expect(await api.exited, api.err()).toBe(0);
+      expect(await worker.exited, worker.err()).toBe(0);
+      expect(isAlive(api.child.pid!)).toBe(false);
+      expect(api.out()).toContain('"event":"shutdown_completed"');
+      // Each role writes its own file in LOG_DIR (the logs volume in compose).
+      expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-api.log'))).toBe(true);
+      expect(existsSync(path.join(env.LOG_DIR, 'cinderbox-worker.log'))).toBe(true);
+    },
+  );
 });

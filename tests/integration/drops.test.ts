@@ -38,7 +38,12 @@ async function storageBytes(app: TestApp): Promise<Buffer> {
  * still in memory, where an fs one is already a partial file.
  */
 function archiveStarted(app: TestApp, since: number): Promise<unknown> {
-  return waitFor(async () => app.storeCalls.slice(since).filter((call) => call.op === 'create').length, (creates) => creates >= 2, 5_000, 'the archive to be written');
+  return waitFor(
+    async () => app.storeCalls.slice(since).filter((call) => call.op === 'create').length,
+    (creates) => creates >= 2,
+    5_000,
+    'the archive to be written',
+  );
 }
 
 /** Nothing of a refused drop anywhere: no blob or partial on disk, no record, tombstone, blob key or lease in Redis. */
@@ -112,9 +117,18 @@ describe('several files in one drop (SPEC §10.7)', () => {
     await mkdir(dir);
     await writeFile(path.join(dir, 'a.pdf'), Buffer.concat([Buffer.from('%PDF-1.7\n'), randomBytes(51_000)]));
     await writeFile(path.join(dir, 'b.jpg'), Buffer.concat([Buffer.from('ffd8ffe000104a464946', 'hex'), randomBytes(120_000)]));
-    const { stdout } = await run('/bin/bash', ['-euo', 'pipefail', '-c', command.replaceAll('http://127.0.0.1:8000', app.url)], { cwd: dir });
+    const { stdout } = await run('/bin/bash', ['-euo', 'pipefail', '-c', command.replaceAll('http://127.0.0.1:8000', app.url)], {
+      cwd: dir,
+    });
     const answer = JSON.parse(stdout) as DropAnswer;
-    expect(answer).toMatchObject({ filename: 'a-and-1-more.zip', mime_type: 'application/zip', files: [{ name: 'a.pdf', size: 51_009 }, { name: 'b.jpg', size: 120_010 }] });
+    expect(answer).toMatchObject({
+      filename: 'a-and-1-more.zip',
+      mime_type: 'application/zip',
+      files: [
+        { name: 'a.pdf', size: 51_009 },
+        { name: 'b.jpg', size: 120_010 },
+      ],
+    });
   });
 
   it('one file part is a single upload exactly as before: no files list, the bytes themselves', async () => {
@@ -175,7 +189,11 @@ describe('several files in one drop (SPEC §10.7)', () => {
     await mkdir(dir);
     await writeFile(path.join(dir, 'a.txt'), 'aaa\n');
     await writeFile(path.join(dir, 'b.txt'), 'bbbb\n');
-    const { stdout } = await run(CURL, ['-sS', '-f', '-H', 'Accept: text/plain', '-F', 'file=@a.txt', '-F', 'file=@b.txt', `${app.url}/upload`], { cwd: dir });
+    const { stdout } = await run(
+      CURL,
+      ['-sS', '-f', '-H', 'Accept: text/plain', '-F', 'file=@a.txt', '-F', 'file=@b.txt', `${app.url}/upload`],
+      { cwd: dir },
+    );
     const lines = stdout.split('\n');
     expect(lines[0]).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/d#[a-z]+(-[a-z]+){3}$/);
     expect(lines).toContain('filename:   a-and-1-more.zip');
@@ -210,7 +228,12 @@ describe('several files in one drop (SPEC §10.7)', () => {
       for (let i = 0; i < 1001; i += 1) over.append('file', new Blob([`${i}`]), `f${i}.txt`);
       const refused = await expectError(await fetch(`${many.url}/upload`, { method: 'POST', body: over }), 400, 'VALIDATION_FAILED');
       expect(refused.error.details).toEqual([{ field: 'file', message: 'At most 1000 files can be sent in one upload.' }]);
-      expect(await waitFor(() => storedFiles(many), (f) => f.length === 1)).toHaveLength(1); // the drop above
+      expect(
+        await waitFor(
+          () => storedFiles(many),
+          (f) => f.length === 1,
+        ),
+      ).toHaveLength(1); // the drop above
     } finally {
       await many.close();
     }
@@ -218,12 +241,17 @@ describe('several files in one drop (SPEC §10.7)', () => {
 });
 
 describe('a drop and the pre-derived key pool (SPEC §10.5)', () => {
-  it('takes one pooled passphrase for the whole drop: the archive takes over the first file\'s', async () => {
+  it("takes one pooled passphrase for the whole drop: the archive takes over the first file's", async () => {
     const app = await startTestApp({ env: { KDF_POOL_SIZE: '4' } });
     try {
       const pool = app.deps.pool!;
       pool.start();
-      await waitFor(async () => pool.stats().size, (n) => n === 4, 20_000, 'the pool to fill');
+      await waitFor(
+        async () => pool.stats().size,
+        (n) => n === 4,
+        20_000,
+        'the pool to fill',
+      );
       const before = pool.stats();
       const form = new FormData();
       for (const name of ['a.txt', 'b.txt', 'c.txt']) form.append('file', new Blob([`${name}\n`]), name);
@@ -243,7 +271,9 @@ describe('a drop and the pre-derived key pool (SPEC §10.5)', () => {
 describe('a drop that breaks a limit leaves nothing behind', () => {
   let app: TestApp;
   beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_FILE_SIZE: String(1024 * 1024), ALLOWED_MIME_TYPES: 'image/png,text/plain', UPLOAD_STALL_SECONDS: '1' } });
+    app = await startTestApp({
+      env: { MAX_FILE_SIZE: String(1024 * 1024), ALLOWED_MIME_TYPES: 'image/png,text/plain', UPLOAD_STALL_SECONDS: '1' },
+    });
   });
   afterAll(async () => {
     await app.close();
@@ -260,7 +290,12 @@ describe('a drop that breaks a limit leaves nothing behind', () => {
     // Refused as soon as its first bytes were seen: the first file and the partial archive are gone
     // while the client is still sending.
     await upload.data(randomBytes(64 * 1024));
-    await waitFor(() => storedFiles(app), (f) => f.length === 0, 5_000, 'the partial drop to be removed');
+    await waitFor(
+      () => storedFiles(app),
+      (f) => f.length === 0,
+      5_000,
+      'the partial drop to be removed',
+    );
     await upload.file('d.txt', Buffer.from('never stored\n'));
     await upload.end();
     const res = await upload.answer;
@@ -283,7 +318,12 @@ describe('a drop that breaks a limit leaves nothing behind', () => {
       await upload.data(randomBytes(64 * 1024));
       sent += 64 * 1024;
     }
-    await waitFor(() => storedFiles(app), (f) => f.length === 0, 5_000, 'the partial drop to be removed');
+    await waitFor(
+      () => storedFiles(app),
+      (f) => f.length === 0,
+      5_000,
+      'the partial drop to be removed',
+    );
     await upload.data(randomBytes(1024 * 1024));
     await upload.end();
     const res = await upload.answer;
@@ -315,8 +355,18 @@ describe('a drop that breaks a limit leaves nothing behind', () => {
     await upload.data('x'.repeat(100_000));
     await archiveStarted(app, since);
     upload.abort();
-    await waitFor(async () => app.logs.filter((l) => l.event === 'request_completed').length, (n) => n > completedBefore, 5_000, 'the request to end');
-    await waitFor(() => storedFiles(app), (f) => f.length === 0, 5_000, 'the partials to go');
+    await waitFor(
+      async () => app.logs.filter((l) => l.event === 'request_completed').length,
+      (n) => n > completedBefore,
+      5_000,
+      'the request to end',
+    );
+    await waitFor(
+      () => storedFiles(app),
+      (f) => f.length === 0,
+      5_000,
+      'the partials to go',
+    );
     await expectNothingLeft(app);
   });
 });

@@ -35,11 +35,19 @@ function watchStorage(storage: StorageView, needles: string[]) {
 }
 
 /** A raw PUT that sends `parts` with pauses, and optionally stops or aborts. */
-function slowPut(app: TestApp, urlPath: string, parts: Buffer[], opts: { pauseMs?: number; contentLength?: number; abortAfter?: number; stallAfter?: number } = {}) {
+function slowPut(
+  app: TestApp,
+  urlPath: string,
+  parts: Buffer[],
+  opts: { pauseMs?: number; contentLength?: number; abortAfter?: number; stallAfter?: number } = {},
+) {
   return new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
     const req = http.request(`${app.url}${urlPath}`, {
       method: 'PUT',
-      headers: { Accept: 'application/json', ...(opts.contentLength !== undefined ? { 'Content-Length': String(opts.contentLength) } : {}) },
+      headers: {
+        Accept: 'application/json',
+        ...(opts.contentLength !== undefined ? { 'Content-Length': String(opts.contentLength) } : {}),
+      },
     });
     req.on('response', (res) => {
       let body = '';
@@ -64,7 +72,8 @@ function slowPut(app: TestApp, urlPath: string, parts: Buffer[], opts: { pauseMs
   });
 }
 
-const hasText = (haystack: Buffer | string, needle: string) => (typeof haystack === 'string' ? haystack.includes(needle) : haystack.includes(Buffer.from(needle)));
+const hasText = (haystack: Buffer | string, needle: string) =>
+  typeof haystack === 'string' ? haystack.includes(needle) : haystack.includes(Buffer.from(needle));
 
 describe('the encrypting upload engine, end to end (issue 3)', () => {
   let app: TestApp;
@@ -143,23 +152,47 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
     const completedBefore = app.logs.filter((l) => l.event === 'request_completed').length;
     // 7 MiB before the abort: an s3 upload has started its multipart upload and sent a part by then.
     const part = randomBytes(1024 * 1024);
-    const res = await slowPut(app, '/upload/aborted.bin', Array.from({ length: 8 }, () => part), { contentLength: 9 * part.length, pauseMs: 20, abortAfter: 7 });
+    const res = await slowPut(
+      app,
+      '/upload/aborted.bin',
+      Array.from({ length: 8 }, () => part),
+      { contentLength: 9 * part.length, pauseMs: 20, abortAfter: 7 },
+    );
     expect('error' in res).toBe(true);
     // Wait for the server to finish with the request, then for the partial to go.
-    await waitFor(async () => app.logs.filter((l) => l.event === 'request_completed').length, (n) => n > completedBefore, 5_000);
-    expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
+    await waitFor(
+      async () => app.logs.filter((l) => l.event === 'request_completed').length,
+      (n) => n > completedBefore,
+      5_000,
+    );
+    expect(
+      await waitFor(
+        () => storedFiles(app),
+        (f) => f.length === filesBefore.length,
+      ),
+    ).toEqual(filesBefore);
     // The upload's lease is released by its cleanup, which may end after the request's log line
     // (an s3 upload first waits for its part in flight); well before the lease's own 15 s TTL.
-    expect(await waitFor(() => fileKeys(app), (k) => k.length === keysBefore.length)).toEqual(keysBefore);
+    expect(
+      await waitFor(
+        () => fileKeys(app),
+        (k) => k.length === keysBefore.length,
+      ),
+    ).toEqual(keysBefore);
   });
 
   it('a client abort mid-upload (multipart) leaves no file and no record', async () => {
     const filesBefore = await storedFiles(app);
     const keysBefore = await fileKeys(app);
     const boundary = 'cbxabortboundary';
-    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="abort.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="abort.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+    );
     const result = await new Promise<string>((resolve) => {
-      const req = http.request(`${app.url}/upload`, { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(10 * 1024 * 1024) } });
+      const req = http.request(`${app.url}/upload`, {
+        method: 'POST',
+        headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(10 * 1024 * 1024) },
+      });
       req.on('error', (e) => resolve(e.message));
       req.on('response', (r) => resolve(`status ${r.statusCode}`));
       req.write(head);
@@ -173,8 +206,18 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       })();
     });
     expect(result).not.toMatch(/^status 201/);
-    expect(await waitFor(() => storedFiles(app), (f) => f.length === filesBefore.length)).toEqual(filesBefore);
-    expect(await waitFor(() => fileKeys(app), (k) => k.length === keysBefore.length)).toEqual(keysBefore);
+    expect(
+      await waitFor(
+        () => storedFiles(app),
+        (f) => f.length === filesBefore.length,
+      ),
+    ).toEqual(filesBefore);
+    expect(
+      await waitFor(
+        () => fileKeys(app),
+        (k) => k.length === keysBefore.length,
+      ),
+    ).toEqual(keysBefore);
   });
 
   describe('a stalled body', () => {
@@ -193,7 +236,12 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       const res = await slowPut(stall, '/upload/stalled.bin', [part, part, part], { contentLength: 10 * part.length, stallAfter: 2 });
       expect(Date.now() - started).toBeLessThan(10_000);
       if ('status' in res) expect(res.status).toBe(408);
-      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0)).toEqual([]);
+      expect(
+        await waitFor(
+          () => storedFiles(stall),
+          (f) => f.length === 0,
+        ),
+      ).toEqual([]);
       expect(await fileKeys(stall)).toEqual([]);
     });
 
@@ -201,7 +249,10 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       const started = Date.now();
       const boundary = 'cbxstallboundary';
       const pending = new Promise<string>((resolve) => {
-        const req = http.request(`${stall.url}/upload`, { method: 'POST', headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(1024 * 1024) } });
+        const req = http.request(`${stall.url}/upload`, {
+          method: 'POST',
+          headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(1024 * 1024) },
+        });
         req.on('error', (e) => resolve(e.message));
         req.on('response', (r) => {
           r.resume();
@@ -212,15 +263,31 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       });
       // The upload is under way: it holds its blob's lease, and on fs its partial file exists (an s3
       // upload of 10 KB is still in memory: nothing reaches the store before 256 KiB)...
-      await waitFor(() => traces(stall), (t) => t.leases.length === 1 && (testEngine() !== 'fs' || t.stored.length === 1), 1_000, 'the upload to start');
+      await waitFor(
+        () => traces(stall),
+        (t) => t.leases.length === 1 && (testEngine() !== 'fs' || t.stored.length === 1),
+        1_000,
+        'the upload to start',
+      );
       // ...and the pipeline's idle timer discards it after UPLOAD_STALL_SECONDS.
-      expect(await waitFor(() => traces(stall), (t) => t.leases.length + t.stored.length === 0, 3_000)).toEqual({ stored: [], leases: [] });
+      expect(
+        await waitFor(
+          () => traces(stall),
+          (t) => t.leases.length + t.stored.length === 0,
+          3_000,
+        ),
+      ).toEqual({ stored: [], leases: [] });
       expect(Date.now() - started).toBeLessThan(3_000);
       // ...and the client, still connected, is told why: 408 UPLOAD_STALLED, like a raw PUT.
       const result = await pending;
       expect(Date.now() - started).toBeLessThan(5_000);
       expect(result).toBe('status 408');
-      expect(await waitFor(() => storedFiles(stall), (f) => f.length === 0)).toEqual([]);
+      expect(
+        await waitFor(
+          () => storedFiles(stall),
+          (f) => f.length === 0,
+        ),
+      ).toEqual([]);
       expect(await fileKeys(stall)).toEqual([]);
     });
   });

@@ -60,7 +60,11 @@ describe('faults: disk full (tmpfs storage)', () => {
     await expectNoPartial(places(app));
     expect(await app.storage.names()).toEqual([]);
     // Raw PUT with a Content-Length: refused before a byte is written.
-    const put = await fetch(`${app.url}/upload/big.bin`, { method: 'PUT', body: new Uint8Array(big.body), headers: { Accept: 'application/json' } });
+    const put = await fetch(`${app.url}/upload/big.bin`, {
+      method: 'PUT',
+      body: new Uint8Array(big.body),
+      headers: { Accept: 'application/json' },
+    });
     await expectError(put, 507, 'INSUFFICIENT_STORAGE');
     await expectNoPartial(places(app));
     expect(app.logs.some((l) => l.event === 'request_failed' && l.code === 'INSUFFICIENT_STORAGE')).toBe(true);

@@ -52,14 +52,25 @@ describe('faults: kill -9 of the API mid-upload', () => {
     await api.waitForEvent('api_started');
 
     const { body, marker } = markedPlaintext(1 * MiB);
-    const req = http.request({ host: '127.0.0.1', port, method: 'PUT', path: '/upload/big.bin', headers: { 'Content-Length': String(32 * MiB) } });
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'PUT',
+      path: '/upload/big.bin',
+      headers: { 'Content-Length': String(32 * MiB) },
+    });
     const clientDone = new Promise<void>((resolve) => {
       req.on('error', () => resolve());
       req.on('close', () => resolve());
     });
     // 6 MiB: on s3, more than one 5 MiB part, so the multipart upload has a part in the store.
     for (let i = 0; i < 6; i++) req.write(body);
-    const [partial] = await waitFor(() => storage.partials(), (p) => p.length === 1 && p[0]!.size > 1 * MiB, 10_000, 'the partial to grow');
+    const [partial] = await waitFor(
+      () => storage.partials(),
+      (p) => p.length === 1 && p[0]!.size > 1 * MiB,
+      10_000,
+      'the partial to grow',
+    );
     expect(partial!.blobId).toEqual(expect.any(String));
 
     api.child.kill('SIGKILL');
@@ -79,7 +90,12 @@ describe('faults: kill -9 of the API mid-upload', () => {
     worker = runTs('workers/main.ts', { ...env, ORPHAN_AGE_MINUTES: '0.01', CLEANUP_INTERVAL_MINUTES: '0.02' });
     await worker.waitForEvent('worker_started');
     if (await storage.partialsListed()) {
-      await waitFor(() => storage.hasPartial(partial!.blobId!), (present) => !present, LEASE_TTL_MS + 15_000, 'the sweep to take the partial');
+      await waitFor(
+        () => storage.hasPartial(partial!.blobId!),
+        (present) => !present,
+        LEASE_TTL_MS + 15_000,
+        'the sweep to take the partial',
+      );
       await expectNoPartial(places);
     } else {
       // s3rver lists no multipart uploads: the sweep cannot see this one and says so; the bucket's

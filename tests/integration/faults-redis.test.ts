@@ -24,11 +24,22 @@ describe('faults: Redis stopped while serving', () => {
     await world.redis.stop();
     const requests: [string, () => Promise<Response>][] = [
       ['upload', () => postFile(world.app, body, 'during.bin')],
-      ['put upload', () => fetch(`${world.app.url}/upload/during.bin`, { method: 'PUT', body: new Uint8Array(body), headers: { Accept: 'application/json' } })],
+      [
+        'put upload',
+        () =>
+          fetch(`${world.app.url}/upload/during.bin`, {
+            method: 'PUT',
+            body: new Uint8Array(body),
+            headers: { Accept: 'application/json' },
+          }),
+      ],
       ['download', () => fetch(`${world.app.url}/download/${before.key}`)],
       ['status', () => fetch(`${world.app.url}/status/${before.key}`)],
       ['preview', () => fetch(`${world.app.url}/preview/${before.key}`)],
-      ['delete', () => fetch(`${world.app.url}/files/${before.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': before.delete_token } })],
+      [
+        'delete',
+        () => fetch(`${world.app.url}/files/${before.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': before.delete_token } }),
+      ],
     ];
     for (const [name, run] of requests) {
       const { res, ms } = await timed(run);
@@ -153,7 +164,12 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     await expectError(await fetch(`${world.app.url}/download/${old.key}`), 404, 'FILE_NOT_FOUND');
 
     // The worker reconnects by itself; its next sweep shreds the orphan.
-    await waitFor(() => world.app.storage.has(blobs[0]!), (present) => !present, 20_000, 'the orphan to be swept');
+    await waitFor(
+      () => world.app.storage.has(blobs[0]!),
+      (present) => !present,
+      20_000,
+      'the orphan to be swept',
+    );
     await worker.waitForEvent('orphan_swept', 5_000, { since: restarted, where: (line) => Number(line.shredded) >= 1 });
 
     await expectNoRecordWithoutBlob(places(world.app));
@@ -176,7 +192,10 @@ describe('faults: Redis hangs (SIGSTOP), with a real worker', () => {
   });
 
   it('keeps every line the worker writes JSON while its heartbeat is stuck, and beats again after', async () => {
-    const env = testEnv(world.app.dir, world.app.deps.keys.prefix, world.redis.url, { STORAGE_PATH: world.app.config.storagePath, TEMP_PATH: world.app.config.tempPath });
+    const env = testEnv(world.app.dir, world.app.deps.keys.prefix, world.redis.url, {
+      STORAGE_PATH: world.app.config.storagePath,
+      TEMP_PATH: world.app.config.tempPath,
+    });
     worker = runTs('workers/main.ts', env);
     await worker.waitForEvent('worker_started');
     const redis = world.app.deps.redis;
@@ -203,7 +222,10 @@ describe('faults: Redis hangs (SIGSTOP), with a real worker', () => {
     expect(worker.child.exitCode).toBeNull();
 
     expect(nonJsonLines(worker)).toEqual([]);
-    const warning = worker.stdout().split('\n').find((line) => line.includes('new execution blocked'));
+    const warning = worker
+      .stdout()
+      .split('\n')
+      .find((line) => line.includes('new execution blocked'));
     expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', service: 'worker', event: 'cron_warning', task: 'heartbeat' });
   });
 });

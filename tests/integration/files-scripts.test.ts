@@ -31,12 +31,24 @@ describe('the file scripts, interleaved', () => {
 
   /** A stored record with `uses` left, live until NOW + 60 s (Redis keeps keys by wall time: far future). */
   const stored = async (uses: number): Promise<{ id: string; record: FileRecord }> => {
-    const record: FileRecord = { blob: newBlobId(), wk: 'wrapped', meta: 'sealed', uses, totalUses: uses, previewed: false, size: 10, created: NOW, expires: NOW + 60_000, dt: 'token-hash' };
+    const record: FileRecord = {
+      blob: newBlobId(),
+      wk: 'wrapped',
+      meta: 'sealed',
+      uses,
+      totalUses: uses,
+      previewed: false,
+      size: 10,
+      created: NOW,
+      expires: NOW + 60_000,
+      dt: 'token-hash',
+    };
     const id = lookupId();
     expect(await files.store(id, record)).toBe(true);
     return { id, record };
   };
-  const claim = (id: string, now = NOW) => files.claim(id, { now, leaseId: `lease-${Math.random()}`.slice(0, 16), leaseUntil: now + 15_000 });
+  const claim = (id: string, now = NOW) =>
+    files.claim(id, { now, leaseId: `lease-${Math.random()}`.slice(0, 16), leaseUntil: now + 15_000 });
 
   it('keeps a file deleted when a claim made before the delete is refunded', async () => {
     const { id, record } = await stored(2);

@@ -28,7 +28,10 @@ function recordingLogger(lines: { event: string; fields: Record<string, unknown>
 
 /** A guard that cannot answer for one blob: that blob's protection is unknown. */
 function failingFor(guard: BlobGuard, blobId: string): BlobGuard {
-  return { ...guard, protection: (id, now) => (id === blobId ? Promise.reject(new Error('Connection is closed.')) : guard.protection(id, now)) };
+  return {
+    ...guard,
+    protection: (id, now) => (id === blobId ? Promise.reject(new Error('Connection is closed.')) : guard.protection(id, now)),
+  };
 }
 
 /** A job context that records when the handler asked to run again, instead of moving a real job. */
@@ -100,9 +103,18 @@ describe('the janitor in-process', () => {
     for (const id of [bad, good]) await oldBlob(id);
     const lines: { event: string; fields: Record<string, unknown> }[] = [];
     const log = recordingLogger(lines);
-    const handlers = createHandlers({ config: { orphanAgeMinutes: 1 }, blobs: blobsFor(log, failingFor(createBlobGuard(redis, keys), bad)), redis, keys, log, workerId: 'w' });
+    const handlers = createHandlers({
+      config: { orphanAgeMinutes: 1 },
+      blobs: blobsFor(log, failingFor(createBlobGuard(redis, keys), bad)),
+      redis,
+      keys,
+      log,
+      workerId: 'w',
+    });
 
-    await expect(handlers.sweep({ trigger: 'manual' }, recordingContext('sweep-manual'))).rejects.toThrow('1 of 2 files could not be swept');
+    await expect(handlers.sweep({ trigger: 'manual' }, recordingContext('sweep-manual'))).rejects.toThrow(
+      '1 of 2 files could not be swept',
+    );
 
     expect(await storage.has(good)).toBe(false);
     expect(lines.find((l) => l.event === 'orphan_swept')?.fields).toMatchObject({ shredded: 1, failed: 1 });
@@ -115,7 +127,14 @@ describe('the janitor in-process', () => {
     await storage.put(blobId, randomBytes(100));
     const expires = Date.now() + 300;
     await redis.zadd(keys.blob(blobId), expires, 'live');
-    const handlers = createHandlers({ config: { orphanAgeMinutes: 1 }, blobs: blobsFor(), redis, keys, log: createSilentLogger(), workerId: 'w' });
+    const handlers = createHandlers({
+      config: { orphanAgeMinutes: 1 },
+      blobs: blobsFor(),
+      redis,
+      keys,
+      log: createSilentLogger(),
+      workerId: 'w',
+    });
     const context = recordingContext(`expire-${blobId}`);
 
     await handlers.expire({ blobId }, context);
@@ -146,7 +165,14 @@ describe('the janitor in-process', () => {
     const guard = createBlobGuard(redis, keys);
     const leaseEnds = Date.now() + 30_000;
     await guard.lease(blobId, 'lease-of-a-download', leaseEnds);
-    const handlers = createHandlers({ config: { orphanAgeMinutes: 1 }, blobs: blobsFor(), redis, keys, log: createSilentLogger(), workerId: 'w' });
+    const handlers = createHandlers({
+      config: { orphanAgeMinutes: 1 },
+      blobs: blobsFor(),
+      redis,
+      keys,
+      log: createSilentLogger(),
+      workerId: 'w',
+    });
     const context = recordingContext(`shred-${blobId}`);
 
     await handlers.shred({ blobId, reason: 'burned' }, context);

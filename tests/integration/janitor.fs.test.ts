@@ -2,7 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { open, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createJanitor, initialSweepsDone, killWorkersAfterEach, linesOf, logLines, newBlobId, waitForLogs, type Janitor } from '../helpers/janitor.js';
+import {
+  createJanitor,
+  initialSweepsDone,
+  killWorkersAfterEach,
+  linesOf,
+  logLines,
+  newBlobId,
+  waitForLogs,
+  type Janitor,
+} from '../helpers/janitor.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
 
 // fs only: these watch the fs engine's shred itself, an overwrite in place (SECURE_SHRED_PASSES) that

@@ -2,7 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIds } from '../../app/jobs/catalogue.js';
 import { testEngine } from '../helpers/engine.js';
-import { createJanitor, initialSweepsDone, killWorkersAfterEach, linesOf, logLines, newBlobId, waitForLogs, type Janitor, type Line } from '../helpers/janitor.js';
+import {
+  createJanitor,
+  initialSweepsDone,
+  killWorkersAfterEach,
+  linesOf,
+  logLines,
+  newBlobId,
+  waitForLogs,
+  type Janitor,
+  type Line,
+} from '../helpers/janitor.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
 
 // The janitor worker as a real process, on the project's storage engine. What only the fs engine can
@@ -47,12 +57,30 @@ describe('the janitor worker', () => {
       const shredded = linesOf('blob_shredded', worker).slice(before);
       if (testEngine() === 'fs') {
         expect(shredded).toEqual([
-          expect.objectContaining({ level: 'info', service: 'worker', kind: 'blob', size: 64 * 1024, passes: 1, duration_ms: expect.any(Number), reason: 'burned' }),
+          expect.objectContaining({
+            level: 'info',
+            service: 'worker',
+            kind: 'blob',
+            size: 64 * 1024,
+            passes: 1,
+            duration_ms: expect.any(Number),
+            reason: 'burned',
+          }),
           expect.objectContaining({ kind: 'partial', size: 1000, passes: 1 }),
         ]);
       } else {
         // An object cannot be overwritten in place: crypto-shred plus DeleteObject, so no passes.
-        expect(shredded).toEqual([expect.objectContaining({ level: 'info', service: 'worker', kind: 'blob', size: 64 * 1024, passes: 0, duration_ms: expect.any(Number), reason: 'burned' })]);
+        expect(shredded).toEqual([
+          expect.objectContaining({
+            level: 'info',
+            service: 'worker',
+            kind: 'blob',
+            size: 64 * 1024,
+            passes: 0,
+            duration_ms: expect.any(Number),
+            reason: 'burned',
+          }),
+        ]);
       }
       expect(worker.stdout()).not.toContain(blobId);
     });
@@ -131,7 +159,15 @@ describe('the janitor worker', () => {
       // The blob the expire test kept (young, live record) is scanned too.
       const swept = linesOf('orphan_swept', worker).filter((l) => l.trigger === 'manual');
       expect(swept).toEqual([
-        expect.objectContaining({ level: 'info', shredded: 2 + partials, failed: 0, kept_live: 1, kept_leased: 1 + partials, kept_young: 2 + partials, scanned: 6 + 3 * partials }),
+        expect.objectContaining({
+          level: 'info',
+          shredded: 2 + partials,
+          failed: 0,
+          kept_live: 1,
+          kept_leased: 1 + partials,
+          kept_young: 2 + partials,
+          scanned: 6 + 3 * partials,
+        }),
       ]);
     });
 
@@ -152,7 +188,9 @@ describe('the janitor worker', () => {
       const job = await janitor.queue.queue.getJob('shred-invalid');
       expect(job?.attemptsMade).toBe(1);
       await waitForLogs([worker], (lines) => lines.some((l) => l.event === 'job_failed'));
-      expect(linesOf('job_failed', worker)).toEqual([expect.objectContaining({ level: 'error', job: 'shred', attempt: 1, will_retry: false, reason: 'invalid payload: blobId' })]);
+      expect(linesOf('job_failed', worker)).toEqual([
+        expect.objectContaining({ level: 'error', job: 'shred', attempt: 1, will_retry: false, reason: 'invalid payload: blobId' }),
+      ]);
       expect(worker.stdout()).not.toContain('passwd');
     });
   });
@@ -191,7 +229,10 @@ describe('the janitor worker', () => {
     const janitor = await createJanitor();
     try {
       // 0.05 minutes: a tick every 3 seconds.
-      const replicas = [janitor.startWorker({ CLEANUP_INTERVAL_MINUTES: '0.05' }), janitor.startWorker({ CLEANUP_INTERVAL_MINUTES: '0.05' })];
+      const replicas = [
+        janitor.startWorker({ CLEANUP_INTERVAL_MINUTES: '0.05' }),
+        janitor.startWorker({ CLEANUP_INTERVAL_MINUTES: '0.05' }),
+      ];
       const sweepLines = (lines: Line[]) => lines.filter((l) => l.event === 'orphan_swept' || l.event === 'sweep_skipped');
       const ticks = (lines: Line[]) => sweepLines(lines).filter((l) => l.trigger === 'schedule');
       await waitForLogs(replicas, (lines) => ticks(lines).length >= 4, 30_000);

@@ -65,7 +65,15 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     recipes = recipesOf(await readFile(path.join(ROOT, 'docs/OPERATIONS.md'), 'utf8'));
     root = await mkdtemp(path.join(os.tmpdir(), 'cbx-jq-'));
     // No resume window: a burned file's blob is shredded as soon as its download ends.
-    stack = await startStack({ env: { LOG_DIR: path.join(root, 'logs'), TRUST_PROXY: 'loopback', DOWNLOAD_FAIL_LIMIT: '3', MIN_EXPIRY_MINUTES: '0.01', RESUME_WINDOW_SECONDS: '0' } });
+    stack = await startStack({
+      env: {
+        LOG_DIR: path.join(root, 'logs'),
+        TRUST_PROXY: 'loopback',
+        DOWNLOAD_FAIL_LIMIT: '3',
+        MIN_EXPIRY_MINUTES: '0.01',
+        RESUME_WINDOW_SECONDS: '0',
+      },
+    });
     const { url, worker } = stack;
     const put = async (body: BodyInit, query = '', headers: Record<string, string> = {}) => {
       const res = await fetch(`${url}/upload/f.bin${query}`, { method: 'PUT', body, headers: { Accept: 'application/json', ...headers } });
@@ -83,7 +91,9 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     // A file deleted by its sender, then shredded.
     since = worker.mark();
     const deleted = await put(randomBytes(SIZES.deleted));
-    expect((await fetch(`${url}/files/${deleted.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': deleted.delete_token } })).status).toBe(204);
+    expect(
+      (await fetch(`${url}/files/${deleted.key}`, { method: 'DELETE', headers: { 'X-Delete-Token': deleted.delete_token } })).status,
+    ).toBe(204);
     await worker.waitForEvent('blob_shredded', 20_000, { since, where: (l) => l.reason === 'deleted' });
 
     // A file that expires after about a second.
@@ -92,7 +102,8 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     await worker.waitForEvent('file_expired', 20_000, { since });
 
     // A client blocked after DOWNLOAD_FAIL_LIMIT unknown keys (through the trusted loopback proxy).
-    for (let i = 0; i < 3; i += 1) expect((await fetch(`${url}/status/not-a-wordlist-key`, { headers: { 'X-Forwarded-For': BLOCKED_IP } })).status).toBe(404);
+    for (let i = 0; i < 3; i += 1)
+      expect((await fetch(`${url}/status/not-a-wordlist-key`, { headers: { 'X-Forwarded-For': BLOCKED_IP } })).status).toBe(404);
 
     // A stored blob with one byte flipped: its download fails authentication before the first byte.
     const before = new Set(await readdir(storage));
@@ -138,7 +149,11 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
       const { json } = run('request', { REQUEST_ID: UPLOAD_REQUEST_ID });
       expect(json.length).toBeGreaterThanOrEqual(1);
       expect(json.every((l) => l.request_id === UPLOAD_REQUEST_ID)).toBe(true);
-      expect(json.find((l) => l.event === 'request_completed')).toMatchObject({ method: 'PUT', route: '/upload/:filename', status_code: 201 });
+      expect(json.find((l) => l.event === 'request_completed')).toMatchObject({
+        method: 'PUT',
+        route: '/upload/:filename',
+        status_code: 201,
+      });
     },
     'status-by-route': () => {
       const { lines } = run('status-by-route');
@@ -151,7 +166,16 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     },
     'server-errors': () => {
       const { json } = run('server-errors');
-      expect(json).toEqual([{ timestamp: expect.any(String), request_id: expect.any(String), method: 'GET', route: '/download/:key', status_code: 500, error_code: 'INTEGRITY_CHECK_FAILED' }]);
+      expect(json).toEqual([
+        {
+          timestamp: expect.any(String),
+          request_id: expect.any(String),
+          method: 'GET',
+          route: '/download/:key',
+          status_code: 500,
+          error_code: 'INTEGRITY_CHECK_FAILED',
+        },
+      ]);
     },
     slow: () => {
       const all = run('slow', { SLOW_MS: '0' }).json;
@@ -177,7 +201,15 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
     },
     blocks: () => {
       const { json } = run('blocks');
-      expect(json).toEqual([{ timestamp: expect.any(String), client: clientIdOf(TEST_SECRET, BLOCKED_IP), scope: 'client', block_seconds: 1800, request_id: expect.any(String) }]);
+      expect(json).toEqual([
+        {
+          timestamp: expect.any(String),
+          client: clientIdOf(TEST_SECRET, BLOCKED_IP),
+          scope: 'client',
+          block_seconds: 1800,
+          request_id: expect.any(String),
+        },
+      ]);
     },
     integrity: () => {
       const { json } = run('integrity');
@@ -199,12 +231,33 @@ describe('the jq recipes of docs/OPERATIONS.md, on the logs of real processes', 
       const { json } = run('sweeps');
       const manual = json.find((l) => l.trigger === 'manual');
       expect(manual).toMatchObject({ event: 'orphan_swept', job_id: expect.stringMatching(/^sweep-manual-\d+$/), failed: 0 });
-      expect(Object.keys(manual!)).toEqual(['timestamp', 'event', 'trigger', 'job_id', 'scanned', 'shredded', 'failed', 'kept_live', 'kept_leased', 'kept_young']);
+      expect(Object.keys(manual!)).toEqual([
+        'timestamp',
+        'event',
+        'trigger',
+        'job_id',
+        'scanned',
+        'shredded',
+        'failed',
+        'kept_live',
+        'kept_leased',
+        'kept_young',
+      ]);
       expect(json.some((l) => l.trigger === 'startup')).toBe(true);
     },
     'job-failures': () => {
       const { json } = run('job-failures');
-      expect(json).toEqual([{ timestamp: expect.any(String), level: 'error', job: 'shred', attempt: expect.any(Number), attempts: expect.any(Number), will_retry: false, reason: expect.stringContaining('invalid payload') }]);
+      expect(json).toEqual([
+        {
+          timestamp: expect.any(String),
+          level: 'error',
+          job: 'shred',
+          attempt: expect.any(Number),
+          attempts: expect.any(Number),
+          will_retry: false,
+          reason: expect.stringContaining('invalid payload'),
+        },
+      ]);
     },
     timeline: () => {
       const { lines } = run('timeline');

@@ -23,7 +23,13 @@ describe('a started download always finishes', () => {
     // every chance to destroy a blob while it is being read.
     // Resume windows off: here the bytes must go as soon as the last download's lease ends (the
     // resume tests cover the window).
-    const env = { MIN_EXPIRY_MINUTES: '0.01', ORPHAN_AGE_MINUTES: '0.01', CLEANUP_INTERVAL_MINUTES: '0.02', MAX_FILE_SIZE: String(64 * MiB), RESUME_WINDOW_SECONDS: '0' };
+    const env = {
+      MIN_EXPIRY_MINUTES: '0.01',
+      ORPHAN_AGE_MINUTES: '0.01',
+      CLEANUP_INTERVAL_MINUTES: '0.02',
+      MAX_FILE_SIZE: String(64 * MiB),
+      RESUME_WINDOW_SECONDS: '0',
+    };
     app = await startTestApp({ env });
     worker = runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { ...env, LOG_LEVEL: 'debug' }));
     await worker.waitForEvent('worker_started');
@@ -49,7 +55,13 @@ describe('a started download always finishes', () => {
     const res = await fetch(`${app.url}/status/${key}`);
     return { status: res.status, body: (await res.json()) as { remaining_uses?: number; error?: { reason?: string } } };
   };
-  const shreddedSoon = (blob: string) => waitFor(() => app.storage.has(blob), (present) => !present, 10_000, 'the blob to be shredded');
+  const shreddedSoon = (blob: string) =>
+    waitFor(
+      () => app.storage.has(blob),
+      (present) => !present,
+      10_000,
+      'the blob to be shredded',
+    );
 
   it('finishes the download that took the last use while sweeps run, then the blob is shredded', async () => {
     const { key, bytes, blob } = await upload('uses=1');
@@ -113,7 +125,10 @@ describe('a started download always finishes', () => {
     expect(sha256(Buffer.from(await fast.arrayBuffer()))).toBe(sha256(bytes));
     expect((await statusOf(key)).body.error?.reason).toBe('burned');
     // The fast download's end queued the shred; the slow one's lease makes the janitor wait.
-    await worker.waitForEvent('destroy_deferred', 15_000, { since, where: (line) => line.reason === 'burned' || line.reason === 'released' });
+    await worker.waitForEvent('destroy_deferred', 15_000, {
+      since,
+      where: (line) => line.reason === 'burned' || line.reason === 'released',
+    });
     expect(await app.storage.has(blob)).toBe(true);
 
     const { body, complete } = await slow.finish();

@@ -32,7 +32,13 @@ describe('metrics of the API and the janitor, from real processes', () => {
     workerMetrics = `http://127.0.0.1:${workerPort}/metrics`;
     stack = await startStack({
       // No resume window: a burned file's blob is shredded as soon as its download ends.
-      env: { METRICS_ENABLED: 'true', METRICS_TOKEN: TOKEN, MIN_EXPIRY_MINUTES: '0.01', MAX_FILE_SIZE: String(64 * MiB), RESUME_WINDOW_SECONDS: '0' },
+      env: {
+        METRICS_ENABLED: 'true',
+        METRICS_TOKEN: TOKEN,
+        MIN_EXPIRY_MINUTES: '0.01',
+        MAX_FILE_SIZE: String(64 * MiB),
+        RESUME_WINDOW_SECONDS: '0',
+      },
       workerEnv: { WORKER_METRICS_PORT: String(workerPort) },
     });
   });
@@ -66,7 +72,12 @@ describe('metrics of the API and the janitor, from real processes', () => {
     expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
     const metrics = parsePrometheus(await res.text());
     expect(metrics.samples.every((s) => s.labels.service === 'worker')).toBe(true);
-    for (const name of ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds']) {
+    for (const name of [
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_gc_duration_seconds',
+    ]) {
       expect(metrics.families.has(name), name).toBe(true);
     }
     expect(metrics.value('cinderbox_janitor_jobs', { state: 'active' })).toBeGreaterThanOrEqual(0);
@@ -90,22 +101,30 @@ describe('metrics of the API and the janitor, from real processes', () => {
       'the shred job to complete',
     );
     const apiAfter = await api();
-    const moved = (after: Scrape, before: Scrape, name: string, labels?: Record<string, string>) => after.sum(name, labels) - before.sum(name, labels);
+    const moved = (after: Scrape, before: Scrape, name: string, labels?: Record<string, string>) =>
+      after.sum(name, labels) - before.sum(name, labels);
     expect(moved(apiAfter, apiBefore, 'cinderbox_uploads_total')).toBe(1);
     expect(moved(apiAfter, apiBefore, 'cinderbox_upload_bytes_total')).toBe(3000);
     expect(moved(apiAfter, apiBefore, 'cinderbox_downloads_total')).toBe(1);
     expect(moved(apiAfter, apiBefore, 'cinderbox_download_bytes_total')).toBe(3000);
     expect(moved(apiAfter, apiBefore, 'cinderbox_burns_total')).toBe(1);
-    expect(moved(apiAfter, apiBefore, 'cinderbox_http_request_duration_seconds_count', { route: '/upload/:filename', status_class: '2xx' })).toBe(1);
+    expect(
+      moved(apiAfter, apiBefore, 'cinderbox_http_request_duration_seconds_count', { route: '/upload/:filename', status_class: '2xx' }),
+    ).toBe(1);
 
     // The burn's shred or the one queued when the download's lease ended destroyed the blob, once: two
     // jobs of one blob never destroy it side by side (a lock per blob), the later one finds it gone.
     const shredded = moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { kind: 'blob' });
     expect(shredded).toBe(1);
-    expect(moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'burned' }) + moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'released' })).toBe(shredded);
+    expect(
+      moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'burned' }) +
+        moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'released' }),
+    ).toBe(shredded);
     expect(moved(workerAfter, workerBefore, 'cinderbox_shreds_total', { reason: 'expired' })).toBe(0);
     expect(moved(workerAfter, workerBefore, 'cinderbox_shredded_bytes_total')).toBeGreaterThan(3000); // ciphertext: header and tags too
-    expect(moved(workerAfter, workerBefore, 'cinderbox_janitor_job_duration_seconds_count', { job_name: 'shred' })).toBeGreaterThanOrEqual(1);
+    expect(moved(workerAfter, workerBefore, 'cinderbox_janitor_job_duration_seconds_count', { job_name: 'shred' })).toBeGreaterThanOrEqual(
+      1,
+    );
     const latency = moved(workerAfter, workerBefore, 'cinderbox_shred_latency_seconds_sum');
     expect(latency).toBeGreaterThan(0);
     expect(latency).toBeLessThan(15);
@@ -116,9 +135,19 @@ describe('metrics of the API and the janitor, from real processes', () => {
     await upload(Buffer.from('short-lived'), 'expiry=0.1'); // 6 seconds
     const since = stack.worker.mark();
     await stack.worker.waitForEvent('file_expired', 20_000, { since });
-    const after = await workerUntil((s) => s.value('cinderbox_shred_latency_seconds_count', { reason: 'expired' }) > before.value('cinderbox_shred_latency_seconds_count', { reason: 'expired' }), 'the expire job to complete');
-    expect(after.value('cinderbox_shreds_total', { reason: 'expired', kind: 'blob' }) - before.value('cinderbox_shreds_total', { reason: 'expired', kind: 'blob' })).toBe(1);
-    const seconds = after.value('cinderbox_shred_latency_seconds_sum', { reason: 'expired' }) - before.value('cinderbox_shred_latency_seconds_sum', { reason: 'expired' });
+    const after = await workerUntil(
+      (s) =>
+        s.value('cinderbox_shred_latency_seconds_count', { reason: 'expired' }) >
+        before.value('cinderbox_shred_latency_seconds_count', { reason: 'expired' }),
+      'the expire job to complete',
+    );
+    expect(
+      after.value('cinderbox_shreds_total', { reason: 'expired', kind: 'blob' }) -
+        before.value('cinderbox_shreds_total', { reason: 'expired', kind: 'blob' }),
+    ).toBe(1);
+    const seconds =
+      after.value('cinderbox_shred_latency_seconds_sum', { reason: 'expired' }) -
+      before.value('cinderbox_shred_latency_seconds_sum', { reason: 'expired' });
     expect(seconds).toBeGreaterThanOrEqual(0);
     expect(seconds).toBeLessThan(5);
   });
@@ -130,16 +159,30 @@ describe('metrics of the API and the janitor, from real processes', () => {
     const download = await startPausedDownload(`${stack.url}/download/${key}`);
     expect((await fetch(`${stack.url}/files/${key}`, { method: 'DELETE', headers: { 'X-Delete-Token': token } })).status).toBe(204);
 
-    const deferred = await workerUntil((s) => s.value('cinderbox_destroy_deferrals_total', { reason: 'deleted' }) > before.value('cinderbox_destroy_deferrals_total', { reason: 'deleted' }), 'the deferred destroy');
-    const wait = deferred.value('cinderbox_destroy_deferral_seconds_sum', { reason: 'deleted' }) - (before.find('cinderbox_destroy_deferral_seconds_sum', { reason: 'deleted' }) ?? 0);
+    const deferred = await workerUntil(
+      (s) =>
+        s.value('cinderbox_destroy_deferrals_total', { reason: 'deleted' }) >
+        before.value('cinderbox_destroy_deferrals_total', { reason: 'deleted' }),
+      'the deferred destroy',
+    );
+    const wait =
+      deferred.value('cinderbox_destroy_deferral_seconds_sum', { reason: 'deleted' }) -
+      (before.find('cinderbox_destroy_deferral_seconds_sum', { reason: 'deleted' }) ?? 0);
     expect(wait).toBeGreaterThan(0);
     expect(wait).toBeLessThanOrEqual(16); // a lease is renewed 15 s ahead
     expect(deferred.sum('cinderbox_shreds_total', { kind: 'blob' })).toBe(before.sum('cinderbox_shreds_total', { kind: 'blob' })); // nothing destroyed under the download
 
     expect((await download.finish()).equals(bytes)).toBe(true);
     // The lease's end queues a shred of its own (reason released), which destroys the bytes at once.
-    const after = await workerUntil((s) => s.value('cinderbox_shreds_total', { reason: 'released', kind: 'blob' }) > before.value('cinderbox_shreds_total', { reason: 'released', kind: 'blob' }), 'the released shred');
-    expect(after.value('cinderbox_shred_latency_seconds_count', { reason: 'released' })).toBeGreaterThan(before.find('cinderbox_shred_latency_seconds_count', { reason: 'released' }) ?? 0);
+    const after = await workerUntil(
+      (s) =>
+        s.value('cinderbox_shreds_total', { reason: 'released', kind: 'blob' }) >
+        before.value('cinderbox_shreds_total', { reason: 'released', kind: 'blob' }),
+      'the released shred',
+    );
+    expect(after.value('cinderbox_shred_latency_seconds_count', { reason: 'released' })).toBeGreaterThan(
+      before.find('cinderbox_shred_latency_seconds_count', { reason: 'released' }) ?? 0,
+    );
   });
 
   it('counts a job that fails for good by its name', async () => {
@@ -150,9 +193,17 @@ describe('metrics of the API and the janitor, from real processes', () => {
       const since = stack.worker.mark();
       await queue.add('shred', { blobId: 'not a blob id', reason: 'burned' }, { attempts: 3 });
       await stack.worker.waitForEvent('job_failed', 20_000, { since });
-      const after = await workerUntil((s) => s.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) > 0, 'the failure to be counted');
-      expect(after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) - before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' })).toBe(1);
-      expect(after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' })).toBe(before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' }));
+      const after = await workerUntil(
+        (s) => s.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) > 0,
+        'the failure to be counted',
+      );
+      expect(
+        after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }) -
+          before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'true' }),
+      ).toBe(1);
+      expect(after.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' })).toBe(
+        before.value('cinderbox_janitor_job_failures_total', { job_name: 'shred', final: 'false' }),
+      );
       expect(after.value('cinderbox_janitor_jobs', { state: 'failed' })).toBeGreaterThanOrEqual(1);
     } finally {
       await queue.close();
@@ -163,20 +214,39 @@ describe('metrics of the API and the janitor, from real processes', () => {
   it('exports every metric and label that docs/alerts.yml and docs/grafana-dashboard.json use; each alert has its runbook', async () => {
     // One request, so the request histogram has its labels even when this test runs alone.
     expect((await fetch(`${stack.url}/health`)).status).toBe(200);
-    const apiScrape = await waitFor(api, (s) => s.sum('cinderbox_http_request_duration_seconds_count', { route: '/health' }) > 0, 5_000, 'the request to be counted');
+    const apiScrape = await waitFor(
+      api,
+      (s) => s.sum('cinderbox_http_request_duration_seconds_count', { route: '/health' }) > 0,
+      5_000,
+      'the request to be counted',
+    );
     const workerScrape = await worker();
     const families = new Map([...apiScrape.families, ...workerScrape.families]);
-    const labels = new Set(['instance', 'job', 'le', ...[...apiScrape.samples, ...workerScrape.samples].flatMap((s) => Object.keys(s.labels))]);
-    const exported = (name: string) => families.has(name) || ['_bucket', '_sum', '_count'].some((suffix) => name.endsWith(suffix) && families.get(name.slice(0, -suffix.length))?.type === 'histogram');
+    const labels = new Set([
+      'instance',
+      'job',
+      'le',
+      ...[...apiScrape.samples, ...workerScrape.samples].flatMap((s) => Object.keys(s.labels)),
+    ]);
+    const exported = (name: string) =>
+      families.has(name) ||
+      ['_bucket', '_sum', '_count'].some(
+        (suffix) => name.endsWith(suffix) && families.get(name.slice(0, -suffix.length))?.type === 'histogram',
+      );
 
     const alerts = await readFile(path.join(ROOT, 'docs/alerts.yml'), 'utf8');
-    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
+    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as {
+      panels: { targets?: { expr: string }[] }[];
+    };
     const exprs = [...expressionsOf(alerts), ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr))];
     expect(exprs.length).toBeGreaterThan(40);
     for (const expr of exprs) {
-      for (const name of expr.match(/\b(cinderbox|nodejs|process)_[a-z0-9_]+/g) ?? []) expect(exported(name), `${name} in ${expr}`).toBe(true);
-      for (const [, label] of expr.matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)\s*"/g)) expect(labels.has(label!), `label ${label} in ${expr}`).toBe(true);
-      for (const [, list] of expr.matchAll(/\bby \(([^)]*)\)/g)) for (const label of list!.split(',').map((l) => l.trim())) expect(labels.has(label), `by ${label} in ${expr}`).toBe(true);
+      for (const name of expr.match(/\b(cinderbox|nodejs|process)_[a-z0-9_]+/g) ?? [])
+        expect(exported(name), `${name} in ${expr}`).toBe(true);
+      for (const [, label] of expr.matchAll(/([a-z_]+)\s*(?:=~|!~|!=|=)\s*"/g))
+        expect(labels.has(label!), `label ${label} in ${expr}`).toBe(true);
+      for (const [, list] of expr.matchAll(/\bby \(([^)]*)\)/g))
+        for (const label of list!.split(',').map((l) => l.trim())) expect(labels.has(label), `by ${label} in ${expr}`).toBe(true);
     }
 
     const operations = await readFile(path.join(ROOT, 'docs/OPERATIONS.md'), 'utf8');
@@ -190,9 +260,18 @@ describe('metrics of the API and the janitor, from real processes', () => {
   // promtool (Debian package `prometheus`, which the README's test command installs) checks PromQL itself.
   it('passes promtool check rules: the alerts, and every dashboard query as a recording rule', async () => {
     if (PROMTOOL === null) throw new Error('promtool is not installed: apt-get install -y prometheus (the README test command does)');
-    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
-    const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*')));
-    const rules = ['groups:', '  - name: dashboard', '    rules:', ...queries.flatMap((expr, i) => [`      - record: dashboard_query_${i}`, `        expr: ${JSON.stringify(expr)}`])].join('\n');
+    const dashboard = JSON.parse(await readFile(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8')) as {
+      panels: { targets?: { expr: string }[] }[];
+    };
+    const queries = dashboard.panels.flatMap((p) =>
+      (p.targets ?? []).map((t) => t.expr.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*')),
+    );
+    const rules = [
+      'groups:',
+      '  - name: dashboard',
+      '    rules:',
+      ...queries.flatMap((expr, i) => [`      - record: dashboard_query_${i}`, `        expr: ${JSON.stringify(expr)}`]),
+    ].join('\n');
     const file = path.join(os.tmpdir(), `cbx-dashboard-rules-${process.pid}.yml`);
     await writeFile(file, `${rules}\n`);
     try {
@@ -223,7 +302,8 @@ function expressionsOf(rulesYaml: string): string[] {
     if (!match) return;
     if (match[2] !== '|') return void exprs.push(match[2]!);
     const block: string[] = [];
-    for (let j = i + 1; j < lines.length && (lines[j]!.trim() === '' || lines[j]!.search(/\S/) > match[1]!.length); j += 1) block.push(lines[j]!.trim());
+    for (let j = i + 1; j < lines.length && (lines[j]!.trim() === '' || lines[j]!.search(/\S/) > match[1]!.length); j += 1)
+      block.push(lines[j]!.trim());
     exprs.push(block.join(' '));
   });
   return exprs;

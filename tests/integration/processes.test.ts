@@ -8,7 +8,10 @@ import { isAlive, runTs } from '../helpers/processes.js';
 
 function childPids(pid: number): number[] {
   try {
-    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((s) => Number(s.trim()))
+      .filter((n) => n > 0);
   } catch {
     return [];
   }
@@ -73,7 +76,10 @@ describe('the processes', () => {
       await launcher.waitForEvent('worker_started');
       const health = await fetch(`http://127.0.0.1:${port}/health`);
       expect(health.status).toBe(200);
-      expect(await health.json()).toMatchObject({ status: 'healthy', services: { redis: 'online', scheduler: 'online', storage: 'online', diceware: 'online' } });
+      expect(await health.json()).toMatchObject({
+        status: 'healthy',
+        services: { redis: 'online', scheduler: 'online', storage: 'online', diceware: 'online' },
+      });
 
       const pids = childPids(launcher.child.pid!);
       expect(pids).toHaveLength(3); // redis, api, worker
@@ -87,7 +93,12 @@ describe('the processes', () => {
         expect(lines.length).toBeGreaterThan(1);
         for (const line of lines) {
           const parsed = JSON.parse(line) as Record<string, unknown>;
-          expect(parsed).toMatchObject({ timestamp: expect.any(String), level: expect.any(String), event: expect.stringMatching(/^[a-z_]+$/), service });
+          expect(parsed).toMatchObject({
+            timestamp: expect.any(String),
+            level: expect.any(String),
+            event: expect.stringMatching(/^[a-z_]+$/),
+            service,
+          });
         }
       }
     });

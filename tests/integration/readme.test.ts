@@ -34,7 +34,8 @@ describe('the README, from a terminal', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  const sh = (script: string) => run('/bin/bash', ['-euo', 'pipefail', '-c', script.replaceAll('http://127.0.0.1:8000', app.url)], { cwd: work });
+  const sh = (script: string) =>
+    run('/bin/bash', ['-euo', 'pipefail', '-c', script.replaceAll('http://127.0.0.1:8000', app.url)], { cwd: work });
 
   it('uploads, shows the status, downloads under the original name; the resume line finishes a cut download; then 410', async () => {
     const [quickStart, resume] = await shellBlocks('From a terminal');

@@ -28,7 +28,11 @@ describe('the sender receipt', () => {
   });
 
   const receipt = (key: string, headers: Record<string, string> = {}) =>
-    fetch(`${app.url}/files/receipt`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify({ key }) });
+    fetch(`${app.url}/files/receipt`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({ key }),
+    });
   const read = async (key: string, token: string) => {
     const res = await receipt(key, { 'X-Delete-Token': token });
     expect(res.status, await res.clone().text()).toBe(200);
@@ -38,7 +42,16 @@ describe('the sender receipt', () => {
 
   it('shows the preview, each download started and completed, a resume, the burn and a refused request after it', async () => {
     const up = await uploadOk(app, 'x'.repeat(300_000), 'report.bin', { uses: '2' });
-    expect(await read(up.key, up.delete_token)).toEqual({ state: 'active', uses_total: 2, uses_left: 2, previewed_at: null, downloads: [], resumes: 0, last_resumed_at: null, refused_after_end: 0 });
+    expect(await read(up.key, up.delete_token)).toEqual({
+      state: 'active',
+      uses_total: 2,
+      uses_left: 2,
+      previewed_at: null,
+      downloads: [],
+      resumes: 0,
+      last_resumed_at: null,
+      refused_after_end: 0,
+    });
 
     expect((await fetch(up.preview_url)).status).toBe(200);
     const first = await fetch(up.download_url, { headers: { Accept: '*/*' } });
@@ -82,7 +95,9 @@ describe('the sender receipt', () => {
     await expectError(await receipt(up.key, { 'X-Delete-Token': up.key }), 403, 'INVALID_DELETE_TOKEN');
     await expectError(await receipt('abacus-abdomen-abdominal-abide', { 'X-Delete-Token': up.delete_token }), 404, 'FILE_NOT_FOUND');
     // After a delete, the sender still reads the end of the story.
-    expect((await fetch(`${app.url}/files`, { method: 'DELETE', headers: { 'X-Key': up.key, 'X-Delete-Token': up.delete_token } })).status).toBe(204);
+    expect(
+      (await fetch(`${app.url}/files`, { method: 'DELETE', headers: { 'X-Key': up.key, 'X-Delete-Token': up.delete_token } })).status,
+    ).toBe(204);
     expect((await read(up.key, up.delete_token)).state).toBe('deleted');
   });
 

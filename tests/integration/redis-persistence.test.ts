@@ -17,8 +17,18 @@ interface Line {
 }
 
 function recordingLogger(lines: Line[]): Logger {
-  const at = (level: string) => (event: string, fields: Record<string, unknown> = {}) => void lines.push({ level, event, fields });
-  const log: Logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), child: () => log, close: async () => undefined };
+  const at =
+    (level: string) =>
+    (event: string, fields: Record<string, unknown> = {}) =>
+      void lines.push({ level, event, fields });
+  const log: Logger = {
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    child: () => log,
+    close: async () => undefined,
+  };
   return log;
 }
 
@@ -59,13 +69,20 @@ describe("the worker's persistence check", () => {
   it('warns about snapshots, an append-only file and disk-based sync, naming each setting', async () => {
     const { lines, node } = await check(['--save', '900 1', '--appendonly', 'yes', '--repl-diskless-sync', 'no']);
     expect(lines.filter((l) => l.event === 'redis_persistence_on')).toEqual([
-      { level: 'warn', event: 'redis_persistence_on', fields: { node: `127.0.0.1:${node.port}`, role: 'primary', settings: ['save "900 1"', 'appendonly yes', 'repl-diskless-sync no'] } },
+      {
+        level: 'warn',
+        event: 'redis_persistence_on',
+        fields: { node: `127.0.0.1:${node.port}`, role: 'primary', settings: ['save "900 1"', 'appendonly yes', 'repl-diskless-sync no'] },
+      },
     ]);
   });
 
   it('says it could not check when CONFIG is refused (managed services), and does not warn', async () => {
     const { lines } = await check(['--rename-command', 'CONFIG', '']);
     expect(lines.filter((l) => l.level === 'warn')).toEqual([]);
-    expect(lines.find((l) => l.event === 'redis_persistence_unchecked')?.fields).toMatchObject({ role: 'primary', reason: expect.stringMatching(/unknown command/i) });
+    expect(lines.find((l) => l.event === 'redis_persistence_unchecked')?.fields).toMatchObject({
+      role: 'primary',
+      reason: expect.stringMatching(/unknown command/i),
+    });
   });
 });

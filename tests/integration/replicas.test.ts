@@ -22,7 +22,12 @@ describe('two API replicas on one Redis', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-replicas-'));
-    const env = testEnv(dir, uniquePrefix(), inject('redisUrl'), { UPLOAD_RATE_LIMIT: '2/hour', DOWNLOAD_FAIL_LIMIT: '2', DOWNLOAD_BLOCK_WINDOW: '600', LOG_DIR: '' });
+    const env = testEnv(dir, uniquePrefix(), inject('redisUrl'), {
+      UPLOAD_RATE_LIMIT: '2/hour',
+      DOWNLOAD_FAIL_LIMIT: '2',
+      DOWNLOAD_BLOCK_WINDOW: '600',
+      LOG_DIR: '',
+    });
     for (let i = 0; i < 2; i++) {
       const port = await freePort();
       const proc = runTs('app/main.ts', { ...env, PORT: String(port), HOST: '127.0.0.1' });

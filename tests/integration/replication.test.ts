@@ -4,7 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { confirmingReplicas, confirmReplicated, isRedisUnavailable, REPLICA_COUNT_TTL_MS, REPLICATION_WAIT_MS, ReplicationUnconfirmedError } from '../../app/shared/redis.js';
+import {
+  confirmingReplicas,
+  confirmReplicated,
+  isRedisUnavailable,
+  REPLICA_COUNT_TTL_MS,
+  REPLICATION_WAIT_MS,
+  ReplicationUnconfirmedError,
+} from '../../app/shared/redis.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { postFile, type ErrorBody, type UploadAnswer } from '../helpers/files.js';
 import { startRedisNode, until, waitForReplicaSync, type RedisNode } from '../helpers/sentinel.js';
@@ -103,7 +110,11 @@ describe('confirmReplicated (WAIT for one replica)', () => {
     await redis.set('k', 'v');
     await expect(confirmReplicated(redis, { timeoutMs: 200 })).rejects.toBeInstanceOf(ReplicationUnconfirmedError);
     const started = performance.now();
-    await until('the primary drops the hung replica', async () => (await confirmReplicated(redis, { timeoutMs: 200 }).catch(() => null))?.confirmedBy === 0, 10_000);
+    await until(
+      'the primary drops the hung replica',
+      async () => (await confirmReplicated(redis, { timeoutMs: 200 }).catch(() => null))?.confirmedBy === 0,
+      10_000,
+    );
     expect(performance.now() - started).toBeLessThan(5_000);
   });
 
@@ -170,7 +181,9 @@ describe('an upload is acknowledged only once a replica has its record', () => {
     expect(ms).toBeGreaterThanOrEqual(REPLICATION_WAIT_MS - 10);
     expect(ms).toBeLessThan(1_500);
     expect(await blobs()).toBe(before);
-    expect(app.logs).toContainEqual(expect.objectContaining({ event: 'redis_unavailable', error: expect.objectContaining({ name: 'ReplicationUnconfirmedError' }) }));
+    expect(app.logs).toContainEqual(
+      expect.objectContaining({ event: 'redis_unavailable', error: expect.objectContaining({ name: 'ReplicationUnconfirmedError' }) }),
+    );
   });
 
   it('answers 201 with no replica attached (the docs say what that risks)', async () => {

@@ -20,13 +20,20 @@ const MiB = 1024 * 1024;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 async function uploadBytes(app: TestApp, bytes: Buffer, name = 'big.bin', uses = 1): Promise<{ key: string }> {
-  const res = await fetch(`${app.url}/upload/${name}?uses=${uses}`, { method: 'PUT', body: new Uint8Array(bytes), headers: { Accept: 'application/json' } });
+  const res = await fetch(`${app.url}/upload/${name}?uses=${uses}`, {
+    method: 'PUT',
+    body: new Uint8Array(bytes),
+    headers: { Accept: 'application/json' },
+  });
   expect(res.status).toBe(201);
   return (await res.json()) as { key: string };
 }
 
 /** A download that the client cuts after exactly `keep` body bytes: what a dropped connection leaves. */
-function cutDownload(url: string, keep: number): Promise<{ status: number; etag: string | undefined; acceptRanges: string | undefined; kept: Buffer }> {
+function cutDownload(
+  url: string,
+  keep: number,
+): Promise<{ status: number; etag: string | undefined; acceptRanges: string | undefined; kept: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
       const parts: Buffer[] = [];
@@ -38,7 +45,12 @@ function cutDownload(url: string, keep: number): Promise<{ status: number; etag:
         have += Math.min(room, chunk.length);
         if (have >= keep) {
           res.destroy();
-          resolve({ status: res.statusCode ?? 0, etag: res.headers.etag, acceptRanges: res.headers['accept-ranges'], kept: Buffer.concat(parts) });
+          resolve({
+            status: res.statusCode ?? 0,
+            etag: res.headers.etag,
+            acceptRanges: res.headers['accept-ranges'],
+            kept: Buffer.concat(parts),
+          });
         }
       });
     });
@@ -88,7 +100,18 @@ describe('resumable one-time downloads', () => {
     const bytes = randomBytes(3 * CHUNK_SIZE + 777);
     const { key } = await uploadBytes(app, bytes, 'ranges.bin');
     const { etag } = await cutDownload(`${app.url}/download/${key}`, 1);
-    const edges = [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE, 3 * CHUNK_SIZE - 1, 3 * CHUNK_SIZE, bytes.length - 2, bytes.length - 1];
+    const edges = [
+      0,
+      1,
+      CHUNK_SIZE - 1,
+      CHUNK_SIZE,
+      CHUNK_SIZE + 1,
+      2 * CHUNK_SIZE,
+      3 * CHUNK_SIZE - 1,
+      3 * CHUNK_SIZE,
+      bytes.length - 2,
+      bytes.length - 1,
+    ];
     const pairs: [number, number][] = [];
     for (const a of edges) for (const b of edges) if (a <= b) pairs.push([a, b]);
     for (let i = 0; i < 40; i++) {
@@ -96,7 +119,9 @@ describe('resumable one-time downloads', () => {
       pairs.push([a, a + randomInt(bytes.length - a)]);
     }
     for (const [start, end] of pairs) {
-      const res = await fetch(`${app.url}/download/${key}`, { headers: { Accept: 'application/octet-stream', Range: `bytes=${start}-${end}`, 'If-Range': etag! } });
+      const res = await fetch(`${app.url}/download/${key}`, {
+        headers: { Accept: 'application/octet-stream', Range: `bytes=${start}-${end}`, 'If-Range': etag! },
+      });
       expect(res.status, `bytes=${start}-${end}`).toBe(206);
       expect(res.headers.get('content-range')).toBe(`bytes ${start}-${end}/${bytes.length}`);
       expect(res.headers.get('content-length')).toBe(String(end - start + 1));
@@ -105,7 +130,9 @@ describe('resumable one-time downloads', () => {
     const suffix = await fetch(`${app.url}/download/${key}`, { headers: { Accept: '*/*', Range: 'bytes=-100', 'If-Range': etag! } });
     expect(suffix.status).toBe(206);
     expect(Buffer.from(await suffix.arrayBuffer()).equals(bytes.subarray(-100))).toBe(true);
-    const past = await fetch(`${app.url}/download/${key}`, { headers: { Accept: '*/*', Range: `bytes=${bytes.length}-`, 'If-Range': etag! } });
+    const past = await fetch(`${app.url}/download/${key}`, {
+      headers: { Accept: '*/*', Range: `bytes=${bytes.length}-`, 'If-Range': etag! },
+    });
     expect(past.status).toBe(416);
     expect(past.headers.get('content-range')).toBe(`bytes */${bytes.length}`);
   });
@@ -137,7 +164,11 @@ describe('resumable one-time downloads', () => {
   });
 
   it('refuses to resume a file its sender deleted', async () => {
-    const res = await fetch(`${app.url}/upload/deleted.bin?uses=2`, { method: 'PUT', body: randomBytes(200_000), headers: { Accept: 'application/json' } });
+    const res = await fetch(`${app.url}/upload/deleted.bin?uses=2`, {
+      method: 'PUT',
+      body: randomBytes(200_000),
+      headers: { Accept: 'application/json' },
+    });
     const { key, delete_token: token } = (await res.json()) as { key: string; delete_token: string };
     const { etag } = await cutDownload(`${app.url}/download/${key}`, 10);
     expect((await fetch(`${app.url}/files`, { method: 'DELETE', headers: { 'X-Key': key, 'X-Delete-Token': token } })).status).toBe(204);
@@ -196,7 +227,12 @@ describe('after the resume window', () => {
     expect(within.status).toBe(206);
     await within.arrayBuffer();
 
-    const after = await waitFor(async () => (await resume()).status, (status) => status !== 206, 5_000, 'the window to end');
+    const after = await waitFor(
+      async () => (await resume()).status,
+      (status) => status !== 206,
+      5_000,
+      'the window to end',
+    );
     expect(after).toBe(410);
   });
 });

@@ -50,7 +50,7 @@ function* pieces(data: Buffer): Generator<Buffer> {
   let offset = 0;
   let step = 1;
   while (offset < data.length) {
-    const size = Math.min(data.length - offset, (step * 7919) % (700 * 1024) + 1);
+    const size = Math.min(data.length - offset, ((step * 7919) % (700 * 1024)) + 1);
     yield data.subarray(offset, offset + size);
     offset += size;
     step += 1;
@@ -86,24 +86,32 @@ function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
 }
 
 describe('s3 storage engine on a real S3-protocol server', () => {
-  it.each([0, 1, 2])('stores and returns encrypted streams of 0 bytes, less than a part, exactly a part and several parts, byte for byte (%i parts in flight while the next fills)', async (queueSize) => {
-    const store = newStore({ queueSize });
-    for (const size of [0, 1000, 300 * 1024, plaintextSize(MIN_PART_SIZE)!, 17 * MiB + 7]) {
-      const plaintext = randomBytes(size);
-      const blobId = newBlobId();
-      const dataKey = randomBytes(32);
-      const writer = store.create(blobId);
-      const sent = createHash('sha256');
-      const tap = new PassThrough().on('data', (chunk: Buffer) => sent.update(chunk));
-      await pipeline(Readable.from(pieces(plaintext), { objectMode: false }), createEncryptStream({ dataKey, blobId }), tap, writer.stream);
-      await writer.commit();
+  it.each([0, 1, 2])(
+    'stores and returns encrypted streams of 0 bytes, less than a part, exactly a part and several parts, byte for byte (%i parts in flight while the next fills)',
+    async (queueSize) => {
+      const store = newStore({ queueSize });
+      for (const size of [0, 1000, 300 * 1024, plaintextSize(MIN_PART_SIZE)!, 17 * MiB + 7]) {
+        const plaintext = randomBytes(size);
+        const blobId = newBlobId();
+        const dataKey = randomBytes(32);
+        const writer = store.create(blobId);
+        const sent = createHash('sha256');
+        const tap = new PassThrough().on('data', (chunk: Buffer) => sent.update(chunk));
+        await pipeline(
+          Readable.from(pieces(plaintext), { objectMode: false }),
+          createEncryptStream({ dataKey, blobId }),
+          tap,
+          writer.stream,
+        );
+        await writer.commit();
 
-      const stored = await collect(await store.read(blobId));
-      expect(createHash('sha256').update(stored).digest('hex'), `ciphertext of ${size} bytes`).toBe(sent.digest('hex'));
-      const decrypted = await collect((await store.read(blobId)).pipe(createDecryptStream({ dataKey, blobId })));
-      expect(decrypted.equals(plaintext), `plaintext of ${size} bytes`).toBe(true);
-    }
-  });
+        const stored = await collect(await store.read(blobId));
+        expect(createHash('sha256').update(stored).digest('hex'), `ciphertext of ${size} bytes`).toBe(sent.digest('hex'));
+        const decrypted = await collect((await store.read(blobId)).pipe(createDecryptStream({ dataKey, blobId })));
+        expect(decrypted.equals(plaintext), `plaintext of ${size} bytes`).toBe(true);
+      }
+    },
+  );
 
   it('makes nothing visible under the blob id before commit, then exactly <prefix><blobId> with no metadata or tags', async () => {
     const prefix = s3.newPrefix();
@@ -220,7 +228,8 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${prefix}notes.txt`, Body: 'not a blob' }));
     await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `${s3.newPrefix()}${newBlobId()}`, Body: 'outside the prefix' }));
     const pending = store.create(newBlobId());
-    for (const piece of pieces(randomBytes(6 * MiB))) if (!pending.stream.write(piece)) await new Promise((r) => pending.stream.once('drain', r));
+    for (const piece of pieces(randomBytes(6 * MiB)))
+      if (!pending.stream.write(piece)) await new Promise((r) => pending.stream.once('drain', r));
     const after = Date.now();
 
     const listed = await entries(store);
@@ -296,7 +305,10 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     const secret = `cbx-secret-${randomBytes(12).toString('hex')}`;
     const { logger, text } = capturedLogger();
     // An unknown key id: every store refuses it (s3rver checks key ids but not SigV4 signatures).
-    const store = newStore({ log: logger, credentials: { accessKeyId: `CBXUNKNOWN${randomBytes(5).toString('hex').toUpperCase()}`, secretAccessKey: secret } });
+    const store = newStore({
+      log: logger,
+      credentials: { accessKeyId: `CBXUNKNOWN${randomBytes(5).toString('hex').toUpperCase()}`, secretAccessKey: secret },
+    });
     const errors: Error[] = [];
     errors.push(await rejection(store.check()));
     errors.push(await rejection(store.checkBucket()));
@@ -316,89 +328,92 @@ describe('s3 storage engine on a real S3-protocol server', () => {
   });
 });
 
-describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_TEST_S3_BUCKET === '')('s3 storage engine when the suite’s own server fails', () => {
-  it('errors the writer stream when the server dies mid-upload, so the pipeline fails; abort() fails honestly, then succeeds once it is back', async () => {
-    const server = s3.server!;
-    const store = newStore({ requestTimeoutMs: 5000 });
-    const writer = store.create(newBlobId());
-    let sent = 0;
-    const source = Readable.from(
-      (async function* () {
-        const piece = randomBytes(MiB);
-        while (sent < 200 * MiB) {
-          if (sent === 6 * MiB) await server.stop(); // one part is in the store's hands; the next cannot be
-          sent += piece.length;
-          yield piece;
+describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_TEST_S3_BUCKET === '')(
+  's3 storage engine when the suite’s own server fails',
+  () => {
+    it('errors the writer stream when the server dies mid-upload, so the pipeline fails; abort() fails honestly, then succeeds once it is back', async () => {
+      const server = s3.server!;
+      const store = newStore({ requestTimeoutMs: 5000 });
+      const writer = store.create(newBlobId());
+      let sent = 0;
+      const source = Readable.from(
+        (async function* () {
+          const piece = randomBytes(MiB);
+          while (sent < 200 * MiB) {
+            if (sent === 6 * MiB) await server.stop(); // one part is in the store's hands; the next cannot be
+            sent += piece.length;
+            yield piece;
+          }
+        })(),
+        { objectMode: false },
+      );
+      try {
+        const failure = await rejection(pipeline(source, writer.stream));
+        expect(failure.code).toBe('ESTORE');
+        expect(failure.message).toMatch(/^s3 (UploadPart|CreateMultipartUpload) failed/);
+        expect(sent).toBeLessThan(200 * MiB);
+        expect((await rejection(writer.abort())).code).toBe('ESTORE');
+      } finally {
+        await server.start();
+      }
+      await writer.abort();
+      expect((await entries(store)).filter((e) => e.kind === 'blob')).toEqual([]);
+    });
+
+    it('fails check() while the server is down and passes again once it is back, with the same store', async () => {
+      const server = s3.server!;
+      const store = newStore();
+      await store.check();
+      await server.stop();
+      try {
+        const error = await rejection(store.check());
+        expect(error.code).toBe('ESTORE');
+        expect(error.message).toMatch(/^s3 HeadBucket failed/);
+        expect((await rejection(store.read(newBlobId()))).code).toBe('ESTORE');
+      } finally {
+        await server.start();
+      }
+      await store.check();
+    });
+
+    it('sends the store nothing but ciphertext: no plaintext, no filename in any raw file of the bucket', async () => {
+      const server = s3.server!;
+      const store = newStore();
+      const marker = `plaintext-marker-${randomBytes(8).toString('hex')}`;
+      const filename = `secret-plans-${randomBytes(4).toString('hex')}.pdf`;
+      const plaintext = Buffer.from(`${filename}\n${marker.repeat(200_000)}`); // ~7 MiB: a multipart upload
+      for (const abortAfterParts of [false, true]) {
+        const blobId = newBlobId();
+        const writer = store.create(blobId);
+        const encrypt = createEncryptStream({ dataKey: randomBytes(32), blobId });
+        if (abortAfterParts) {
+          encrypt.pipe(writer.stream);
+          encrypt.end(plaintext.subarray(0, 6 * MiB));
+          await new Promise((resolve) => writer.stream.once('finish', resolve));
+          await writer.abort(); // s3rver keeps the parts of an aborted upload: they are scanned too
+        } else {
+          await pipeline(Readable.from(pieces(plaintext), { objectMode: false }), encrypt, writer.stream);
+          await writer.commit();
         }
-      })(),
-      { objectMode: false },
-    );
-    try {
-      const failure = await rejection(pipeline(source, writer.stream));
-      expect(failure.code).toBe('ESTORE');
-      expect(failure.message).toMatch(/^s3 (UploadPart|CreateMultipartUpload) failed/);
-      expect(sent).toBeLessThan(200 * MiB);
-      expect((await rejection(writer.abort())).code).toBe('ESTORE');
-    } finally {
-      await server.start();
-    }
-    await writer.abort();
-    expect((await entries(store)).filter((e) => e.kind === 'blob')).toEqual([]);
-  });
-
-  it('fails check() while the server is down and passes again once it is back, with the same store', async () => {
-    const server = s3.server!;
-    const store = newStore();
-    await store.check();
-    await server.stop();
-    try {
-      const error = await rejection(store.check());
-      expect(error.code).toBe('ESTORE');
-      expect(error.message).toMatch(/^s3 HeadBucket failed/);
-      expect((await rejection(store.read(newBlobId()))).code).toBe('ESTORE');
-    } finally {
-      await server.start();
-    }
-    await store.check();
-  });
-
-  it('sends the store nothing but ciphertext: no plaintext, no filename in any raw file of the bucket', async () => {
-    const server = s3.server!;
-    const store = newStore();
-    const marker = `plaintext-marker-${randomBytes(8).toString('hex')}`;
-    const filename = `secret-plans-${randomBytes(4).toString('hex')}.pdf`;
-    const plaintext = Buffer.from(`${filename}\n${marker.repeat(200_000)}`); // ~7 MiB: a multipart upload
-    for (const abortAfterParts of [false, true]) {
-      const blobId = newBlobId();
-      const writer = store.create(blobId);
-      const encrypt = createEncryptStream({ dataKey: randomBytes(32), blobId });
-      if (abortAfterParts) {
-        encrypt.pipe(writer.stream);
-        encrypt.end(plaintext.subarray(0, 6 * MiB));
-        await new Promise((resolve) => writer.stream.once('finish', resolve));
-        await writer.abort(); // s3rver keeps the parts of an aborted upload: they are scanned too
-      } else {
-        await pipeline(Readable.from(pieces(plaintext), { objectMode: false }), encrypt, writer.stream);
-        await writer.commit();
       }
-    }
-    const files: string[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      for (const entry of await readdir(dir, { withFileTypes: true })) {
-        const full = path.join(dir, entry.name);
-        if (entry.isDirectory()) await walk(full);
-        else files.push(full);
+      const files: string[] = [];
+      const walk = async (dir: string): Promise<void> => {
+        for (const entry of await readdir(dir, { withFileTypes: true })) {
+          const full = path.join(dir, entry.name);
+          if (entry.isDirectory()) await walk(full);
+          else files.push(full);
+        }
+      };
+      await walk(server.directory);
+      const bytes = (await Promise.all(files.map((f) => readFile(f)))).reduce((sum, b) => sum + b.length, 0);
+      expect(bytes).toBeGreaterThan(2 * 6 * MiB);
+      for (const file of files) {
+        const raw = await readFile(file);
+        expect(raw.includes(marker), file).toBe(false);
+        expect(raw.includes(marker.slice(0, 24)), file).toBe(false);
+        expect(raw.includes(filename), file).toBe(false);
+        expect(file.includes(filename)).toBe(false);
       }
-    };
-    await walk(server.directory);
-    const bytes = (await Promise.all(files.map((f) => readFile(f)))).reduce((sum, b) => sum + b.length, 0);
-    expect(bytes).toBeGreaterThan(2 * 6 * MiB);
-    for (const file of files) {
-      const raw = await readFile(file);
-      expect(raw.includes(marker), file).toBe(false);
-      expect(raw.includes(marker.slice(0, 24)), file).toBe(false);
-      expect(raw.includes(filename), file).toBe(false);
-      expect(file.includes(filename)).toBe(false);
-    }
-  });
-});
+    });
+  },
+);

@@ -62,7 +62,11 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
     const workerEnv = await envFor({ LOG_LEVEL: 'debug' });
     worker = runTs('workers/main.ts', workerEnv);
     procs.push(worker);
-    await Promise.all([apiA.waitForEvent('api_started', 30_000), apiB.waitForEvent('api_started', 30_000), worker.waitForEvent('worker_started', 30_000)]);
+    await Promise.all([
+      apiA.waitForEvent('api_started', 30_000),
+      apiB.waitForEvent('api_started', 30_000),
+      worker.waitForEvent('worker_started', 30_000),
+    ]);
     storage = await storageFor(workerEnv);
     redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 1 });
   }, 60_000);
@@ -135,7 +139,12 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
     expect(((await (await fetch(`${a}/status/${up.key}`)).json()) as ErrorBody).error.reason).toBe('burned');
 
     // The worker deletes the object within seconds of the burn.
-    await waitFor(() => storage.has(blob), (present) => !present, 10_000, 'the burned object to be deleted');
+    await waitFor(
+      () => storage.has(blob),
+      (present) => !present,
+      10_000,
+      'the burned object to be deleted',
+    );
     await worker.waitForEvent('blob_shredded', 5_000, { since, where: (line) => line.reason === 'burned' || line.reason === 'released' });
     for (const proc of [apiA, apiB, worker]) {
       for (const secret of [filename, up.key, up.delete_token, blob]) expect(proc.stdout() + proc.stderr()).not.toContain(secret);
@@ -161,7 +170,12 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
         controller.close();
       },
     });
-    const tooLarge = await fetch(`${b}/upload/big.bin`, { method: 'PUT', body: stream, duplex: 'half', headers: { Accept: 'application/json' } } as RequestInit);
+    const tooLarge = await fetch(`${b}/upload/big.bin`, {
+      method: 'PUT',
+      body: stream,
+      duplex: 'half',
+      headers: { Accept: 'application/json' },
+    } as RequestInit);
     expect(tooLarge.status).toBe(413);
     expect(((await tooLarge.json()) as ErrorBody).error.code).toBe('FILE_TOO_LARGE');
 
@@ -178,7 +192,9 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
     expect(aborted).not.toMatch(/^status 201/);
 
     // Each failed upload releases its lease once its cleanup (the multipart abort) is done.
-    expect(await waitFor(leases, (now) => now.length === leasesBefore.length, 10_000, 'the failed uploads to be cleaned up')).toEqual(leasesBefore);
+    expect(await waitFor(leases, (now) => now.length === leasesBefore.length, 10_000, 'the failed uploads to be cleaned up')).toEqual(
+      leasesBefore,
+    );
     expect(await storage.names()).toEqual(names);
     if (await storage.partialsListed()) {
       expect(await storage.partials()).toEqual([]);
@@ -195,7 +211,12 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
     const since = worker.mark();
     await storage.put(orphan, randomBytes(4096)); // straight through the SDK: no record, no lease
     expect(await storage.has(orphan)).toBe(true);
-    await waitFor(() => storage.has(orphan), (present) => !present, 15_000, 'the orphan to be swept');
+    await waitFor(
+      () => storage.has(orphan),
+      (present) => !present,
+      15_000,
+      'the orphan to be swept',
+    );
     await worker.waitForEvent('orphan_swept', 5_000, { since, where: (line) => Number(line.shredded) >= 1 });
   });
 
@@ -217,7 +238,12 @@ describe('two API processes and a worker on s3, with no shared directory', () =>
     const { body, complete } = await download.finish();
     expect(complete).toBe(true);
     expect(sha256(body)).toBe(sha256(bytes));
-    await waitFor(() => storage.has(blob), (present) => !present, 10_000, 'the object to be deleted after the download');
+    await waitFor(
+      () => storage.has(blob),
+      (present) => !present,
+      10_000,
+      'the object to be deleted after the download',
+    );
   });
 
   it('wrote nothing to the processes’ own directories', async () => {

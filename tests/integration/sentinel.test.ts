@@ -46,7 +46,13 @@ function lines(proc: RunningProcess): LogLine[] {
 }
 
 /** Waits for a log line of `proc` with this event, logged at or after `since`, that satisfies `match`. */
-async function logged(proc: RunningProcess, event: string, since: number, timeoutMs: number, match: (l: LogLine) => boolean = () => true): Promise<LogLine> {
+async function logged(
+  proc: RunningProcess,
+  event: string,
+  since: number,
+  timeoutMs: number,
+  match: (l: LogLine) => boolean = () => true,
+): Promise<LogLine> {
   let found: LogLine | undefined;
   await until(
     `${event} after ${new Date(since).toISOString()}`,
@@ -67,7 +73,12 @@ describe('clients built from the config follow the primary through Sentinel', ()
   beforeAll(async () => {
     // A short failover-timeout: Sentinel waits twice that before it fails the same primary over again.
     cluster = await startSentinelCluster({ failoverTimeoutMs: 2_000 });
-    const target = loadConfig({ REDIS_SENTINELS: cluster.sentinels, REDIS_SENTINEL_NAME: cluster.name, REDIS_SENTINEL_PASSWORD: cluster.sentinelPassword, REDIS_PASSWORD: cluster.password });
+    const target = loadConfig({
+      REDIS_SENTINELS: cluster.sentinels,
+      REDIS_SENTINEL_NAME: cluster.name,
+      REDIS_SENTINEL_PASSWORD: cluster.sentinelPassword,
+      REDIS_PASSWORD: cluster.password,
+    });
     for (let i = 0; i < 3; i += 1) {
       const api = createApiRedis(target);
       const worker = createWorkerRedis(target);
@@ -95,7 +106,8 @@ describe('clients built from the config follow the primary through Sentinel', ()
         return true;
       },
       15_000,
-      async () => clients.map(({ role, redis }) => `${role}:${redis.status}:${(redis.stream as Socket | undefined)?.remotePort ?? '-'}`).join(' '),
+      async () =>
+        clients.map(({ role, redis }) => `${role}:${redis.status}:${(redis.stream as Socket | undefined)?.remotePort ?? '-'}`).join(' '),
     );
   }
 
@@ -194,15 +206,27 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
       while (running) {
         const body = randomBytes(1_024 + Math.floor(Math.random() * 4_096));
         const started = Date.now();
-        const res = await fetch(`${url}/upload/traffic.bin?uses=3`, { method: 'PUT', body, headers: { Accept: 'application/json' }, signal: AbortSignal.timeout(5_000) }).catch(() => null);
+        const res = await fetch(`${url}/upload/traffic.bin?uses=3`, {
+          method: 'PUT',
+          body,
+          headers: { Accept: 'application/json' },
+          signal: AbortSignal.timeout(5_000),
+        }).catch(() => null);
         const answer = res ? ((await res.json().catch(() => ({}))) as { key?: string; error?: { code: string } }) : {};
-        record({ op: 'upload', status: res?.status ?? 0, started, ended: Date.now(), ...(answer.error ? { code: answer.error.code } : {}) });
+        record({
+          op: 'upload',
+          status: res?.status ?? 0,
+          started,
+          ended: Date.now(),
+          ...(answer.error ? { code: answer.error.code } : {}),
+        });
         if (res?.status === 201 && answer.key) {
           acknowledged.push({ key: answer.key, body, at: Date.now() });
           const downloadStarted = Date.now();
           const dl = await fetch(`${url}/download/${answer.key}`, { signal: AbortSignal.timeout(5_000) }).catch(() => null);
           const bytes = dl ? Buffer.from(await dl.arrayBuffer().catch(() => new ArrayBuffer(0))) : Buffer.alloc(0);
-          const code = dl && dl.status !== 200 ? (JSON.parse(bytes.toString() || '{}') as { error?: { code: string } }).error?.code : undefined;
+          const code =
+            dl && dl.status !== 200 ? (JSON.parse(bytes.toString() || '{}') as { error?: { code: string } }).error?.code : undefined;
           record({ op: 'download', status: dl?.status ?? 0, started: downloadStarted, ended: Date.now(), ...(code ? { code } : {}) });
           if (dl?.status === 200) expect(bytes.equals(body)).toBe(true);
         } else {
@@ -223,7 +247,11 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
       await cluster.primary.kill('SIGKILL');
       await cluster.waitForPrimary(cluster.replica.port, 20_000);
       measured.failoverMs = Date.now() - measured.killedAt;
-      await until('uploads succeed again', async () => outcomes.some((o) => o.op === 'upload' && o.status === 201 && o.started > measured.killedAt + measured.failoverMs), 15_000);
+      await until(
+        'uploads succeed again',
+        async () => outcomes.some((o) => o.op === 'upload' && o.status === 201 && o.started > measured.killedAt + measured.failoverMs),
+        15_000,
+      );
       const recoveredAt = Date.now();
       await until('five more uploads after the recovery', async () => acknowledged.filter((a) => a.at > recoveredAt).length >= 5, 15_000);
     } finally {
@@ -233,7 +261,13 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
 
     const failures = outcomes.filter((o) => o.status !== 200 && o.status !== 201);
     expect(failures.length).toBeGreaterThan(0); // the kill was felt
-    expect(JSON.stringify(failures.filter((o) => o.status !== 503 || o.code !== 'SERVICE_UNAVAILABLE').map((o) => ({ ...o, started: o.started - measured.killedAt, ended: o.ended - measured.killedAt })))).toBe('[]');
+    expect(
+      JSON.stringify(
+        failures
+          .filter((o) => o.status !== 503 || o.code !== 'SERVICE_UNAVAILABLE')
+          .map((o) => ({ ...o, started: o.started - measured.killedAt, ended: o.ended - measured.killedAt })),
+      ),
+    ).toBe('[]');
     expect(outcomes.filter((o) => o.ended - o.started > 2_000)).toEqual([]);
     // 503s only from the kill until the new primary was found, plus the clients' reconnect delay.
     expect(failures.every((o) => o.ended >= measured.killedAt)).toBe(true);
@@ -245,7 +279,9 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
     expect(api.child.exitCode).toBeNull();
     expect(worker.child.exitCode).toBeNull();
     const requests = outcomes.length;
-    process.stdout.write(`sentinel failover: sentinels agreed after ${measured.failoverMs} ms; 503s for ${measured.unavailableMs} ms after the kill; ${failures.length} of ${requests} requests answered 503\n`);
+    process.stdout.write(
+      `sentinel failover: sentinels agreed after ${measured.failoverMs} ms; 503s for ${measured.unavailableMs} ms after the kill; ${failures.length} of ${requests} requests answered 503\n`,
+    );
   });
 
   it('loses no acknowledged upload: each one downloads byte-identical after the failover', async () => {
@@ -278,7 +314,12 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
 
   it('warns when a node it can see keeps an append-only file (the promoted replica), naming the node', async () => {
     const warning = await logged(worker, 'redis_persistence_on', measured.killedAt, 15_000);
-    expect(warning).toMatchObject({ level: 'warn', node: `127.0.0.1:${cluster.replica.port}`, role: 'primary', settings: ['appendonly yes'] });
+    expect(warning).toMatchObject({
+      level: 'warn',
+      node: `127.0.0.1:${cluster.replica.port}`,
+      role: 'primary',
+      settings: ['appendonly yes'],
+    });
   });
 
   it('never writes a password to a log', () => {

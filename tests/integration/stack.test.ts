@@ -8,7 +8,14 @@ describe('the API and the janitor together', () => {
   let app: TestApp;
   let worker: RunningProcess;
   const startWorker = () =>
-    runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { LOG_LEVEL: 'debug', ORPHAN_AGE_MINUTES: '60', RESUME_WINDOW_SECONDS: '0' }));
+    runTs(
+      'workers/main.ts',
+      testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), {
+        LOG_LEVEL: 'debug',
+        ORPHAN_AGE_MINUTES: '60',
+        RESUME_WINDOW_SECONDS: '0',
+      }),
+    );
 
   beforeAll(async () => {
     // Expiries of a second or so, so the expiry test does not wait a minute.
@@ -24,9 +31,19 @@ describe('the API and the janitor together', () => {
   });
 
   const blobs = () => app.storage.blobIds();
-  const gone = (blob: string | undefined, timeoutMs: number) => waitFor(() => app.storage.has(blob!), (exists) => !exists, timeoutMs, 'the blob to be shredded');
+  const gone = (blob: string | undefined, timeoutMs: number) =>
+    waitFor(
+      () => app.storage.has(blob!),
+      (exists) => !exists,
+      timeoutMs,
+      'the blob to be shredded',
+    );
   const upload = async (query = '') => {
-    const res = await fetch(`${app.url}/upload/f.txt${query}`, { method: 'PUT', body: 'janitor end to end', headers: { Accept: 'application/json' } });
+    const res = await fetch(`${app.url}/upload/f.txt${query}`, {
+      method: 'PUT',
+      body: 'janitor end to end',
+      headers: { Accept: 'application/json' },
+    });
     expect(res.status).toBe(201);
     return (await res.json()) as { key: string; delete_token: string };
   };

@@ -22,7 +22,10 @@ describe('doctor judgements', () => {
   it('fails any persistence, and says when it cannot look', () => {
     const clean = { save: '', appendonly: 'no', 'repl-diskless-sync': 'yes', 'repl-diskless-load': 'on-empty-db' };
     expect(judgePersistence(clean).status).toBe('ok');
-    expect(judgePersistence({ ...clean, save: '3600 1 300 100' })).toMatchObject({ status: 'fail', detail: expect.stringContaining('save "3600 1 300 100"') });
+    expect(judgePersistence({ ...clean, save: '3600 1 300 100' })).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining('save "3600 1 300 100"'),
+    });
     expect(judgePersistence({ ...clean, appendonly: 'yes' }).status).toBe('fail');
     expect(judgePersistence({ ...clean, 'repl-diskless-sync': 'no' }).status).toBe('fail');
     expect(judgePersistence({ save: null, appendonly: null, 'repl-diskless-sync': null, 'repl-diskless-load': null }).status).toBe('warn');

@@ -36,7 +36,11 @@ describe('clientIdentity for IPv4 inside IPv6', () => {
   });
 
   it('keeps a dotted tail on an ordinary IPv6 address as IPv6', () => {
-    expect(clientIdentity('2001:db8:1:2:3:4:192.0.2.7')).toEqual({ kind: 'ipv6', client: '2001:db8:1:2::/64', aggregate: '2001:db8:1::/48' });
+    expect(clientIdentity('2001:db8:1:2:3:4:192.0.2.7')).toEqual({
+      kind: 'ipv6',
+      client: '2001:db8:1:2::/64',
+      aggregate: '2001:db8:1::/48',
+    });
   });
 });
 

@@ -98,7 +98,11 @@ describe('configuration', () => {
 
   it('has a refused value in this test for every variable of the schema', () => {
     const everyStringValid = ['LOG_DIR']; // an empty LOG_DIR means stdout only
-    expect(Object.keys(BAD_VALUES).sort()).toEqual(Object.keys(VARIABLES).filter((n) => !everyStringValid.includes(n)).sort());
+    expect(Object.keys(BAD_VALUES).sort()).toEqual(
+      Object.keys(VARIABLES)
+        .filter((n) => !everyStringValid.includes(n))
+        .sort(),
+    );
   });
 
   for (const [name, value] of Object.entries(BAD_VALUES)) {
@@ -116,7 +120,11 @@ describe('configuration', () => {
   });
 
   it('never quotes the value of a variable that holds a credential', () => {
-    const values = { CINDERBOX_SECRET: 'almost-the-real-secret', METRICS_TOKEN: 'short-token', REDIS_URL: 'http://user:hunter2@redis:6379' };
+    const values = {
+      CINDERBOX_SECRET: 'almost-the-real-secret',
+      METRICS_TOKEN: 'short-token',
+      REDIS_URL: 'http://user:hunter2@redis:6379',
+    };
     const problems = problemsOf(values);
     expect(problems).toHaveLength(3);
     for (const value of Object.values(values)) expect(problems.join('\n')).not.toContain(value);
@@ -143,7 +151,12 @@ describe('configuration', () => {
   });
 
   it('accepts fractional minutes and hours', () => {
-    const config = loadConfig({ MIN_EXPIRY_MINUTES: '0.25', DEFAULT_EXPIRY_MINUTES: '0.5', ORPHAN_AGE_MINUTES: '0.25', TOMBSTONE_HOURS: '1.5' });
+    const config = loadConfig({
+      MIN_EXPIRY_MINUTES: '0.25',
+      DEFAULT_EXPIRY_MINUTES: '0.5',
+      ORPHAN_AGE_MINUTES: '0.25',
+      TOMBSTONE_HOURS: '1.5',
+    });
     expect(config.defaultExpiryMinutes).toBe(0.5);
     expect(config.orphanAgeMinutes).toBe(0.25);
     expect(config.tombstoneHours).toBe(1.5);

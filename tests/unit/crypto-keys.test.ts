@@ -33,7 +33,6 @@ const vectors = JSON.parse(readFileSync(new URL('../vectors/keys.json', import.m
 const hex = (value: string) => Buffer.from(value, 'hex');
 const COST = 10; // the lowest accepted cost keeps the suite fast; the format is the same at any N
 
-
 function expectUnwrapFailure(action: () => unknown) {
   let caught: unknown;
   try {
@@ -53,7 +52,10 @@ describe('the key vectors', () => {
     const keys = await deriveKeys({ passphrase, secret, costLog2 });
     expect(keys.lookupId).toBe(vectors.kdf.lookupId);
     expect(keys.kek.toString('hex')).toBe(vectors.kdf.kekHex);
-    const viaKdf = await createKdf({ secret: Buffer.from(secret, 'utf8'), costLog2 }).derive(passphrase, { client: '192.0.2.1', aggregate: '192.0.2.0/24' });
+    const viaKdf = await createKdf({ secret: Buffer.from(secret, 'utf8'), costLog2 }).derive(passphrase, {
+      client: '192.0.2.1',
+      aggregate: '192.0.2.0/24',
+    });
     expect(viaKdf).toEqual(keys);
   });
 
@@ -173,7 +175,11 @@ describe('file metadata', () => {
 
   it('uses a key of its own, not the payload key', () => {
     const metadataKey = hex(vectors.metadata.metadataKeyHex);
-    const payloadKey = derivePayloadKey({ dataKey: hex(vectors.metadata.dataKeyHex), blobId: vectors.metadata.blobId, salt: Buffer.alloc(0) });
+    const payloadKey = derivePayloadKey({
+      dataKey: hex(vectors.metadata.dataKeyHex),
+      blobId: vectors.metadata.blobId,
+      salt: Buffer.alloc(0),
+    });
     expect(metadataKey.equals(payloadKey)).toBe(false);
   });
 });
@@ -186,6 +192,4 @@ describe('delete tokens and random keys', () => {
     expect(generateDataKey()).toHaveLength(32);
     expect(generateDataKey().equals(generateDataKey())).toBe(false);
   });
-
 });
-

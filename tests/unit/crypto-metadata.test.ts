@@ -126,12 +126,27 @@ describe('padded metadata', () => {
   });
 
   it('keeps entries and leaves `files` out for a single file', () => {
-    const drop = { ...base, filename: 'a.pdf-and-1-more.zip', files: [{ name: 'a.pdf', size: 0 }, { name: 'dir/b ✓.txt', size: 2 ** 40 }] };
+    const drop = {
+      ...base,
+      filename: 'a.pdf-and-1-more.zip',
+      files: [
+        { name: 'a.pdf', size: 0 },
+        { name: 'dir/b ✓.txt', size: 2 ** 40 },
+      ],
+    };
     const sealedDrop = encryptMetadata({ dataKey, blobId: 'b', metadata: drop });
     expect(decryptMetadata({ dataKey, blobId: 'b', sealed: sealedDrop })).toEqual(drop);
-    const single = decryptMetadata({ dataKey, blobId: 'b', sealed: encryptMetadata({ dataKey, blobId: 'b', metadata: { ...base, filename: 'a' } }) });
+    const single = decryptMetadata({
+      dataKey,
+      blobId: 'b',
+      sealed: encryptMetadata({ dataKey, blobId: 'b', metadata: { ...base, filename: 'a' } }),
+    });
     expect('files' in single).toBe(false);
-    const empty = decryptMetadata({ dataKey, blobId: 'b', sealed: encryptMetadata({ dataKey, blobId: 'b', metadata: { ...base, filename: 'a', files: [] } }) });
+    const empty = decryptMetadata({
+      dataKey,
+      blobId: 'b',
+      sealed: encryptMetadata({ dataKey, blobId: 'b', metadata: { ...base, filename: 'a', files: [] } }),
+    });
     expect(empty.files).toEqual([]);
   });
 

@@ -98,7 +98,12 @@ async function expectRangeFailure(
   expected: { reason: IntegrityFailure; released: number; plaintext?: Buffer },
 ) {
   for (const pieceSize of [Math.max(1, options.body.length), 1000, 100000]) {
-    const stream = createRangeDecryptStream({ dataKey: options.key ?? dataKey, blobId: options.id ?? blobId, header: options.header, plan: options.plan });
+    const stream = createRangeDecryptStream({
+      dataKey: options.key ?? dataKey,
+      blobId: options.id ?? blobId,
+      header: options.header,
+      plan: options.plan,
+    });
     const { output, error } = await run(stream, options.body, pieceSize);
     expect(isIntegrityCheckFailed(error), `piece size ${pieceSize}`).toBe(true);
     if (!isIntegrityCheckFailed(error)) return;
@@ -171,7 +176,12 @@ describe('ranged decryption returns exactly the requested bytes', () => {
   it('fed one byte at a time', async () => {
     const plaintext = randomBytes(2 * CHUNK_SIZE + 9);
     const ciphertext = await encrypt(plaintext);
-    for (const [start, end] of [[0, 0], [CHUNK_SIZE - 3, CHUNK_SIZE + 2], [2 * CHUNK_SIZE, undefined], [5, 2 * CHUNK_SIZE + 8]] as const) {
+    for (const [start, end] of [
+      [0, 0],
+      [CHUNK_SIZE - 3, CHUNK_SIZE + 2],
+      [2 * CHUNK_SIZE, undefined],
+      [5, 2 * CHUNK_SIZE + 8],
+    ] as const) {
       await expectRange(plaintext, ciphertext, start, end, 1);
     }
   });
@@ -235,13 +245,22 @@ describe('ranged decryption fails like a whole download', () => {
     await expectRangeFailure({ header, plan: p, body: flipped }, { reason: 'chunk_auth', released: CHUNK_SIZE - 7, plaintext: expected });
     const lastTag = Buffer.from(body);
     lastTag[lastTag.length - 1] = lastTag[lastTag.length - 1]! ^ 0x80;
-    await expectRangeFailure({ header, plan: p, body: lastTag }, { reason: 'chunk_auth', released: 2 * CHUNK_SIZE - 7, plaintext: expected });
+    await expectRangeFailure(
+      { header, plan: p, body: lastTag },
+      { reason: 'chunk_auth', released: 2 * CHUNK_SIZE - 7, plaintext: expected },
+    );
   });
 
   it('fails on a range cut short: inside a chunk, at a chunk boundary, or with no bytes at all', async () => {
     const { header, plan: p, body, expected } = await setup(CHUNK_SIZE + 7);
-    await expectRangeFailure({ header, plan: p, body: body.subarray(0, -1) }, { reason: 'truncated', released: 2 * CHUNK_SIZE - 7, plaintext: expected });
-    await expectRangeFailure({ header, plan: p, body: body.subarray(0, SEALED) }, { reason: 'truncated', released: CHUNK_SIZE - 7, plaintext: expected });
+    await expectRangeFailure(
+      { header, plan: p, body: body.subarray(0, -1) },
+      { reason: 'truncated', released: 2 * CHUNK_SIZE - 7, plaintext: expected },
+    );
+    await expectRangeFailure(
+      { header, plan: p, body: body.subarray(0, SEALED) },
+      { reason: 'truncated', released: CHUNK_SIZE - 7, plaintext: expected },
+    );
     await expectRangeFailure({ header, plan: p, body: body.subarray(0, 100) }, { reason: 'truncated', released: 0 });
     await expectRangeFailure({ header, plan: p, body: Buffer.alloc(0) }, { reason: 'truncated', released: 0 });
   });
@@ -264,11 +283,17 @@ describe('ranged decryption fails like a whole download', () => {
     const { ciphertext, header } = await setup(0);
     for (const liedSize of [plaintext.length - 1, plaintext.length + 1, plaintext.length + CHUNK_SIZE]) {
       const p = plan(liedSize, 3 * CHUNK_SIZE);
-      await expectRangeFailure({ header, plan: p, body: ciphertext.subarray(p.ciphertextStart, p.ciphertextEnd + 1) }, { reason: liedSize > plaintext.length ? 'truncated' : 'chunk_auth', released: 0 });
+      await expectRangeFailure(
+        { header, plan: p, body: ciphertext.subarray(p.ciphertextStart, p.ciphertextEnd + 1) },
+        { reason: liedSize > plaintext.length ? 'truncated' : 'chunk_auth', released: 0 },
+      );
     }
     // A size that hides the final chunk: chunk 2 is then taken as final, and its tag says otherwise.
     const p = plan(3 * CHUNK_SIZE, 2 * CHUNK_SIZE);
-    await expectRangeFailure({ header, plan: p, body: ciphertext.subarray(p.ciphertextStart, p.ciphertextEnd + 1) }, { reason: 'chunk_auth', released: 0 });
+    await expectRangeFailure(
+      { header, plan: p, body: ciphertext.subarray(p.ciphertextStart, p.ciphertextEnd + 1) },
+      { reason: 'chunk_auth', released: 0 },
+    );
   });
 
   it('fails on a bad, short or foreign header, and under another blob id or data key', async () => {

@@ -34,9 +34,7 @@ interface StreamVectors {
   }[];
 }
 
-const vectors = JSON.parse(
-  readFileSync(new URL('../vectors/stream.json', import.meta.url), 'utf8'),
-) as StreamVectors;
+const vectors = JSON.parse(readFileSync(new URL('../vectors/stream.json', import.meta.url), 'utf8')) as StreamVectors;
 
 const SEALED = CHUNK_SIZE + TAG_LENGTH;
 const dataKey = randomBytes(32);
@@ -84,8 +82,7 @@ function sealChunk(header: Buffer, index: number, last: boolean, plaintext: Buff
 }
 
 /** Ciphertext chunk i (0-based) of an encrypted stream. */
-const chunkAt = (ciphertext: Buffer, i: number) =>
-  ciphertext.subarray(HEADER_LENGTH + i * SEALED, HEADER_LENGTH + (i + 1) * SEALED);
+const chunkAt = (ciphertext: Buffer, i: number) => ciphertext.subarray(HEADER_LENGTH + i * SEALED, HEADER_LENGTH + (i + 1) * SEALED);
 
 /**
  * Decrypts in several piece sizes and checks every one fails with INTEGRITY_CHECK_FAILED for `reason`,
@@ -167,9 +164,7 @@ describe('encrypting and decrypting a stream', () => {
 
   it('uses a fresh random salt for every stream when none is injected', async () => {
     const plaintext = Buffer.from('same input');
-    const [a, b] = await Promise.all(
-      [0, 1].map(() => run(createEncryptStream({ dataKey, blobId }), plaintext).then((r) => r.output)),
-    );
+    const [a, b] = await Promise.all([0, 1].map(() => run(createEncryptStream({ dataKey, blobId }), plaintext).then((r) => r.output)));
     expect(a!.subarray(10, HEADER_LENGTH).equals(b!.subarray(10, HEADER_LENGTH))).toBe(false);
     expect(a!.subarray(HEADER_LENGTH).equals(b!.subarray(HEADER_LENGTH))).toBe(false);
   });
@@ -181,7 +176,9 @@ describe('encrypting and decrypting a stream', () => {
     decryptor.on('data', (chunk: Buffer) => out.push(chunk));
     await new Promise<void>((resolve) => decryptor.write(ciphertext.subarray(0, HEADER_LENGTH + SEALED), () => resolve()));
     expect(out).toHaveLength(0);
-    await new Promise<void>((resolve) => decryptor.write(ciphertext.subarray(HEADER_LENGTH + SEALED, HEADER_LENGTH + SEALED + 1), () => resolve()));
+    await new Promise<void>((resolve) =>
+      decryptor.write(ciphertext.subarray(HEADER_LENGTH + SEALED, HEADER_LENGTH + SEALED + 1), () => resolve()),
+    );
     expect(Buffer.concat(out).length).toBe(CHUNK_SIZE);
     decryptor.destroy();
   });
@@ -303,7 +300,11 @@ describe('the decryptor refuses damaged or foreign streams', () => {
 
   it('fails on a final chunk shorter than a tag', async () => {
     const { plaintext, ciphertext } = await cases();
-    await expectFailure(ciphertext.subarray(0, HEADER_LENGTH + 3 * SEALED + TAG_LENGTH - 1), { reason: 'short_chunk', releasedChunks: 3, plaintext });
+    await expectFailure(ciphertext.subarray(0, HEADER_LENGTH + 3 * SEALED + TAG_LENGTH - 1), {
+      reason: 'short_chunk',
+      releasedChunks: 3,
+      plaintext,
+    });
     await expectFailure(ciphertext.subarray(0, HEADER_LENGTH + 1), { reason: 'short_chunk', releasedChunks: 0 });
   });
 

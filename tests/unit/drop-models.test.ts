@@ -37,7 +37,14 @@ describe('entry paths of a drop', () => {
 describe('EntryNamer', () => {
   it('renames duplicates case-insensitively with the first free number before the extension', () => {
     const namer = new EntryNamer();
-    expect(['a.jpg', 'a.jpg', 'A.JPG', 'a (2).jpg', 'README', 'readme'].map((n) => namer.name(n))).toEqual(['a.jpg', 'a (2).jpg', 'A (3).JPG', 'a (2) (2).jpg', 'README', 'readme (2)']);
+    expect(['a.jpg', 'a.jpg', 'A.JPG', 'a (2).jpg', 'README', 'readme'].map((n) => namer.name(n))).toEqual([
+      'a.jpg',
+      'a (2).jpg',
+      'A (3).JPG',
+      'a (2) (2).jpg',
+      'README',
+      'readme (2)',
+    ]);
   });
 
   it('never lets a file and a folder share a name, and renames a folder consistently for every entry under it', () => {

@@ -86,7 +86,13 @@ describe('createKdf', () => {
     const kdf = createKdf({ secret: SECRET, concurrency: 1, maxQueue: 0, deriveKeys: derive });
     void kdf.derive('running-one-here', alice);
     const error = await kdf.derive(PASSPHRASE, bob).catch((e: unknown) => e);
-    const text = JSON.stringify({ error, message: (error as Error).message, stack: (error as Error).stack, cause: String((error as Error).cause), stats: kdf.stats() });
+    const text = JSON.stringify({
+      error,
+      message: (error as Error).message,
+      stack: (error as Error).stack,
+      cause: String((error as Error).cause),
+      stats: kdf.stats(),
+    });
     expect(text).not.toContain(PASSPHRASE);
     expect(text).not.toContain(SECRET);
     expect(text).not.toMatch(/192\.0\.2|2001:db8/);

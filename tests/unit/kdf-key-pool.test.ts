@@ -135,7 +135,13 @@ describe('the key pool: filling', () => {
     await nextTurn();
     expect(fake.calls).toHaveLength(3);
     expect(fake.maxOutstanding).toBe(1);
-    expect(pool.stats()).toMatchObject({ size: 3, capacity: 3, refilling: false, lastFullAt: clock.t, lastRefillFromEmptyMs: clock.t - startedAt });
+    expect(pool.stats()).toMatchObject({
+      size: 3,
+      capacity: 3,
+      refilling: false,
+      lastFullAt: clock.t,
+      lastRefillFromEmptyMs: clock.t - startedAt,
+    });
     for (const call of fake.calls) {
       const words = call.passphrase.split('-');
       expect(words).toHaveLength(4);
@@ -146,7 +152,9 @@ describe('the key pool: filling', () => {
   it('uses the KDF only when no lookup waits, with the real fair scheduler', async () => {
     const derivations: { passphrase: string; finish(): void }[] = [];
     const derive: DeriveKeys = ({ passphrase }) =>
-      new Promise((resolve) => derivations.push({ passphrase, finish: () => resolve({ lookupId: 'x'.repeat(64), kek: Buffer.alloc(32, 1) }) }));
+      new Promise((resolve) =>
+        derivations.push({ passphrase, finish: () => resolve({ lookupId: 'x'.repeat(64), kek: Buffer.alloc(32, 1) }) }),
+      );
     const kdf = createKdf({ secret: 'pool-test-secret-0123456789abcdef', concurrency: 1, maxQueue: 8, deriveKeys: derive });
     const alice = { aggregate: '192.0.2.0/24', client: '192.0.2.7' };
     const first = kdf.derive('lookup-one', alice);

@@ -1,7 +1,14 @@
 import { describe, expect, it, vi } from 'vitest';
 import { kdfBusy } from '../../app/crypto/crypto.errors.js';
 import { cryptoErrorToAppError } from '../../app/http/error-handler.js';
-import { createFairScheduler, defaultMaxPerClient, defaultMaxQueuedPerAggregate, type FairScheduler, type FairSchedulerOptions, type Requester } from '../../app/kdf/fair-scheduler.js';
+import {
+  createFairScheduler,
+  defaultMaxPerClient,
+  defaultMaxQueuedPerAggregate,
+  type FairScheduler,
+  type FairSchedulerOptions,
+  type Requester,
+} from '../../app/kdf/fair-scheduler.js';
 
 // Every task finishes only when the test says so: dispatch order is observed, never timed.
 // Nothing here waits on time, so a wait that hangs is a bug: fail in seconds, not in a minute.
@@ -370,7 +377,10 @@ describe('the fair scheduler: caps', () => {
         const before = { ...scheduler.stats().refused };
         const clientQueued = queuedOf((r) => r.client === requester.client);
         const aggregateQueued = queuedOf((r) => r.aggregate === requester.aggregate);
-        const heaviestClient = Math.max(0, ...requesters.filter((r) => r.aggregate === requester.aggregate).map((r) => queuedOf((o) => o.client === r.client)));
+        const heaviestClient = Math.max(
+          0,
+          ...requesters.filter((r) => r.aggregate === requester.aggregate).map((r) => queuedOf((o) => o.client === r.client)),
+        );
         const heaviestAggregate = Math.max(0, ...['A', 'B', 'C', 'D'].map((a) => queuedOf((o) => o.aggregate === a)));
         const totalBefore = refusedTotal();
         const outcome = d.submit(requester, label);
@@ -409,7 +419,8 @@ describe('the fair scheduler: caps', () => {
       expect(stats.queued).toBeLessThanOrEqual(options.maxQueue);
       if (stats.queued > 0) expect(stats.active).toBe(options.concurrency);
       for (const a of ['A', 'B', 'C', 'D']) expect(queuedOf((r) => r.aggregate === a)).toBeLessThanOrEqual(options.maxQueuedPerAggregate);
-      for (const r of requesters) expect([...outstanding.values()].filter((o) => o.client === r.client).length).toBeLessThanOrEqual(options.maxPerClient);
+      for (const r of requesters)
+        expect([...outstanding.values()].filter((o) => o.client === r.client).length).toBeLessThanOrEqual(options.maxPerClient);
     }
     // The walk reached every cap and displaced tasks, so the checks above were exercised.
     expect(reasons.client).toBeGreaterThan(0);

@@ -28,7 +28,16 @@ describe('the metrics bearer token', () => {
   it('matches only the whole token, after "Bearer" in any case', () => {
     expect(bearerMatches(`Bearer ${token}`, token)).toBe(true);
     expect(bearerMatches(`bearer   ${token}  `, token)).toBe(true);
-    for (const header of [undefined, '', 'Bearer', `Bearer ${token}x`, `Bearer ${token.slice(1)}`, `Basic ${token}`, token, `Bearer ${token} extra`]) {
+    for (const header of [
+      undefined,
+      '',
+      'Bearer',
+      `Bearer ${token}x`,
+      `Bearer ${token.slice(1)}`,
+      `Basic ${token}`,
+      token,
+      `Bearer ${token} extra`,
+    ]) {
       expect(bearerMatches(header, token), String(header)).toBe(false);
     }
   });

@@ -16,9 +16,12 @@ describe('parseRate (N/unit)', () => {
     expect(parseRate(text)).toEqual({ limit, windowMs, text: text.trim() });
   });
 
-  it.each(['', '30', '/hour', '0/hour', '-1/hour', '1.5/hour', '30/fortnight', '30/hour/x', 'thirty/hour', '99999999999999999999/hour'])('rejects %j', (text) => {
-    expect(parseRate(text)).toBeNull();
-  });
+  it.each(['', '30', '/hour', '0/hour', '-1/hour', '1.5/hour', '30/fortnight', '30/hour/x', 'thirty/hour', '99999999999999999999/hour'])(
+    'rejects %j',
+    (text) => {
+      expect(parseRate(text)).toBeNull();
+    },
+  );
 });
 
 describe('requester', () => {
@@ -38,6 +41,8 @@ describe('requester', () => {
   });
 
   it('falls back to the socket address when req.ip is missing', () => {
-    expect(clientKey({ ip: undefined, socket: { remoteAddress: '198.51.100.1' } } as unknown as Parameters<typeof requester>[0])).toBe('198.51.100.1');
+    expect(clientKey({ ip: undefined, socket: { remoteAddress: '198.51.100.1' } } as unknown as Parameters<typeof requester>[0])).toBe(
+      '198.51.100.1',
+    );
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../app/config.js';
-import { confirmingReplicas, createApiRedis, createWorkerRedis, isRedisUnavailable, redisConnectionOptions, ReplicationUnconfirmedError } from '../../app/shared/redis.js';
+import {
+  confirmingReplicas,
+  createApiRedis,
+  createWorkerRedis,
+  isRedisUnavailable,
+  redisConnectionOptions,
+  ReplicationUnconfirmedError,
+} from '../../app/shared/redis.js';
 import { diskWrites } from '../../workers/redis-persistence.js';
 
 function problemsOf(env: Record<string, string>): string[] {
@@ -25,7 +32,18 @@ describe('Redis configuration: a URL or Sentinel', () => {
     expect(config.redisUrl).toBeUndefined();
   });
 
-  for (const bad of ['10.0.0.1', '10.0.0.1:0', 'host:70000', '::1:26379', '[not-ipv6]:26379', 'a:1,,b:2', 'a:1,a:1', 'host name:26379', ':26379', 'a:1,']) {
+  for (const bad of [
+    '10.0.0.1',
+    '10.0.0.1:0',
+    'host:70000',
+    '::1:26379',
+    '[not-ipv6]:26379',
+    'a:1,,b:2',
+    'a:1,a:1',
+    'host name:26379',
+    ':26379',
+    'a:1,',
+  ]) {
     it(`refuses REDIS_SENTINELS=${JSON.stringify(bad)} with one line naming it`, () => {
       expect(problemsOf({ REDIS_SENTINELS: bad })).toEqual([expect.stringMatching(/^REDIS_SENTINELS: expected host:port,host:port/)]);
     });
@@ -42,7 +60,12 @@ describe('Redis configuration: a URL or Sentinel', () => {
   });
 
   it('turns Sentinel settings into ioredis sentinel options with both passwords, without the failover detector (see redis.ts)', () => {
-    const config = loadConfig({ REDIS_SENTINELS: '127.0.0.1:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'cbx-primary', REDIS_SENTINEL_PASSWORD: 'sentinel-pw', REDIS_PASSWORD: 'node-pw' });
+    const config = loadConfig({
+      REDIS_SENTINELS: '127.0.0.1:26379,[::1]:26380',
+      REDIS_SENTINEL_NAME: 'cbx-primary',
+      REDIS_SENTINEL_PASSWORD: 'sentinel-pw',
+      REDIS_PASSWORD: 'node-pw',
+    });
     expect(redisConnectionOptions(config)).toMatchObject({
       sentinels: [
         { host: '127.0.0.1', port: 26379 },
@@ -59,21 +82,37 @@ describe('Redis configuration: a URL or Sentinel', () => {
   it('parses every URL scheme the config accepts (ioredis alone reads only redis:// and rediss://)', () => {
     expect(redisConnectionOptions('redis://127.0.0.1:6390/2')).toEqual({ host: '127.0.0.1', port: 6390, db: 2 });
     expect(redisConnectionOptions('valkey://cache.internal')).toEqual({ host: 'cache.internal', port: 6379 });
-    expect(redisConnectionOptions('valkeys://user:p%40ss@cache.internal:6380')).toEqual({ host: 'cache.internal', port: 6380, username: 'user', password: 'p@ss', tls: {} });
+    expect(redisConnectionOptions('valkeys://user:p%40ss@cache.internal:6380')).toEqual({
+      host: 'cache.internal',
+      port: 6380,
+      username: 'user',
+      password: 'p@ss',
+      tls: {},
+    });
     expect(redisConnectionOptions('rediss://[::1]:6379')).toEqual({ host: '::1', port: 6379, tls: {} });
     expect(redisConnectionOptions('unix:///run/valkey/valkey.sock?db=3')).toEqual({ path: '/run/valkey/valkey.sock', db: 3 });
   });
 
   it('applies REDIS_PASSWORD to a URL without one, and lets a URL password win', () => {
-    expect(redisConnectionOptions(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PASSWORD: 'node-pw' }))).toMatchObject({ password: 'node-pw' });
-    expect(redisConnectionOptions(loadConfig({ REDIS_URL: 'redis://:in-url@127.0.0.1:6379', REDIS_PASSWORD: 'node-pw' }))).toMatchObject({ password: 'in-url' });
+    expect(redisConnectionOptions(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_PASSWORD: 'node-pw' }))).toMatchObject({
+      password: 'node-pw',
+    });
+    expect(redisConnectionOptions(loadConfig({ REDIS_URL: 'redis://:in-url@127.0.0.1:6379', REDIS_PASSWORD: 'node-pw' }))).toMatchObject({
+      password: 'in-url',
+    });
   });
 
   it("keeps the Sentinel options and the role's behaviour in duplicate(), which BullMQ uses for a Worker's blocking connection", () => {
     const target = loadConfig({ REDIS_SENTINELS: '127.0.0.1:1', REDIS_SENTINEL_PASSWORD: 'sp', REDIS_PASSWORD: 'np' });
     for (const client of [createWorkerRedis(target, { lazyConnect: true }), createApiRedis(target, { lazyConnect: true })]) {
       const copy = client.duplicate({ connectionName: 'bull:blocking' });
-      expect(copy.options).toMatchObject({ sentinels: [{ host: '127.0.0.1', port: 1 }], name: 'mymaster', sentinelPassword: 'sp', password: 'np', connectionName: 'bull:blocking' });
+      expect(copy.options).toMatchObject({
+        sentinels: [{ host: '127.0.0.1', port: 1 }],
+        name: 'mymaster',
+        sentinelPassword: 'sp',
+        password: 'np',
+        connectionName: 'bull:blocking',
+      });
       expect(copy.options.reconnectOnError).toBe(client.options.reconnectOnError);
       expect(copy.options.maxRetriesPerRequest).toBe(client.options.maxRetriesPerRequest);
       expect(copy.options.socketTimeout).toBe(client.options.socketTimeout);
@@ -121,7 +160,11 @@ describe('what puts wrapped keys on a disk', () => {
   });
 
   it('is RDB snapshots, the AOF, disk-based sync on a primary and disk-based load on a replica', () => {
-    expect(diskWrites('primary', { save: '3600 1 300 100', appendonly: 'yes', 'repl-diskless-sync': 'no', 'repl-diskless-load': 'disabled' })).toEqual(['save "3600 1 300 100"', 'appendonly yes', 'repl-diskless-sync no']);
-    expect(diskWrites('replica', { save: '', appendonly: 'no', 'repl-diskless-sync': 'no', 'repl-diskless-load': 'disabled' })).toEqual(['repl-diskless-load disabled']);
+    expect(
+      diskWrites('primary', { save: '3600 1 300 100', appendonly: 'yes', 'repl-diskless-sync': 'no', 'repl-diskless-load': 'disabled' }),
+    ).toEqual(['save "3600 1 300 100"', 'appendonly yes', 'repl-diskless-sync no']);
+    expect(diskWrites('replica', { save: '', appendonly: 'no', 'repl-diskless-sync': 'no', 'repl-diskless-load': 'disabled' })).toEqual([
+      'repl-diskless-load disabled',
+    ]);
   });
 });

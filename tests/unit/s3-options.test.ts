@@ -29,11 +29,14 @@ describe('s3 configuration', () => {
     expect(problemsOf({ S3_SECRET_ACCESS_KEY: secret })).toEqual(['S3_ACCESS_KEY_ID: required when S3_SECRET_ACCESS_KEY is set']);
     expect(problemsOf({ S3_ACCESS_KEY_ID: 'AKIDEXAMPLE' })).toEqual(['S3_SECRET_ACCESS_KEY: required when S3_ACCESS_KEY_ID is set']);
     expect(problemsOf({ S3_ACCESS_KEY_ID: 'AKIDEXAMPLE', S3_SECRET_ACCESS_KEY: secret })).toEqual([]);
-    expect(problemsOf({ S3_ACCESS_KEY_ID: 'AKIDEXAMPLE', S3_SECRET_ACCESS_KEY: secret, PORT: 'x', S3_BUCKET: 'A B' }).join('\n')).not.toContain(secret);
+    expect(
+      problemsOf({ S3_ACCESS_KEY_ID: 'AKIDEXAMPLE', S3_SECRET_ACCESS_KEY: secret, PORT: 'x', S3_BUCKET: 'A B' }).join('\n'),
+    ).not.toContain(secret);
   });
 
   it('uses path-style URLs by default exactly when S3_ENDPOINT is set, unless told otherwise', () => {
-    const options = (env: Record<string, string>) => s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'cinderbox', ...env }));
+    const options = (env: Record<string, string>) =>
+      s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'cinderbox', ...env }));
     expect(options({}).forcePathStyle).toBe(false);
     expect(options({}).endpoint).toBeUndefined();
     expect(options({ S3_ENDPOINT: 'http://minio:9000' }).forcePathStyle).toBe(true);
@@ -42,13 +45,26 @@ describe('s3 configuration', () => {
   });
 
   it('builds the store options from the config: prefix, region, credentials or the default chain', () => {
-    const config = loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'cinderbox', S3_REGION: 'auto', S3_PREFIX: 'cbx/blobs/', S3_ACCESS_KEY_ID: 'id', S3_SECRET_ACCESS_KEY: 'secret' });
-    expect(s3OptionsFromConfig(config)).toMatchObject({ bucket: 'cinderbox', region: 'auto', prefix: 'cbx/blobs/', credentials: { accessKeyId: 'id', secretAccessKey: 'secret' } });
+    const config = loadConfig({
+      STORAGE_BACKEND: 's3',
+      S3_BUCKET: 'cinderbox',
+      S3_REGION: 'auto',
+      S3_PREFIX: 'cbx/blobs/',
+      S3_ACCESS_KEY_ID: 'id',
+      S3_SECRET_ACCESS_KEY: 'secret',
+    });
+    expect(s3OptionsFromConfig(config)).toMatchObject({
+      bucket: 'cinderbox',
+      region: 'auto',
+      prefix: 'cbx/blobs/',
+      credentials: { accessKeyId: 'id', secretAccessKey: 'secret' },
+    });
     expect(s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'cinderbox' })).credentials).toBeUndefined();
   });
 
   it('refuses prefixes that could reach outside Cinderbox’s own space', () => {
-    for (const prefix of ['', '/blobs/', 'a//b/', '../blobs/', 'blobs/../x/', 'has space/']) expect(problemsOf({ S3_PREFIX: prefix }), prefix).toHaveLength(1);
+    for (const prefix of ['', '/blobs/', 'a//b/', '../blobs/', 'blobs/../x/', 'has space/'])
+      expect(problemsOf({ S3_PREFIX: prefix }), prefix).toHaveLength(1);
     for (const prefix of ['blobs/', 'cinderbox-', 'a/b/c/']) expect(problemsOf({ S3_PREFIX: prefix }), prefix).toEqual([]);
   });
 
@@ -58,7 +74,9 @@ describe('s3 configuration', () => {
     const part = choosePartSize(MIN_PART_SIZE, large);
     expect(part * MAX_PARTS).toBeGreaterThanOrEqual(large);
     expect(part % (1024 * 1024)).toBe(0);
-    expect(s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'b-1', MAX_FILE_SIZE: String(100 * 1024 ** 3) })).maxObjectBytes).toBe(large);
+    expect(
+      s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'b-1', MAX_FILE_SIZE: String(100 * 1024 ** 3) })).maxObjectBytes,
+    ).toBe(large);
     expect(() => choosePartSize(MIN_PART_SIZE - 1, undefined)).toThrow(RangeError);
   });
 });

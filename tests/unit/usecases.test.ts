@@ -6,7 +6,13 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { newResumeCapability } from '../../app/crypto/resume.js';
 import { HEADER_LENGTH } from '../../app/crypto/stream.js';
-import { createTicket, downloadByKey, downloadByTicket, type Download, type DownloadStart } from '../../app/downloads/downloads.usecases.js';
+import {
+  createTicket,
+  downloadByKey,
+  downloadByTicket,
+  type Download,
+  type DownloadStart,
+} from '../../app/downloads/downloads.usecases.js';
 import { receiveUpload } from '../../app/uploads/uploads.usecases.js';
 import { fileStatus } from '../../app/lookups/lookups.usecases.js';
 import { fakeWorld } from '../helpers/fakes.js';
@@ -66,7 +72,10 @@ describe('downloads (in memory)', () => {
 
     expect((await readAll(download)).toString()).toBe('one time only');
     const shreds = world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload);
-    expect(shreds).toEqual([{ blobId, reason: 'burned' }, { blobId, reason: 'burned', lease: expect.any(String) }]);
+    expect(shreds).toEqual([
+      { blobId, reason: 'burned' },
+      { blobId, reason: 'burned', lease: expect.any(String) },
+    ]);
   });
 
   it('gives exactly its use back, and closes the blob, when the first chunk fails', async () => {
@@ -104,7 +113,12 @@ describe('downloads (in memory)', () => {
     expect(resumed.range).toMatchObject({ start: 5, end: body.length - 1, length: body.length - 5 });
     expect((await readAll(resumed)).equals(body.subarray(5))).toBe(true);
 
-    const stranger = await downloadByKey(world.deps, { key, who, signal: live(), resume: { capability: newResumeCapability(), range: { start: 5 } } });
+    const stranger = await downloadByKey(world.deps, {
+      key,
+      who,
+      signal: live(),
+      resume: { capability: newResumeCapability(), range: { start: 5 } },
+    });
     expect(stranger).toEqual({ kind: 'gone', reason: 'burned' });
   });
 

@@ -8,7 +8,17 @@ import { WORDING } from '/static/wording.js';
  */
 export function readLimits() {
   const data = document.body.dataset;
-  const names = ['maxFileSize', 'maxFilesPerUpload', 'defaultExpiryMinutes', 'maxExpiryMinutes', 'defaultUses', 'maxUses', 'defaultWords', 'minWords', 'maxWords'];
+  const names = [
+    'maxFileSize',
+    'maxFilesPerUpload',
+    'defaultExpiryMinutes',
+    'maxExpiryMinutes',
+    'defaultUses',
+    'maxUses',
+    'defaultWords',
+    'minWords',
+    'maxWords',
+  ];
   const limits = {};
   for (const name of names) {
     const n = Number(data[name]);
@@ -228,7 +238,6 @@ function fallbackCode(status) {
   return 'UNKNOWN';
 }
 
-
 /** Words for a person, per error code. `limits` lets messages name the real limits. */
 export function describeError(err, limits) {
   const wait = err.retryAfter ? formatDuration(err.retryAfter) : 'a little while';
@@ -236,7 +245,10 @@ export function describeError(err, limits) {
     case 'NETWORK_ERROR':
       return { title: 'Connection lost', text: 'The connection to Cinderbox failed. Check your network and try again.' };
     case 'FILE_TOO_LARGE':
-      return { title: 'File too large', text: `This upload is larger than the ${formatBytes(limits.maxFileSize)} limit (for several files, their total).` };
+      return {
+        title: 'File too large',
+        text: `This upload is larger than the ${formatBytes(limits.maxFileSize)} limit (for several files, their total).`,
+      };
     case 'UNSUPPORTED_MEDIA_TYPE':
       return { title: 'File type not accepted', text: 'This server does not accept this type of file.' };
     case 'RATE_LIMITED':

@@ -109,11 +109,15 @@ async function lookup(key, { source }) {
   if (problem) {
     if (source === 'link') {
       showLookupForm({ focus: false });
-      showError(ui.lookupError, {
-        code: 'VALIDATION_FAILED',
-        status: 400,
-        message: `This link looks incomplete or damaged. ${problem} Ask the sender for the passphrase and type it here.`,
-      }, limits);
+      showError(
+        ui.lookupError,
+        {
+          code: 'VALIDATION_FAILED',
+          status: 400,
+          message: `This link looks incomplete or damaged. ${problem} Ask the sender for the passphrase and type it here.`,
+        },
+        limits,
+      );
     } else {
       showError(ui.lookupError, { code: 'VALIDATION_FAILED', status: 400, message: problem }, limits);
       ui.input.focus();
@@ -284,13 +288,13 @@ async function startDownload() {
   link.remove();
   ui.downloadNote.replaceChildren(el('p', {}, 'Your download has started. Your browser saves the file under its original name.'));
   announce('Download started.');
-  followUps = [1500, 4000, 10000].map((delay) =>
-    setTimeout(() => void refreshStatus(key, { usesBefore, afterClick: true }), delay),
-  );
+  followUps = [1500, 4000, 10000].map((delay) => setTimeout(() => void refreshStatus(key, { usesBefore, afterClick: true }), delay));
   // Re-enable after a moment so a double click does not spend two downloads.
-  followUps.push(setTimeout(() => {
-    if (currentKey === key) ui.downloadButton.disabled = false;
-  }, 2500));
+  followUps.push(
+    setTimeout(() => {
+      if (currentKey === key) ui.downloadButton.disabled = false;
+    }, 2500),
+  );
 }
 
 async function refreshStatus(key, { usesBefore, afterClick }) {

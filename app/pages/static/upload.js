@@ -150,7 +150,11 @@ function choose(items) {
 function selectionProblem(show) {
   let err = null;
   if (selection.length > limits.maxFilesPerUpload) {
-    err = { code: 'VALIDATION_FAILED', status: 400, message: `At most ${limits.maxFilesPerUpload} files can be sent at once; ${selection.length} are selected.` };
+    err = {
+      code: 'VALIDATION_FAILED',
+      status: 400,
+      message: `At most ${limits.maxFilesPerUpload} files can be sent at once; ${selection.length} are selected.`,
+    };
   } else if (totalSize(selection) > limits.maxFileSize) {
     err = { code: 'FILE_TOO_LARGE', status: 413 };
   }
@@ -240,7 +244,12 @@ ui.dropzone.addEventListener('drop', (event) => {
       choose(items);
       announceSelection();
     },
-    () => showError(ui.error, { code: 'VALIDATION_FAILED', status: 400, message: 'The dropped folder could not be read. Try the folder button instead.' }, limits),
+    () =>
+      showError(
+        ui.error,
+        { code: 'VALIDATION_FAILED', status: 400, message: 'The dropped folder could not be read. Try the folder button instead.' },
+        limits,
+      ),
   );
 });
 
@@ -444,10 +453,20 @@ function receiptLines(receipt) {
   if (receipt.previewed_at) lines.push(`Previewed at ${at(receipt.previewed_at)}.`);
   receipt.downloads.forEach((download, i) => {
     const which = receipt.uses_total > 1 ? `Download ${i + 1}` : 'Downloaded';
-    lines.push(download.completed_at ? `${which}: started at ${at(download.started_at)}, completed at ${at(download.completed_at)}.` : `${which}: started at ${at(download.started_at)}, not completed (yet).`);
+    lines.push(
+      download.completed_at
+        ? `${which}: started at ${at(download.started_at)}, completed at ${at(download.completed_at)}.`
+        : `${which}: started at ${at(download.started_at)}, not completed (yet).`,
+    );
   });
-  if (receipt.resumes > 0) lines.push(`Resumed after a dropped connection ${receipt.resumes === 1 ? 'once' : `${receipt.resumes} times`}, last at ${at(receipt.last_resumed_at)}.`);
-  if (receipt.refused_after_end > 0) lines.push(`Asked for after it was gone: ${receipt.refused_after_end === 1 ? 'once' : `${receipt.refused_after_end} times`} (refused).`);
+  if (receipt.resumes > 0)
+    lines.push(
+      `Resumed after a dropped connection ${receipt.resumes === 1 ? 'once' : `${receipt.resumes} times`}, last at ${at(receipt.last_resumed_at)}.`,
+    );
+  if (receipt.refused_after_end > 0)
+    lines.push(
+      `Asked for after it was gone: ${receipt.refused_after_end === 1 ? 'once' : `${receipt.refused_after_end} times`} (refused).`,
+    );
   if (lines.length === 0) lines.push('Nobody has opened it yet.');
   return lines;
 }
@@ -475,7 +494,6 @@ function scheduleStatusRefresh() {
 document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') void refreshReceipt();
 });
-
 
 function markGone(reason) {
   if (!current || ui.result.classList.contains('is-gone')) return;
