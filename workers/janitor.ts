@@ -24,7 +24,7 @@ export const WORKER_OPTIONS = {
 /** A deferred job looks again this long after the protection it waits for ends (clock steps, late renewals). */
 export const DEFER_MARGIN_MS = 250;
 
-export interface JanitorDeps {
+interface JanitorDeps {
   config: Pick<RuntimeConfig, 'orphanAgeMinutes'>;
   blobs: BlobsDeps;
   redis: Redis;

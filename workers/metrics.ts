@@ -22,7 +22,7 @@ const SWEEP_OUTCOMES = ['shredded', 'failed', 'kept_live', 'kept_leased', 'kept_
 const WAIT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200];
 const JOB_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
-export interface WorkerMetrics {
+interface WorkerMetrics {
   registry: Registry;
   observe: LogObserver;
   /** The logger, tapped: what the janitor logs also moves the counters. */

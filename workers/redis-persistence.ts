@@ -10,7 +10,7 @@ import type { RedisTarget } from '../app/shared/redis.js';
  * Managed services often refuse CONFIG; then it says it could not check.
  */
 
-export type NodeRole = 'primary' | 'replica';
+type NodeRole = 'primary' | 'replica';
 
 const SETTINGS = ['save', 'appendonly', 'repl-diskless-sync', 'repl-diskless-load'] as const;
 type Settings = Partial<Record<(typeof SETTINGS)[number], string>>;

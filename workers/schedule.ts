@@ -3,7 +3,7 @@ import { jobIds, SWEEP_SCHEDULER_ID, type JobPayload } from '../app/jobs/catalog
 import type { Logger } from '../app/shared/logger.js';
 
 /** Replicas starting within this window share one startup sweep. */
-export const STARTUP_SWEEP_DEDUP_MS = 30_000;
+const STARTUP_SWEEP_DEDUP_MS = 30_000;
 
 /**
  * The janitor's periodic work, as data (STYLE §9). A BullMQ job scheduler creates one job per tick

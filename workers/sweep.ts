@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const EXTEND_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
-export const SWEEP_LOCK_TTL_MS = 30_000;
+const SWEEP_LOCK_TTL_MS = 30_000;
 
 /**
  * One sweep at a time across replicas (SPEC §5): the scheduler makes one job per tick, but a

@@ -6,7 +6,7 @@ import type { AbuseRepository, CountedClient, FailureTerms, Reservation } from '
  * An IPv6 /48 may fail this many times the per-client limit before all of it is blocked: one party
  * can hold a whole /48 (65,536 /64s), and without it each /64 would get its own budget.
  */
-export const AGGREGATE_FAIL_MULTIPLE = 4;
+const AGGREGATE_FAIL_MULTIPLE = 4;
 
 export interface AbuseDeps {
   abuse: AbuseRepository;

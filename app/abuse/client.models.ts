@@ -28,9 +28,9 @@ export interface ClientIdentity {
  */
 export const UNKNOWN_CLIENT: Readonly<ClientIdentity> = Object.freeze({ kind: 'unknown', client: 'unknown', aggregate: 'unknown' });
 
-export const IPV4_AGGREGATE_PREFIX = 24;
-export const IPV6_CLIENT_PREFIX = 64;
-export const IPV6_AGGREGATE_PREFIX = 48;
+const IPV4_AGGREGATE_PREFIX = 24;
+const IPV6_CLIENT_PREFIX = 64;
+const IPV6_AGGREGATE_PREFIX = 48;
 
 /** Longer than any IPv6 text (45) plus a zone id; anything longer is not an address. */
 const MAX_INPUT_LENGTH = 100;

@@ -8,10 +8,10 @@ const lua = luaScripts(import.meta.url);
 export const PROTECT_LUA = lua('protect');
 
 /** The member that stands for the blob's file record (scored with the record's expiry). */
-export const LIVE_MEMBER = 'live';
+const LIVE_MEMBER = 'live';
 
 /** A janitor job's hold on destroying one blob: kept alive while the work runs, so a dead holder's lapses soon. */
-export interface DestroyLock {
+interface DestroyLock {
   extend(): Promise<void>;
   release(): Promise<void>;
 }

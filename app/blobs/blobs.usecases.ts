@@ -10,7 +10,7 @@ export interface BlobsDeps {
   now: () => number;
 }
 
-export type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'protected'; until: number };
+type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'protected'; until: number };
 
 /**
  * The janitor's one rule (SPEC §10.1): a blob's bytes go only when nothing protects them, neither
@@ -37,7 +37,7 @@ export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, re
 const DESTROY_LOCK_MS = 15_000;
 const DESTROY_RETRY_MS = 1_000;
 
-export interface SweepCounts {
+interface SweepCounts {
   scanned: number;
   shredded: number;
   failed: number;

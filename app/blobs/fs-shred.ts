@@ -4,11 +4,11 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../shared/logger.js';
 
 /** Overwrite chunk: memory stays at one chunk whatever the file size. */
-export const SHRED_CHUNK_BYTES = 1024 * 1024;
+const SHRED_CHUNK_BYTES = 1024 * 1024;
 
 export type ShredKind = 'blob' | 'partial';
 
-export interface ShredResult {
+interface ShredResult {
   /** False when there was nothing to shred (already gone: the job ran before, or never had a file). */
   found: boolean;
   size: number;

@@ -5,7 +5,7 @@ import type { BlobGuard, Protection } from './blobs.repository.js';
 /** A lease lasts this long past its last renewal: a holder that dies leaves at most this behind. */
 export const LEASE_TTL_MS = 15_000;
 /** Renewed this often while the transfer runs (a third of the TTL: two renewals may fail in a row). */
-export const LEASE_RENEW_MS = 5_000;
+const LEASE_RENEW_MS = 5_000;
 
 export function newLeaseId(): string {
   return randomBytes(12).toString('base64url');
@@ -22,7 +22,7 @@ export interface HeldLease {
   release(): Promise<Protection>;
 }
 
-export interface LeaseTerms {
+interface LeaseTerms {
   guard: BlobGuard;
   blobId: string;
   id: string;

@@ -45,7 +45,7 @@ import {
 // small uploads does not cost a part size each.
 const SMALL_UPLOAD_BYTES = 256 * 1024;
 
-export interface BucketCheck {
+interface BucketCheck {
   versioning: VersioningState;
   /** Sentences for the operator; also logged as warnings. */
   warnings: string[];
@@ -68,7 +68,7 @@ interface StoreErrorFields {
 }
 
 /** An error the engine throws: `code` ENOENT (no such blob) or ESTORE (the store failed or refused). */
-export type S3StoreError = Error & StoreErrorFields;
+type S3StoreError = Error & StoreErrorFields;
 
 function noSuchBlob(): S3StoreError {
   return Object.assign(new Error('no such blob'), { code: 'ENOENT' as const });

@@ -20,7 +20,7 @@ export type IntegrityFailure =
   | 'metadata'; // the sealed metadata did not verify, or its padding or JSON is not what a writer produces
 
 export const INTEGRITY_CHECK_FAILED = 'INTEGRITY_CHECK_FAILED';
-export const KDF_BUSY = 'KDF_BUSY';
+const KDF_BUSY = 'KDF_BUSY';
 
 /**
  * Stored data failed authentication. `bytesReleased` counts the plaintext already handed downstream
@@ -57,7 +57,7 @@ export function isIntegrityCheckFailed(error: unknown): error is IntegrityCheckF
  * The KDF queue is full: refused at once instead of piling up. An overload, not a fault, so it carries
  * no cause and its stack says nothing useful; `retryAfterSeconds` is the hint for the client.
  */
-export class KdfBusyError extends Error {
+class KdfBusyError extends Error {
   readonly code = KDF_BUSY;
   readonly retryAfterSeconds: number;
 

@@ -27,7 +27,7 @@ export function seal(options: { version: number; key: Buffer; plaintext: Buffer;
 }
 
 /** The version byte of an envelope, or undefined when it is too short to be one. */
-export function envelopeVersion(sealed: Buffer): number | undefined {
+function envelopeVersion(sealed: Buffer): number | undefined {
   return sealed.length >= ENVELOPE_OVERHEAD ? sealed[0] : undefined;
 }
 

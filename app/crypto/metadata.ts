@@ -23,8 +23,8 @@ export interface FileMetadata {
   files?: FileEntry[];
 }
 
-export const METADATA_V1 = 1;
-export const METADATA_V2 = 2;
+const METADATA_V1 = 1;
+const METADATA_V2 = 2;
 /**
  * Every name the app accepts (at most 255 UTF-16 units, so at most 765 UTF-8 bytes) with the longest
  * detected MIME type and the hash fits in this first bucket, so every single-file record seals to the

@@ -27,7 +27,7 @@ export interface ResumeCapability {
   token: Buffer;
 }
 
-export interface ResumeKeys {
+interface ResumeKeys {
   /** 64 hex characters; names the resume record (like the lookup id names the file record). */
   resumeId: string;
   /** 32 bytes; wraps the data key inside the resume record. */

@@ -7,9 +7,9 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 import { Transform, type TransformCallback } from 'node:stream';
 import { integrityCheckFailed, type IntegrityFailure } from './crypto.errors.js';
 
-export const MAGIC = Buffer.from('CBOX', 'latin1');
-export const FORMAT_VERSION = 1;
-export const ALG_AES_256_GCM = 1;
+const MAGIC = Buffer.from('CBOX', 'latin1');
+const FORMAT_VERSION = 1;
+const ALG_AES_256_GCM = 1;
 export const CHUNK_SIZE = 65536;
 export const TAG_LENGTH = 16;
 export const SALT_LENGTH = 32;

@@ -33,7 +33,7 @@ function clientGoneSignal(res: Response): AbortSignal {
 }
 
 /** One range of `Range: bytes=…` (RFC 9110 §14.1.2); undefined for anything else, which is then ignored. */
-export function parseRange(header: string | undefined): RangeRequest | undefined {
+function parseRange(header: string | undefined): RangeRequest | undefined {
   const match = header === undefined ? null : /^bytes=(\d{0,15})-(\d{0,15})$/.exec(header.trim());
   if (!match) return undefined;
   const [, first = '', last = ''] = match;

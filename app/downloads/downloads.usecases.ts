@@ -56,7 +56,7 @@ export type DownloadStart =
   | { kind: 'unsatisfiable'; size: number };
 
 /** How long the recipient page's download ticket waits for its GET. */
-export const TICKET_TTL_MS = 60_000;
+const TICKET_TTL_MS = 60_000;
 /** Binds a ticket's wrapped KEK to its purpose (the wrap binds a resume id and a context string). */
 const TICKET_CONTEXT = 'ticket';
 

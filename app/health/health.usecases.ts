@@ -3,9 +3,9 @@ import type { BlobStore } from '../blobs/blob-store.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
 import { readEvictionPolicy } from '../shared/redis.js';
 
-export type ServiceState = 'online' | 'offline';
+type ServiceState = 'online' | 'offline';
 
-export interface HealthReport {
+interface HealthReport {
   status: 'healthy' | 'degraded' | 'unhealthy';
   version: string;
   timestamp: string;

@@ -61,5 +61,3 @@ export function createAbuseGuard(deps: AbuseDeps & { secret: string; config: Pic
 
   return { blockGuard, reserveSlot, settle };
 }
-
-export type AbuseGuard = ReturnType<typeof createAbuseGuard>;

@@ -6,7 +6,7 @@ const READS = new Set(['GET', 'HEAD']);
 const CROSS = new Set(['cross-site', 'same-site']);
 const DOWNLOAD_BY_KEY = /^\/download\/[^/]+\/?$/;
 
-export const crossOriginForbidden = () =>
+const crossOriginForbidden = () =>
   new AppError({ code: 'CROSS_ORIGIN_FORBIDDEN', status: 403, message: 'Requests from other sites are not accepted.' });
 
 /** What another site may make a visitor's browser fetch here: the pages, their files, and a share link's 303 to the page. */

@@ -61,7 +61,7 @@ function toAppError(error: unknown): AppError {
   return internalError(error);
 }
 
-export function sendError(req: Request, res: Response, appError: AppError): void {
+function sendError(req: Request, res: Response, appError: AppError): void {
   if (res.headersSent) {
     // Mid-stream failures cannot change the status: cut the connection so the client sees a failure.
     res.destroy();

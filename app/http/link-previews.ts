@@ -38,7 +38,7 @@ const UNFURLERS = [
   'google-inspectiontool',
 ];
 
-export function isLinkPreviewAgent(userAgent: string | undefined): boolean {
+function isLinkPreviewAgent(userAgent: string | undefined): boolean {
   if (!userAgent) return false;
   const agent = userAgent.toLowerCase();
   return UNFURLERS.some((name) => agent.includes(name));

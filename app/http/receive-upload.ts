@@ -29,7 +29,7 @@ export type Receive = (body: {
 }) => Promise<PendingUpload>;
 
 /** Turns the first file, once stored, into a drop that the following parts join (SPEC §10.7). */
-export type StartDrop = (first: {
+type StartDrop = (first: {
   pending: PendingUpload;
   filename: string | undefined;
   fieldsSoFar: Record<string, unknown>;

@@ -2,11 +2,11 @@ import type { Server } from 'node:http';
 import type { Config } from '../config.js';
 
 /** Slowest upload speed we still serve in full: 64 KiB/s (a poor mobile link). */
-export const MIN_UPLOAD_BYTES_PER_SECOND = 64 * 1024;
+const MIN_UPLOAD_BYTES_PER_SECOND = 64 * 1024;
 /** All request headers must have arrived within this time (slowloris). */
-export const HEADERS_TIMEOUT_MS = 20_000;
+const HEADERS_TIMEOUT_MS = 20_000;
 
-export interface ServerTimeoutOverrides {
+interface ServerTimeoutOverrides {
   /** Tests only: a shorter header deadline. */
   headersTimeoutMs?: number;
 }

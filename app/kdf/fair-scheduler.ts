@@ -42,7 +42,7 @@ export interface Requester {
   aggregate: string;
 }
 
-export type RefusalReason = 'client' | 'aggregate' | 'global';
+type RefusalReason = 'client' | 'aggregate' | 'global';
 
 export interface FairSchedulerOptions {
   /** Tasks running at once, foreground and background together. */
@@ -86,7 +86,7 @@ export interface FairScheduler {
   stats(): FairSchedulerStats;
 }
 
-export const DEFAULT_MAX_BACKGROUND_QUEUE = 4;
+const DEFAULT_MAX_BACKGROUND_QUEUE = 4;
 
 export function defaultMaxPerClient(concurrency: number): number {
   return 2 * concurrency;

@@ -16,7 +16,7 @@ import { createFairScheduler, type FairSchedulerStats, type Requester } from './
 
 export type DeriveKeys = (options: { passphrase: string; secret: Buffer | string; costLog2: number }) => Promise<DerivedKeys>;
 
-export interface KdfOptions {
+interface KdfOptions {
   secret: Buffer | string;
   /** log2 N of scrypt (KDF_COST). */
   costLog2?: number;

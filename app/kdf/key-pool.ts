@@ -26,7 +26,7 @@ export const DEFAULT_KEY_POOL_MAX_AGE_MS = 5 * 60_000;
  * takes a core from the burst (measured: a 32-upload burst on two cores ran at ~120/s with refills
  * alongside, ~250/s without). So refilling waits until no upload has taken an entry for this long.
  */
-export const DEFAULT_KEY_POOL_QUIET_MS = 500;
+const DEFAULT_KEY_POOL_QUIET_MS = 500;
 
 export interface PooledKeys {
   passphrase: string;

@@ -9,11 +9,11 @@ import { tapLogger, type LogObserver } from './log-tap.js';
 import { amount, methodLabel, oneOf, redisInfoFields, routeLabel, statusClass } from './metrics.models.js';
 import { createRegistry, registerQueueDepth, within } from './registry.js';
 
-export interface StatsProvider<T> {
+interface StatsProvider<T> {
   stats(): T;
 }
 
-export interface ApiMetricsDeps {
+interface ApiMetricsDeps {
   queue: Pick<Queue, 'getJobCounts'>;
   redis: Redis;
   keys: Pick<RedisKeys, 'heartbeat'>;
@@ -24,7 +24,7 @@ export interface ApiMetricsDeps {
   keyPool?: StatsProvider<KeyPoolStats> | undefined;
 }
 
-export interface ApiMetrics {
+interface ApiMetrics {
   registry: Registry;
   observe: LogObserver;
   /** The logger, tapped: what it logs also moves the counters. */

@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
  * set, so no request, file or client can add a series (a raw path or a key never becomes a label).
  */
 
-export const OTHER = 'other';
+const OTHER = 'other';
 
 /** `value` when it is one of `allowed`, else `other`. */
 export function oneOf<T extends string>(allowed: readonly T[], value: unknown): T | typeof OTHER {

@@ -19,7 +19,7 @@ export function createRegistry(service: 'api' | 'worker', version: string): Regi
 }
 
 /** A read taken at scrape time may not hold the scrape up: past the deadline it counts as failed. */
-export const SCRAPE_READ_TIMEOUT_MS = 1_000;
+const SCRAPE_READ_TIMEOUT_MS = 1_000;
 
 export function within<T>(promise: Promise<T>, ms = SCRAPE_READ_TIMEOUT_MS): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -6,7 +6,7 @@ import express from 'express';
 import type { Request, Response } from 'express';
 import { WORDING } from '../shared/wording.js';
 
-export interface PageLimits {
+interface PageLimits {
   maxFileSize: number;
   maxFilesPerUpload: number;
   defaultExpiryMinutes: number;

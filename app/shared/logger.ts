@@ -18,7 +18,7 @@ export interface Logger {
   close(): Promise<void>;
 }
 
-export interface LoggerOptions {
+interface LoggerOptions {
   service: Service;
   level: string;
   /** Directory of `cinderbox-<service>.log`; empty = stdout only. */

@@ -74,7 +74,7 @@ function urlOptions(raw: string): RedisOptions {
  * worker's client waits and reconnects forever, as BullMQ requires (`maxRetriesPerRequest: null`).
  * Both ask Sentinel again on every reconnect, so after a failover they find the new primary.
  */
-export const API_COMMAND_TIMEOUT_MS = 1_000;
+const API_COMMAND_TIMEOUT_MS = 1_000;
 
 /** A client that also moves off a replaced primary at once (redis-failover.ts). */
 function following(target: RedisTarget | string, options: RedisOptions): Redis {

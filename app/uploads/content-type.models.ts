@@ -59,7 +59,7 @@ export function servedContentType(type: string): string {
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
 
 /** Longest stored filename, in characters (code points): what common filesystems accept. */
-export const MAX_FILENAME_CHARACTERS = 255;
+const MAX_FILENAME_CHARACTERS = 255;
 
 /**
  * The client's filename as safe metadata: no path, no control or bidi characters, at most 255

@@ -52,7 +52,7 @@ const ZIP64_END = 56;
 const ZIP64_LOCATOR = 20;
 
 /** Longest entry name, in UTF-8 bytes, the 16-bit length field can hold. */
-export const MAX_NAME_BYTES = MAX16;
+const MAX_NAME_BYTES = MAX16;
 
 /**
  * The archive's size can exceed its entries' total by at most this much: an upper bound the upload

@@ -12,7 +12,7 @@ import type { Requester } from '../kdf/fair-scheduler.js';
 import { receiveUpload, type PendingUpload } from './uploads.usecases.js';
 
 /** One more `file` part of a multipart upload: its bytes, and the name (a relative path) the client gave. */
-export interface DropPart {
+interface DropPart {
   source: Readable;
   filename: string | undefined;
 }

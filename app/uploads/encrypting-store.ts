@@ -8,7 +8,7 @@ import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js
 import type { BlobStore } from '../blobs/blob-store.js';
 import { fileTooLarge, unsupportedMediaType, uploadStalled } from './uploads.errors.js';
 
-export interface StoreLimits {
+interface StoreLimits {
   maxFileSize: number;
   maxStorageBytes: number | undefined;
   allowedMimeTypes: string[];

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Config } from '../config.js';
 import { KEY_WORDS } from '../diceware/wordlist.js';
 
-export const UPLOAD_OPTION_NAMES = ['expiry', 'uses', 'words'] as const;
+const UPLOAD_OPTION_NAMES = ['expiry', 'uses', 'words'] as const;
 
 // Plain decimals only: no exponents, hex, signs or blanks inside (`1e-9`, `0x5`, `+3` are refused).
 const decimal = (name: string) =>

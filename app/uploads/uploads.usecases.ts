@@ -40,12 +40,12 @@ export interface PendingUpload {
 }
 
 /** What an upload was admitted with before its body was read: a pooled key entry, or room at the KDF. */
-export interface UploadAdmission {
+interface UploadAdmission {
   pooled: PooledKeys | null;
 }
 
 /** A drop's own type (SPEC §10.7), whatever its first entry would make a sniffer say (a docx, an epub). */
-export const ARCHIVE_TYPE = 'application/zip';
+const ARCHIVE_TYPE = 'application/zip';
 
 /** A passphrase collides with a live record or tombstone about never; give up after a few draws. */
 const MAX_DRAWS = 5;

@@ -4,8 +4,8 @@
  */
 export const EXIT = { ok: 0, problem: 1, usage: 2 } as const;
 
-export const VERBS = ['stats', 'blocks', 'unblock', 'sweep', 'purge', 'doctor'] as const;
-export type Verb = (typeof VERBS)[number];
+const VERBS = ['stats', 'blocks', 'unblock', 'sweep', 'purge', 'doctor'] as const;
+type Verb = (typeof VERBS)[number];
 
 export interface Invocation {
   verb: Verb;

@@ -12,7 +12,7 @@ import { connect, REDIS_WAIT_MS, type AdminContext } from './context.js';
 import { columns, formatBytes, formatDuration } from './format.js';
 import { heartbeatAge, type Report } from './inventory.js';
 
-export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
+type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
 
 export interface Check {
   name: string;
@@ -21,10 +21,10 @@ export interface Check {
 }
 
 /** A clock this far from Redis's eats into a download lease's 15 s margin (docs/JANITOR.md, Clocks). */
-export const MAX_CLOCK_SKEW_MS = 1_000;
+const MAX_CLOCK_SKEW_MS = 1_000;
 /** Redis memory used, as a share of maxmemory, beyond which uploads are about to be refused. */
-export const MEMORY_WARN_RATIO = 0.75;
-export const MEMORY_FAIL_RATIO = 0.9;
+const MEMORY_WARN_RATIO = 0.75;
+const MEMORY_FAIL_RATIO = 0.9;
 
 const check = (name: string, status: CheckStatus, detail: string): Check => ({ name, status, detail });
 
@@ -43,7 +43,7 @@ export function judgePersistence(settings: Record<(typeof PERSISTENCE_SETTINGS)[
     : check('persistence', 'fail', `${writes.join(', ')}: Redis writes the wrapped data keys to disk (docs/OPERATIONS.md)`);
 }
 
-export const PERSISTENCE_SETTINGS = ['save', 'appendonly', 'repl-diskless-sync', 'repl-diskless-load'] as const;
+const PERSISTENCE_SETTINGS = ['save', 'appendonly', 'repl-diskless-sync', 'repl-diskless-load'] as const;
 
 export function judgeMemory(used: number, max: number): Check {
   if (max === 0)

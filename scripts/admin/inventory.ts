@@ -30,7 +30,7 @@ async function liveFiles(ctx: AdminContext): Promise<{ files: number; bytes: num
   return { files, bytes };
 }
 
-export interface Block {
+interface Block {
   /** The client's keyed hash, as `ip_blocked` and `ip_unblocked` log it. */
   client: string;
   endsAt: number;
@@ -40,7 +40,7 @@ export interface Block {
  * Active blocks. The admin list (a sorted set scored by block end) can hold a block whose key has
  * already expired while no worker ran; the block key's TTL is what enforces a block, so it decides.
  */
-export async function activeBlocks(ctx: AdminContext): Promise<Block[]> {
+async function activeBlocks(ctx: AdminContext): Promise<Block[]> {
   const now = ctx.now();
   const listed = await ctx.redis.zrangebyscore(ctx.keys.blockList(), now, '+inf');
   if (listed.length === 0) return [];

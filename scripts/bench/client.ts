@@ -1,7 +1,7 @@
 /** A small HTTP load client for the bench: keep-alive agent, N requests at concurrency C, latency percentiles. */
 import http from 'node:http';
 
-export interface Reply {
+interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
