@@ -3,6 +3,12 @@ import { connect, createServer } from 'node:net';
 import path from 'node:path';
 
 /** The first of `names` that is an executable on PATH, or null. */
+/**
+ * What every Redis this project starts for itself runs with (the launcher's, the tests'): no persistence,
+ * since wrapped keys must never reach a disk (SPEC §4.5), and `noeviction`, which BullMQ requires.
+ */
+export const EPHEMERAL_REDIS_ARGS = ['--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'];
+
 export function findExecutable(names: string[]): string | null {
   const dirs = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
   for (const name of names) {

@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
-import { findExecutable, freePort, waitForRedisPing } from './redis-server.js';
+import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from './redis-server.js';
 
 const say = (line: string) => process.stderr.write(`cinderbox: ${line}\n`);
 
@@ -92,12 +92,7 @@ if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
       String(port),
       '--protected-mode',
       'yes',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
+      ...EPHEMERAL_REDIS_ARGS,
       '--dir',
       dir,
       '--logfile',

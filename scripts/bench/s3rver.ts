@@ -42,11 +42,15 @@ export async function startS3rver({ bucket = 'cinderbox', timeoutMs = 15_000 }: 
     });
     child = running;
     let output = '';
+    // A crash of the server, not a stop(): say so with its last words, or every later request fails as a riddle.
+    running.once('exit', (code, signal) => {
+      if (child === running) process.stderr.write(`s3rver on port ${port} exited unexpectedly (${code ?? signal}): ${output.slice(-4000)}\n`);
+    });
     // The CLI prints "S3rver listening on 127.0.0.1:<port>" once the bucket exists and the port is bound.
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`s3rver did not start within ${timeoutMs} ms: ${output.slice(-2000)}`)), timeoutMs);
       const onData = (data: Buffer) => {
-        output += data.toString();
+        output = (output + data.toString()).slice(-8000);
         if (output.includes(`listening on 127.0.0.1:${port}`)) {
           clearTimeout(timer);
           resolve();

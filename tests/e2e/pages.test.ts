@@ -1,18 +1,14 @@
-import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PAGES_CSP } from '../../app/pages/pages.routes.js';
 import { WORDING } from '../../app/shared/wording.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { axeViolations, launchChromium, watchedContext } from '../helpers/browser.js';
 
-// Real Chromium from Debian (DEVELOPERS.md); CHROMIUM_PATH overrides it.
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
-const AXE_SOURCE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const BOTS = [
   { name: 'facebookexternalhit', ua: 'facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)' },
@@ -32,49 +28,6 @@ interface UploadAnswer {
 interface StatusAnswer {
   status: number;
   body: { remaining_uses?: number; filename?: string; error?: { code: string; reason?: string; details?: { reason?: string } } };
-}
-
-// The API routes answer 404/410/429 on purpose (wrong passphrase, burned file); Chromium logs each such
-// fetch as "Failed to load resource". Those are asserted by the tests themselves; any other failed response
-// (a missing script, stylesheet or page) is a problem.
-const API_PATHS = /^\/(status|download|files|upload)(\/|$)/;
-
-/** Every console error, uncaught page error, CSP violation and failed asset load, across a context's pages. */
-async function watchProblems(context: BrowserContext, problems: string[], label: string): Promise<void> {
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (event) => {
-      console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
-    });
-  });
-  context.on('page', (page) => {
-    page.on('console', (message) => {
-      if (message.type() !== 'error') return;
-      if (/^Failed to load resource: the server responded with a status of \d+/.test(message.text())) return; // see 'response'
-      problems.push(`${label} ${page.url()} console: ${message.text()}`);
-    });
-    page.on('pageerror', (error) => problems.push(`${label} ${page.url()} pageerror: ${error.message}`));
-    page.on('response', (response) => {
-      const { pathname } = new URL(response.url());
-      if (response.status() >= 400 && !API_PATHS.test(pathname)) problems.push(`${label} ${response.status()} for ${pathname}`);
-    });
-  });
-}
-
-/** Serious and critical WCAG 2.2 AA findings. axe is evaluated over CDP, which the page's CSP does not govern. */
-async function axeViolations(page: Page): Promise<string[]> {
-  await page.evaluate(AXE_SOURCE);
-  const violations = await page.evaluate(async () => {
-    const axe = (
-      window as unknown as {
-        axe: { run(options: object): Promise<{ violations: { id: string; impact: string | null; nodes: { target: unknown[] }[] }[] }> };
-      }
-    ).axe;
-    const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'wcag22aa'] } });
-    return result.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => JSON.stringify(n.target)) }));
-  });
-  return violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.impact} ${v.id}: ${v.targets.join(', ')}`);
 }
 
 async function uploadViaApi(url: string, file: { name: string; bytes: Buffer; uses: number }): Promise<UploadAnswer> {
@@ -102,29 +55,15 @@ describe('the browser pages in real Chromium', () => {
   const contexts: BrowserContext[] = [];
 
   async function newContext(label: string, width = 1280): Promise<BrowserContext> {
-    const context = await browser.newContext({ viewport: { width, height: 900 }, acceptDownloads: true });
-    await watchProblems(context, problems, label);
+    const context = await watchedContext(browser, problems, label, width);
     contexts.push(context);
     return context;
   }
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
     await mkdir(ARTIFACTS, { recursive: true });
     app = await startTestApp();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
   });
 
   afterEach(async () => {

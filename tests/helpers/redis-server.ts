@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { findExecutable, freePort, waitForRedisPing } from '../../scripts/redis-server.js';
+import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from '../../scripts/redis-server.js';
 
 export { freePort };
 
@@ -26,25 +26,9 @@ export async function startTestRedis(extraArgs: string[] = []): Promise<TestRedi
   let child: ChildProcess | null = null;
 
   const start = async () => {
-    child = spawn(
-      binary,
-      [
-        '--bind',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--maxmemory-policy',
-        'noeviction',
-        '--dir',
-        dir,
-        ...extraArgs,
-      ],
-      { stdio: 'ignore' },
-    );
+    child = spawn(binary, ['--bind', '127.0.0.1', '--port', String(port), ...EPHEMERAL_REDIS_ARGS, '--dir', dir, ...extraArgs], {
+      stdio: 'ignore',
+    });
     await waitForRedisPing(port, 10_000);
   };
   const stop = async () => {

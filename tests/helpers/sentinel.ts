@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { confirmingReplicas } from '../../app/shared/redis.js';
-import { findExecutable, freePort, waitForRedisPing } from '../../scripts/redis-server.js';
+import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from '../../scripts/redis-server.js';
 
 /**
  * Real redis-server processes for replication and Sentinel tests, all on loopback: a node is
@@ -94,12 +94,7 @@ export async function startRedisNode(options: RedisNodeOptions): Promise<RedisNo
     dir,
     '--logfile',
     logfile,
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--maxmemory-policy',
-    'noeviction',
+    ...EPHEMERAL_REDIS_ARGS,
     // No 5 s wait for more replicas before a full sync: tests attach one.
     '--repl-diskless-sync',
     'yes',

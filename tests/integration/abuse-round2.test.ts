@@ -8,26 +8,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { chromium } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { startApiProcess, type ApiProcess } from '../helpers/api-process.js';
 import { TEST_SECRET } from '../helpers/app.js';
+import { launchChromium } from '../helpers/browser.js';
 import { waitFor } from '../helpers/files.js';
 
 const run = promisify(execFile);
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 // Valid wordlist words (so each lookup does its KDF work) that no upload will ever draw together.
 const wrongKey = (i: number) =>
   `abacus-abdomen-abdominal-${['abide', 'abiding', 'ability', 'ablaze', 'able', 'abnormal'][i % 6]}-${['abrasion', 'abrasive', 'abreast', 'abridge', 'abroad', 'abruptly', 'absence', 'absentee', 'absently', 'absinthe'][Math.floor(i / 6) % 10]}`;
@@ -68,7 +57,7 @@ describe('1. a foreign page cannot get its visitors blocked', () => {
     const page = `<!doctype html><title>cat pictures</title>${frames}<img src="${a.url}/download/${wrongKey(20)}"><img src="${a.url}/preview/${wrongKey(21)}">`;
     const hostile = http.createServer((_req, res) => res.writeHead(200, { 'Content-Type': 'text/html' }).end(page));
     await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const browser = await launchChromium();
     try {
       const context = await browser.newContext();
       const visitor = await context.newPage();

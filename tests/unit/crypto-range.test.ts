@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Readable, Writable, type Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Transform } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { runThrough } from '../helpers/stream-run.js';
 import { isIntegrityCheckFailed, type IntegrityFailure } from '../../app/crypto/crypto.errors.js';
 import { createRangeDecryptStream, planRange, type RangePlan } from '../../app/crypto/range.js';
 import { CHUNK_SIZE, HEADER_LENGTH, TAG_LENGTH, ciphertextSize, createEncryptStream } from '../../app/crypto/stream.js';
@@ -28,10 +28,6 @@ function prng(seed: number) {
   };
 }
 
-function* pieces(input: Buffer, size: number) {
-  for (let offset = 0; offset < input.length; offset += size) yield input.subarray(offset, offset + size);
-}
-
 /** Feeds `input` in one write; the exhaustive test runs thousands of these, so it skips pipeline(). */
 function runWhole(transform: Transform, input: Buffer): Promise<{ output: Buffer; error: unknown }> {
   return new Promise((resolve) => {
@@ -45,20 +41,7 @@ function runWhole(transform: Transform, input: Buffer): Promise<{ output: Buffer
 
 async function run(transform: Transform, input: Buffer, pieceSize = Math.max(1, input.length)) {
   if (pieceSize >= input.length) return runWhole(transform, input);
-  const out: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      out.push(chunk);
-      callback();
-    },
-  });
-  let error: unknown;
-  try {
-    await pipeline(Readable.from(pieces(input, pieceSize)), transform, sink);
-  } catch (caught) {
-    error = caught;
-  }
-  return { output: Buffer.concat(out), error };
+  return runThrough(transform, input, pieceSize);
 }
 
 async function encrypt(plaintext: Buffer) {

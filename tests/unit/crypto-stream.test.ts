@@ -1,8 +1,7 @@
 import { createCipheriv, createHash, randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Readable, Writable, type Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
+import { runThrough } from '../helpers/stream-run.js';
 import { isIntegrityCheckFailed, type IntegrityFailure } from '../../app/crypto/crypto.errors.js';
 import {
   CHUNK_SIZE,
@@ -42,27 +41,8 @@ const blobId = 'blob-under-test';
 const salt = randomBytes(32);
 const pattern = (length: number) => Buffer.from(Array.from({ length }, (_, i) => i % 251));
 
-function* pieces(input: Buffer, size: number) {
-  for (let offset = 0; offset < input.length; offset += size) yield input.subarray(offset, offset + size);
-}
-
 /** Streams `input` through `transform` in `pieceSize` writes; keeps what came out even when it fails. */
-async function run(transform: Transform, input: Buffer, pieceSize = Math.max(1, input.length)) {
-  const out: Buffer[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      out.push(chunk);
-      callback();
-    },
-  });
-  let error: unknown;
-  try {
-    await pipeline(Readable.from(pieces(input, pieceSize)), transform, sink);
-  } catch (caught) {
-    error = caught;
-  }
-  return { output: Buffer.concat(out), error };
-}
+const run = runThrough;
 
 async function encrypt(plaintext: Buffer, pieceSize?: number, key = dataKey, id = blobId) {
   const { output, error } = await run(createEncryptStream({ dataKey: key, blobId: id, salt }), plaintext, pieceSize);
