@@ -4,7 +4,6 @@
  * count against the process being measured. It accepts the fixed credentials S3RVER/S3RVER.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,8 @@ export interface S3rver {
   /** Where s3rver keeps the bucket's raw files (objects, metadata, multipart parts). */
   directory: string;
   pid(): number | undefined;
+  /** Calls `listener` when the server exits without a stop() (a crash), with its exit code and last output. */
+  onExit(listener: (reason: string) => void): void;
   /** Kills the server (SIGKILL by default: a crash, not a goodbye) and waits for it to exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Starts it again on the same port and directory: what was stored is still there. */
@@ -28,10 +29,11 @@ export interface S3rver {
 }
 
 export async function startS3rver({ bucket = 'cinderbox', timeoutMs = 15_000 }: { bucket?: string; timeoutMs?: number } = {}): Promise<S3rver> {
-  const bin = path.join(path.dirname(createRequire(import.meta.url).resolve('s3rver/package.json')), 'bin', 's3rver.js');
+  const bin = path.join(import.meta.dirname, 's3rver-main.mjs'); // s3rver's CLI with two crashing races closed
   const port = await freePort();
   const directory = await mkdtemp(path.join(os.tmpdir(), 'cbx-s3rver-'));
   let child: ChildProcess | null = null;
+  const crashListeners: ((reason: string) => void)[] = [];
 
   const start = async () => {
     // s3rver makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its legacy
@@ -43,8 +45,12 @@ export async function startS3rver({ bucket = 'cinderbox', timeoutMs = 15_000 }: 
     child = running;
     let output = '';
     // A crash of the server, not a stop(): say so with its last words, or every later request fails as a riddle.
-    running.once('exit', (code, signal) => {
-      if (child === running) process.stderr.write(`s3rver on port ${port} exited unexpectedly (${code ?? signal}): ${output.slice(-4000)}\n`);
+    running.once('close', (code, signal) => {
+      // 'close', not 'exit': by then its last words (the stack trace) have been read
+      if (child !== running) return;
+      const reason = `s3rver on port ${port} exited unexpectedly (${code ?? signal}): ${output.slice(-4000)}`;
+      process.stderr.write(`${reason}\n`);
+      for (const listener of crashListeners) listener(reason);
     });
     // The CLI prints "S3rver listening on 127.0.0.1:<port>" once the bucket exists and the port is bound.
     await new Promise<void>((resolve, reject) => {
@@ -82,6 +88,7 @@ export async function startS3rver({ bucket = 'cinderbox', timeoutMs = 15_000 }: 
     bucket,
     directory,
     pid: () => child?.pid,
+    onExit: (listener) => void crashListeners.push(listener),
     stop,
     start,
     destroy: async () => {

@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { newBlobId } from '../../app/blobs/blob-id.js';
 import type { BlobStore, StoredEntry } from '../../app/blobs/blob-store.js';
@@ -358,6 +358,28 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
       }
       await writer.abort();
       expect((await entries(store)).filter((e) => e.kind === 'blob')).toEqual([]);
+    });
+
+    it('outlives deletes racing puts in one folder (stock s3rver exits on the first such race)', async () => {
+      const server = s3.server!;
+      const client = s3.client();
+      const prefix = s3.newPrefix();
+      const exited = new Promise<string>((resolve) => server.onExit((reason) => resolve(reason)));
+      const racing = (async () => {
+        for (let round = 0; round < 40; round++) {
+          const [first, second] = [`${prefix}blobs/a${round}`, `${prefix}blobs/b${round}`];
+          await client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: first, Body: Buffer.alloc(16) }));
+          // The delete empties the folder while the put of its neighbour is between mkdir and open.
+          await Promise.all([
+            client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: first })),
+            client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: second, Body: randomBytes(128 * 1024) })),
+          ]);
+          await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: second }));
+        }
+        return 'finished';
+      })();
+      expect(await Promise.race([racing, exited])).toBe('finished');
+      expect(server.pid()).toBeDefined();
     });
 
     it('fails check() while the server is down and passes again once it is back, with the same store', async () => {
