@@ -157,7 +157,7 @@ describe('compose.yaml', () => {
     const env = (await dockerfile()).filter((i) => i.op === 'ENV').flatMap((i) => envNames(i.args));
     expect(env).toEqual(expect.arrayContaining(['HOST', 'NODE_ENV', 'PORT', 'LOG_DIR', 'STORAGE_PATH', 'TEMP_PATH']));
     // Besides Cinderbox's own variables, only the documented runtime tuning of glibc and Node.
-    const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'NODE_OPTIONS'];
+    const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES', 'NODE_OPTIONS'];
     expect(
       env.filter((n) => !known.has(n) && !runtimeTuning.includes(n)),
       'Dockerfile sets unknown variables',
