@@ -85,6 +85,19 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
     await app.close();
   });
 
+  /** What the app has stored: blobs in its engine and file records in Redis. */
+  const traceOf = async () => ({ files: await storedFiles(app), keys: await fileKeys(app) });
+  /**
+   * Waits until the app holds exactly what it held `before` (a failed upload's cleanup, and the
+   * release of its lease, may end after the request's log line: an s3 upload first waits for its
+   * part in flight; well before the lease's own 15 s TTL).
+   */
+  const expectNothingLeft = async (before: { files: string[]; keys: string[] }) => {
+    expect(await waitFor(traceOf, (now) => now.files.length === before.files.length && now.keys.length === before.keys.length)).toEqual(
+      before,
+    );
+  };
+
   it('never shows the plaintext or the filename on disk while uploading, nor in Redis afterwards', async () => {
     const marker = `MARKER-${randomBytes(12).toString('hex')}`;
     const filename = `secret-name-${randomBytes(6).toString('hex')}.txt`;
@@ -147,8 +160,7 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
   });
 
   it('a client abort mid-upload (PUT) leaves no file and no record', async () => {
-    const filesBefore = await storedFiles(app);
-    const keysBefore = await fileKeys(app);
+    const before = await traceOf();
     const completedBefore = app.logs.filter((l) => l.event === 'request_completed').length;
     // 7 MiB before the abort: an s3 upload has started its multipart upload and sent a part by then.
     const part = randomBytes(1024 * 1024);
@@ -165,25 +177,11 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       (n) => n > completedBefore,
       5_000,
     );
-    expect(
-      await waitFor(
-        () => storedFiles(app),
-        (f) => f.length === filesBefore.length,
-      ),
-    ).toEqual(filesBefore);
-    // The upload's lease is released by its cleanup, which may end after the request's log line
-    // (an s3 upload first waits for its part in flight); well before the lease's own 15 s TTL.
-    expect(
-      await waitFor(
-        () => fileKeys(app),
-        (k) => k.length === keysBefore.length,
-      ),
-    ).toEqual(keysBefore);
+    await expectNothingLeft(before);
   });
 
   it('a client abort mid-upload (multipart) leaves no file and no record', async () => {
-    const filesBefore = await storedFiles(app);
-    const keysBefore = await fileKeys(app);
+    const before = await traceOf();
     const boundary = 'cbxabortboundary';
     const head = Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="abort.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
@@ -206,18 +204,7 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       })();
     });
     expect(result).not.toMatch(/^status 201/);
-    expect(
-      await waitFor(
-        () => storedFiles(app),
-        (f) => f.length === filesBefore.length,
-      ),
-    ).toEqual(filesBefore);
-    expect(
-      await waitFor(
-        () => fileKeys(app),
-        (k) => k.length === keysBefore.length,
-      ),
-    ).toEqual(keysBefore);
+    await expectNothingLeft(before);
   });
 
   describe('a stalled body', () => {

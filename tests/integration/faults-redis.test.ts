@@ -125,14 +125,18 @@ describe('faults: Redis out of memory (noeviction)', () => {
   });
 });
 
+/** Kills a worker the test started, if it still runs (SIGKILL: the test is over, nothing to drain). */
+async function killIfRunning(worker: RunningProcess | null): Promise<void> {
+  if (!worker || worker.child.exitCode !== null) return;
+  worker.child.kill('SIGKILL');
+  await worker.exited;
+}
+
 describe('faults: Redis restarted empty, with a real worker', () => {
   const world = appOnPrivateRedis();
   let worker: RunningProcess | null = null;
   afterEach(async () => {
-    if (worker && worker.child.exitCode === null) {
-      worker.child.kill('SIGKILL');
-      await worker.exited;
-    }
+    await killIfRunning(worker);
   });
 
   it('answers 404 for old keys and sweeps every blob that lost its record', async () => {
@@ -185,10 +189,7 @@ describe('faults: Redis hangs (SIGSTOP), with a real worker', () => {
   let stopped: number | null = null;
   afterEach(async () => {
     if (stopped !== null) process.kill(stopped, 'SIGCONT');
-    if (worker && worker.child.exitCode === null) {
-      worker.child.kill('SIGKILL');
-      await worker.exited;
-    }
+    await killIfRunning(worker);
   });
 
   it('keeps every line the worker writes JSON while its heartbeat is stuck, and beats again after', async () => {

@@ -61,6 +61,9 @@ describe('the janitor in-process', () => {
     now: Date.now,
   });
   const oldBlob = (blobId: string) => storage.put(blobId, randomBytes(100), { ageMs: AGES_AGO });
+  /** The worker's job handlers over this suite's Redis and storage. */
+  const handlersFor = (log: Logger = createSilentLogger(), guard?: BlobGuard) =>
+    createHandlers({ config: { orphanAgeMinutes: 1 }, blobs: blobsFor(log, guard), redis, keys, log, workerId: 'w' });
 
   beforeAll(() => {
     redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
@@ -103,14 +106,7 @@ describe('the janitor in-process', () => {
     for (const id of [bad, good]) await oldBlob(id);
     const lines: { event: string; fields: Record<string, unknown> }[] = [];
     const log = recordingLogger(lines);
-    const handlers = createHandlers({
-      config: { orphanAgeMinutes: 1 },
-      blobs: blobsFor(log, failingFor(createBlobGuard(redis, keys), bad)),
-      redis,
-      keys,
-      log,
-      workerId: 'w',
-    });
+    const handlers = handlersFor(log, failingFor(createBlobGuard(redis, keys), bad));
 
     await expect(handlers.sweep({ trigger: 'manual' }, recordingContext('sweep-manual'))).rejects.toThrow(
       '1 of 2 files could not be swept',
@@ -127,14 +123,7 @@ describe('the janitor in-process', () => {
     await storage.put(blobId, randomBytes(100));
     const expires = Date.now() + 300;
     await redis.zadd(keys.blob(blobId), expires, 'live');
-    const handlers = createHandlers({
-      config: { orphanAgeMinutes: 1 },
-      blobs: blobsFor(),
-      redis,
-      keys,
-      log: createSilentLogger(),
-      workerId: 'w',
-    });
+    const handlers = handlersFor();
     const context = recordingContext(`expire-${blobId}`);
 
     await handlers.expire({ blobId }, context);
@@ -149,7 +138,7 @@ describe('the janitor in-process', () => {
     await redis.zadd(keys.blob(blobId), Date.now() - 1, 'live');
     const lines: { event: string; fields: Record<string, unknown> }[] = [];
     const log = recordingLogger(lines);
-    const handlers = createHandlers({ config: { orphanAgeMinutes: 1 }, blobs: blobsFor(log), redis, keys, log, workerId: 'w' });
+    const handlers = handlersFor(log);
     const context = recordingContext(`expire-${blobId}`);
 
     await handlers.expire({ blobId }, context);
@@ -165,14 +154,7 @@ describe('the janitor in-process', () => {
     const guard = createBlobGuard(redis, keys);
     const leaseEnds = Date.now() + 30_000;
     await guard.lease(blobId, 'lease-of-a-download', leaseEnds);
-    const handlers = createHandlers({
-      config: { orphanAgeMinutes: 1 },
-      blobs: blobsFor(),
-      redis,
-      keys,
-      log: createSilentLogger(),
-      workerId: 'w',
-    });
+    const handlers = handlersFor();
     const context = recordingContext(`shred-${blobId}`);
 
     await handlers.shred({ blobId, reason: 'burned' }, context);

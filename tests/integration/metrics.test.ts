@@ -6,7 +6,6 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -14,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { JANITOR_QUEUE } from '../../app/jobs/catalogue.js';
 import { createWorkerRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
-import { waitFor } from '../helpers/files.js';
+import { startSlowDownload, waitFor } from '../helpers/files.js';
 import { parsePrometheus, type Scrape } from '../helpers/prometheus.js';
 import { ROOT, runTs } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -156,7 +155,7 @@ describe('metrics of the API and the janitor, from real processes', () => {
     const before = await worker();
     const bytes = randomBytes(24 * MiB); // more than loopback buffers hold: a paused client keeps the download open
     const { key, delete_token: token } = await upload(bytes, 'uses=2');
-    const download = await startPausedDownload(`${stack.url}/download/${key}`);
+    const download = await startSlowDownload(`${stack.url}/download/${key}`);
     expect((await fetch(`${stack.url}/files/${key}`, { method: 'DELETE', headers: { 'X-Delete-Token': token } })).status).toBe(204);
 
     const deferred = await workerUntil(
@@ -172,7 +171,9 @@ describe('metrics of the API and the janitor, from real processes', () => {
     expect(wait).toBeLessThanOrEqual(16); // a lease is renewed 15 s ahead
     expect(deferred.sum('cinderbox_shreds_total', { kind: 'blob' })).toBe(before.sum('cinderbox_shreds_total', { kind: 'blob' })); // nothing destroyed under the download
 
-    expect((await download.finish()).equals(bytes)).toBe(true);
+    const finished = await download.finish();
+    expect(finished.complete).toBe(true);
+    expect(finished.body.equals(bytes)).toBe(true);
     // The lease's end queues a shred of its own (reason released), which destroys the bytes at once.
     const after = await workerUntil(
       (s) =>
@@ -314,26 +315,3 @@ function findPromtool(): string | null {
   return spawnSync(candidate, ['--version']).status === 0 ? candidate : null;
 }
 const PROMTOOL = findPromtool();
-
-/** A download that has its headers and first bytes, then reads nothing until told to. */
-function startPausedDownload(url: string): Promise<{ finish(): Promise<Buffer> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: { Accept: 'application/octet-stream' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.once('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        res.pause();
-        resolve({
-          finish: () =>
-            new Promise((done, fail) => {
-              res.on('data', (more: Buffer) => chunks.push(more));
-              res.once('end', () => done(Buffer.concat(chunks)));
-              res.once('error', fail);
-              res.resume();
-            }),
-        });
-      });
-    });
-    req.once('error', reject);
-  });
-}

@@ -1,17 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, VARIABLES } from '../../app/config.js';
+import { loadConfig, VARIABLES } from '../../app/config.js';
 import { renderEnvExample, renderReadmeTable } from '../../scripts/config-docs.js';
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { problemsOf } from '../helpers/config.js';
 
 // One value per variable that must be refused (variables whose every string is valid are absent).
 const BAD_VALUES: Record<string, string> = {

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isIntegrityCheckFailed } from '../../app/crypto/crypto.errors.js';
 import { createKdf } from '../../app/kdf/kdf.js';
 import {
   decryptMetadata,
@@ -14,6 +13,7 @@ import {
   wrapDataKey,
 } from '../../app/crypto/keys.js';
 import { derivePayloadKey } from '../../app/crypto/stream.js';
+import { expectIntegrityFailure } from '../helpers/integrity.js';
 
 interface KeyVectors {
   kdf: { passphrase: string; secret: string; costLog2: number; scryptSaltHex: string; lookupId: string; kekHex: string };
@@ -32,18 +32,6 @@ interface KeyVectors {
 const vectors = JSON.parse(readFileSync(new URL('../vectors/keys.json', import.meta.url), 'utf8')) as KeyVectors;
 const hex = (value: string) => Buffer.from(value, 'hex');
 const COST = 10; // the lowest accepted cost keeps the suite fast; the format is the same at any N
-
-function expectUnwrapFailure(action: () => unknown) {
-  let caught: unknown;
-  try {
-    action();
-  } catch (error) {
-    caught = error;
-  }
-  expect(isIntegrityCheckFailed(caught)).toBe(true);
-  if (isIntegrityCheckFailed(caught)) expect(caught.code).toBe('INTEGRITY_CHECK_FAILED');
-  return caught;
-}
 
 describe('the key vectors', () => {
   it('derives the committed lookup id and KEK from the vector passphrase and secret', async () => {
@@ -94,8 +82,8 @@ describe('passphrase-derived keys', () => {
     const wrapped = wrapDataKey({ dataKey, kek: right.kek, lookupId: right.lookupId });
 
     expect(wrong.lookupId).not.toBe(right.lookupId);
-    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: right.lookupId }));
-    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: wrong.lookupId }));
+    expectIntegrityFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: right.lookupId }));
+    expectIntegrityFailure(() => unwrapDataKey({ wrapped, kek: wrong.kek, lookupId: wrong.lookupId }));
     expect(unwrapDataKey({ wrapped, kek: right.kek, lookupId: right.lookupId }).equals(dataKey)).toBe(true);
   });
 
@@ -106,7 +94,7 @@ describe('passphrase-derived keys', () => {
     const wrapped = wrapDataKey({ dataKey: generateDataKey(), kek: here.kek, lookupId: here.lookupId });
 
     expect(elsewhere.lookupId).not.toBe(here.lookupId);
-    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek: elsewhere.kek, lookupId: here.lookupId }));
+    expectIntegrityFailure(() => unwrapDataKey({ wrapped, kek: elsewhere.kek, lookupId: here.lookupId }));
   });
 
   it('keeps the lookup id and the KEK independent of each other', async () => {
@@ -119,7 +107,7 @@ describe('passphrase-derived keys', () => {
   it('does not open a wrapped key moved to another record', () => {
     const kek = generateDataKey();
     const wrapped = wrapDataKey({ dataKey: generateDataKey(), kek, lookupId: 'a'.repeat(64) });
-    expectUnwrapFailure(() => unwrapDataKey({ wrapped, kek, lookupId: 'b'.repeat(64) }));
+    expectIntegrityFailure(() => unwrapDataKey({ wrapped, kek, lookupId: 'b'.repeat(64) }));
   });
 
   it('refuses a damaged or truncated wrapped key', () => {
@@ -129,9 +117,9 @@ describe('passphrase-derived keys', () => {
     for (const at of [0, 5, 20, 60]) {
       const damaged = Buffer.from(wrapped);
       damaged[at] = damaged[at]! ^ 0x01;
-      expectUnwrapFailure(() => unwrapDataKey({ wrapped: damaged, kek, lookupId }));
+      expectIntegrityFailure(() => unwrapDataKey({ wrapped: damaged, kek, lookupId }));
     }
-    expectUnwrapFailure(() => unwrapDataKey({ wrapped: wrapped.subarray(0, 20), kek, lookupId }));
+    expectIntegrityFailure(() => unwrapDataKey({ wrapped: wrapped.subarray(0, 20), kek, lookupId }));
   });
 
   it('accepts scrypt costs above the default memory cap', async () => {
@@ -168,8 +156,7 @@ describe('file metadata', () => {
       () => decryptMetadata({ dataKey: generateDataKey(), blobId: 'blob-1', sealed }),
       () => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: tampered }),
     ]) {
-      const error = expectUnwrapFailure(action);
-      if (isIntegrityCheckFailed(error)) expect(error.reason).toBe('metadata');
+      expectIntegrityFailure(action, { reason: 'metadata' });
     }
   });
 

@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isIntegrityCheckFailed } from '../../app/crypto/crypto.errors.js';
 import {
   METADATA_MAX_BUCKET,
   METADATA_MIN_BUCKET,
@@ -12,6 +11,10 @@ import {
   type FileEntry,
   type FileMetadata,
 } from '../../app/crypto/metadata.js';
+import { expectIntegrityFailure } from '../helpers/integrity.js';
+
+/** How sealed metadata that does not open fails: nothing of it released. */
+const SEALED_METADATA = { reason: 'metadata', bytesReleased: 0 } as const;
 
 interface MetadataVectors {
   dataKeyHex: string;
@@ -45,20 +48,6 @@ const vectorKey = hex(vectors.dataKeyHex);
 const entries = (count: number): FileEntry[] =>
   Array.from({ length: count }, (_, i) => ({ name: `photos/2026/IMG_${String(i).padStart(5, '0')}.jpg`, size: i * 1000 + 7 }));
 
-function expectMetadataFailure(action: () => unknown) {
-  let caught: unknown;
-  try {
-    action();
-  } catch (error) {
-    caught = error;
-  }
-  expect(isIntegrityCheckFailed(caught)).toBe(true);
-  if (isIntegrityCheckFailed(caught)) {
-    expect(caught.reason).toBe('metadata');
-    expect(caught.bytesReleased).toBe(0);
-  }
-}
-
 describe('the metadata version 2 vectors', () => {
   for (const vector of vectors.cases) {
     it(`seals "${vector.name}" to the committed ${vector.sealedLength} bytes and opens it again`, () => {
@@ -76,7 +65,10 @@ describe('the metadata version 2 vectors', () => {
 
   for (const vector of vectors.badPadding) {
     it(`refuses an authentic envelope with ${vector.name}`, () => {
-      expectMetadataFailure(() => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: hex(vector.sealedHex) }));
+      expectIntegrityFailure(
+        () => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: hex(vector.sealedHex) }),
+        SEALED_METADATA,
+      );
     });
   }
 
@@ -84,13 +76,13 @@ describe('the metadata version 2 vectors', () => {
     expect(decryptMetadata({ dataKey: hex(v1.dataKeyHex), blobId: v1.blobId, sealed: hex(v1.sealedHex) })).toEqual(v1.metadata);
     const v1As2 = hex(v1.sealedHex);
     v1As2[0] = 2;
-    expectMetadataFailure(() => decryptMetadata({ dataKey: hex(v1.dataKeyHex), blobId: v1.blobId, sealed: v1As2 }));
+    expectIntegrityFailure(() => decryptMetadata({ dataKey: hex(v1.dataKeyHex), blobId: v1.blobId, sealed: v1As2 }), SEALED_METADATA);
     const v2As1 = hex(vectors.cases[0]!.sealedHex!);
     v2As1[0] = 1;
-    expectMetadataFailure(() => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: v2As1 }));
+    expectIntegrityFailure(() => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: v2As1 }), SEALED_METADATA);
     const v2As3 = hex(vectors.cases[0]!.sealedHex!);
     v2As3[0] = 3;
-    expectMetadataFailure(() => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: v2As3 }));
+    expectIntegrityFailure(() => decryptMetadata({ dataKey: vectorKey, blobId: vectors.blobId, sealed: v2As3 }), SEALED_METADATA);
   });
 });
 
@@ -160,14 +152,17 @@ describe('padded metadata', () => {
 
   it('does not open under another blob id or data key, nor after any byte is flipped', () => {
     const sealed = encryptMetadata({ dataKey, blobId: 'blob-1', metadata: { ...base, filename: 'a' } });
-    expectMetadataFailure(() => decryptMetadata({ dataKey, blobId: 'blob-2', sealed }));
-    expectMetadataFailure(() => decryptMetadata({ dataKey: randomBytes(32), blobId: 'blob-1', sealed }));
+    expectIntegrityFailure(() => decryptMetadata({ dataKey, blobId: 'blob-2', sealed }), SEALED_METADATA);
+    expectIntegrityFailure(() => decryptMetadata({ dataKey: randomBytes(32), blobId: 'blob-1', sealed }), SEALED_METADATA);
     for (const at of [0, 1, 12, 13, 500, sealed.length - 17, sealed.length - 1]) {
       const flipped = Buffer.from(sealed);
       flipped[at] = flipped[at]! ^ 0x01;
-      expectMetadataFailure(() => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: flipped }));
+      expectIntegrityFailure(() => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: flipped }), SEALED_METADATA);
     }
-    expectMetadataFailure(() => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: sealed.subarray(0, 28) }));
-    expectMetadataFailure(() => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: sealed.subarray(0, sealed.length - 1) }));
+    expectIntegrityFailure(() => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: sealed.subarray(0, 28) }), SEALED_METADATA);
+    expectIntegrityFailure(
+      () => decryptMetadata({ dataKey, blobId: 'blob-1', sealed: sealed.subarray(0, sealed.length - 1) }),
+      SEALED_METADATA,
+    );
   });
 });

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isIntegrityCheckFailed } from '../../app/crypto/crypto.errors.js';
 import { wrapDataKey } from '../../app/crypto/keys.js';
 import {
   RESUME_TOKEN_LENGTH,
@@ -12,6 +11,10 @@ import {
   unwrapResumeKey,
   wrapResumeKey,
 } from '../../app/crypto/resume.js';
+import { expectIntegrityFailure } from '../helpers/integrity.js';
+
+/** How a resume key that does not open fails. */
+const KEY_UNWRAP = { reason: 'key_unwrap' } as const;
 
 interface ResumeVectors {
   secret: string;
@@ -28,17 +31,6 @@ const secret = 'server-secret-for-tests-0123456789abcdef';
 
 /** RFC 9110 entity-tag: DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text. */
 const STRONG_ETAG = /^"[\x21\x23-\x7e]*"$/;
-
-function expectUnwrapFailure(action: () => unknown) {
-  let caught: unknown;
-  try {
-    action();
-  } catch (error) {
-    caught = error;
-  }
-  expect(isIntegrityCheckFailed(caught)).toBe(true);
-  if (isIntegrityCheckFailed(caught)) expect(caught.reason).toBe('key_unwrap');
-}
 
 describe('the resume vectors', () => {
   it('turns the vector token into the committed ETag, resume id and KEK', () => {
@@ -139,22 +131,25 @@ describe('resume-wrapped data keys', () => {
   it('open with the capability’s keys, for that resume id and blob id only', () => {
     expect(unwrapResumeKey({ wrapped, kek: keys.kek, resumeId: keys.resumeId, blobId }).equals(dataKey)).toBe(true);
     const other = resumeKeys({ capability: newResumeCapability(), secret });
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped, kek: other.kek, resumeId: keys.resumeId, blobId }));
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped, kek: other.kek, resumeId: other.resumeId, blobId }));
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped, kek: keys.kek, resumeId: other.resumeId, blobId }));
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped, kek: keys.kek, resumeId: keys.resumeId, blobId: 'blob-2' }));
+    expectIntegrityFailure(() => unwrapResumeKey({ wrapped, kek: other.kek, resumeId: keys.resumeId, blobId }), KEY_UNWRAP);
+    expectIntegrityFailure(() => unwrapResumeKey({ wrapped, kek: other.kek, resumeId: other.resumeId, blobId }), KEY_UNWRAP);
+    expectIntegrityFailure(() => unwrapResumeKey({ wrapped, kek: keys.kek, resumeId: other.resumeId, blobId }), KEY_UNWRAP);
+    expectIntegrityFailure(() => unwrapResumeKey({ wrapped, kek: keys.kek, resumeId: keys.resumeId, blobId: 'blob-2' }), KEY_UNWRAP);
   });
 
   it('are not interchangeable with the record’s wrapped key, nor open when damaged', () => {
     // Same KEK and the same 32 bytes of context, but the record's wrap has no blob id after them.
     const recordWrap = wrapDataKey({ dataKey, kek: keys.kek, lookupId: keys.resumeId });
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped: recordWrap, kek: keys.kek, resumeId: keys.resumeId, blobId }));
+    expectIntegrityFailure(() => unwrapResumeKey({ wrapped: recordWrap, kek: keys.kek, resumeId: keys.resumeId, blobId }), KEY_UNWRAP);
     for (const at of [0, 1, 13, 40, 60]) {
       const damaged = Buffer.from(wrapped);
       damaged[at] = damaged[at]! ^ 0x01;
-      expectUnwrapFailure(() => unwrapResumeKey({ wrapped: damaged, kek: keys.kek, resumeId: keys.resumeId, blobId }));
+      expectIntegrityFailure(() => unwrapResumeKey({ wrapped: damaged, kek: keys.kek, resumeId: keys.resumeId, blobId }), KEY_UNWRAP);
     }
-    expectUnwrapFailure(() => unwrapResumeKey({ wrapped: wrapped.subarray(0, 28), kek: keys.kek, resumeId: keys.resumeId, blobId }));
+    expectIntegrityFailure(
+      () => unwrapResumeKey({ wrapped: wrapped.subarray(0, 28), kek: keys.kek, resumeId: keys.resumeId, blobId }),
+      KEY_UNWRAP,
+    );
   });
 
   it('refuse malformed inputs when wrapping', () => {

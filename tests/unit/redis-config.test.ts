@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../app/config.js';
+import { loadConfig } from '../../app/config.js';
 import {
   confirmingReplicas,
   createApiRedis,
@@ -9,16 +9,7 @@ import {
   ReplicationUnconfirmedError,
 } from '../../app/shared/redis.js';
 import { diskWrites } from '../../workers/redis-persistence.js';
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { problemsOf } from '../helpers/config.js';
 
 describe('Redis configuration: a URL or Sentinel', () => {
   it('reads a sentinel list of host:port items, IPv6 in brackets, blanks around commas ignored', () => {

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../app/config.js';
+import { loadConfig } from '../../app/config.js';
 import { choosePartSize, MAX_PARTS, MIN_PART_SIZE, s3OptionsFromConfig } from '../../app/blobs/s3-options.js';
 import { ciphertextSize } from '../../app/crypto/stream.js';
-
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+import { problemsOf } from '../helpers/config.js';
 
 describe('s3 configuration', () => {
   it('keeps fs the default, so the run command needs nothing but Redis', () => {
