@@ -4,9 +4,9 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RuntimeConfig } from './config.js';
 import type { Logger } from './shared/logger.js';
-import type { RedisKeys } from './shared/redis-keys.js';
-import type { Wordlist } from './diceware/wordlist.js';
-import type { Enqueue } from './jobs/enqueue.js';
+import { redisKeys, type RedisKeys } from './shared/redis-keys.js';
+import { loadWordlist, type Wordlist } from './diceware/wordlist.js';
+import { createJanitorQueue, type Enqueue, type JanitorQueue } from './jobs/enqueue.js';
 import { requestId, requestLog } from './http/request-context.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { createRateLimiter } from './http/rate-limit.js';
@@ -22,6 +22,7 @@ import { createLookupsRouter } from './lookups/lookups.routes.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import type { Kdf } from './kdf/kdf.js';
 import type { KeyPool } from './kdf/key-pool.js';
+import { kdfFromConfig } from './kdf/from-config.js';
 import { createBlobGuard } from './blobs/blobs.repository.js';
 import { createAbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
@@ -47,6 +48,30 @@ export interface AppDeps {
   version: string;
   startedAt: Date;
   now: () => Date;
+}
+
+/**
+ * The app's dependencies from what the process has opened (config, logger, Redis, storage engine):
+ * Redis keys, the janitor queue, the wordlist, the KDF and its key pool (not started). main.ts and
+ * the tests build them here, the same way; the caller closes `janitor` and starts and stops the pool.
+ */
+export async function assembleAppDeps(opened: {
+  config: RuntimeConfig;
+  log: Logger;
+  redis: Redis;
+  store: BlobStore;
+  version: string;
+  now: () => Date;
+}): Promise<{ deps: AppDeps; janitor: JanitorQueue }> {
+  const { config, redis, now } = opened;
+  const keys = redisKeys(config.redisPrefix);
+  const janitor = createJanitorQueue(redis, keys.queuePrefix());
+  const wordlist = await loadWordlist(config.wordlistPath);
+  const { kdf, pool } = kdfFromConfig(config, wordlist, now);
+  return {
+    deps: { ...opened, keys, wordlist, kdf, pool, enqueue: janitor.enqueue, queue: janitor.queue, startedAt: now() },
+    janitor,
+  };
 }
 
 /** Builds the Express app from its dependencies; never listens (STYLE §2). */

@@ -1,23 +1,18 @@
 import { createServer } from 'node:http';
-import { createApp } from './app.js';
+import { assembleAppDeps, createApp } from './app.js';
 import { createLogger, logProcessWarnings } from './shared/logger.js';
 import { createApiRedis, readEvictionPolicy } from './shared/redis.js';
-import { redisKeys } from './shared/redis-keys.js';
 import { ensureDirectories, loadRuntimeConfig, VERSION, waitForRedis } from './shared/runtime.js';
 import { installShutdown } from './shared/shutdown.js';
-import { loadWordlist } from './diceware/wordlist.js';
-import { createJanitorQueue } from './jobs/enqueue.js';
 import { configureServerTimeouts } from './http/timeouts.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { storeFromConfig } from './blobs/store-from-config.js';
-import { kdfFromConfig } from './kdf/from-config.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
 await ensureDirectories(config, 'api');
 const log = createLogger({ service: 'api', level: config.logLevel, dir: config.logDir });
 logProcessWarnings(log);
-const keys = redisKeys(config.redisPrefix);
 
 const redis = createApiRedis(config);
 let redisWasDown = false;
@@ -42,25 +37,9 @@ try {
 const policy = await readEvictionPolicy(redis);
 if (policy !== null && policy !== 'noeviction') log.warn('redis_eviction_policy', { policy, expected: 'noeviction' });
 
-const wordlist = await loadWordlist(config.wordlistPath);
-const janitor = createJanitorQueue(redis, keys.queuePrefix());
-const startedAt = new Date();
-const { kdf, pool } = kdfFromConfig(config, wordlist, () => new Date());
-const app = createApp({
-  config,
-  log,
-  redis,
-  keys,
-  wordlist,
-  store,
-  kdf,
-  pool,
-  enqueue: janitor.enqueue,
-  queue: janitor.queue,
-  version: VERSION,
-  startedAt,
-  now: () => new Date(),
-});
+const { deps, janitor } = await assembleAppDeps({ config, log, redis, store, version: VERSION, now: () => new Date() });
+const { pool } = deps;
+const app = createApp(deps);
 
 // Node checks header and request timeouts every 30 s by default: check each second, so a
 // slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.

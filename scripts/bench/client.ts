@@ -85,11 +85,16 @@ export async function runLoad(concurrency: number, count: number, one: (i: numbe
   };
 }
 
-/** Streams `total` bytes made of `chunk` repeated as a PUT body; resolves with the reply and the MiB/s. */
-export function streamUpload(agent: http.Agent, url: string, total: number, chunk: Buffer, headers: http.OutgoingHttpHeaders = {}): Promise<{ reply: Reply; seconds: number }> {
+/** `size` bytes of `chunk` repeated, as pieces of at most `chunk.length`. */
+function* repeated(chunk: Buffer, size: number): Generator<Buffer> {
+  for (let sent = 0; sent < size; sent += chunk.length) yield size - sent >= chunk.length ? chunk : chunk.subarray(0, size - sent);
+}
+
+/** Sends `body` piece by piece (waiting for drain); resolves with the reply and the seconds the whole request took. */
+function sendBody(agent: http.Agent, url: string, options: { method: string; headers: http.OutgoingHttpHeaders }, body: Iterator<Buffer>): Promise<{ reply: Reply; seconds: number }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const req = http.request(url, { method: 'PUT', agent, headers: { ...headers, 'Content-Length': total } }, (res) => {
+    const req = http.request(url, { ...options, agent }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.once('end', () =>
@@ -98,13 +103,9 @@ export function streamUpload(agent: http.Agent, url: string, total: number, chun
       res.once('error', reject);
     });
     req.once('error', reject);
-    let sent = 0;
     const pump = () => {
-      while (sent < total) {
-        const n = Math.min(chunk.length, total - sent);
-        const piece = n === chunk.length ? chunk : chunk.subarray(0, n);
-        sent += n;
-        if (!req.write(piece)) {
+      for (let next = body.next(); !next.done; next = body.next()) {
+        if (!req.write(next.value)) {
           req.once('drain', pump);
           return;
         }
@@ -113,6 +114,11 @@ export function streamUpload(agent: http.Agent, url: string, total: number, chun
     };
     pump();
   });
+}
+
+/** Streams `total` bytes made of `chunk` repeated as a PUT body; resolves with the reply and the seconds. */
+export function streamUpload(agent: http.Agent, url: string, total: number, chunk: Buffer, headers: http.OutgoingHttpHeaders = {}): Promise<{ reply: Reply; seconds: number }> {
+  return sendBody(agent, url, { method: 'PUT', headers: { ...headers, 'Content-Length': total } }, repeated(chunk, total));
 }
 
 /** GETs a URL and discards the body, counting bytes; resolves with status, bytes, seconds and the ETag. */
@@ -139,35 +145,13 @@ export function streamMultipartUpload(agent: http.Agent, url: string, files: { n
   const heads = files.map((f, i) => Buffer.from(`${i === 0 ? '' : '\r\n'}--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${f.name}"\r\nContent-Type: application/octet-stream\r\n\r\n`));
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const total = heads.reduce((n, h) => n + h.length, 0) + files.reduce((n, f) => n + f.size, 0) + tail.length;
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const req = http.request(url, { method: 'POST', agent, headers: { ...headers, 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': total } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.once('end', () =>
-        resolve({ reply: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }, seconds: Number(process.hrtime.bigint() - t0) / 1e9 }),
-      );
-      res.once('error', reject);
-    });
-    req.once('error', reject);
-    // Every piece in order: a part's head, its bytes in `chunk`-sized pieces, then the closing boundary.
-    function* pieces(): Generator<Buffer> {
-      for (const [i, f] of files.entries()) {
-        yield heads[i]!;
-        for (let sent = 0; sent < f.size; sent += chunk.length) yield f.size - sent >= chunk.length ? chunk : chunk.subarray(0, f.size - sent);
-      }
-      yield tail;
+  // Every piece in order: a part's head, its bytes in `chunk`-sized pieces, then the closing boundary.
+  function* pieces(): Generator<Buffer> {
+    for (const [i, f] of files.entries()) {
+      yield heads[i]!;
+      yield* repeated(chunk, f.size);
     }
-    const source = pieces();
-    const pump = () => {
-      for (let next = source.next(); !next.done; next = source.next()) {
-        if (!req.write(next.value)) {
-          req.once('drain', pump);
-          return;
-        }
-      }
-      req.end();
-    };
-    pump();
-  });
+    yield tail;
+  }
+  return sendBody(agent, url, { method: 'POST', headers: { ...headers, 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': total } }, pieces());
 }

@@ -5,18 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { createApp, type AppDeps } from '../../app/app.js';
+import { assembleAppDeps, createApp, type AppDeps } from '../../app/app.js';
 import { loadConfig, type RuntimeConfig } from '../../app/config.js';
-import { loadWordlist } from '../../app/diceware/wordlist.js';
-import { createJanitorQueue } from '../../app/jobs/enqueue.js';
 import { createLogger } from '../../app/shared/logger.js';
 import { createApiRedis } from '../../app/shared/redis.js';
-import { redisKeys } from '../../app/shared/redis-keys.js';
 import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
 import { configureServerTimeouts } from '../../app/http/timeouts.js';
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { storeFromConfig } from '../../app/blobs/store-from-config.js';
-import { kdfFromConfig } from '../../app/kdf/from-config.js';
 import { clearIfExternal, engineEnv, storageView, type StorageView } from './engine.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
@@ -92,29 +88,12 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   const redis = createApiRedis(config.redisUrl!);
   redis.on('error', () => undefined);
   await waitForRedis(redis, 10_000);
-  const keys = redisKeys(prefix);
-  const janitor = createJanitorQueue(redis, keys.queuePrefix());
-  const wordlist = await loadWordlist(config.wordlistPath);
   const storeCalls: StoreCall[] = [];
   const store = recordingStore(await storeFromConfig(config, log), storeCalls);
   const storage = await storageView(config);
-  const { kdf, pool } = kdfFromConfig(config, wordlist, options.now ?? (() => new Date()));
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
-  const deps: AppDeps = {
-    config,
-    log,
-    redis,
-    keys,
-    wordlist,
-    store,
-    kdf,
-    pool,
-    enqueue: janitor.enqueue,
-    queue: janitor.queue,
-    version: 'test',
-    startedAt: new Date(),
-    now: options.now ?? (() => new Date()),
-  };
+  const { deps, janitor } = await assembleAppDeps({ config, log, redis, store, version: 'test', now: options.now ?? (() => new Date()) });
+  const { pool } = deps;
   const app = createApp(deps);
   const server = app.listen(0, '127.0.0.1');
   configureServerTimeouts(server, config);
