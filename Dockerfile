@@ -35,11 +35,13 @@ ENV HOST=0.0.0.0 \
 # threshold (scrypt allocates 16 MiB per derivation on libuv threads; once one is freed, glibc keeps
 # the next ones in its heap) and V8's young generation were most of the API's peak RSS. Huge pages
 # for glibc's mappings (used where the host's transparent_hugepage is `madvise` or `always`) give
-# back most of what mapping 16 MiB afresh per derivation costs: scrypt 44 → 37 ms here.
+# back most of what mapping 16 MiB afresh per derivation costs: scrypt 44 → 37 ms here. compose.yaml
+# starts the API and worker with the rest of V8's flags (app/shared/heap.ts: NODE_OPTIONS refuses
+# --heap-growing-percent).
 ENV MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=1048576 \
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
-    NODE_OPTIONS=--max-semi-space-size=4
+    NODE_OPTIONS=--max-semi-space-size=2
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` runs tsc, which is a dev dependency and not installed here.

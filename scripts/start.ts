@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { API_NODE_FLAGS } from '../app/shared/heap.js';
 import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
 import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from './redis-server.js';
 
@@ -63,14 +64,15 @@ process.on('SIGTERM', () => void stopAll(0));
 // for the scrypt threads, a fixed mmap threshold so each derivation's 16 MiB goes back to the system
 // when freed (glibc otherwise raises the threshold after the first free and keeps the next ones in
 // its heap), transparent huge pages for those mappings (4,096 page faults per derivation made scrypt
-// 28 % slower; eight 2 MiB faults cost about 6 %), and a smaller V8 young generation.
+// 28 % slower; eight 2 MiB faults cost about 6 %), and V8's flags of app/shared/heap.ts: a smaller
+// young generation and an old generation kept close to what is live.
 const env: NodeJS.ProcessEnv = {
   MALLOC_ARENA_MAX: '2',
   MALLOC_MMAP_THRESHOLD_: '1048576',
   GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
   ...process.env,
 };
-const nodeFlags = ['--max-semi-space-size=4'];
+const nodeFlags = API_NODE_FLAGS;
 if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
 
 // With REDIS_URL or REDIS_SENTINELS set, the API and worker use that Redis; otherwise a private one.

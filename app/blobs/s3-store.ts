@@ -17,6 +17,7 @@ import {
   type CompletedPart,
 } from '@aws-sdk/client-s3';
 import type { Logger } from '../shared/logger.js';
+import { countTransferred } from '../shared/heap.js';
 import { isBlobId } from './blob-id.js';
 import type { BlobStore, BlobWriter, ByteRange, DestroyResult, StoredEntry } from './blob-store.js';
 import {
@@ -548,6 +549,7 @@ class MultipartWriter implements BlobWriter {
     if (this.partCount === MAX_PARTS)
       throw this.fail(new Error(`an object may have at most ${MAX_PARTS} parts of ${this.context.partSize} bytes`));
     const partNumber = ++this.partCount;
+    countTransferred(length);
     const uploadId = await this.startUpload();
     const { client, bucket } = this.context;
     const sending = client

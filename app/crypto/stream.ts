@@ -5,6 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
+import { countTransferred } from '../shared/heap.js';
 import { integrityCheckFailed, type IntegrityFailure } from './crypto.errors.js';
 
 const MAGIC = Buffer.from('CBOX', 'latin1');
@@ -76,6 +77,7 @@ export function openChunk(options: { key: Buffer; header: Buffer; index: number;
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
   const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_LENGTH));
   decipher.final(); // throws on a bad tag, before the caller can release anything
+  countTransferred(sealed.length);
   return plaintext;
 }
 
@@ -99,16 +101,59 @@ export function plaintextSize(ciphertextSize: number): number | null {
   return fullChunks * CHUNK_SIZE + rest - TAG_LENGTH;
 }
 
+/**
+ * Cuts a byte stream into pieces of `size` and hands each on only once the next byte (or the end)
+ * shows whether it is the last. A piece that lies within one input is handed on as a view of it, with
+ * no copy; bytes are copied, into a buffer of the chunker's own allocated the first time a piece spans
+ * two inputs, only to join them. A small file thus never allocates a 64 KiB gather buffer, and a
+ * stream of whole-chunk inputs is never copied.
+ */
+const EMPTY = Buffer.alloc(0);
+
+function createChunker(size: number, hand: (piece: Buffer, last: boolean) => Error | undefined) {
+  let own: Buffer | undefined;
+  // The bytes gathered so far: a view of an input, or of `own` once pieces were joined.
+  let held: Buffer = EMPTY;
+  let joined = false;
+  return {
+    write(input: Buffer): Error | undefined {
+      let offset = 0;
+      while (offset < input.length) {
+        if (held.length === size) {
+          const error = hand(held, false); // more data follows, so it is not the last
+          if (error) return error;
+          held = EMPTY;
+          joined = false;
+        }
+        if (held.length === 0) {
+          const end = Math.min(input.length, offset + size);
+          held = input.subarray(offset, end);
+          offset = end;
+          continue;
+        }
+        own ??= Buffer.allocUnsafe(size);
+        if (!joined) {
+          held.copy(own, 0);
+          joined = true;
+        }
+        const copied = input.copy(own, held.length, offset, offset + size - held.length);
+        held = own.subarray(0, held.length + copied);
+        offset += copied;
+      }
+      return undefined;
+    },
+    /** The last piece (empty when nothing came). */
+    rest: () => held,
+  };
+}
+
 export function createEncryptStream(options: StreamKeyOptions & { salt?: Buffer }): Transform {
   const header = encodeHeader(options.salt ?? randomBytes(SALT_LENGTH));
   const key = derivePayloadKey({ ...options, salt: header.subarray(10) });
-  // Gather buffer: a chunk is sealed only once we know whether more data follows (the last flag).
-  const pending = Buffer.allocUnsafe(CHUNK_SIZE);
-  let filled = 0;
   let index = 0;
   let headerSent = false;
 
-  const seal = (stream: Transform, plaintext: Buffer, last: boolean) => {
+  const seal = (plaintext: Buffer, last: boolean): undefined => {
     if (!headerSent) {
       stream.push(header);
       headerSent = true;
@@ -119,35 +164,24 @@ export function createEncryptStream(options: StreamKeyOptions & { salt?: Buffer 
     stream.push(cipher.update(plaintext));
     cipher.final();
     stream.push(cipher.getAuthTag());
+    countTransferred(plaintext.length);
     index += 1;
+    return undefined;
   };
+  const chunks = createChunker(CHUNK_SIZE, seal);
 
-  return new Transform({
+  const stream = new Transform({
     highWaterMark: CHUNK_SIZE,
     transform(input: Buffer, _encoding, callback: TransformCallback) {
-      let offset = 0;
-      while (offset < input.length) {
-        if (filled === CHUNK_SIZE) {
-          seal(this, pending, false); // more data follows, so it is not the last
-          filled = 0;
-        }
-        if (filled === 0 && input.length - offset > CHUNK_SIZE) {
-          // A whole chunk with more data after it in the same input: seal it in place, no copy.
-          seal(this, input.subarray(offset, offset + CHUNK_SIZE), false);
-          offset += CHUNK_SIZE;
-          continue;
-        }
-        const copied = input.copy(pending, filled, offset, offset + CHUNK_SIZE - filled);
-        filled += copied;
-        offset += copied;
-      }
+      chunks.write(input);
       callback();
     },
     flush(callback: TransformCallback) {
-      seal(this, pending.subarray(0, filled), true);
+      seal(chunks.rest(), true);
       callback();
     },
   });
+  return stream;
 }
 
 export function createDecryptStream(options: StreamKeyOptions): Transform {
@@ -156,9 +190,6 @@ export function createDecryptStream(options: StreamKeyOptions): Transform {
   const header = Buffer.alloc(HEADER_LENGTH);
   let headerFilled = 0;
   let key: Buffer | undefined;
-  // Holds one sealed chunk: whether it is the last is only known when the next byte (or the end) comes.
-  const pending = Buffer.allocUnsafe(SEALED_CHUNK);
-  let filled = 0;
   let index = 0;
   let released = 0;
   let failed = false;
@@ -168,7 +199,7 @@ export function createDecryptStream(options: StreamKeyOptions): Transform {
     return integrityCheckFailed(reason, released, cause);
   };
 
-  const release = (stream: Transform, sealed: Buffer, last: boolean): Error | undefined => {
+  const release = (sealed: Buffer, last: boolean): Error | undefined => {
     let plaintext: Buffer;
     try {
       plaintext = openChunk({ key: key!, header, index, last, sealed });
@@ -180,8 +211,10 @@ export function createDecryptStream(options: StreamKeyOptions): Transform {
     released += plaintext.length;
     return undefined;
   };
+  // Holds one sealed chunk: whether it is the last is only known when the next byte (or the end) comes.
+  const chunks = createChunker(SEALED_CHUNK, release);
 
-  return new Transform({
+  const stream = new Transform({
     highWaterMark: CHUNK_SIZE,
     transform(input: Buffer, _encoding, callback: TransformCallback) {
       if (failed) return callback();
@@ -194,33 +227,19 @@ export function createDecryptStream(options: StreamKeyOptions): Transform {
         if (!headerIsSupported(header)) return callback(fail('bad_header'));
         key = derivePayloadKey({ ...options, salt: header.subarray(10) });
       }
-      while (offset < input.length) {
-        if (filled === SEALED_CHUNK) {
-          const error = release(this, pending, false);
-          if (error) return callback(error);
-          filled = 0;
-        }
-        if (filled === 0 && input.length - offset > SEALED_CHUNK) {
-          const error = release(this, input.subarray(offset, offset + SEALED_CHUNK), false);
-          if (error) return callback(error);
-          offset += SEALED_CHUNK;
-          continue;
-        }
-        const copied = input.copy(pending, filled, offset, offset + SEALED_CHUNK - filled);
-        filled += copied;
-        offset += copied;
-      }
-      callback();
+      callback(chunks.write(offset === 0 ? input : input.subarray(offset)));
     },
     flush(callback: TransformCallback) {
       if (failed) return callback();
       if (headerFilled === 0) return callback(fail('empty_input'));
       if (headerFilled < HEADER_LENGTH) return callback(fail('bad_header'));
-      if (filled === 0) return callback(fail('truncated'));
-      if (filled < TAG_LENGTH) return callback(fail('short_chunk'));
+      const last = chunks.rest();
+      if (last.length === 0) return callback(fail('truncated'));
+      if (last.length < TAG_LENGTH) return callback(fail('short_chunk'));
       // The encryptor writes an empty final chunk only for an empty file; anything else is an attack.
-      if (filled === TAG_LENGTH && index > 0) return callback(fail('empty_final_chunk'));
-      callback(release(this, pending.subarray(0, filled), true));
+      if (last.length === TAG_LENGTH && index > 0) return callback(fail('empty_final_chunk'));
+      callback(release(last, true));
     },
   });
+  return stream;
 }

@@ -6,8 +6,8 @@
  *
  *   npx tsx scripts/bench/s3-memory.ts [total bytes, default 1 GiB] [partMiB:queueSize,…]
  *
- * The measuring processes run with the API's memory settings (MALLOC_ARENA_MAX=2,
- * --max-semi-space-size=4), plus --expose-gc to collect before each reading (the peaks themselves
+ * The measuring processes run with the API's memory settings (MALLOC_ARENA_MAX=2, API_NODE_FLAGS of
+ * app/shared/heap.ts), plus --expose-gc to collect before each reading (the peaks themselves
  * include whatever garbage piles up during the transfer, as in the API). Prints one JSON line per
  * variant, then a Markdown table; the "+" figures are the peak above the RSS with the SDK loaded and
  * a client made, before any transfer (after the warm-up, glibc may keep freed part buffers resident).
@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
+import { API_NODE_FLAGS } from '../../app/shared/heap.js';
 import { S3RVER_CREDENTIALS, startS3rver } from './s3rver.js';
 
 const MiB = 1024 * 1024;
@@ -169,7 +170,7 @@ async function measure([endpoint, bucket, partMiB, queueSize, total]: string[]):
 
 function runChild(args: string[]): Promise<Result> {
   const tsx = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
-  const child = spawn(process.execPath, ['--max-semi-space-size=4', '--expose-gc', '--import', tsx, import.meta.filename, '--child', ...args], {
+  const child = spawn(process.execPath, [...API_NODE_FLAGS, '--expose-gc', '--import', tsx, import.meta.filename, '--child', ...args], {
     cwd: ROOT,
     env: { ...process.env, MALLOC_ARENA_MAX: '2', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     stdio: ['ignore', 'pipe', 'inherit'],

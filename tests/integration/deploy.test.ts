@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { VARIABLES } from '../../app/config.js';
+import { API_NODE_FLAGS } from '../../app/shared/heap.js';
 import { TEST_SECRET, uniquePrefix } from '../helpers/app.js';
 import { isAlive, ROOT } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -118,8 +119,9 @@ describe('compose.yaml', () => {
 
     const { api, worker } = services;
     expect(api!.image).toBe(worker!.image);
-    expect(api!.command).toEqual(['node', 'dist/app/main.js']);
-    expect(worker!.command).toEqual(['node', 'dist/workers/main.js']);
+    // With the V8 flags the launcher gives both roles (app/shared/heap.ts: NODE_OPTIONS cannot carry them all).
+    expect(api!.command).toEqual(['node', ...API_NODE_FLAGS, 'dist/app/main.js']);
+    expect(worker!.command).toEqual(['node', ...API_NODE_FLAGS, 'dist/workers/main.js']);
     expect(api!.ports).toHaveLength(1);
     expect(worker!.ports).toBeUndefined();
     // The api keeps the image's HEALTHCHECK (one definition, in the Dockerfile); the worker serves no HTTP.
