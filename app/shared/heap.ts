@@ -22,7 +22,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 
 /** Chunk bytes (plaintext sealed or opened, or parts sent to a store) between two young collections. */
-export const TRANSFER_GC_BYTES = 4 * 1024 * 1024;
+export const TRANSFER_GC_BYTES = 2 * 1024 * 1024;
 /**
  * Node flags of the API process (scripts/start.ts, compose.yaml): a small young generation, and an old
  * generation that may grow only 20 % beyond what survived its last collection.
