@@ -101,6 +101,8 @@ export function plaintextSize(ciphertextSize: number): number | null {
   return fullChunks * CHUNK_SIZE + rest - TAG_LENGTH;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /**
  * Cuts a byte stream into pieces of `size` and hands each on only once the next byte (or the end)
  * shows whether it is the last. A piece that lies within one input is handed on as a view of it, with
@@ -108,8 +110,6 @@ export function plaintextSize(ciphertextSize: number): number | null {
  * two inputs, only to join them. A small file thus never allocates a 64 KiB gather buffer, and a
  * stream of whole-chunk inputs is never copied.
  */
-const EMPTY = Buffer.alloc(0);
-
 function createChunker(size: number, hand: (piece: Buffer, last: boolean) => Error | undefined) {
   let own: Buffer | undefined;
   // The bytes gathered so far: a view of an input, or of `own` once pieces were joined.
