@@ -20,6 +20,8 @@ export interface HeldLease {
   readonly id: string;
   /** Ends the lease (once; later calls return the same answer): what still protects the blob. */
   release(): Promise<Protection>;
+  /** Stops renewing a lease that another script ended (a new file record took over its protection). */
+  handedOver(): void;
 }
 
 interface LeaseTerms {
@@ -55,6 +57,7 @@ export function keepLease(terms: LeaseTerms): HeldLease {
       released ??= guard.release(blobId, id, now());
       return released;
     },
+    handedOver: () => clearInterval(timer),
   };
 }
 

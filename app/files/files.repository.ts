@@ -154,14 +154,18 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
       await confirmReplicated(redis, { timeoutMs: REPLICATION_WAIT_MS });
     },
 
-    /** False when the lookup id is taken (the caller draws a new passphrase). */
-    async store(lookupId: string, record: FileRecord): Promise<boolean> {
+    /**
+     * False when the lookup id is taken (the caller draws a new passphrase). With `uploadLease`, the
+     * record's protection takes over from that lease in the same step: the upload's lease ends.
+     */
+    async store(lookupId: string, record: FileRecord, uploadLease?: string): Promise<boolean> {
       const reply = await s.cbxStore(
         ...fileKeys(lookupId),
         blobPrefix,
         record.blob,
         record.expires,
         record.expires + tombstoneMs,
+        uploadLease ?? '',
         ...toFields(record),
       );
       return reply === 1;

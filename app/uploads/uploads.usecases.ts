@@ -120,8 +120,18 @@ export async function receiveUpload(
     },
     register: async ({ filename, options, files }) => {
       try {
-        const uploaded = await registerUpload(deps, { stored, filename, options, who: input.who, pooled, ...(files ? { files } : {}) });
-        settled = lease.release().catch(() => undefined); // the record's own protection holds the blob now
+        const uploaded = await registerUpload(deps, {
+          stored,
+          filename,
+          options,
+          who: input.who,
+          pooled,
+          leaseId: lease.id,
+          ...(files ? { files } : {}),
+        });
+        // The record's own protection holds the blob now: the store script ended the lease.
+        lease.handedOver();
+        settled = Promise.resolve();
         return uploaded;
       } catch (error) {
         settled ??= discard();
@@ -135,7 +145,16 @@ export async function receiveUpload(
 /** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
 async function registerUpload(
   deps: FilesDeps,
-  input: { stored: StoredBlob; filename: string; options: UploadOptions; who: Requester; pooled: PooledKeys | null; files?: FileEntry[] },
+  input: {
+    stored: StoredBlob;
+    filename: string;
+    options: UploadOptions;
+    who: Requester;
+    pooled: PooledKeys | null;
+    /** The upload's lease, which the record's protection replaces as it is written. */
+    leaseId: string;
+    files?: FileEntry[];
+  },
 ): Promise<UploadedFile> {
   const { stored, options, files } = input;
   const created = deps.now();
@@ -166,7 +185,7 @@ async function registerUpload(
       dt: hashDeleteToken(deleteToken),
     };
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
-    if (!(await deps.files.store(lookupId, record))) continue;
+    if (!(await deps.files.store(lookupId, record, input.leaseId))) continue;
     // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
     await deps.files.confirmReplicated();
     deps.log.info('file_uploaded', {

@@ -127,7 +127,7 @@ export function memoryFiles(
     records,
     tombstones,
     confirmReplicated: () => Promise.resolve(),
-    store: (id, record) => {
+    store: (id, record, uploadLease) => {
       if (records.has(id) || tombstones.has(id)) return Promise.resolve(false);
       records.set(id, { ...record });
       tombstones.set(id, 'expired');
@@ -138,7 +138,10 @@ export function memoryFiles(
           ['total', record.totalUses],
         ]),
       );
-      guard.members.set(record.blob, new Map([['live', record.expires]]));
+      const members = guard.members.get(record.blob) ?? new Map<string, number>();
+      members.set('live', record.expires);
+      if (uploadLease !== undefined) members.delete(uploadLease);
+      guard.members.set(record.blob, members);
       return Promise.resolve(true);
     },
     claim: (id, { now, leaseId, leaseUntil }) => {

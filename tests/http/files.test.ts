@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { expectError, fileKeys, PNG_BYTES, postFile, storedFiles, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
+import {
+  expectError,
+  fileKeys,
+  PNG_BYTES,
+  postFile,
+  redisKeysOf,
+  storedFiles,
+  uploadOk,
+  waitFor,
+  type UploadAnswer,
+} from '../helpers/files.js';
 
 const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
 const WORDS = /^[a-z]+(?:-[a-z]+){3}$/;
@@ -108,6 +118,20 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
         mime_type: 'application/octet-stream',
         sha256: sha256(new Uint8Array([0, 1, 2, 3])),
       });
+    });
+
+    it("answers only once the record protects the blob, and the upload's lease has ended with it", async () => {
+      const before = await redisKeysOf(app, 'blob:*');
+      const res = await fetch(`${app.url}/upload/leased.bin`, {
+        method: 'PUT',
+        body: new Uint8Array(64),
+        headers: { Accept: 'application/json' },
+      });
+      expect(res.status).toBe(201);
+      const [blobKey, ...others] = (await redisKeysOf(app, 'blob:*')).filter((key) => !before.includes(key));
+      expect(others).toEqual([]);
+      const members = await app.deps.redis.zrange(blobKey!, 0, -1);
+      expect(members).toEqual(['live']);
     });
 
     it('accepts a 0-byte file, which downloads as 0 bytes', async () => {

@@ -107,6 +107,18 @@ describe('the file scripts, interleaved', () => {
     expect(await files.peek(id, NOW)).toMatchObject({ kind: 'found', record: { uses: 2 } });
   });
 
+  it("hands an upload's lease over to the record it stores; a taken lookup id leaves the lease held", async () => {
+    const { id, record } = await stored(1);
+    const blob = newBlobId();
+    await guard.lease(blob, 'upload-lease', NOW + 15_000);
+    expect(await files.store(id, { ...record, blob }, 'upload-lease')).toBe(false);
+    expect(await guard.protection(blob, NOW)).toEqual({ live: false, leases: 1, until: NOW + 15_000 });
+
+    const fresh = lookupId();
+    expect(await files.store(fresh, { ...record, blob }, 'upload-lease')).toBe(true);
+    expect(await guard.protection(blob, NOW)).toEqual({ live: true, leases: 0, until: record.expires });
+  });
+
   it('leases the blob with every claim; a burn or a delete drops only the record protection', async () => {
     const burnt = await stored(1);
     await claim(burnt.id);
