@@ -366,6 +366,26 @@ async function measuredLoad(
   return { ...stats, clientCpu: (used.user + used.system) / 1e6 / stats.seconds, kdfBefore, kdfAfter, kdfCeiling };
 }
 
+/** The machine's busy share of all cores over `windowMs`, from /proc/stat (idle and iowait count as idle). */
+async function machineBusy(windowMs: number): Promise<number> {
+  const sample = async () => {
+    const fields = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { total, idle: (fields[3] ?? 0) + (fields[4] ?? 0) };
+  };
+  const a = await sample();
+  await new Promise((resolve) => setTimeout(resolve, windowMs));
+  const b = await sample();
+  return b.total === a.total ? 0 : 1 - (b.idle - a.idle) / (b.total - a.total);
+}
+
+/** Waits until the machine is quiet (under 10 % busy over a quarter second); gives up after 15 s and says so. */
+async function untilQuiet(): Promise<void> {
+  const started = Date.now();
+  while (Date.now() - started < 15_000) if ((await machineBusy(250)) < 0.1) return;
+  log('the machine did not settle within 15 s; measuring anyway');
+}
+
 /** The key pool as /metrics shows it. */
 async function poolState(agent: http.Agent, base: string): Promise<{ entries: number; capacity: number; hits: number }> {
   const text = (await request(agent, `${base}/metrics`)).body.toString('utf8');
@@ -424,7 +444,12 @@ async function benchStack(stack: Stack): Promise<StackResults> {
   // A burst the size of the key pool (SPEC §10.5): every upload should take a pre-derived key.
   const probe = new http.Agent({ keepAlive: true, maxSockets: 1 });
   // The stack is idle before each phase: no pool refill running beside the ceiling's measurement.
-  const poolFull = () => untilPoolFull(probe, base);
+  // Idle means the pool is full and the machine has settled (the writeback of a phase's blobs, the
+  // worker's jobs): a ceiling measured while they still run would read low and flatter the ratio.
+  const poolFull = async () => {
+    await untilPoolFull(probe, base);
+    await untilQuiet();
+  };
   await poolFull();
   const full = await poolState(probe, base);
   const burstAgent = new http.Agent({ keepAlive: true, maxSockets: 10 });
