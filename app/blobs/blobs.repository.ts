@@ -34,12 +34,13 @@ type Scripted = Redis & {
 function scripted(redis: Redis): Scripted {
   if (!('cbxLease' in redis)) {
     redis.defineCommand('cbxLease', { numberOfKeys: 1, lua: `${PROTECT_LUA}\n${lua('lease')}` });
-    redis.defineCommand('cbxRelease', { numberOfKeys: 1, lua: lua('release') });
+    redis.defineCommand('cbxRelease', { numberOfKeys: 1, lua: `${PROTECT_LUA}\n${lua('release')}` });
   }
   return redis as Scripted;
 }
 
-function protectionOf(flat: string[]): Protection {
+/** Protection from a script's flat answer of members and their scores. */
+export function protectionOf(flat: string[]): Protection {
   let live = false;
   let leases = 0;
   let until: number | null = null;

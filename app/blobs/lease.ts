@@ -20,8 +20,11 @@ export interface HeldLease {
   readonly id: string;
   /** Ends the lease (once; later calls return the same answer): what still protects the blob. */
   release(): Promise<Protection>;
-  /** Stops renewing a lease that another script ended (a new file record took over its protection). */
-  handedOver(): void;
+  /**
+   * Stops renewing a lease that another script ends: an upload's store (its record takes over) or a
+   * download's finish (its receipt note and the lease's end in one step).
+   */
+  stopRenewing(): void;
 }
 
 interface LeaseTerms {
@@ -57,7 +60,7 @@ export function keepLease(terms: LeaseTerms): HeldLease {
       released ??= guard.release(blobId, id, now());
       return released;
     },
-    handedOver: () => clearInterval(timer),
+    stopRenewing: () => clearInterval(timer),
   };
 }
 

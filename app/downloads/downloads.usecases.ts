@@ -5,7 +5,7 @@ import { decryptMetadata, type FileMetadata } from '../crypto/keys.js';
 import { createRangeDecryptStream, planRange, type RangePlan } from '../crypto/range.js';
 import { newResumeCapability, resumeKeys, unwrapResumeKey, wrapResumeKey, type ResumeCapability } from '../crypto/resume.js';
 import { ciphertextSize, createDecryptStream, HEADER_LENGTH } from '../crypto/stream.js';
-import { downloadNumber, type FileRecord, type GoneReason } from '../files/files.repository.js';
+import { downloadNumber, type DownloadEvent, type FileRecord, type GoneReason } from '../files/files.repository.js';
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
 import type { LookupResult } from '../files/files.models.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
@@ -178,8 +178,14 @@ async function claimDownload(
     const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
     const finish = async ({ complete }: { complete: boolean }) => {
       if (burned) deps.log.info('file_burned', { size: record.size });
-      if (complete) await noteReceipt(deps, resolved.lookupId, { n, kind: 'completed' });
-      await ended();
+      await endDownload(deps, {
+        lookupId: resolved.lookupId,
+        n,
+        event: complete ? 'completed' : null,
+        blobId: record.blob,
+        lease,
+        reason: burned ? 'burned' : 'released',
+      });
     };
     return {
       kind: 'ready',
@@ -238,10 +244,15 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     log: deps.log,
   });
   const toEnd = plan.end === resume.size - 1;
-  const finish = async ({ complete }: { complete: boolean }) => {
-    await noteReceipt(deps, resume.lookup, { n: resume.n, kind: complete && toEnd ? 'resumed_to_end' : 'resumed' });
-    await endLease(deps, resume.blob, lease, 'released');
-  };
+  const finish = async ({ complete }: { complete: boolean }) =>
+    endDownload(deps, {
+      lookupId: resume.lookup,
+      n: resume.n,
+      event: complete && toEnd ? 'resumed_to_end' : 'resumed',
+      blobId: resume.blob,
+      lease,
+      reason: 'released',
+    });
   let body: Readable | undefined;
   try {
     const header = await readAll(await deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }));
@@ -266,15 +277,30 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
   }
 }
 
-/** The receipt is the sender's convenience: a note that cannot be written never fails the download. */
-async function noteReceipt(
+/**
+ * A download's end, one round trip: its receipt note (the sender's convenience) and the end of its
+ * lease in one script; when nothing protects the blob any more, its bytes go to the janitor now. A
+ * failure never fails the download: the lease ends by itself within its TTL, and the receipt misses
+ * one line.
+ */
+async function endDownload(
   deps: FilesDeps,
-  lookupId: string,
-  event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end' },
+  end: { lookupId: string; n: number; event: DownloadEvent | null; blobId: string; lease: HeldLease; reason: 'burned' | 'released' },
 ): Promise<void> {
-  await deps.files
-    .note(lookupId, { ...event, now: deps.now().getTime() })
-    .catch((error: unknown) => deps.log.warn('receipt_note_failed', { error: (error as Error).message }));
+  const { lease } = end;
+  lease.stopRenewing();
+  try {
+    const left = await deps.files.finish(end.lookupId, {
+      n: end.n,
+      event: end.event,
+      now: deps.now().getTime(),
+      blobId: end.blobId,
+      leaseId: lease.id,
+    });
+    if (left.until === null) await deps.enqueue('shred', { blobId: end.blobId, reason: end.reason, lease: lease.id });
+  } catch (error) {
+    deps.log.warn('lease_release_failed', { error: (error as Error).message });
+  }
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {

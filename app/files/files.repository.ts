@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { PROTECT_LUA } from '../blobs/blobs.repository.js';
+import { PROTECT_LUA, protectionOf, type Protection } from '../blobs/blobs.repository.js';
 import { luaScripts } from '../shared/lua.js';
 import { confirmReplicated, REPLICATION_WAIT_MS } from '../shared/redis.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
@@ -22,6 +22,8 @@ export interface FileRecord {
 }
 
 export type GoneReason = 'burned' | 'expired' | 'deleted';
+/** What a receipt notes at a download's end. */
+export type DownloadEvent = 'completed' | 'resumed' | 'resumed_to_end';
 export type Lookup<T> = { kind: 'found'; record: FileRecord; extra: T } | { kind: 'gone'; reason: GoneReason } | { kind: 'missing' };
 
 const lua = luaScripts(import.meta.url);
@@ -36,7 +38,7 @@ const SCRIPTS = {
   cbxPreview: { numberOfKeys: 3, lua: fileScript('preview') },
   cbxDelete: { numberOfKeys: 3, lua: fileScript('delete') },
   cbxReceipt: { numberOfKeys: 3, lua: fileScript('receipt') },
-  cbxNote: { numberOfKeys: 3, lua: fileScript('note') },
+  cbxFinish: { numberOfKeys: 3, lua: fileScript('finish') },
 };
 
 /** What the sender's receipt holds (times in ms): no IP, no user agent, nothing a recipient sent. */
@@ -217,9 +219,17 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
       return { kind: 'found', receipt: receiptOf(state, usesLeft, rest) };
     },
 
-    /** Notes on the receipt that download `n` sent its last byte, or was resumed (to its end or not). */
-    async note(lookupId: string, event: { n: number; kind: 'completed' | 'resumed' | 'resumed_to_end'; now: number }): Promise<void> {
-      await s.cbxNote(...fileKeys(lookupId), blobPrefix, event.now, event.n, event.kind);
+    /**
+     * A download's end in one step: notes on the receipt that download `n` sent its last byte, or
+     * was resumed (to its end or not), when `event` says so, and ends its lease on the blob; answers
+     * what still protects the blob.
+     */
+    async finish(
+      lookupId: string,
+      end: { n: number; event: DownloadEvent | null; now: number; blobId: string; leaseId: string },
+    ): Promise<Protection> {
+      const flat = await s.cbxFinish(...fileKeys(lookupId), blobPrefix, end.now, end.n, end.event ?? '', end.blobId, end.leaseId);
+      return protectionOf(flat as string[]);
     },
 
     async peek(lookupId: string, now: number): Promise<Lookup<null>> {

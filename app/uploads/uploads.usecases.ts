@@ -130,7 +130,7 @@ export async function receiveUpload(
           ...(files ? { files } : {}),
         });
         // The record's own protection holds the blob now: the store script ended the lease.
-        lease.handedOver();
+        lease.stopRenewing();
         settled = Promise.resolve();
         return uploaded;
       } catch (error) {

@@ -212,15 +212,16 @@ export function memoryFiles(
         },
       });
     },
-    note: (id, { n, kind, now }) => {
+    finish: (id, { n, event, now, blobId, leaseId }) => {
       const receipt = receipts.get(id);
-      if (!receipt) return Promise.resolve();
-      if (kind !== 'completed') {
-        receipt.set('resumes', Number(receipt.get('resumes') ?? 0) + 1);
-        receipt.set('resumed', now);
+      if (receipt && event !== null) {
+        if (event !== 'completed') {
+          receipt.set('resumes', Number(receipt.get('resumes') ?? 0) + 1);
+          receipt.set('resumed', now);
+        }
+        if (event !== 'resumed') receipt.set(`c${n}`, now);
       }
-      if (kind !== 'resumed') receipt.set(`c${n}`, now);
-      return Promise.resolve();
+      return guard.release(blobId, leaseId, now);
     },
     remove: (id, tokenHash, now) => {
       const record = live(id, now);

@@ -119,6 +119,34 @@ describe('the file scripts, interleaved', () => {
     expect(await guard.protection(blob, NOW)).toEqual({ live: true, leases: 0, until: record.expires });
   });
 
+  it("ends a download in one step: the receipt's line and the lease; what still protects the blob comes back", async () => {
+    const { id, record } = await stored(2);
+    await files.claim(id, { now: NOW, leaseId: 'first-download', leaseUntil: NOW + 15_000 });
+    expect(await files.finish(id, { n: 1, event: 'completed', now: NOW + 1, blobId: record.blob, leaseId: 'first-download' })).toEqual({
+      live: true,
+      leases: 0,
+      until: record.expires,
+    });
+
+    // The last use burns the file; a download that did not complete notes nothing but still ends its lease.
+    await files.claim(id, { now: NOW + 2, leaseId: 'last-download', leaseUntil: NOW + 15_000 });
+    expect(await files.finish(id, { n: 2, event: null, now: NOW + 3, blobId: record.blob, leaseId: 'last-download' })).toEqual({
+      live: false,
+      leases: 0,
+      until: null,
+    });
+    expect(await files.receipt(id, 'token-hash', NOW + 4)).toMatchObject({
+      kind: 'found',
+      receipt: {
+        state: 'burned',
+        downloads: [
+          { startedAt: NOW, completedAt: NOW + 1 },
+          { startedAt: NOW + 2, completedAt: null },
+        ],
+      },
+    });
+  });
+
   it('leases the blob with every claim; a burn or a delete drops only the record protection', async () => {
     const burnt = await stored(1);
     await claim(burnt.id);

@@ -8,3 +8,9 @@ local function protect(key, member, until_ms)
   redis.call('ZADD', key, until_ms, member)
   if redis.call('PEXPIRETIME', key) < tonumber(until_ms) then redis.call('PEXPIREAT', key, until_ms) end
 end
+
+-- Ends a lease; returns what still protects the blob: the members whose score is after now, with scores.
+local function release(key, lease, now_ms)
+  redis.call('ZREM', key, lease)
+  return redis.call('ZRANGEBYSCORE', key, '(' .. now_ms, '+inf', 'WITHSCORES')
+end

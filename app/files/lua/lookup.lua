@@ -1,5 +1,5 @@
 -- Prepended (after the blobs' protect.lua) to every script on a file record: store, claim, refund,
--- peek, preview, delete, receipt. KEYS[1] is the file record, KEYS[2] its tombstone, KEYS[3] its
+-- peek, preview, delete, receipt, finish. KEYS[1] is the file record, KEYS[2] its tombstone, KEYS[3] its
 -- delivery receipt; ARGV[1] is the prefix of blob keys, so a script can reach the blob key named by
 -- the record's `blob` field.
 
