@@ -42,6 +42,7 @@ const plan = quick
       ],
       kdfSamples: 10,
       statusSamples: 15,
+      warmSmall: 60,
     }
   : {
       large: 1024 * MiB,
@@ -53,6 +54,7 @@ const plan = quick
       ],
       kdfSamples: 30,
       statusSamples: 60,
+      warmSmall: 300,
     };
 const kdfCost = Number(process.env.KDF_COST ?? DEFAULT_SCRYPT_COST_LOG2);
 const kdfConcurrency = Number(process.env.KDF_CONCURRENCY ?? DEFAULT_KDF_CONCURRENCY);
@@ -275,6 +277,42 @@ async function warmUp(base: string): Promise<void> {
 }
 
 /**
+ * The small-file paths warmed as a running service's are: V8 optimizes a function only after many
+ * calls, and on a cold API the first few hundred uploads spent a fifth of its CPU in concurrent
+ * compilation (perf, 2026-11-28), so a burst measured right after the large transfers measured the
+ * compiler. `count` uploads (one use each) and their downloads at concurrency 10; their keys burn
+ * and are not used again.
+ */
+async function warmSmallPaths(base: string, count: number): Promise<void> {
+  log(`warming the small-file paths: ${count} uploads and ${count} downloads at concurrency 10`);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+  const body = randomBytes(SMALL);
+  const keys: string[] = [];
+  const check = (stats: LoadStats, what: string) => {
+    if (stats.errors > 0) throw new Error(`warm-up ${what}: ${stats.errors} errors: ${stats.errorSamples.join('; ')}`);
+  };
+  const uploads = await runLoad(10, count, async (i) => {
+    const r = await request(agent, `${base}/upload/warm-small-${i}.bin?uses=1&expiry=60`, {
+      method: 'PUT',
+      body,
+      headers: { Accept: 'application/json', 'Content-Type': 'application/octet-stream', ...clientOf(900_000 + i) },
+    });
+    if (r.status !== 201) return `upload ${r.status}`;
+    keys.push((JSON.parse(r.body.toString('utf8')) as { key: string }).key);
+    return null;
+  });
+  check(uploads, 'uploads');
+  const downloads = await runLoad(10, keys.length, async (i) => {
+    const r = await request(agent, `${base}/download/${encodeURIComponent(keys[i]!)}`, {
+      headers: { Accept: '*/*', ...clientOf(900_000 + i) },
+    });
+    return r.status === 200 && r.body.length === SMALL ? null : `download ${r.status}`;
+  });
+  check(downloads, 'downloads');
+  agent.destroy();
+}
+
+/**
  * The large file up, then down (the burning download), on a stack that has only been warmed up, so
  * VmHWM is not the small-file load's heap; the API's peak RSS is reset before each and read after it.
  */
@@ -446,6 +484,8 @@ async function benchStack(stack: Stack): Promise<StackResults> {
 
   // The drop on the same fresh API, before the small-file load grows its heap.
   const drop = await benchDrop(stack);
+
+  await warmSmallPaths(base, plan.warmSmall);
 
   // A burst the size of the key pool (SPEC §10.5): every upload should take a pre-derived key.
   const probe = new http.Agent({ keepAlive: true, maxSockets: 1 });
