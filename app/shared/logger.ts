@@ -78,11 +78,16 @@ export function createLogger(options: LoggerOptions): Logger {
 }
 
 function wrap(instance: winston.Logger, root: winston.Logger): Logger {
+  // winston formats every line before its transports drop those below their level: a `debug` line
+  // at LOG_LEVEL=info cost its JSON (the janitor writes one per deferred job). Checked first instead.
+  const at = (level: 'error' | 'warn' | 'info' | 'debug') => (event: string, fields?: Record<string, unknown>) => {
+    if (instance.isLevelEnabled(level)) instance.log(level, event, fields);
+  };
   return {
-    error: (event, fields) => instance.error(event, fields),
-    warn: (event, fields) => instance.warn(event, fields),
-    info: (event, fields) => instance.info(event, fields),
-    debug: (event, fields) => instance.debug(event, fields),
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
     child: (fields) => wrap(instance.child(fields), root),
     close: () =>
       new Promise<void>((resolve) => {
