@@ -187,7 +187,12 @@ async function registerUpload(
     // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
     if (!(await deps.files.store(lookupId, record, input.leaseId))) continue;
     // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
-    await deps.files.confirmReplicated();
+    // Unacknowledged, the upload fails (503) and its blob is discarded: its record goes first, as a
+    // delete would, so nothing is left that names a blob that no longer exists.
+    await deps.files.confirmReplicated().catch(async (error: unknown) => {
+      await deps.files.remove(lookupId, record.dt, deps.now().getTime()).catch(() => undefined);
+      throw error;
+    });
     deps.log.info('file_uploaded', {
       size: stored.size,
       uses: options.uses,

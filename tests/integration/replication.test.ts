@@ -171,6 +171,7 @@ describe('an upload is acknowledged only once a replica has its record', () => {
   it('answers 503 within about a second and keeps no blob when the attached replica hangs', async () => {
     const replica = await attachReplica();
     const before = await blobs();
+    const recordsBefore = (await connect(primary).keys(`${app.config.redisPrefix}:file:*`)).length;
     replica.pause();
     cleanups.push(async () => replica.resume());
     const started = performance.now();
@@ -181,6 +182,8 @@ describe('an upload is acknowledged only once a replica has its record', () => {
     expect(ms).toBeGreaterThanOrEqual(REPLICATION_WAIT_MS - 10);
     expect(ms).toBeLessThan(1_500);
     expect(await blobs()).toBe(before);
+    // Nor a record naming the discarded blob (its tombstone says "deleted"; nobody ever had its key).
+    expect(await connect(primary).keys(`${app.config.redisPrefix}:file:*`)).toHaveLength(recordsBefore);
     expect(app.logs).toContainEqual(
       expect.objectContaining({ event: 'redis_unavailable', error: expect.objectContaining({ name: 'ReplicationUnconfirmedError' }) }),
     );
