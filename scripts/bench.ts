@@ -18,8 +18,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
-import { createKdf } from '../app/kdf/kdf.js';
 import { request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
+import { apiSettingsCeiling, benchKdf as benchKdfOf, measureCeiling } from './bench/kdf-ceiling.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from './bench/s3rver.js';
 import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
@@ -85,7 +85,7 @@ function median(xs: number[]): number {
  * derivations at a time — the ceiling the lookups and uploads over HTTP are compared with (two
  * memory-hard derivations at once share the memory bus, so it is less than twice one).
  */
-async function kdfInProcess(): Promise<{ msMedian: number; msMean: number; perSecond: number }> {
+async function kdfInProcess(): Promise<KdfResults> {
   const kdf = benchKdf();
   await kdf.derive('warm up the pool', KDF_CLIENT);
   const times: number[] = [];
@@ -94,12 +94,41 @@ async function kdfInProcess(): Promise<{ msMedian: number; msMean: number; perSe
     await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`, KDF_CLIENT);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return { msMedian: median(times), msMean: times.reduce((a, b) => a + b, 0) / times.length, perSecond: await kdfCeilingNow() };
+  // Alternately here and in a process with the API's glibc settings, so a drift of the machine's
+  // speed moves both alike: their ratio is what those settings cost the KDF.
+  const apiSettings = apiSettingsCeiling({ ...ceilingPlan(), secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency });
+  const own: number[] = [];
+  const api: number[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      own.push(await kdfCeilingNow());
+      api.push(await apiSettings.measure());
+    }
+  } finally {
+    apiSettings.close();
+  }
+  return {
+    msMedian: median(times),
+    msMean: times.reduce((a, b) => a + b, 0) / times.length,
+    perSecond: median(own),
+    apiSettingsPerSecond: median(api),
+  };
+}
+
+interface KdfResults {
+  msMedian: number;
+  msMean: number;
+  /** The ceiling in this process (glibc's defaults): what every ratio below is computed against. */
+  perSecond: number;
+  /** The same, measured alternately with it, in a process with the API's glibc settings (API_MALLOC_ENV). */
+  apiSettingsPerSecond: number;
 }
 
 const KDF_CLIENT = { client: 'bench', aggregate: 'bench' };
-let kdfInstance: ReturnType<typeof createKdf> | undefined;
-const benchKdf = () => (kdfInstance ??= createKdf({ secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency, maxPerClient: 1_000 }));
+let kdfInstance: ReturnType<typeof benchKdfOf> | undefined;
+const benchKdf = () => (kdfInstance ??= benchKdfOf({ secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency }));
+// Two rounds of a queue's worth each (more at once would be refused as KDF_BUSY).
+const ceilingPlan = () => ({ rounds: 2, perRound: plan.kdfSamples * 2 });
 
 /**
  * KDF_CONCURRENCY derivations at a time, in this process, for about two seconds: the ceiling right
@@ -108,15 +137,7 @@ const benchKdf = () => (kdfInstance ??= createKdf({ secret: SECRET, costLog2: kd
  * compared with the mean of the ceilings measured just before and just after it, while the stack idles.
  */
 async function kdfCeilingNow(): Promise<number> {
-  // Two rounds of a queue's worth each (more at once would be refused as KDF_BUSY).
-  const rounds = 2;
-  const perRound = plan.kdfSamples * 2;
-  const t0 = process.hrtime.bigint();
-  for (let round = 0; round < rounds; round++)
-    await Promise.all(
-      Array.from({ length: perRound }, (_, i) => benchKdf().derive(`abacus-abdomen-abdominal-ablaze-${round}-${i}`, KDF_CLIENT)),
-    );
-  return (rounds * perRound) / (Number(process.hrtime.bigint() - t0) / 1e9);
+  return measureCeiling(benchKdf(), ceilingPlan());
 }
 
 interface DropResults {
@@ -586,7 +607,7 @@ interface Row {
 
 function report(
   limits: { aes: ReturnType<typeof aesGcm>; disk: { writeMiBs: number; readMiBs: number }; loop: LoopbackResult },
-  kdf: { msMedian: number; perSecond: number },
+  kdf: KdfResults,
   s: StackResults,
 ) {
   const rows: Row[] = [];
@@ -680,6 +701,15 @@ function report(
     `${r1(kdf.msMedian)} ms alone`,
     `ceiling ${r1(kdfCeiling)} derivations/s (${kdfConcurrency} at once; ${r1((kdfConcurrency * 1000) / kdf.msMedian)}/s if they did not share the memory bus)`,
   );
+  // The ratios below are against the ceiling with glibc's defaults; the API returns scrypt's memory
+  // after each derivation (the 150 MiB bound), and this row says what that costs the KDF alone.
+  const settingsFactor = kdf.apiSettingsPerSecond / kdf.perSecond;
+  add(
+    `KDF ceiling with the API's glibc settings (own process)`,
+    `${r1(kdf.apiSettingsPerSecond)} derivations/s`,
+    `in-process ceiling (glibc's defaults) ${r1(kdf.perSecond)}/s; three 2 s measurements of each, alternately, medians`,
+    pct(settingsFactor),
+  );
   add(
     'KDF over HTTP (status hit − miss)',
     `${r1(s.statusHitMs - s.statusMissMs)} ms`,
@@ -722,7 +752,7 @@ function report(
     list.forEach((st, i) => {
       const l = loop[i];
       const ratio = l
-        ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s (${r1(st.kdfBefore)} before, ${r1(st.kdfAfter)} after)`
+        ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s (${r1(st.kdfBefore)} before, ${r1(st.kdfAfter)} after; ≈ ${pct(st.rps / (st.kdfCeiling * settingsFactor))} of it with the API's glibc settings)`
         : '';
       let target = '';
       let met = '';
@@ -1097,6 +1127,8 @@ async function main() {
       },
       kdf: {
         inProcessMs: kdf.msMedian,
+        ceilingPerSecond: kdf.perSecond,
+        apiSettingsCeilingPerSecond: kdf.apiSettingsPerSecond,
         overHttpMs: s.statusHitMs - s.statusMissMs,
         statusHitMs: s.statusHitMs,
         statusMissMs: s.statusMissMs,

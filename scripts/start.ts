@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { API_NODE_FLAGS } from '../app/shared/heap.js';
+import { API_MALLOC_ENV, API_NODE_FLAGS } from '../app/shared/heap.js';
 import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
 import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from './redis-server.js';
 
@@ -60,18 +60,10 @@ function run(name: string, command: string, args: string[], env: NodeJS.ProcessE
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
-// Memory tuning measured in docs/BENCHMARKS.md (the image sets the same): fewer glibc malloc arenas
-// for the scrypt threads, a fixed mmap threshold so each derivation's 16 MiB goes back to the system
-// when freed (glibc otherwise raises the threshold after the first free and keeps the next ones in
-// its heap), transparent huge pages for those mappings (4,096 page faults per derivation made scrypt
-// 28 % slower; eight 2 MiB faults cost about 6 %), and V8's flags of app/shared/heap.ts: a smaller
-// young generation and an old generation kept close to what is live.
-const env: NodeJS.ProcessEnv = {
-  MALLOC_ARENA_MAX: '2',
-  MALLOC_MMAP_THRESHOLD_: '1048576',
-  GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
-  ...process.env,
-};
+// Memory tuning measured in docs/BENCHMARKS.md (the image sets the same), from app/shared/heap.ts:
+// glibc's settings (fewer arenas, scrypt's 16 MiB returned after each derivation, huge pages for
+// them) and V8's flags (a smaller young generation, an old generation kept close to what is live).
+const env: NodeJS.ProcessEnv = { ...API_MALLOC_ENV, ...process.env };
 const nodeFlags = API_NODE_FLAGS;
 if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
 

@@ -29,6 +29,19 @@ export const TRANSFER_GC_BYTES = 2 * 1024 * 1024;
  */
 export const API_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=20'];
 
+/**
+ * glibc's settings for the API process (scripts/start.ts; the Dockerfile sets the same), measured in
+ * docs/BENCHMARKS.md: fewer malloc arenas for the scrypt threads, a fixed mmap threshold so each
+ * derivation's 16 MiB goes back to the system when freed (glibc otherwise raises the threshold after
+ * the first free and keeps the next ones in its heap), and transparent huge pages for those mappings
+ * (4,096 page faults per derivation made scrypt 28 % slower; eight 2 MiB faults cost about 6 %).
+ */
+export const API_MALLOC_ENV = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '1048576',
+  GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
+} as const;
+
 type Collect = (options: { type: 'minor' }) => void;
 
 /** The `gc` of a fresh context made while --expose-gc is on; null where V8 offers none. */
