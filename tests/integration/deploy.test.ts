@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { VARIABLES } from '../../app/config.js';
-import { API_NODE_FLAGS } from '../../app/shared/heap.js';
+import { API_MALLOC_ENV, API_NODE_FLAGS } from '../../app/shared/heap.js';
 import { TEST_SECRET, uniquePrefix } from '../helpers/app.js';
 import { isAlive, ROOT } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -168,6 +168,11 @@ describe('compose.yaml', () => {
 });
 
 describe('Dockerfile', () => {
+  it("gives the image the launcher's glibc settings (API_MALLOC_ENV), value for value", async () => {
+    const text = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
+    for (const [name, value] of Object.entries(API_MALLOC_ENV)) expect(text).toContain(`${name}=${value} `);
+  });
+
   it('builds without a registry frontend: no `# syntax=` directive', async () => {
     const text = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
     expect(text).not.toMatch(/^#\s*syntax\s*=/im);
