@@ -58,10 +58,13 @@ COPY --from=build /app/dist/scripts/admin.js ./dist/scripts/
 COPY --from=build /app/dist/scripts/admin ./dist/scripts/admin
 COPY data ./data
 # Code stays root-owned (read-only to the app). The writable places belong to `node`, so named
-# volumes mounted on them start with that ownership.
-RUN mkdir -p /data/uploads /data/temp /app/logs \
- && chown -R node:node /data /app/logs \
- && chmod 700 /data/uploads /data/temp
+# volumes mounted on them start with that ownership. They stay empty: Docker copies an image's files
+# into a fresh named volume as each container using it is created, and two containers created at once
+# (`compose up` creates api and worker together) race on every directory to copy and one fails with
+# "mkdir …: file exists" (moby/moby#43068). Both roles create STORAGE_PATH and TEMP_PATH (0700) at start.
+RUN mkdir -p /data /app/logs \
+ && chown node:node /data /app/logs \
+ && chmod 700 /data
 USER node
 VOLUME ["/data", "/app/logs"]
 EXPOSE 8000

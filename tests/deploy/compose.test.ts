@@ -278,6 +278,12 @@ describe.skipIf(!probe.available)(title, () => {
   it('ships the compiled roles, only the operator scripts the Dockerfile names, and no dev dependencies', { timeout: 60_000 }, async () => {
     const ls = async (dirInImage: string) => (await exec('api', ['ls', dirInImage])).stdout.split('\n').filter(Boolean).sort();
     expect(await ls('dist')).toEqual(['app', 'scripts', 'workers']);
+    // The volumes' mount points are empty in the image, so a fresh volume's copy-up creates nothing
+    // that two containers created at once could race on (moby/moby#43068).
+    const image = async (argv: string[]) =>
+      (await docker(['run', '--rm', '--network', 'none', '--entrypoint', '', IMAGE, ...argv])).stdout.trim();
+    expect(await image(['ls', '-A', '/data', '/app/logs'])).toBe('/app/logs:\n\n/data:');
+    expect(await image(['stat', '-c', '%U %a', '/data'])).toBe('node 700');
     const scripts = shippedScripts(runtimeStage(await dockerfileInstructions(ROOT)));
     expect(scripts).toContain('healthcheck.js');
     expect(await ls('dist/scripts')).toEqual(scripts);
