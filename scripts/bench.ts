@@ -94,14 +94,17 @@ async function kdfInProcess(): Promise<KdfResults> {
     await kdf.derive(`abacus-abdomen-abdominal-abide-${i}`, KDF_CLIENT);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  // Alternately here and in a process with the API's glibc settings, so a drift of the machine's
-  // speed moves both alike: their ratio is what those settings cost the KDF.
+  // Alternately here and in a process with the API's glibc settings, each on a quiet machine (the
+  // disk limit's writeback runs just before), so a drift of the machine's speed moves both alike:
+  // their ratio is what those settings cost the KDF.
   const apiSettings = apiSettingsCeiling({ ...ceilingPlan(), secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency });
   const own: number[] = [];
   const api: number[] = [];
   try {
     for (let i = 0; i < 3; i++) {
+      await untilQuiet();
       own.push(await kdfCeilingNow());
+      await untilQuiet();
       api.push(await apiSettings.measure());
     }
   } finally {
