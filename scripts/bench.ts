@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
-import { request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
+import { percentile, request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
 import { apiSettingsCeiling, benchKdf as benchKdfOf, measureCeiling } from './bench/kdf-ceiling.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from './bench/s3rver.js';
@@ -30,6 +30,8 @@ const dropOnly = process.argv.includes('--drop-only');
 const enginesOnly = process.argv.includes('--engines');
 const DROP = { files: 10, each: (quick ? 6 : 100) * 1024 * 1024 };
 const SMALL = 10 * 1024;
+/** Bursts the size of the key pool (SPEC §10.5), each on a full pool. */
+const BURSTS = 3;
 const SECRET = 'cinderbox-bench-secret-0123456789-abcdefghijklmnop';
 const plan = quick
   ? {
@@ -252,13 +254,19 @@ type Phase = LoadStats & {
   kdfCeiling: number;
 };
 
-interface PoolResults {
-  capacity: number;
-  burst: Phase;
-  /** Share of the burst's uploads that took a pre-derived key. */
-  hitRate: number;
+interface Burst extends LoadStats {
+  clientCpu: number;
+  /** Uploads that took a pre-derived key. */
+  hits: number;
   /** From the burst's end until the pool was full again (its quiet wait included). */
   refillMs: number;
+}
+
+interface PoolResults {
+  capacity: number;
+  bursts: Burst[];
+  /** Percentiles over every upload of every burst. */
+  all: { p50: number; p95: number; p99: number; errors: number };
 }
 
 interface StackResults {
@@ -520,15 +528,38 @@ async function benchStack(stack: Stack): Promise<StackResults> {
     await untilPoolFull(probe, base);
     await untilQuiet();
   };
-  await poolFull();
-  const full = await poolState(probe, base);
-  const burstAgent = new http.Agent({ keepAlive: true, maxSockets: 10 });
-  log(`key pool burst: ${full.capacity} uploads at concurrency 10`);
-  const burst = await phase('pool burst', () => measuredLoad(10, full.capacity, (i) => uploadOne(burstAgent, 500_000 + i), poolFull));
-  const afterBurst = await poolState(probe, base);
-  const refillMs = await untilPoolFull(probe, base);
-  burstAgent.destroy();
-  const pool: PoolResults = { capacity: full.capacity, burst, hitRate: (afterBurst.hits - full.hits) / full.capacity, refillMs };
+  // BURSTS of them, each on a full pool and a quiet machine, each on fresh connections (a burst comes
+  // from clients that were not connected). The p95 is over all their uploads: one burst's p95 is its
+  // second-slowest request, which a single stall of this shared VM decides.
+  const latencies: number[] = [];
+  const bursts = await phase('pool burst', async () => {
+    const runs: Burst[] = [];
+    for (let b = 0; b < BURSTS; b++) {
+      await poolFull();
+      const full = await poolState(probe, base);
+      log(`key pool burst ${b + 1} of ${BURSTS}: ${full.capacity} uploads at concurrency 10`);
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+      const cpu = process.cpuUsage();
+      const run = await runLoad(10, full.capacity, (i) => uploadOne(agent, 500_000 + b * full.capacity + i), latencies);
+      const used = process.cpuUsage(cpu);
+      const after = await poolState(probe, base);
+      const refillMs = await untilPoolFull(probe, base);
+      agent.destroy();
+      runs.push({ ...run, clientCpu: (used.user + used.system) / 1e6 / run.seconds, hits: after.hits - full.hits, refillMs });
+    }
+    return runs;
+  });
+  latencies.sort((a, b) => a - b);
+  const pool: PoolResults = {
+    capacity: bursts[0]?.requests ?? 0,
+    bursts,
+    all: {
+      p50: percentile(latencies, 50),
+      p95: percentile(latencies, 95),
+      p99: percentile(latencies, 99),
+      errors: bursts.reduce((n, b) => n + b.errors, 0),
+    },
+  };
 
   const upload: Phase[] = [];
   for (const { concurrency, count } of plan.small) {
@@ -723,29 +754,33 @@ function report(
   const { pool } = s;
   const loop10 = limits.loop.small.upload.find((l) => l.concurrency === 10);
   const p95Bound = Math.max(40, 3 * (loop10?.p95 ?? 0));
-  const burstMet = pool.burst.p95 < p95Bound;
+  const { all, bursts } = pool;
+  const uploads = bursts.reduce((n, b) => n + b.requests, 0);
+  const slowest = Math.min(...bursts.map((b) => b.rps));
+  const burstMet = all.p95 < p95Bound;
+  const rateMet = slowest >= 150 && all.errors === 0;
   add(
-    `10 KiB upload burst of ${pool.capacity} at c=10 (the key pool)`,
-    `${r1(pool.burst.rps)} uploads/s; p50/p95/p99 ${r1(pool.burst.p50)}/${r1(pool.burst.p95)}/${r1(pool.burst.p99)} ms; ${pool.burst.errors} errors; client CPU ${pct(pool.burst.clientCpu)} of a core`,
+    `10 KiB upload bursts: ${bursts.length} × ${pool.capacity} at c=10 (the key pool)`,
+    `${bursts.map((b) => r1(b.rps)).join(' / ')} uploads/s; p50/p95/p99 of all ${uploads} ${r1(all.p50)}/${r1(all.p95)}/${r1(all.p99)} ms (each burst's p95 ${bursts.map((b) => r1(b.p95)).join(' / ')}); ${all.errors} errors; client CPU ${bursts.map((b) => pct(b.clientCpu)).join(' / ')} of a core`,
     `loopback HTTP p95 at c=10 ${r1(loop10?.p95 ?? NaN)} ms`,
     '',
-    `p95 < ${r1(p95Bound)} ms; ≥ 150/s`,
-    yes(burstMet && pool.burst.rps >= 150 && pool.burst.errors === 0),
+    `p95 < ${r1(p95Bound)} ms; each burst ≥ 150/s`,
+    yes(burstMet && rateMet),
   );
   targets.push({
     name: `10 KiB uploads at c=10: p95 < max(3 × loopback p95, 40 ms)`,
     met: burstMet,
-    detail: `${r1(pool.burst.p95)} ms (bound ${r1(p95Bound)} ms)`,
+    detail: `${r1(all.p95)} ms over ${bursts.length} bursts (bound ${r1(p95Bound)} ms; each burst's: ${bursts.map((b) => r1(b.p95)).join(' / ')})`,
   });
   targets.push({
     name: `a burst of ${pool.capacity} uploads ≥ 150 uploads/s`,
-    met: pool.burst.rps >= 150 && pool.burst.errors === 0,
-    detail: `${r1(pool.burst.rps)} uploads/s, ${pool.burst.errors} errors`,
+    met: rateMet,
+    detail: `slowest of ${bursts.length} bursts ${r1(slowest)} uploads/s, ${all.errors} errors`,
   });
   add(
-    'key pool: hits during the burst; refill afterwards (its 500 ms quiet wait included)',
-    `${pct(pool.hitRate)} hits; full again after ${r1(pool.refillMs / 1000)} s`,
-    `${pool.capacity} entries at ${r1(kdfCeiling)} derivations/s ≈ ${r1(pool.capacity / kdfCeiling)} s`,
+    'key pool: hits during each burst; refill after each (its 500 ms quiet wait included)',
+    `${bursts.map((b) => pct(b.hits / b.requests)).join(' / ')} hits; full again after ${bursts.map((b) => r1(b.refillMs / 1000)).join(' / ')} s`,
+    `${pool.capacity} entries at ${r1(kdfCeiling)} derivations/s ≈ ${r1(pool.capacity / kdfCeiling)} s, plus the 500 ms wait`,
   );
 
   for (const [kind, list, loop] of [
