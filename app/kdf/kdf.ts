@@ -37,12 +37,10 @@ export interface KdfStats extends FairSchedulerStats {
 }
 
 export interface Kdf {
-  /** A lookup's derivation in `who`'s fair turn; rejects at once with kdfBusy() when `who` is over a cap. */
+  /** A lookup's or an upload's derivation in `who`'s fair turn; rejects at once with kdfBusy() when `who` is over a cap. */
   derive(passphrase: string, who: Requester): Promise<DerivedKeys>;
   /** Only when the KDF would otherwise idle (the key pool); an abort withdraws it while it waits. */
   deriveInBackground(passphrase: string, options?: { signal?: AbortSignal }): Promise<DerivedKeys>;
-  /** Whether derive(…, who) would be accepted now: an upload asks before reading its body. */
-  canAdmit(who: Requester): boolean;
   /** Counters for metrics; they never name a client. */
   stats(): KdfStats;
 }
@@ -71,7 +69,6 @@ export function createKdf(options: KdfOptions): Kdf {
   return {
     derive: async (passphrase, who) => scheduler.run(who, task(passphrase)),
     deriveInBackground: async (passphrase, { signal } = {}) => scheduler.runInBackground(task(passphrase), { signal }),
-    canAdmit: (who) => scheduler.canAdmit(who),
     stats: () => ({ ...scheduler.stats(), costLog2 }),
   };
 }

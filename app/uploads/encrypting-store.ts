@@ -40,14 +40,10 @@ export async function storeEncrypted(options: {
   store: BlobStore;
   blobId: string;
   limits: StoreLimits;
-  expectedSize?: number;
   /** The content's type when the server built the content itself (a drop's archive): not sniffed or checked. */
   knownType?: string;
 }): Promise<StoredBlob> {
   const { source, store, blobId, limits } = options;
-  if (options.expectedSize !== undefined && options.expectedSize > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
-  await checkSpace(store, limits, options.expectedSize ?? 0);
-
   const dataKey = generateDataKey();
   const hash = createHash('sha256');
   let size = 0;
@@ -126,7 +122,20 @@ export async function storeEncrypted(options: {
   };
 }
 
-async function checkSpace(store: BlobStore, limits: StoreLimits, incoming: number): Promise<void> {
+/**
+ * What can refuse an upload before its body is read, and before it waits for the KDF: a declared
+ * size over MAX_FILE_SIZE (413), or no room for it on the disk or under the quota (507).
+ */
+export async function checkBeforeBody(
+  store: BlobStore,
+  limits: Pick<StoreLimits, 'maxFileSize' | 'maxStorageBytes'>,
+  expectedSize: number | undefined,
+): Promise<void> {
+  if (expectedSize !== undefined && expectedSize > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
+  await checkSpace(store, limits, expectedSize ?? 0);
+}
+
+async function checkSpace(store: BlobStore, limits: Pick<StoreLimits, 'maxStorageBytes'>, incoming: number): Promise<void> {
   const free = await store.freeBytes();
   if (free < incoming + DISK_RESERVE) throw insufficientStorage();
   if (limits.maxStorageBytes !== undefined && (await store.usedBytes()) + incoming > limits.maxStorageBytes) throw insufficientStorage();

@@ -1,15 +1,14 @@
 import type { Readable } from 'node:stream';
 import { newBlobId } from '../blobs/blob-id.js';
-import { takeLease } from '../blobs/lease.js';
+import { takeLease, type HeldLease } from '../blobs/lease.js';
 import { encryptMetadata, generateDeleteToken, hashDeleteToken, wrapDataKey, type FileEntry } from '../crypto/keys.js';
-import { kdfBusy } from '../crypto/crypto.errors.js';
 import { generatePassphrase } from '../diceware/passphrase.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
 import type { PooledKeys } from '../kdf/key-pool.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { serviceUnavailable } from '../http/errors.js';
-import { storeEncrypted, type StoredBlob } from './encrypting-store.js';
+import { checkBeforeBody, storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import type { UploadOptions } from './uploads.models.js';
 
 export interface UploadedFile {
@@ -33,16 +32,19 @@ export interface PendingUpload {
   register(input: { filename: string; options: UploadOptions; files?: FileEntry[] }): Promise<UploadedFile>;
   discard(): Promise<void>;
   /**
-   * Gives up this upload's admission (its pooled keys, if any) to another upload of the same request:
+   * Gives up this upload's admission (its drawn keys) to another upload of the same request:
    * a drop's archive takes over from its first file, which is then only discarded (SPEC §10.7).
    */
   handOver(): UploadAdmission;
 }
 
-/** What an upload was admitted with before its body was read: a pooled key entry, or room at the KDF. */
+/** The keys an upload drew before its body was read: a pooled entry, or its own derivation. */
 interface UploadAdmission {
-  pooled: PooledKeys | null;
+  drawn: DrawnKeys | null;
 }
+
+/** A passphrase with its lookup id and KEK, drawn from the key pool or derived for this upload. */
+type DrawnKeys = PooledKeys;
 
 /** A drop's own type (SPEC §10.7), whatever its first entry would make a sniffer say (a docx, an epub). */
 const ARCHIVE_TYPE = 'application/zip';
@@ -53,9 +55,11 @@ const MAX_DRAWS = 5;
 /**
  * Receives an upload's body (SPEC §3): encrypted as it streams into the storage engine. Before a
  * byte of it is read, the upload gets its passphrase's keys: a pre-derived entry of the key pool
- * when it asks for the pool's word count (SPEC §10.5), else room at the KDF in `who`'s fair turn —
- * or a 503 at once, not after the body. A lease keeps the partial blob from the janitor while it is
- * written and until its record exists. Every failure leaves nothing behind.
+ * when it asks for the pool's word count (SPEC §10.5), else a derivation in `who`'s fair turn — or a
+ * 503 at once, not after the body. While it waits for the KDF its body stays in the kernel: nothing
+ * is read, stored or leased, so a waiting upload holds only its socket, and one the KDF cannot
+ * serve has stored nothing. A lease keeps the partial blob from the janitor while it is written
+ * and until its record exists. Every failure leaves nothing behind.
  */
 export async function receiveUpload(
   deps: FilesDeps,
@@ -69,33 +73,37 @@ export async function receiveUpload(
   },
 ): Promise<PendingUpload> {
   const { config } = deps;
-  let pooled = input.archive ? input.archive.admitted.pooled : deps.pool && input.words === deps.pool.words ? deps.pool.take() : null;
-  if (!input.archive && !pooled && !deps.kdf.canAdmit(input.who)) throw kdfBusy();
-  const forget = () => pooled?.kek.fill(0);
+  const limits = {
+    maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
+    maxStorageBytes: config.maxStorageBytes,
+    allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
+    stallMs: config.uploadStallSeconds * 1000,
+  };
+  let drawn = input.archive ? input.archive.admitted.drawn : null;
+  const forget = () => drawn?.kek.fill(0);
   const blobId = newBlobId();
-  let stored: StoredBlob;
-  const lease = await takeLease({
-    guard: deps.blobs.guard,
-    blobId,
-    maxMs: config.maxDownloadSeconds * 1000,
-    now: () => deps.now().getTime(),
-    log: deps.log,
-  }).catch((error: unknown) => {
+  let lease: HeldLease;
+  try {
+    await checkBeforeBody(deps.blobs.store, limits, input.expectedSize);
+    if (!input.archive) drawn = await drawKeys(deps, input.words, input.who);
+    lease = await takeLease({
+      guard: deps.blobs.guard,
+      blobId,
+      maxMs: config.maxDownloadSeconds * 1000,
+      now: () => deps.now().getTime(),
+      log: deps.log,
+    });
+  } catch (error) {
     forget();
     throw error;
-  });
+  }
+  let stored: StoredBlob;
   try {
     stored = await storeEncrypted({
       source: input.source,
       store: deps.blobs.store,
       blobId,
-      limits: {
-        maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
-        maxStorageBytes: config.maxStorageBytes,
-        allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
-        stallMs: config.uploadStallSeconds * 1000,
-      },
-      ...(input.expectedSize !== undefined ? { expectedSize: input.expectedSize } : {}),
+      limits,
       ...(input.archive ? { knownType: ARCHIVE_TYPE } : {}),
     });
   } catch (error) {
@@ -114,8 +122,8 @@ export async function receiveUpload(
     stored,
     discard: () => (settled ??= discard()) as Promise<void>,
     handOver: () => {
-      const admission = { pooled };
-      pooled = null; // no longer ours to use or wipe
+      const admission = { drawn };
+      drawn = null; // no longer ours to use or wipe
       return admission;
     },
     register: async ({ filename, options, files }) => {
@@ -125,7 +133,7 @@ export async function receiveUpload(
           filename,
           options,
           who: input.who,
-          pooled,
+          drawn,
           leaseId: lease.id,
           ...(files ? { files } : {}),
         });
@@ -142,7 +150,7 @@ export async function receiveUpload(
   };
 }
 
-/** The expire job, a fresh passphrase (the pooled one first, when its word count fits), and the record, written last. */
+/** The expire job, a passphrase (the one drawn before the body first, when its word count fits), and the record, written last. */
 async function registerUpload(
   deps: FilesDeps,
   input: {
@@ -150,7 +158,7 @@ async function registerUpload(
     filename: string;
     options: UploadOptions;
     who: Requester;
-    pooled: PooledKeys | null;
+    drawn: DrawnKeys | null;
     /** The upload's lease, which the record's protection replaces as it is written. */
     leaseId: string;
     files?: FileEntry[];
@@ -163,11 +171,11 @@ async function registerUpload(
   // Queued before the record exists, so no record can ever lack its expire job (a job without a
   // record finds nothing to keep and shreds nothing live).
   await deps.enqueue('expire', { blobId: stored.blobId }, { delayMs: expires.getTime() - created.getTime() });
-  // A `words` field sent after the file part may ask for another count than the one pooled for.
-  let pooled = input.pooled && input.pooled.passphrase.split('-').length === options.words ? input.pooled : null;
+  // A `words` field sent after the file part may ask for another count than the one drawn for.
+  let drawn = input.drawn && input.drawn.passphrase.split('-').length === options.words ? input.drawn : null;
   for (let draw = 0; draw < MAX_DRAWS; draw += 1) {
-    const { key, lookupId, kek } = pooled ? { key: pooled.passphrase, ...pooled } : await derived(deps, options.words, input.who);
-    pooled = null;
+    const { passphrase: key, lookupId, kek } = drawn ?? (await derived(deps, options.words, input.who));
+    drawn = null;
     const record: FileRecord = {
       blob: stored.blobId,
       wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
@@ -216,7 +224,12 @@ async function registerUpload(
   throw serviceUnavailable(new Error('no free passphrase after several draws'));
 }
 
-async function derived(deps: FilesDeps, words: number, who: Requester): Promise<{ key: string; lookupId: string; kek: Buffer }> {
-  const key = generatePassphrase(deps.wordlist, words);
-  return { key, ...(await deps.kdf.derive(key, who)) };
+/** The pool's entry when the word count fits and one is ready, else a derivation in `who`'s fair turn (kdfBusy at once when over a cap). */
+async function drawKeys(deps: FilesDeps, words: number, who: Requester): Promise<DrawnKeys> {
+  return (deps.pool && words === deps.pool.words ? deps.pool.take() : null) ?? derived(deps, words, who);
+}
+
+async function derived(deps: FilesDeps, words: number, who: Requester): Promise<DrawnKeys> {
+  const passphrase = generatePassphrase(deps.wordlist, words);
+  return { passphrase, ...(await deps.kdf.derive(passphrase, who)) };
 }

@@ -2,8 +2,9 @@
  * The file use cases' orchestration with in-memory fakes and a hand-moved clock (tests/helpers/fakes.ts):
  * what is written, queued, leased, refunded and released, in which order — without Redis or a disk.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { newResumeCapability } from '../../app/crypto/resume.js';
 import { HEADER_LENGTH } from '../../app/crypto/stream.js';
 import {
@@ -15,7 +16,8 @@ import {
 } from '../../app/downloads/downloads.usecases.js';
 import { receiveUpload } from '../../app/uploads/uploads.usecases.js';
 import { fileStatus } from '../../app/lookups/lookups.usecases.js';
-import { fakeWorld } from '../helpers/fakes.js';
+import { createKdf } from '../../app/kdf/kdf.js';
+import { FAKE_SECRET, fakeWorld } from '../helpers/fakes.js';
 
 const who = { client: '192.0.2.1', aggregate: '192.0.2.0/24' };
 const options = (uses = 1) => ({ expiry: 10, uses, words: 4 });
@@ -39,6 +41,49 @@ function ready(start: DownloadStart): Download {
 
 const live = () => new AbortController().signal;
 
+/**
+ * Replaces the world's KDF with one whose derivations finish only when the test lets them: one slot,
+ * and one derivation running or queued per client (a second from the same client is refused at once).
+ */
+function gatedKdf(world: ReturnType<typeof fakeWorld>) {
+  const waiting: (() => void)[] = [];
+  let derivations = 0;
+  world.deps.kdf = createKdf({
+    secret: FAKE_SECRET,
+    concurrency: 1,
+    maxPerClient: 1,
+    deriveKeys: ({ passphrase }) => {
+      derivations += 1;
+      const master = createHash('sha512').update(passphrase).digest();
+      return new Promise((resolve) =>
+        waiting.push(() => resolve({ lookupId: master.subarray(0, 32).toString('hex'), kek: master.subarray(32) })),
+      );
+    },
+  });
+  return { release: () => waiting.shift()!(), waiting: () => waiting.length, derivations: () => derivations };
+}
+
+/** A body that says whether anything asked it for a byte, and a store that counts the blobs begun. */
+function watched(world: ReturnType<typeof fakeWorld>, body: string) {
+  let read = false;
+  const source = new Readable({
+    read() {
+      read = true;
+      this.push(Buffer.from(body));
+      this.push(null);
+    },
+  });
+  const begun: string[] = [];
+  const create = world.store.create.bind(world.store);
+  world.store.create = (blobId) => {
+    begun.push(blobId);
+    return create(blobId);
+  };
+  return { source, wasRead: () => read, begun };
+}
+
+const leases = (world: ReturnType<typeof fakeWorld>) => [...world.guard.members.values()].flatMap((members) => [...members.keys()]);
+
 describe('uploads (in memory)', () => {
   it('queues the expire job before writing the record, then lets the record protect the blob', async () => {
     const world = fakeWorld();
@@ -58,6 +103,58 @@ describe('uploads (in memory)', () => {
     await expect(pending.register({ filename: 'x', options: options() })).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE' });
     expect(world.store.blobs.size).toBe(0);
     for (const members of world.guard.members.values()) expect([...members.keys()]).toEqual([]);
+  });
+});
+
+describe('an upload and the KDF (in memory)', () => {
+  it('derives its keys before it reads a byte of its body: while it waits, nothing is read, stored or leased', async () => {
+    const world = fakeWorld();
+    const kdf = gatedKdf(world);
+    const body = watched(world, 'hello');
+    const pending = receiveUpload(world.deps, { source: body.source, who, words: 4 });
+    await vi.waitFor(() => expect(kdf.waiting()).toBe(1));
+    expect({ read: body.wasRead(), begun: body.begun, leases: leases(world) }).toEqual({ read: false, begun: [], leases: [] });
+
+    kdf.release();
+    const uploaded = await (await pending).register({ filename: 'notes.txt', options: options() });
+    expect({ read: body.wasRead(), begun: body.begun.length, derivations: kdf.derivations() }).toEqual({
+      read: true,
+      begun: 1,
+      derivations: 1,
+    });
+    // The record is under the keys derived before the body (a lookup derives them again).
+    const status = fileStatus(world.deps, { key: uploaded.key, who });
+    await vi.waitFor(() => expect(kdf.waiting()).toBe(1));
+    kdf.release();
+    expect((await status).kind).toBe('found');
+  });
+
+  it('is refused at once when its client is over its KDF share, before its body is read, leaving nothing', async () => {
+    const world = fakeWorld();
+    const kdf = gatedKdf(world);
+    const first = receiveUpload(world.deps, { source: Readable.from([Buffer.from('first')]), who, words: 4 });
+    await vi.waitFor(() => expect(kdf.waiting()).toBe(1));
+    const body = watched(world, 'second');
+    await expect(receiveUpload(world.deps, { source: body.source, who, words: 4 })).rejects.toMatchObject({ code: 'KDF_BUSY' });
+    expect({ read: body.wasRead(), begun: body.begun, leases: leases(world), derivations: kdf.derivations() }).toEqual({
+      read: false,
+      begun: [],
+      leases: [],
+      derivations: 1,
+    });
+    kdf.release();
+    await (await first).register({ filename: 'first.txt', options: options() });
+    expect(world.store.blobs.size).toBe(1);
+  });
+
+  it('refuses a declared size over MAX_FILE_SIZE before any derivation', async () => {
+    const world = fakeWorld({ MAX_FILE_SIZE: '1000' });
+    const kdf = gatedKdf(world);
+    const body = watched(world, 'x'.repeat(2000));
+    await expect(receiveUpload(world.deps, { source: body.source, who, words: 4, expectedSize: 2000 })).rejects.toMatchObject({
+      code: 'FILE_TOO_LARGE',
+    });
+    expect({ read: body.wasRead(), begun: body.begun, derivations: kdf.derivations() }).toEqual({ read: false, begun: [], derivations: 0 });
   });
 });
 
