@@ -44,8 +44,9 @@ export function createHandlers(deps: JanitorDeps): JobHandlers {
   const destroyOrWait = async (blobId: string, reason: string, context: JobContext) => {
     const outcome = await destroyUnlessProtected(blobs, blobId, reason);
     if (outcome.kind === 'destroyed') return outcome.result;
-    log.debug('destroy_deferred', { reason, until: outcome.until });
     await context.defer(outcome.until + DEFER_MARGIN_MS);
+    // Logged once the job is back in the delayed set, so the line (and its metric) states a fact.
+    log.debug('destroy_deferred', { reason, until: outcome.until });
     return null;
   };
 
