@@ -671,6 +671,8 @@ function report(
     rows.push({ metric, value, limit, ratio, target, met });
   const yes = (ok: boolean) => (ok ? 'met' : 'MISSED');
   const pct = (x: number) => `${Math.round(x * 100)} %`;
+  // A ratio that rounds to its bound gets a decimal, so a miss never reads as "80 %" against "≥ 80 %".
+  const pctAgainst = (x: number, bound: number) => (Math.round(x * 100) === Math.round(bound * 100) ? `${r1(x * 100)} %` : pct(x));
 
   const upLimit = Math.min(limits.aes.encryptMiBs, limits.disk.writeMiBs);
   const downLimit = Math.min(limits.aes.decryptMiBs, limits.disk.readMiBs);
@@ -812,7 +814,7 @@ function report(
     list.forEach((st, i) => {
       const l = loop[i];
       const ratio = l
-        ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pct(st.rps / st.kdfCeiling)} of KDF ceiling ${r1(st.kdfCeiling)}/s (${r1(st.kdfBefore)} before, ${r1(st.kdfAfter)} after; ≈ ${pct(st.rps / (st.kdfCeiling * settingsFactor))} of it with the API's glibc settings)`
+        ? `${pct(st.rps / l.rps)} of loopback ${r1(l.rps)} req/s; ${pctAgainst(st.rps / st.kdfCeiling, 0.8)} of KDF ceiling ${r1(st.kdfCeiling)}/s (${r1(st.kdfBefore)} before, ${r1(st.kdfAfter)} after; ≈ ${pct(st.rps / (st.kdfCeiling * settingsFactor))} of it with the API's glibc settings)`
         : '';
       let target = '';
       let met = '';
@@ -823,7 +825,7 @@ function report(
         targets.push({
           name: `sustained 10 KiB ${kind}s at c=${st.concurrency}: ≥ 80 % of the KDF ceiling, no errors`,
           met: ok,
-          detail: `${pct(st.rps / st.kdfCeiling)} of ${r1(st.kdfCeiling)}/s, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}`,
+          detail: `${pctAgainst(st.rps / st.kdfCeiling, 0.8)} of ${r1(st.kdfCeiling)}/s, ${st.errors} errors${st.errorSamples.length ? `: ${st.errorSamples.join('; ')}` : ''}`,
         });
       }
       add(
