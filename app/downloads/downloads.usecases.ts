@@ -59,6 +59,11 @@ export type DownloadStart =
 const TICKET_TTL_MS = 60_000;
 /** Binds a ticket's wrapped KEK to its purpose (the wrap binds a resume id and a context string). */
 const TICKET_CONTEXT = 'ticket';
+/**
+ * A burning download writes its resume record a moment after its claim (once the first chunk
+ * verifies); its shred runs this long after the window that record opens, so that it finds it over.
+ */
+const RESUME_RECORD_MARGIN_MS = 1_000;
 
 /**
  * A download by passphrase (SPEC §3, §10.1, §10.2). With a valid resume capability (If-Range) and
@@ -162,8 +167,9 @@ async function claimDownload(
   };
   try {
     if (burned) {
-      // Queued at once so that no crash can forget it; the janitor waits while a lease holds.
-      await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' });
+      // Queued at once so that no crash can forget it, to run when the resume window is over; the
+      // janitor waits while a lease holds.
+      await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' }, { delayMs: burnShredDelayMs(deps.config) });
     }
     const { dataKey, metadata } = openRecord(resolved, record);
     // The exact extent: a reader that knows where the blob ends never allocates a read buffer
@@ -197,6 +203,17 @@ async function claimDownload(
       deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
     throw error;
   }
+}
+
+/**
+ * When a burn's shred should first run. With resume on, this download's resume record keeps the
+ * bytes for the whole window, so a shred run at once could only put itself back: it waits in the
+ * delayed set instead, and the janitor is not woken for every burn. A download that fails before its
+ * record is written gives its use back (the record is live again) or, if even that fails, queues a
+ * shred for now when its lease ends. With resume off, at once.
+ */
+function burnShredDelayMs(config: Pick<DownloadsDeps['config'], 'resumeWindowSeconds'>): number {
+  return config.resumeWindowSeconds === 0 ? 0 : config.resumeWindowSeconds * 1000 + RESUME_RECORD_MARGIN_MS;
 }
 
 /** Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS; null when resume is off. */

@@ -10,10 +10,12 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CHUNK_SIZE } from '../../app/crypto/stream.js';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { jobIds } from '../../app/jobs/catalogue.js';
+import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
 import { waitFor } from '../helpers/files.js';
+import { runTs, type RunningProcess } from '../helpers/processes.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -211,10 +213,16 @@ describe('resumable one-time downloads', () => {
 
 describe('after the resume window', () => {
   let app: TestApp;
+  let worker: RunningProcess;
   beforeAll(async () => {
-    app = await startTestApp({ env: { RESUME_WINDOW_SECONDS: '1' } });
+    const env = { RESUME_WINDOW_SECONDS: '1' };
+    app = await startTestApp({ env });
+    worker = runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { ...env, LOG_LEVEL: 'debug' }));
+    await worker.waitForEvent('worker_started');
   });
   afterAll(async () => {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
     await app.close();
   });
 
@@ -234,5 +242,39 @@ describe('after the resume window', () => {
       'the window to end',
     );
     expect(after).toBe(410);
+  });
+
+  it('shreds the bytes of a burned file when its window is over; the janitor is not woken before', async () => {
+    const before = new Set(await app.storage.blobIds());
+    const { key } = await uploadBytes(app, randomBytes(300_000));
+    const [blobId] = (await app.storage.blobIds()).filter((id) => !before.has(id));
+    const since = worker.mark();
+    const res = await fetch(`${app.url}/download/${key}`, { headers: { Accept: '*/*' } });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+
+    await waitFor(
+      () => app.storage.has(blobId!),
+      (present) => !present,
+      15_000,
+      'the blob to be shredded',
+    );
+    await worker.waitForEvent('blob_shredded', 5_000, { since, where: (line) => line.reason === 'burned' && line.kind === 'blob' });
+    // Queued at the burn, due after the window (1 s) and the resume record's margin (1 s); the worker
+    // first took it then, so it never ran only to put itself back.
+    const job = await app.deps.queue.getJob(jobIds.shred({ blobId: blobId!, reason: 'burned' }));
+    expect({ state: await job?.getState(), delay: job?.opts.delay, attempts: job?.attemptsStarted }).toEqual({
+      state: 'completed',
+      delay: 2_000,
+      attempts: 1,
+    });
+    expect(job!.processedOn! - job!.timestamp).toBeGreaterThanOrEqual(2_000);
+    // Every job that ran meanwhile (this one, and the previous test's burn) found nothing to wait for.
+    expect(
+      worker
+        .events()
+        .slice(since)
+        .filter((line) => line.event === 'destroy_deferred'),
+    ).toEqual([]);
   });
 });

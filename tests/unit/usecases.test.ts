@@ -175,6 +175,21 @@ describe('downloads (in memory)', () => {
     ]);
   });
 
+  it('queues the shred of a burn to run once the resume window that keeps its bytes is over; at once with resume off', async () => {
+    const shredsAfterBurning = async (window: string) => {
+      const world = fakeWorld({ RESUME_WINDOW_SECONDS: window });
+      const { key } = await upload(world, 'one time only');
+      expect((await readAll(ready(await downloadByKey(world.deps, { key, who, signal: live() })))).toString()).toBe('one time only');
+      return world.jobs.filter((j) => j.name === 'shred').map(({ payload, delayMs }) => ({ payload, delayMs }));
+    };
+    // The window keeps the bytes after the last byte is sent, so the lease's end queues nothing.
+    expect(await shredsAfterBurning('900')).toEqual([{ payload: { blobId: expect.any(String), reason: 'burned' }, delayMs: 901_000 }]);
+    expect(await shredsAfterBurning('0')).toEqual([
+      { payload: { blobId: expect.any(String), reason: 'burned' }, delayMs: 0 },
+      { payload: { blobId: expect.any(String), reason: 'burned', lease: expect.any(String) }, delayMs: undefined },
+    ]);
+  });
+
   it('gives exactly its use back, and closes the blob, when the first chunk fails', async () => {
     const world = fakeWorld();
     const { key } = await upload(world, 'a'.repeat(1000), 2);
