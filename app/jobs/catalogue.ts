@@ -36,7 +36,9 @@ export type JobHandlers = { [N in JobName]: (payload: JobPayload<N>, context: Jo
 
 /** Deterministic ids (no `:`, which BullMQ reserves), so enqueuing twice is a no-op. */
 export const jobIds = {
-  shred: (p: JobPayload<'shred'>) => (p.lease ? `shred-${p.blobId}-${p.lease}` : `shred-${p.blobId}`),
+  // One id per cause: a burn's shred waits for its resume window, and must not swallow a later
+  // delete's (a burn whose first chunk failed gives its use back, and the sender may then delete).
+  shred: (p: JobPayload<'shred'>) => `shred-${p.blobId}-${p.lease ?? p.reason}`,
   expire: (p: JobPayload<'expire'>) => `expire-${p.blobId}`,
   // Each manual sweep is its own job (a second one within the history's life must not be dropped).
   sweep: (p: JobPayload<'sweep'>) => (p.requestedAt ? `sweep-${p.trigger}-${p.requestedAt}` : `sweep-${p.trigger}`),

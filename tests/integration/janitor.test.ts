@@ -80,6 +80,19 @@ describe('the janitor worker', () => {
       expect(await job?.getState()).toBe('completed');
     });
 
+    it("runs a delete's shred at once while a burn's shred of the same blob waits for its resume window", async () => {
+      // A burn whose download failed before its first byte gives its use back; the sender may then
+      // delete the file while the burn's shred is still due an hour later.
+      const blobId = newBlobId();
+      await janitor.storage.put(blobId, randomBytes(4096));
+      const burn = await janitor.enqueue('shred', { blobId, reason: 'burned' }, { delayMs: HOUR });
+
+      await janitor.finished(await janitor.enqueue('shred', { blobId, reason: 'deleted' }), 10_000);
+
+      expect(await janitor.storage.has(blobId)).toBe(false);
+      expect(await (await janitor.queue.queue.getJob(burn))?.getState()).toBe('delayed');
+    });
+
     it('shreds an expired blob whose record is gone, within seconds of the expiry, and logs file_expired', async () => {
       const blobId = newBlobId();
       await janitor.storage.put(blobId, randomBytes(5000));
