@@ -81,8 +81,6 @@ export interface FairScheduler {
   run<T>(who: Requester, task: () => Promise<T>): Promise<T>;
   /** Runs `task` only when the slots would otherwise idle; an abort removes it while it still waits. */
   runInBackground<T>(task: () => Promise<T>, options?: { signal?: AbortSignal }): Promise<T>;
-  /** Whether `run(who, …)` would be accepted now (run at once or queued), without queuing anything. */
-  canAdmit(who: Requester): boolean;
   stats(): FairSchedulerStats;
 }
 
@@ -324,8 +322,6 @@ export function createFairScheduler(options: FairSchedulerOptions): FairSchedule
         pump();
       });
     },
-
-    canAdmit: (who) => decide(who).kind !== 'refuse',
 
     stats() {
       let clients = 0;
