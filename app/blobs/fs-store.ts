@@ -24,6 +24,17 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
   const shred = (file: string, kind: ShredKind, reason: string) => shredFile(file, { passes: shredPasses, kind, log, reason });
   let usage: { at: number; bytes: number } | null = null;
   let free: { at: number; bytes: number } | null = null;
+  // This process's own commits and shreds count at once, as the s3 engine's do: MAX_STORAGE_BYTES
+  // holds for uploads that follow each other within the cache's second, too. (A partial counted by
+  // the last scan is counted again as its blob until the next scan: the error errs towards 507.)
+  const account = (bytes: number) => {
+    if (usage) usage.bytes = Math.max(0, usage.bytes + bytes);
+  };
+  const shredAccounted = async (file: string, kind: ShredKind, reason: string) => {
+    const result = await shred(file, kind, reason);
+    account(-result.size);
+    return result;
+  };
 
   return {
     engine: 'fs',
@@ -31,13 +42,20 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
     create(blobId): BlobWriter {
       // 'wx': never follow or reuse an existing file; 0600: only Cinderbox reads its blobs.
       const stream = createWriteStream(partialPath(blobId), { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES });
+      let committed = 0;
       return {
         stream,
-        commit: () => rename(partialPath(blobId), blobPath(blobId)),
+        commit: async () => {
+          await rename(partialPath(blobId), blobPath(blobId));
+          committed = stream.bytesWritten;
+          account(committed);
+        },
         abort: async () => {
           stream.destroy();
           // Never written with a stored key, so unreadable already: a plain unlink is enough.
           for (const file of [partialPath(blobId), blobPath(blobId)]) await unlink(file).catch(() => undefined);
+          account(-committed);
+          committed = 0;
         },
       };
     },
@@ -50,8 +68,8 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
     },
 
     async destroy(blobId, reason): Promise<DestroyResult> {
-      const blob = await shred(blobPath(blobId), 'blob', reason);
-      const partial = await shred(partialPath(blobId), 'partial', reason);
+      const blob = await shredAccounted(blobPath(blobId), 'blob', reason);
+      const partial = await shredAccounted(partialPath(blobId), 'partial', reason);
       return { found: blob.found || partial.found, size: blob.size + partial.size };
     },
 
@@ -79,7 +97,7 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
       }
     },
 
-    destroyEntry: (entry, reason) => shred(entry.ref, entry.kind, reason),
+    destroyEntry: (entry, reason) => shredAccounted(entry.ref, entry.kind, reason),
 
     async freeBytes() {
       // Cached for a second like the usage: a statfs per upload was measurable on small files, and

@@ -473,7 +473,8 @@ function exactRange(body: Readable, range: ByteRange, contentRange: string | und
  * One upload: chunks are copied into a part buffer; a full part is sent while the next one fills, at
  * most `queueSize` in flight (then `write` waits: backpressure reaches the client; with 0, `write`
  * waits for each part). Part buffers are reused, so an upload holds at most `queueSize + 1` of them. Small uploads never start a multipart
- * upload: what they wrote is kept until commit() sends it as one PutObject.
+ * upload: what they wrote is kept until commit() sends it as one PutObject. Once an upload outgrows
+ * SMALL_UPLOAD_BYTES, every later byte goes through part buffers, whatever the alignment of the writes.
  */
 class MultipartWriter implements BlobWriter {
   readonly stream: Writable;
@@ -484,9 +485,13 @@ class MultipartWriter implements BlobWriter {
   private free: Buffer[] = [];
   private small: Buffer[] = [];
   private smallBytes = 0;
+  /** Set once the upload outgrew `small`: from then on `small` stays empty. */
+  private spilled = false;
   private part: Buffer | null = null;
   private fill = 0;
   private total = 0;
+  /** Bytes handed to UploadPart or kept as the PutObject body: must equal `total` at the end. */
+  private sent = 0;
   private tail: Buffer | null = null;
   private finished = false;
   private failure: Error | null = null;
@@ -511,17 +516,26 @@ class MultipartWriter implements BlobWriter {
   private async accept(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
     this.total += chunk.length;
-    if (this.part === null && this.smallBytes + chunk.length <= SMALL_UPLOAD_BYTES) {
-      this.small.push(chunk);
-      this.smallBytes += chunk.length;
-      return;
-    }
-    if (this.part === null && this.smallBytes > 0) {
-      this.part = this.takeBuffer();
-      for (const piece of this.small) this.fill += piece.copy(this.part, this.fill);
+    // Decided by `spilled`, not by `part === null`: a part that filled exactly at a chunk boundary
+    // leaves no part buffer, and the bytes after it must not go back to `small` (flush() would
+    // then complete the multipart upload without them).
+    if (!this.spilled) {
+      if (this.smallBytes + chunk.length <= SMALL_UPLOAD_BYTES) {
+        this.small.push(chunk);
+        this.smallBytes += chunk.length;
+        return;
+      }
+      this.spilled = true;
+      const held = this.small;
       this.small = [];
       this.smallBytes = 0;
+      for (const piece of held) await this.copyIntoParts(piece);
     }
+    await this.copyIntoParts(chunk);
+  }
+
+  /** Copies into the current part buffer, sending each part as it fills. */
+  private async copyIntoParts(chunk: Buffer): Promise<void> {
     let offset = 0;
     while (offset < chunk.length) {
       this.part ??= this.takeBuffer();
@@ -549,6 +563,7 @@ class MultipartWriter implements BlobWriter {
     if (this.partCount === MAX_PARTS)
       throw this.fail(new Error(`an object may have at most ${MAX_PARTS} parts of ${this.context.partSize} bytes`));
     const partNumber = ++this.partCount;
+    this.sent += length;
     countTransferred(length);
     const uploadId = await this.startUpload();
     const { client, bucket } = this.context;
@@ -616,10 +631,14 @@ class MultipartWriter implements BlobWriter {
       await Promise.all(this.inFlight);
       if (this.failure) throw this.failure;
     } else {
+      // No part was sent: everything written is in `small` or in the one part buffer, never both.
       this.tail = this.part !== null ? this.part.subarray(0, this.fill) : Buffer.concat(this.small);
+      this.sent = this.tail.length;
       this.part = null;
       this.small = [];
     }
+    // A truncated object must never be committed: a writer bug fails the upload instead.
+    if (this.sent !== this.total) throw this.fail(new Error(`s3 writer lost bytes: ${this.total} written, ${this.sent} uploaded`));
     this.free = [];
     this.finished = true;
   }

@@ -37,6 +37,15 @@ export function cryptoErrorToAppError(error: unknown): AppError | undefined {
   return undefined;
 }
 
+/**
+ * The storage engine failed or refused (code ESTORE: an s3 request, or any failure of the fs engine's
+ * medium during an upload, see encrypting-store.ts): SPEC §3's 503 for "storage unreachable", with
+ * Retry-After like a Redis outage. A full medium is a 507 already (INSUFFICIENT_STORAGE).
+ */
+export function isStorageUnavailable(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'ESTORE';
+}
+
 function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   const fromCrypto = cryptoErrorToAppError(error);
@@ -49,7 +58,7 @@ function toAppError(error: unknown): AppError {
       return new AppError({ code: 'MISSING_FILE', status: 400, message: 'Send exactly one file, in the field "file".' });
     return validationFailed([{ field: error.field ?? '(body)', message: error.message }]);
   }
-  if (isRedisUnavailable(error)) return serviceUnavailable(error);
+  if (isRedisUnavailable(error) || isStorageUnavailable(error)) return serviceUnavailable(error);
   // Redis at maxmemory with noeviction refuses writes: a capacity problem, like a full disk.
   if (isRedisOutOfMemory(error)) return insufficientStorage(error);
   const status = (error as { status?: unknown; type?: unknown } | null)?.status;
@@ -103,8 +112,9 @@ export function errorHandler(log: Logger, options: { now?: () => number } = {}):
     if (isKdfBusy(error)) logKdfBusy(req.id);
     else if (appError.status >= 500) {
       const cause = appError.cause ?? error;
-      const event =
-        appError.code === 'SERVICE_UNAVAILABLE'
+      const event = isStorageUnavailable(cause)
+        ? 'storage_unavailable'
+        : appError.code === 'SERVICE_UNAVAILABLE'
           ? 'redis_unavailable'
           : isRedisOutOfMemory(cause)
             ? 'redis_out_of_memory'

@@ -1,4 +1,4 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import type { Request, Response } from 'express';
 import multer, { type StorageEngine } from 'multer';
 import type { PendingUpload } from '../uploads/uploads.usecases.js';
@@ -36,26 +36,74 @@ type StartDrop = (first: {
   who: Requester;
 }) => DropBuilder;
 
+/** The storage engine failed (ESTORE, see encrypting-store.ts): a 503, never the client's doing. */
+const isStoreFailure = (error: unknown) => (error as { code?: unknown } | null)?.code === 'ESTORE';
+
 /** A client that hangs up mid-body is a client abort (400, logged at info), not a server error. */
 function clientAborted(req: Request, error: unknown): boolean {
-  return !(error instanceof AppError) && !req.complete && (req.destroyed || req.socket.destroyed);
+  return !(error instanceof AppError) && !isStoreFailure(error) && !req.complete && (req.destroyed || req.socket.destroyed);
+}
+
+/**
+ * A raw PUT's body as a stream of its own. The pipeline destroys its source when it fails, and
+ * destroying a request closes its socket before it can be answered (a 408, 413, 503 or 507 would
+ * never arrive): the body is handed over chunk by chunk instead, only as fast as the pipeline reads
+ * it (a body waiting for the KDF stays in the kernel), and only the request's own errors count as a
+ * hang-up.
+ */
+function requestBody(req: Request) {
+  let hungUp = false;
+  const source = new Readable({ read: () => void req.resume() });
+  const onData = (chunk: Buffer) => {
+    if (!source.push(chunk)) req.pause();
+  };
+  const onEnd = () => source.push(null);
+  const gone = (error?: Error) => {
+    hungUp = true;
+    source.destroy(error ?? uploadAborted());
+  };
+  const onClose = () => {
+    if (!req.complete) gone();
+  };
+  req.on('data', onData).pause();
+  req.once('end', onEnd);
+  req.once('error', gone);
+  req.once('close', onClose);
+  return {
+    source,
+    /** What to answer for a failed upload, once the request is ready for that answer. */
+    failed(error: unknown, res: Response): unknown {
+      if (hungUp && !(error instanceof AppError) && !isStoreFailure(error)) return uploadAborted();
+      req.off('data', onData).off('end', onEnd).off('close', onClose);
+      if (error instanceof AppError && error.code === 'UPLOAD_STALLED') {
+        // The client sends nothing more: answer now, and close the connection after the answer.
+        res.setHeader('Connection', 'close');
+      } else {
+        // Answer at once and read the rest of the body away, so a client still sending is not cut
+        // off (EPIPE) before it reads the answer, and the connection stays usable.
+        req.resume();
+      }
+      return error;
+    },
+  };
 }
 
 /** `curl -T file https://host/upload/`: PUT /upload/<file name>, options in the query. */
 export function receiveRaw(receive: Receive) {
-  return async (req: Request): Promise<ReceivedUpload> => {
+  return async (req: Request, res: Response): Promise<ReceivedUpload> => {
     const declared = req.headers['content-length'];
     const fields = req.query as Record<string, unknown>;
+    const body = requestBody(req);
     try {
       const pending = await receive({
-        source: req,
+        source: body.source,
         fieldsSoFar: fields,
         who: requester(req),
         ...(declared !== undefined ? { expectedSize: Number(declared) } : {}),
       });
       return { pending, filename: String(req.params.filename), fields };
     } catch (error) {
-      throw clientAborted(req, error) ? uploadAborted() : error;
+      throw body.failed(error, res);
     }
   };
 }

@@ -17,14 +17,31 @@ export async function detectType(sample: Buffer): Promise<string> {
 
 // file-type does not recognise HTML or SVG text: without this, a page would be labelled text/plain
 // and could never be told apart from an active type (SPEC §3 serves active types as octet-stream).
-const HTML_START =
-  /^(?:\ufeff)?\s*(?:<!--[\s\S]*?-->\s*)*<(?:!doctype\s+html|html|head|body|script|iframe|meta|title|style|div|a|img|svg|form)[\s/>]/i;
+// Linear by construction: leading comments are skipped with indexOf, never with a nested regex
+// quantifier (`(?:<!--[\s\S]*?-->\s*)*` backtracked exponentially on `<!---->` repeated).
+const MARKUP_WINDOW = 1024;
+const SPACE = /\s*/y; // \s includes the BOM (U+FEFF)
+const MARKUP_TAG = /<(!doctype\s+html|html|head|body|script|iframe|meta|title|style|div|a|img|svg|form)[\s/>]/iy;
 
 function markupType(sample: Buffer): string | null {
-  const start = sample.subarray(0, 1024).toString('utf8');
-  const match = HTML_START.exec(start);
+  const start = sample.subarray(0, MARKUP_WINDOW).toString('utf8');
+  let at = skipSpace(start, 0);
+  // A comment ends at the first `-->` after its `<!--`, as an HTML parser ends it.
+  while (start.startsWith('<!--', at)) {
+    const end = start.indexOf('-->', at + 4);
+    if (end === -1) return null;
+    at = skipSpace(start, end + 3);
+  }
+  MARKUP_TAG.lastIndex = at;
+  const match = MARKUP_TAG.exec(start);
   if (!match) return null;
-  return /<svg[\s/>]$/i.test(match[0]) ? 'image/svg+xml' : 'text/html';
+  return match[1]!.toLowerCase() === 'svg' ? 'image/svg+xml' : 'text/html';
+}
+
+function skipSpace(text: string, from: number): number {
+  SPACE.lastIndex = from;
+  SPACE.exec(text);
+  return SPACE.lastIndex;
 }
 
 function isUtf8Prefix(sample: Buffer): boolean {
@@ -58,12 +75,15 @@ export function servedContentType(type: string): string {
 // eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
 
-/** Longest stored filename, in characters (code points): what common filesystems accept. */
-const MAX_FILENAME_CHARACTERS = 255;
+/**
+ * Longest stored filename, in UTF-16 code units: what common filesystems accept (NTFS, APFS), and
+ * what sizes the first sealed-metadata bucket (at most 3 UTF-8 bytes per unit: docs/FORMAT.md).
+ */
+const MAX_FILENAME_UNITS = 255;
 
 /**
  * The client's filename as safe metadata: no path, no control or bidi characters, at most 255
- * characters, always a well-formed string (a lone surrogate becomes U+FFFD), cut at a character
+ * UTF-16 units, always a well-formed string (a lone surrogate becomes U+FFFD), cut at a character
  * boundary with a short extension kept — so no header built from it can fail later.
  */
 export function sanitiseFilename(raw: string | undefined): string {
@@ -73,13 +93,17 @@ export function sanitiseFilename(raw: string | undefined): string {
 
 /** One path segment cleaned as a filename is (see sanitiseFilename); '' when nothing is left. */
 export function sanitiseSegment(raw: string): string {
-  let name = raw.toWellFormed().replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
-  const characters = Array.from(name);
-  if (characters.length > MAX_FILENAME_CHARACTERS) {
-    const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
-    name = characters.slice(0, MAX_FILENAME_CHARACTERS - ext.length).join('') + ext;
-  }
-  return name;
+  const name = raw.toWellFormed().replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
+  if (name.length <= MAX_FILENAME_UNITS) return name;
+  const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
+  let cut = MAX_FILENAME_UNITS - ext.length;
+  // The string is well-formed: a high surrogate just before the cut has its pair just after it.
+  if (isHighSurrogate(name.charCodeAt(cut - 1))) cut -= 1;
+  return name.slice(0, cut) + ext;
+}
+
+function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { insufficientStorage } from '../http/errors.js';
-import { createEncryptStream } from '../crypto/stream.js';
+import { AppError, insufficientStorage } from '../http/errors.js';
+import { ciphertextSize, createEncryptStream } from '../crypto/stream.js';
 import { generateDataKey } from '../crypto/keys.js';
 import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
 import type { BlobStore } from '../blobs/blob-store.js';
@@ -30,10 +30,28 @@ const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
 const DISK_RESERVE = 4 * 1024 * 1024;
 
 /**
+ * The engines' code for "the store failed or refused" (s3-store.ts): the error handler answers it
+ * with 503 SERVICE_UNAVAILABLE (SPEC §3: storage unreachable), never as a client's fault or a bug.
+ */
+const STORE_FAILED = 'ESTORE';
+
+/** A failure of the storage engine itself, as an ESTORE error (an engine's own ESTORE error unchanged). */
+export function storageUnavailable(error: unknown): Error {
+  if ((error as NodeJS.ErrnoException | null)?.code === STORE_FAILED) return error as Error;
+  const detail = error instanceof Error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : String(error);
+  return Object.assign(new Error(`storage failed: ${detail}`, { cause: error }), { code: STORE_FAILED });
+}
+
+const isOutOfSpace = (error: unknown) => ['ENOSPC', 'EDQUOT'].includes(String((error as NodeJS.ErrnoException | null)?.code));
+
+/**
  * The one upload pipeline (multipart and raw PUT both use it): plaintext in, ciphertext out to the
  * storage engine under a random blob id, visible only once complete. It hashes and sniffs the type
  * on the fly, stops at MAX_FILE_SIZE, watches free space and the quota, cuts off a stalled body,
  * and removes every trace of the write on any failure. Plaintext never touches disk.
+ *
+ * It never destroys a request itself: a stall errors the pipeline, which destroys `source`, so a
+ * caller whose request must still be answered passes a stream of its own (receive-upload.ts).
  */
 export async function storeEncrypted(options: {
   source: Readable;
@@ -52,11 +70,19 @@ export async function storeEncrypted(options: {
   let mimeType: string | null = options.knownType ?? null;
   let nextSpaceCheck = SPACE_CHECK_EVERY;
   let stallTimer: NodeJS.Timeout | undefined;
+  // The quota's room for this blob, from the usage as its body starts (the engines cache it for a
+  // moment and count their own commits at once). Checked on every chunk against the ciphertext the
+  // plaintext so far becomes, so a body of unknown length (multipart, chunked) cannot pass it either.
+  const room = limits.maxStorageBytes === undefined ? Infinity : limits.maxStorageBytes - (await usedBytes(store));
+  const checkRoom = () => {
+    if (ciphertextSize(size) > room) throw insufficientStorage();
+  };
 
   const inspectChunk = async (chunk: Buffer) => {
     armStall();
     size += chunk.length;
     if (size > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
+    checkRoom();
     hash.update(chunk);
     if (mimeType === null) {
       sniffed.push(chunk);
@@ -77,7 +103,7 @@ export async function storeEncrypted(options: {
       );
     },
     flush(done) {
-      (mimeType === null ? decideType() : Promise.resolve()).then(
+      (mimeType === null ? decideType() : Promise.resolve()).then(checkRoom).then(
         () => done(),
         (error: unknown) => done(error as Error),
       );
@@ -91,23 +117,31 @@ export async function storeEncrypted(options: {
     if (!isAllowedType(mimeType, limits.allowedMimeTypes)) throw unsupportedMediaType(mimeType);
   }
 
-  // A body that sends nothing for stallMs is cut off (SPEC §4.7).
+  // A body that sends nothing for stallMs is cut off (SPEC §4.7): the pipeline fails with 408, and
+  // the caller still owns its request to answer (destroying a raw PUT's request would close the socket).
   const armStall = () => {
     clearTimeout(stallTimer);
-    stallTimer = setTimeout(() => source.destroy(uploadStalled()), limits.stallMs);
+    stallTimer = setTimeout(() => inspect.destroy(uploadStalled()), limits.stallMs);
   };
   armStall();
 
+  const encrypt = createEncryptStream({ dataKey, blobId });
   const writer = store.create(blobId);
+  // pipeline() destroys every stream with the first error, so only the first 'error' event says where
+  // it came from: a failure of the store is a 503 (or 507 when it is full), never the client's.
+  let failedFirst: 'store' | 'body' | null = null;
+  for (const stream of [source, inspect, encrypt]) stream.prependListener('error', () => (failedFirst ??= 'body'));
+  writer.stream.prependListener('error', () => (failedFirst ??= 'store'));
   try {
-    await pipeline(source, inspect, createEncryptStream({ dataKey, blobId }), writer.stream);
+    await pipeline(source, inspect, encrypt, writer.stream);
+    failedFirst = 'store'; // only commit() can fail from here on
     await writer.commit();
   } catch (error) {
     // The original error is the answer; a failing clean-up must not replace it (the sweep and the
     // store's lifecycle rule take what is left).
     await writer.abort().catch(() => undefined);
-    if ((error as NodeJS.ErrnoException).code === 'ENOSPC' || (error as NodeJS.ErrnoException).code === 'EDQUOT')
-      throw insufficientStorage(error);
+    if (isOutOfSpace(error)) throw insufficientStorage(error);
+    if (failedFirst === 'store' && !(error instanceof AppError)) throw storageUnavailable(error);
     throw error;
   } finally {
     clearTimeout(stallTimer);
@@ -136,7 +170,16 @@ export async function checkBeforeBody(
 }
 
 async function checkSpace(store: BlobStore, limits: Pick<StoreLimits, 'maxStorageBytes'>, incoming: number): Promise<void> {
-  const free = await store.freeBytes();
+  const free = await store.freeBytes().catch((error: unknown) => {
+    throw storageUnavailable(error);
+  });
   if (free < incoming + DISK_RESERVE) throw insufficientStorage();
-  if (limits.maxStorageBytes !== undefined && (await store.usedBytes()) + incoming > limits.maxStorageBytes) throw insufficientStorage();
+  if (limits.maxStorageBytes !== undefined && (await usedBytes(store)) + incoming > limits.maxStorageBytes) throw insufficientStorage();
+}
+
+/** The engine's usage (cached by the engine); a store that cannot tell is unavailable (503). */
+function usedBytes(store: BlobStore): Promise<number> {
+  return store.usedBytes().catch((error: unknown) => {
+    throw storageUnavailable(error);
+  });
 }

@@ -101,7 +101,7 @@ export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): R
 
   const raw = receiveRaw(receive);
   router.put('/upload/:filename', limiter, async (req: Request, res: Response) => {
-    const uploaded = await register(await raw(req));
+    const uploaded = await register(await raw(req, res));
     const base = baseUrl(req, config);
     res.status(201).setHeader('Cache-Control', 'no-store');
     if (req.accepts(['text/plain', 'application/json']) === 'application/json') res.json(uploadJson(base, uploaded));

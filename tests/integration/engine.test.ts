@@ -222,7 +222,9 @@ describe('the encrypting upload engine, end to end (issue 3)', () => {
       const part = randomBytes(64 * 1024);
       const res = await slowPut(stall, '/upload/stalled.bin', [part, part, part], { contentLength: 10 * part.length, stallAfter: 2 });
       expect(Date.now() - started).toBeLessThan(10_000);
-      if ('status' in res) expect(res.status).toBe(408);
+      // A stalled PUT is answered too (docs/DECISIONS.md: "multipart and raw PUT alike"), then closed.
+      expect(res).toMatchObject({ status: 408 });
+      expect(JSON.parse((res as { body: string }).body)).toMatchObject({ error: { code: 'UPLOAD_STALLED' } });
       expect(
         await waitFor(
           () => storedFiles(stall),

@@ -11,6 +11,8 @@ import {
   type FileEntry,
   type FileMetadata,
 } from '../../app/crypto/metadata.js';
+import { supportedMimeTypes } from 'file-type';
+import { sanitiseFilename } from '../../app/uploads/content-type.models.js';
 import { expectIntegrityFailure } from '../helpers/integrity.js';
 
 /** How sealed metadata that does not open fails: nothing of it released. */
@@ -98,6 +100,29 @@ describe('padded metadata', () => {
       expect(decryptMetadata({ dataKey, blobId: 'blob-1', sealed }).filename).toBe(filename);
     }
     expect([...sizes]).toEqual([29 + METADATA_MIN_BUCKET]);
+  });
+
+  it('seals the longest name sanitiseFilename keeps, in any script, with the longest sniffed type, as a 1-character name', () => {
+    // A name capped at 255 characters rather than 255 UTF-16 units (255 emoji: 1020 bytes) sealed into
+    // the 2 KiB bucket, so a Redis dump told long names apart (SPEC §10.4).
+    const longestType = [...supportedMimeTypes].reduce((a, b) => (b.length > a.length ? b : a));
+    expect(Buffer.byteLength(longestType)).toBeLessThanOrEqual(73); // docs/FORMAT.md sizes the bucket for 73
+    const sealedSize = (filename: string, mimeType: string) =>
+      encryptMetadata({ dataKey, blobId: 'blob-1', metadata: { filename, mimeType, sha256: 'ab'.repeat(32) } }).length;
+    const reference = sealedSize('a', 'text/plain');
+    for (const raw of [
+      '😀'.repeat(300),
+      `${'😀'.repeat(300)}.pptx`,
+      '語'.repeat(300),
+      `a${'語'.repeat(300)}`,
+      '"'.repeat(300),
+      'é'.repeat(300),
+    ]) {
+      const filename = sanitiseFilename(raw);
+      expect(filename.length).toBeLessThanOrEqual(255);
+      expect(sealedSize(filename, longestType)).toBe(reference);
+    }
+    expect(reference).toBe(29 + METADATA_MIN_BUCKET);
   });
 
   it('grows by doubling for long entry lists, up to 100 000 entries', () => {

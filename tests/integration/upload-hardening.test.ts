@@ -1,0 +1,277 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { assembleAppDeps, createApp } from '../../app/app.js';
+import type { BlobStore } from '../../app/blobs/blob-store.js';
+import { newBlobId } from '../../app/blobs/blob-id.js';
+import { MIN_PART_SIZE } from '../../app/blobs/s3-options.js';
+import { storeFromConfig } from '../../app/blobs/store-from-config.js';
+import { loadConfig } from '../../app/config.js';
+import { configureServerTimeouts } from '../../app/http/timeouts.js';
+import { createLogger } from '../../app/shared/logger.js';
+import { createApiRedis } from '../../app/shared/redis.js';
+import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
+import { startTestApp, TEST_SECRET, testEnv, uniquePrefix, type LogLine, type TestApp } from '../helpers/app.js';
+import { storageView } from '../helpers/engine.js';
+import { expectError, fileKeys, postFile, storedFiles, uploadOk, waitFor } from '../helpers/files.js';
+import { startTestS3, type TestS3 } from '../helpers/s3-server.js';
+
+const KB = 1000;
+const MiB = 1024 * 1024;
+
+/** What the app holds: blobs and partials in its engine, records and leases in Redis. */
+const traceOf = async (app: TestApp) => ({ stored: await storedFiles(app), keys: await fileKeys(app) });
+
+/** Waits until the app holds exactly what it held `before` (a failed upload's clean-up may end after its answer). */
+async function expectNothingLeft(app: TestApp, before: { stored: string[]; keys: string[] } = { stored: [], keys: [] }): Promise<void> {
+  expect(
+    await waitFor(
+      () => traceOf(app),
+      (now) => now.stored.length === before.stored.length && now.keys.length === before.keys.length,
+    ),
+  ).toEqual(before);
+}
+
+/** A PUT whose body is sent chunked (no Content-Length), in 64 KiB pieces. */
+function chunkedPut(app: TestApp, name: string, bytes: Buffer): Promise<Response> {
+  const body = Readable.toWeb(Readable.from(pieces(bytes, 64 * 1024))) as ReadableStream<Uint8Array>;
+  return fetch(`${app.url}/upload/${name}`, {
+    method: 'PUT',
+    body,
+    duplex: 'half',
+    headers: { Accept: 'application/json' },
+  } as RequestInit);
+}
+
+function* pieces(data: Buffer, size: number): Generator<Buffer> {
+  for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
+}
+
+describe('MAX_STORAGE_BYTES holds for bodies of unknown length (SPEC §3: 507)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('refuses a second multipart upload, and a chunked PUT, that the first one left no room for; nothing of them stays', async () => {
+    await uploadOk(app, randomBytes(700 * KB), 'first.bin');
+    const kept = await traceOf(app);
+    expect(kept.stored).toHaveLength(1);
+
+    const second = await postFile(app, randomBytes(700 * KB), 'second.bin');
+    await expectError(second, 507, 'INSUFFICIENT_STORAGE');
+    await expectNothingLeft(app, kept);
+
+    const chunked = await chunkedPut(app, 'third.bin', randomBytes(700 * KB));
+    expect(chunked.headers.get('content-length')).not.toBeNull();
+    await expectError(chunked, 507, 'INSUFFICIENT_STORAGE');
+    await expectNothingLeft(app, kept);
+
+    // What still fits is taken.
+    await uploadOk(app, randomBytes(200 * KB), 'fits.bin');
+  });
+});
+
+const storeFailure = (operation: string) => Object.assign(new Error(`s3 ${operation} failed: socket hang up`), { code: 'ESTORE' });
+
+/**
+ * The project's engine behind a fault: writes fail with ESTORE once `failAfter` bytes went through
+ * (the partial is the engine's own, so abort() must still remove it), and reads fail with ESTORE.
+ */
+function faultyStore(store: BlobStore, faults: { failAfter: number; failReads: boolean }): BlobStore {
+  return {
+    ...store,
+    create(blobId) {
+      const writer = store.create(blobId);
+      let written = 0;
+      const stream = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          written += chunk.length;
+          if (written > faults.failAfter) return done(storeFailure('UploadPart'));
+          writer.stream.write(chunk, done);
+        },
+        final(done) {
+          writer.stream.end(done);
+        },
+      });
+      return { stream, commit: () => writer.commit(), abort: () => writer.abort() };
+    },
+    read(blobId, range) {
+      return faults.failReads ? Promise.reject(storeFailure('GetObject')) : store.read(blobId, range);
+    },
+  };
+}
+
+/** The real app (real Redis, the project's engine) with its engine wrapped by `wrap`. */
+async function startAppWithStore(wrap: (store: BlobStore) => BlobStore): Promise<TestApp> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-test-'));
+  const config = { ...loadConfig(testEnv(dir, uniquePrefix(), inject('redisUrl'))), secret: TEST_SECRET };
+  await ensureDirectories(config);
+  const logs: LogLine[] = [];
+  const rawLogs: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        rawLogs.push(line);
+        logs.push(JSON.parse(line) as LogLine);
+      }
+      done();
+    },
+  });
+  const log = createLogger({ service: 'api', level: 'debug', dir: '', stream, silentStdout: true });
+  const redis = createApiRedis(config.redisUrl!);
+  redis.on('error', () => undefined);
+  await waitForRedis(redis, 10_000);
+  const engine = await storeFromConfig(config, log);
+  const storage = await storageView(config);
+  const { deps, janitor } = await assembleAppDeps({ config, log, redis, store: wrap(engine), version: 'test', now: () => new Date() });
+  const server = createApp(deps).listen(0, '127.0.0.1');
+  configureServerTimeouts(server, config);
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    config,
+    deps,
+    dir,
+    storage,
+    storeCalls: [],
+    logs,
+    rawLogs,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await janitor.close().catch(() => undefined);
+      redis.disconnect();
+      await engine.close();
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('a storage engine that fails mid-upload is a 503, not the client’s fault (SPEC §3)', () => {
+  let app: TestApp;
+  const faults = { failAfter: 300 * 1024, failReads: false };
+  beforeAll(async () => {
+    app = await startAppWithStore((store) => faultyStore(store, faults));
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  const expectStorageUnavailable = async (res: Response) => {
+    await expectError(res, 503, 'SERVICE_UNAVAILABLE');
+    expect(res.headers.get('retry-after')).toBe('5');
+  };
+
+  it('answers a PUT of 2 MiB with 503 and Retry-After, logs storage_unavailable, and keeps nothing', async () => {
+    const res = await fetch(`${app.url}/upload/big.bin`, {
+      method: 'PUT',
+      body: new Uint8Array(randomBytes(2 * MiB)),
+      headers: { Accept: 'application/json' },
+    });
+    await expectStorageUnavailable(res);
+    await expectNothingLeft(app);
+    const line = app.logs.find((l) => l.event === 'storage_unavailable');
+    expect(line).toMatchObject({ level: 'error', code: 'SERVICE_UNAVAILABLE' });
+    expect(app.logs.some((l) => l.error_code === 'UPLOAD_ABORTED')).toBe(false);
+  });
+
+  it('answers a chunked PUT and a multipart upload of 2 MiB with 503, and keeps nothing', async () => {
+    await expectStorageUnavailable(await chunkedPut(app, 'chunked.bin', randomBytes(2 * MiB)));
+    await expectNothingLeft(app);
+    await expectStorageUnavailable(await postFile(app, randomBytes(2 * MiB), 'big.bin'));
+    await expectNothingLeft(app);
+  });
+
+  it('answers a download whose blob cannot be read with 503, before any byte', async () => {
+    const up = await uploadOk(app, 'small enough to store', 'small.txt', { uses: '2' });
+    faults.failReads = true;
+    try {
+      const res = await fetch(up.download_url);
+      await expectStorageUnavailable(res);
+    } finally {
+      faults.failReads = false;
+    }
+    // The failed read spent no use: the file still downloads, twice.
+    for (let i = 0; i < 2; i += 1) expect(await (await fetch(up.download_url)).text()).toBe('small enough to store');
+  });
+});
+
+describe('a stalled raw PUT is told 408 (docs/DECISIONS.md)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { UPLOAD_STALL_SECONDS: '1' } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('answers 408 UPLOAD_STALLED with Connection: close, and keeps nothing', async () => {
+    const answer = await new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
+      const req = http.request(`${app.url}/upload/stalled.bin`, {
+        method: 'PUT',
+        headers: { Accept: 'application/json', 'Content-Length': String(MiB) },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }));
+      });
+      req.write(randomBytes(100 * 1024)); // then nothing more, the socket kept open
+    });
+    expect(answer.status).toBe(408);
+    expect(answer.connection).toBe('close');
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'UPLOAD_STALLED' } });
+    await expectNothingLeft(app);
+  });
+});
+
+describe('the s3 writer uploads every byte, whatever the alignment of its writes', () => {
+  let s3: TestS3;
+  beforeAll(async () => {
+    s3 = await startTestS3();
+  });
+  afterAll(async () => {
+    await s3?.destroy();
+  });
+
+  const partSize = MIN_PART_SIZE;
+  it.each([
+    ['one part exactly, then a small write', [partSize, 1000]],
+    ['a part filled by the write that crosses 256 KiB, then small writes', [200 * 1024, partSize - 200 * 1024, 1000, 1000]],
+    ['two parts exactly, then a small write', [partSize, partSize, 10]],
+    ['two parts exactly', [partSize, partSize]],
+    ['a part and a half, then a write that ends on the boundary', [partSize + partSize / 2, partSize / 2, 5]],
+  ])('%s', async (_name, sizes) => {
+    const store = s3.store({ prefix: s3.newPrefix(), partSize });
+    const data = randomBytes(sizes.reduce((a, b) => a + b, 0));
+    const writes: Buffer[] = [];
+    let at = 0;
+    for (const size of sizes) {
+      writes.push(data.subarray(at, at + size));
+      at += size;
+    }
+    const blobId = newBlobId();
+    const writer = store.create(blobId);
+    await pipeline(Readable.from(writes), writer.stream);
+    await writer.commit();
+    const chunks: Buffer[] = [];
+    for await (const chunk of await store.read(blobId)) chunks.push(chunk as Buffer);
+    const stored = Buffer.concat(chunks);
+    expect(stored.length).toBe(data.length);
+    expect(stored.equals(data)).toBe(true);
+  });
+});
