@@ -14,9 +14,13 @@ type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'pr
 
 /**
  * The janitor's one rule (SPEC §10.1): a blob's bytes go only when nothing protects them, neither
- * its live record nor a running transfer's lease. Otherwise it answers until when to wait. Nothing
- * can protect the blob again once this check passes: a new download needs a live record, and
- * blob ids are never reused.
+ * its live record, nor a resume window, nor a running transfer's lease. Otherwise it answers until
+ * when to wait. Nothing can protect the blob again once this check passes, because every lease is
+ * taken in one script with a check of what already protects the blob: a new download's (claim.lua)
+ * needs the live record; a resume's (resume-lease.lua) needs its record and the blob's 'resume'
+ * member still in the future, which the sender's delete removes and the window's end passes; a
+ * resume record is never written for a deleted file (resume-store.lua), and a download that could
+ * write one still holds its lease. Blob ids are never reused.
  */
 export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, reason: string): Promise<DestroyOutcome> {
   const protection = await deps.guard.protection(blobId, deps.now());

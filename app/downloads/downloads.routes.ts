@@ -97,8 +97,15 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
       await settle('hit');
       throw rangeNotSatisfiable(started.size);
     }
-    const dl = await foundOrThrow(started.kind === 'ready' ? { kind: 'found', value: started.download } : started, settle);
+    if (started.kind !== 'ready') {
+      await foundOrThrow(started, settle); // 410 or 404
+      return;
+    }
+    const dl = started.download;
+    // Claimed, leased, opened (and its resume record written): any failure before the first byte
+    // gives all of it back (SPEC §10.1), a failed settle of the lookup's slot (a Redis script) included.
     try {
+      await settle('hit');
       setDownloadHeaders(res, dl);
     } catch (error) {
       await dl.cancel();

@@ -1,5 +1,5 @@
 import { pipeline, type Readable } from 'node:stream';
-import { keepLease, leaseUntil, newLeaseId, takeLease, type HeldLease } from '../blobs/lease.js';
+import { keepLease, leaseUntil, newLeaseId, type HeldLease } from '../blobs/lease.js';
 import { isIntegrityCheckFailed } from '../crypto/crypto.errors.js';
 import { decryptMetadata, type FileMetadata } from '../crypto/keys.js';
 import { createRangeDecryptStream, planRange, type RangePlan } from '../crypto/range.js';
@@ -23,13 +23,19 @@ export interface Download {
   remainingUses: number | null;
   /** The bytes sent, for a resumed (206) download. */
   range: RangePlan | null;
-  /** The resume capability (the strong ETag), or null when RESUME_WINDOW_SECONDS is 0. */
+  /**
+   * The resume capability (the strong ETag), or null when RESUME_WINDOW_SECONDS is 0, or when the
+   * sender deleted the file while this download was starting (it is served, but nothing resumes it).
+   */
   etag: string | null;
   /** The first verified chunk (null when there is nothing to send); `body` continues after it. */
   first: Buffer | null;
   /** Verified plaintext: every chunk is released only after its tag verified. */
   body: Readable;
-  /** Before the first byte has gone out, when the server cannot answer after all: gives a claimed use back and closes everything. */
+  /**
+   * Before the first byte has gone out, when the server cannot answer after all: gives a claimed use
+   * back, removes the resume record its client never saw, and closes everything.
+   */
   cancel(): Promise<void>;
   /**
    * Once the response has ended: `complete` when every byte was handed to the connection. Notes the
@@ -128,8 +134,9 @@ export async function downloadByTicket(
 
 /**
  * Claims one use, leases the blob, writes the resume record for `capability`, and opens the first
- * chunk. If the server fails before the first byte, exactly this claim's use is given back and every
- * handle is closed. A client that left while its key was being derived claims nothing.
+ * chunk. If the server fails before the first byte, exactly this claim's use is given back, the
+ * resume record is removed, and every handle is closed. A client that left while its key was being
+ * derived claims nothing.
  */
 async function claimDownload(
   deps: DownloadsDeps,
@@ -160,16 +167,19 @@ async function claimDownload(
   });
   const ended = () => endLease(deps, record.blob, lease, burned ? 'burned' : 'released');
   let body: Readable | undefined;
+  // Set once this download's resume record may exist (its write may have failed after Redis ran it).
+  let resumeId: string | null = null;
   const cancel = async () => {
     body?.destroy();
+    if (resumeId !== null) await removeResumeRecord(deps, resumeId);
     await refund(deps, resolved, { record, burned });
     await ended();
   };
   try {
     if (burned) {
       // Queued at once so that no crash can forget it, to run when the resume window is over; the
-      // janitor waits while a lease holds.
-      await deps.enqueue('shred', { blobId: record.blob, reason: 'burned' }, { delayMs: burnShredDelayMs(deps.config) });
+      // janitor waits while a lease holds. Each burn has its own job (catalogue.ts).
+      await deps.enqueue('shred', { blobId: record.blob, reason: 'burned', burn: leaseId }, { delayMs: burnShredDelayMs(deps.config) });
     }
     const { dataKey, metadata } = openRecord(resolved, record);
     // The exact extent: a reader that knows where the blob ends never allocates a read buffer
@@ -181,7 +191,12 @@ async function claimDownload(
     const first = await firstChunk(body);
     // Only a download that can send its first byte gets a resume record (a refunded one needs none).
     const n = downloadNumber(record);
-    const etag = await writeResumeRecord(deps, { capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
+    let etag: string | null = null;
+    if (deps.config.resumeWindowSeconds > 0) {
+      const resume = resumeKeys({ capability: input.capability, secret: deps.config.secret });
+      resumeId = resume.resumeId;
+      etag = await writeResumeRecord(deps, { resume, capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
+    }
     const finish = async ({ complete }: { complete: boolean }) => {
       if (burned) deps.log.info('file_burned', { size: record.size });
       await endDownload(deps, {
@@ -216,28 +231,47 @@ function burnShredDelayMs(config: Pick<DownloadsDeps['config'], 'resumeWindowSec
   return config.resumeWindowSeconds === 0 ? 0 : config.resumeWindowSeconds * 1000 + RESUME_RECORD_MARGIN_MS;
 }
 
-/** Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS; null when resume is off. */
+/**
+ * Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS:
+ * the ETag. Null when the sender deleted the file since the claim: the download started before the
+ * delete, so it is served to its end (SPEC §10.1), but the delete ended every resume window of the
+ * file, so it gets none (no ETag, `Accept-Ranges: none`, as with resume off).
+ */
 async function writeResumeRecord(
   deps: DownloadsDeps,
-  input: { capability: ResumeCapability; record: FileRecord; dataKey: Buffer; lookupId: string; n: number },
+  input: {
+    resume: { resumeId: string; kek: Buffer };
+    capability: ResumeCapability;
+    record: FileRecord;
+    dataKey: Buffer;
+    lookupId: string;
+    n: number;
+  },
 ): Promise<string | null> {
-  const windowMs = deps.config.resumeWindowSeconds * 1000;
-  if (windowMs === 0) return null;
-  const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
-  const { record } = input;
-  const wk = wrapResumeKey({ dataKey: input.dataKey, kek, resumeId, blobId: record.blob }).toString('base64');
-  await deps.resumes.store(
-    resumeId,
+  const { record, resume } = input;
+  const wk = wrapResumeKey({ dataKey: input.dataKey, kek: resume.kek, resumeId: resume.resumeId, blobId: record.blob }).toString('base64');
+  const stored = await deps.resumes.store(
+    resume.resumeId,
     { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n },
-    deps.now().getTime() + windowMs,
+    deps.now().getTime() + deps.config.resumeWindowSeconds * 1000,
   );
-  return input.capability.etag;
+  return stored ? input.capability.etag : null;
+}
+
+/** Removes a resume record whose capability never reached its client; a failure leaves it to its TTL. */
+async function removeResumeRecord(deps: DownloadsDeps, resumeId: string): Promise<void> {
+  try {
+    await deps.resumes.remove(resumeId);
+  } catch (error) {
+    deps.log.warn('resume_record_remove_failed', { error: (error as Error).message });
+  }
 }
 
 /**
  * Finishes a started download: null when the capability opens nothing (unknown, expired, or another
  * file's on a key route), so the caller serves a new download instead. A file its sender deleted is
- * not resumed. Spends nothing; a lease keeps the bytes while they are sent.
+ * not resumed. Spends nothing; a lease keeps the bytes while they are sent, taken in one step with
+ * the check that the window still keeps them.
  */
 async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { lookupId?: string }): Promise<DownloadStart | null> {
   if (deps.config.resumeWindowSeconds === 0) return null;
@@ -253,10 +287,24 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
   const plan = 'suffix' in input.range && input.range.suffix === 0 ? null : planRange({ plaintextSize: resume.size, ...range });
   if (!plan) return { kind: 'unsatisfiable', size: resume.size };
 
-  const lease = await takeLease({
+  // Not leased on its own: between the peek and a plain lease, a delete (or the window's end) and
+  // the janitor's check could pass, and this resume would read bytes being destroyed.
+  const startedAt = deps.now().getTime();
+  const maxMs = deps.config.maxDownloadSeconds * 1000;
+  const leaseId = newLeaseId();
+  const leased = await deps.resumes.lease(resumeId, resume, {
+    id: leaseId,
+    until: leaseUntil({ startedAt, now: startedAt, maxMs }),
+    now: startedAt,
+  });
+  if (leased === 'deleted') return { kind: 'gone', reason: 'deleted' };
+  if (leased === 'ended') return null;
+  const lease = keepLease({
     guard: deps.blobs.guard,
     blobId: resume.blob,
-    maxMs: deps.config.maxDownloadSeconds * 1000,
+    id: leaseId,
+    startedAt,
+    maxMs,
     now: () => deps.now().getTime(),
     log: deps.log,
   });

@@ -30,7 +30,14 @@ export interface TicketRecord {
   wk: string;
 }
 
-type Scripted = Redis & { cbxResumeStore(...args: (string | number)[]): Promise<number>; cbxTakeTicket(key: string): Promise<string[]> };
+/** Whether a resumed download got its lease: refused once the sender deleted the file or the window is over. */
+export type ResumeLease = 'ok' | 'deleted' | 'ended';
+
+type Scripted = Redis & {
+  cbxResumeStore(...args: (string | number)[]): Promise<number>;
+  cbxResumeLease(...args: (string | number)[]): Promise<ResumeLease>;
+  cbxTakeTicket(key: string): Promise<string[]>;
+};
 
 const TAKE_TICKET = `local t = redis.call('HGETALL', KEYS[1]) redis.call('DEL', KEYS[1]) return t`;
 
@@ -42,15 +49,20 @@ function fromFlat(flat: string[]): Map<string, string> {
 
 export function createResumeRepository(redis: Redis, keys: RedisKeys) {
   if (!('cbxResumeStore' in redis)) {
-    redis.defineCommand('cbxResumeStore', { numberOfKeys: 1, lua: `${PROTECT_LUA}\n${lua('resume-store')}` });
+    redis.defineCommand('cbxResumeStore', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lua('resume-store')}` });
+    redis.defineCommand('cbxResumeLease', { numberOfKeys: 3, lua: `${PROTECT_LUA}\n${lua('resume-lease')}` });
     redis.defineCommand('cbxTakeTicket', { numberOfKeys: 1, lua: TAKE_TICKET });
   }
   const s = redis as Scripted;
   return {
-    /** Stores the record until `until` (ms) and keeps its blob from the janitor as long. */
-    async store(resumeId: string, record: ResumeRecord, until: number): Promise<void> {
-      await s.cbxResumeStore(
+    /**
+     * Stores the record until `until` (ms) and keeps its blob from the janitor as long; false (nothing
+     * written) once the sender has deleted the file.
+     */
+    async store(resumeId: string, record: ResumeRecord, until: number): Promise<boolean> {
+      const stored = await s.cbxResumeStore(
         keys.resume(resumeId),
+        keys.tombstone(record.lookup),
         keys.blob(''),
         record.blob,
         until,
@@ -66,6 +78,32 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
         record.lookup,
         'n',
         record.n,
+      );
+      return stored === 1;
+    },
+
+    /** Removes a record whose capability never reached its client: its wrapped copy of the data key goes at once. */
+    async remove(resumeId: string): Promise<void> {
+      await redis.del(keys.resume(resumeId));
+    },
+
+    /**
+     * Leases the record's blob for a resumed download until `until` (ms), in the same step as the check
+     * that its window still keeps the blob (the janitor destroys a blob nothing protects, and a resume
+     * needs no live record).
+     */
+    async lease(
+      resumeId: string,
+      record: Pick<ResumeRecord, 'blob' | 'lookup'>,
+      lease: { id: string; until: number; now: number },
+    ): Promise<ResumeLease> {
+      return s.cbxResumeLease(
+        keys.resume(resumeId),
+        keys.tombstone(record.lookup),
+        keys.blob(record.blob),
+        lease.id,
+        lease.until,
+        lease.now,
       );
     },
 

@@ -17,7 +17,16 @@ export const JOBS = {
    * Burned or deleted (or the last transfer holding it ended, `released`): destroy the blob's bytes
    * once nothing protects them; while a download's lease holds them, wait for it.
    */
-  shred: { schema: z.object({ blobId, reason: z.enum(['burned', 'deleted', 'released']), lease: leaseId.optional() }) },
+  shred: {
+    schema: z.object({
+      blobId,
+      reason: z.enum(['burned', 'deleted', 'released']),
+      /** The transfer whose lease's end queued this job. */
+      lease: leaseId.optional(),
+      /** The claim (its lease id) that burned the file, for the shred a burn queues. */
+      burn: leaseId.optional(),
+    }),
+  },
   /** Delayed until the file's expiry: destroy its blob once nothing protects it. */
   expire: { schema: z.object({ blobId }) },
   /** Periodic and at start (and on demand): destroy what nothing protects, older than ORPHAN_AGE_MINUTES. */
@@ -38,7 +47,9 @@ export type JobHandlers = { [N in JobName]: (payload: JobPayload<N>, context: Jo
 export const jobIds = {
   // One id per cause: a burn's shred waits for its resume window, and must not swallow a later
   // delete's (a burn whose first chunk failed gives its use back, and the sender may then delete).
-  shred: (p: JobPayload<'shred'>) => `shred-${p.blobId}-${p.lease ?? p.reason}`,
+  // Each burn is a cause of its own: after such a refund the first burn's job has put itself back
+  // until the file's expiry, and the next burn's must still run when its own window ends.
+  shred: (p: JobPayload<'shred'>) => (p.burn ? `shred-${p.blobId}-burned-${p.burn}` : `shred-${p.blobId}-${p.lease ?? p.reason}`),
   expire: (p: JobPayload<'expire'>) => `expire-${p.blobId}`,
   // Each manual sweep is its own job (a second one within the history's life must not be dropped).
   sweep: (p: JobPayload<'sweep'>) => (p.requestedAt ? `sweep-${p.trigger}-${p.requestedAt}` : `sweep-${p.trigger}`),

@@ -237,14 +237,31 @@ export function memoryFiles(
   };
 }
 
-export function memoryResumes(guard: ReturnType<typeof memoryGuard>): ResumeRepository {
+export function memoryResumes(
+  guard: ReturnType<typeof memoryGuard>,
+  files: Pick<ReturnType<typeof memoryFiles>, 'tombstones'>,
+): ResumeRepository {
   const resumes = new Map<string, ResumeRecord>();
   const tickets = new Map<string, TicketRecord>();
+  const deleted = (lookup: string) => files.tombstones.get(lookup) === 'deleted';
   return {
     store: (id, record, until) => {
+      if (deleted(record.lookup)) return Promise.resolve(false);
       resumes.set(id, record);
-      guard.members.get(record.blob)?.set('resume', until);
+      const members = guard.members.get(record.blob);
+      if (members && until > (members.get('resume') ?? 0)) members.set('resume', until);
+      return Promise.resolve(true);
+    },
+    remove: (id) => {
+      resumes.delete(id);
       return Promise.resolve();
+    },
+    lease: (id, record, lease) => {
+      if (deleted(record.lookup)) return Promise.resolve('deleted');
+      const windowEnd = guard.members.get(record.blob)?.get('resume') ?? 0;
+      if (!resumes.has(id) || windowEnd <= lease.now) return Promise.resolve('ended');
+      guard.members.get(record.blob)!.set(lease.id, lease.until);
+      return Promise.resolve('ok');
     },
     get: (id) => Promise.resolve(resumes.get(id) ?? null),
     storeTicket: (id, ticket) => {
@@ -295,7 +312,7 @@ export function fakeWorld(env: Record<string, string> = {}) {
     enqueue: queue.enqueue,
     log: createSilentLogger(),
     now: clock.now,
-    resumes: memoryResumes(guard),
+    resumes: memoryResumes(guard, files),
   };
   return { deps, clock, store, guard, files, jobs: queue.jobs };
 }

@@ -38,7 +38,7 @@ describe('burning a large file on its last download', () => {
     // download's lease is the one thing protecting the bytes, so the janitor would wait.
     expect((await fetch(`${app.url}/status/${key}`)).status).toBe(410);
     const [atBurn] = await shredJobs();
-    expect(atBurn!.data).toEqual({ blobId: expect.any(String), reason: 'burned' });
+    expect(atBurn!.data).toEqual({ blobId: expect.any(String), reason: 'burned', burn: expect.any(String) });
     const guard = createBlobGuard(app.deps.redis, app.deps.keys);
     const during = await guard.protection(atBurn!.data.blobId, Date.now());
     expect(during).toMatchObject({ live: false, leases: 1 });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CHUNK_SIZE } from '../../app/crypto/stream.js';
-import { jobIds } from '../../app/jobs/catalogue.js';
+import { jobIds, type JobPayload } from '../../app/jobs/catalogue.js';
 import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
 import { waitFor } from '../helpers/files.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
@@ -262,7 +262,9 @@ describe('after the resume window', () => {
     await worker.waitForEvent('blob_shredded', 5_000, { since, where: (line) => line.reason === 'burned' && line.kind === 'blob' });
     // Queued at the burn, due after the window (1 s) and the resume record's margin (1 s); the worker
     // first took it then, so it never ran only to put itself back.
-    const job = await app.deps.queue.getJob(jobIds.shred({ blobId: blobId!, reason: 'burned' }));
+    const [job] = (await app.deps.queue.getJobs(['completed'])).filter((j) => j.name === 'shred' && j.data.blobId === blobId);
+    expect(job?.data).toEqual({ blobId, reason: 'burned', burn: expect.any(String) });
+    expect(job?.id).toBe(jobIds.shred(job!.data as JobPayload<'shred'>));
     expect({ state: await job?.getState(), delay: job?.opts.delay, attempts: job?.attemptsStarted }).toEqual({
       state: 'completed',
       delay: 2_000,

@@ -15,7 +15,7 @@ import {
   type DownloadStart,
 } from '../../app/downloads/downloads.usecases.js';
 import { receiveUpload } from '../../app/uploads/uploads.usecases.js';
-import { fileStatus } from '../../app/lookups/lookups.usecases.js';
+import { deleteFile, fileStatus } from '../../app/lookups/lookups.usecases.js';
 import { createKdf } from '../../app/kdf/kdf.js';
 import { FAKE_SECRET, fakeWorld } from '../helpers/fakes.js';
 
@@ -164,14 +164,18 @@ describe('downloads (in memory)', () => {
     const { key } = await upload(world, 'one time only');
     const download = ready(await downloadByKey(world.deps, { key, who, signal: live() }));
     const [blobId] = world.store.blobs.keys();
-    expect(world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload)).toEqual([{ blobId, reason: 'burned' }]);
+    expect(world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload)).toEqual([
+      { blobId, reason: 'burned', burn: expect.any(String) },
+    ]);
     expect((await world.guard.protection(blobId!, world.clock.ms())).leases).toBe(1);
 
     expect((await readAll(download)).toString()).toBe('one time only');
     const shreds = world.jobs.filter((j) => j.name === 'shred').map((j) => j.payload);
+    // The burn's job and the lease end's are two causes with two ids: both name this claim's lease.
+    const lease = (shreds[1] as { lease: string }).lease;
     expect(shreds).toEqual([
-      { blobId, reason: 'burned' },
-      { blobId, reason: 'burned', lease: expect.any(String) },
+      { blobId, reason: 'burned', burn: lease },
+      { blobId, reason: 'burned', lease },
     ]);
   });
 
@@ -183,9 +187,11 @@ describe('downloads (in memory)', () => {
       return world.jobs.filter((j) => j.name === 'shred').map(({ payload, delayMs }) => ({ payload, delayMs }));
     };
     // The window keeps the bytes after the last byte is sent, so the lease's end queues nothing.
-    expect(await shredsAfterBurning('900')).toEqual([{ payload: { blobId: expect.any(String), reason: 'burned' }, delayMs: 901_000 }]);
+    expect(await shredsAfterBurning('900')).toEqual([
+      { payload: { blobId: expect.any(String), reason: 'burned', burn: expect.any(String) }, delayMs: 901_000 },
+    ]);
     expect(await shredsAfterBurning('0')).toEqual([
-      { payload: { blobId: expect.any(String), reason: 'burned' }, delayMs: 0 },
+      { payload: { blobId: expect.any(String), reason: 'burned', burn: expect.any(String) }, delayMs: 0 },
       { payload: { blobId: expect.any(String), reason: 'burned', lease: expect.any(String) }, delayMs: undefined },
     ]);
   });
@@ -199,6 +205,51 @@ describe('downloads (in memory)', () => {
     const status = await fileStatus(world.deps, { key, who });
     expect(status.kind === 'found' && status.value.record.uses).toBe(2);
     expect((await world.guard.protection(blobId!, world.clock.ms())).leases).toBe(0);
+  });
+
+  it('removes the resume record and gives the use back when the route cancels before the first byte', async () => {
+    const world = fakeWorld();
+    const { key } = await upload(world, 'cancelled');
+    const download = ready(await downloadByKey(world.deps, { key, who, signal: live() }));
+    const capability = newResumeCapability({ token: Buffer.from(download.etag!.slice(4, -1), 'base64url') });
+    await download.cancel();
+    const status = await fileStatus(world.deps, { key, who });
+    expect(status.kind === 'found' && status.value.record.uses).toBe(1);
+    expect(leases(world).sort()).toEqual(['live', 'resume']);
+    // Its capability never reached the client and opens nothing: a Range with it is a new download.
+    const again = ready(await downloadByKey(world.deps, { key, who, signal: live(), resume: { capability, range: { start: 2 } } }));
+    expect(again.range).toBeNull();
+  });
+
+  it('serves a download whose file was deleted while it started, with no resume capability', async () => {
+    const world = fakeWorld();
+    const uploaded = await upload(world, 'deleted meanwhile', 2);
+    const read = world.store.read.bind(world.store);
+    world.store.read = async (blobId, range) => {
+      expect((await deleteFile(world.deps, { key: uploaded.key, token: uploaded.deleteToken, who })).kind).toBe('found');
+      return read(blobId, range);
+    };
+    const download = ready(await downloadByKey(world.deps, { key: uploaded.key, who, signal: live() }));
+    expect(download.etag).toBeNull();
+    expect((await readAll(download)).toString()).toBe('deleted meanwhile');
+    const [blobId] = world.store.blobs.keys();
+    expect(await world.guard.protection(blobId!, world.clock.ms())).toEqual({ live: false, leases: 0, until: null });
+  });
+
+  it('resumes nothing once the window is over, even while the record is still readable', async () => {
+    const world = fakeWorld({ RESUME_WINDOW_SECONDS: '60' });
+    const { key } = await upload(world, 'x'.repeat(1000));
+    const first = ready(await downloadByKey(world.deps, { key, who, signal: live() }));
+    first.body.destroy();
+    await first.finish({ complete: false });
+    const capability = newResumeCapability({ token: Buffer.from(first.etag!.slice(4, -1), 'base64url') });
+    world.clock.advance(60_000);
+    // The janitor may be destroying the bytes now: no lease is taken, and the burned file stays gone.
+    expect(await downloadByKey(world.deps, { key, who, signal: live(), resume: { capability, range: { start: 5 } } })).toEqual({
+      kind: 'gone',
+      reason: 'burned',
+    });
+    expect(leases(world)).toEqual(['resume']);
   });
 
   it('claims nothing for a client that is already gone', async () => {

@@ -1,7 +1,12 @@
 -- Write a resume record and protect its blob until the window ends, atomically.
--- KEYS: resume record   ARGV: blobPrefix, blobId, windowEndMs, field, value, ...
+-- KEYS: resume record, the file's tombstone   ARGV: blobPrefix, blobId, windowEndMs, field, value, ...
+-- Returns 1, or 0 (nothing written) when the sender has deleted the file: the delete ends every
+-- resume window (delete.lua drops the 'resume' member), and a download claimed just before it, whose
+-- first chunk verified just after, must not open a new one (a fresh wrapped copy of the data key,
+-- and bytes kept for the window). A burn ('burned') still gets its record: that is what finishes it.
 -- One 'resume' member stands for every resume record of the blob (they all belong to one file):
 -- scored with the latest window end, dropped by the sender's delete.
+if redis.call('GET', KEYS[2]) == 'deleted' then return 0 end
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
