@@ -9,7 +9,7 @@ import { loadWordlist, type Wordlist } from './diceware/wordlist.js';
 import { createJanitorQueue, type Enqueue, type JanitorQueue } from './jobs/enqueue.js';
 import { requestId, requestLog } from './http/request-context.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
-import { createRateLimiter } from './http/rate-limit.js';
+import { createClientAndSiteLimiter, createRateLimiter } from './http/rate-limit.js';
 import { sameOriginOnly } from './http/cors.js';
 import { createHealthRouter } from './health/health.routes.js';
 import { createPagesRouter } from './pages/pages.routes.js';
@@ -24,7 +24,7 @@ import type { Kdf } from './kdf/kdf.js';
 import type { KeyPool } from './kdf/key-pool.js';
 import { kdfFromConfig } from './kdf/from-config.js';
 import { createBlobGuard } from './blobs/blobs.repository.js';
-import { createAbuseRepository } from './abuse/abuse.repository.js';
+import { createAbuseRepository, type AbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
 import type { KeyRouteGuards } from './http/key-routes.js';
 import { createApiMetrics } from './metrics/api-metrics.js';
@@ -48,6 +48,8 @@ export interface AppDeps {
   version: string;
   startedAt: Date;
   now: () => Date;
+  /** The brute-force accounting; unset = in `redis` (a test may wrap it to hold a step). */
+  abuse?: AbuseRepository;
 }
 
 /**
@@ -138,7 +140,7 @@ export function createApp(appDeps: AppDeps): Express {
     now: deps.now,
   };
   const abuse = createAbuseGuard({
-    abuse: createAbuseRepository(redis, keys),
+    abuse: deps.abuse ?? createAbuseRepository(redis, keys),
     config,
     secret: config.secret,
     log: deps.log.child({ module: 'abuse' }),
@@ -151,7 +153,17 @@ export function createApp(appDeps: AppDeps): Express {
     throttle,
     settle: abuse.settle,
   };
-  app.use(createUploadsRouter(files, limiter('upload', config.uploadRateLimit)));
+  // Per client and per IPv6 /48: uploads create records, the one thing that fills Redis (docs/SECURITY.md).
+  const uploadLimiter = createClientAndSiteLimiter({
+    name: 'upload',
+    rate: config.uploadRateLimit,
+    redis,
+    prefix: keys.rateLimit('upload'),
+    aggregatePrefix: keys.rateLimit('upload-aggregate'),
+    secret: config.secret,
+    log,
+  });
+  app.use(createUploadsRouter(files, uploadLimiter));
   app.use(createDownloadsRouter({ ...files, resumes: createResumeRepository(redis, keys) }, keyRoutes));
   app.use(createLookupsRouter(files, keyRoutes));
 

@@ -1,5 +1,7 @@
-import { isIPv6 } from 'node:net';
+import { createRequire } from 'node:module';
+import { isIP, isIPv6 } from 'node:net';
 import { z } from 'zod';
+import { ipv6Groups } from './abuse/client.models.js';
 import { parseRate, type Rate } from './http/rate.models.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
 
@@ -126,22 +128,77 @@ const logIp = z.enum(['full', 'hash', 'off'], { message: 'expected full, hash or
 const logLevel = z.enum(['error', 'warn', 'info', 'debug'], { message: 'expected error, warn, info or debug' });
 const nodeEnv = z.enum(['development', 'production', 'test'], { message: 'expected development, production or test' });
 
-// "1" (hops), "loopback", "10.0.0.0/8, 192.168.0.1", … — never "true" (SPEC §4.6).
+/**
+ * Express compiles `trust proxy` with proxy-addr when the app is built (app.ts), after Redis is up:
+ * a value it refuses would end the start with a stack trace. Compiled here with the copy Express
+ * itself loads, so whatever it refuses is a config error.
+ */
+const requireFromExpress = createRequire(createRequire(import.meta.url).resolve('express'));
+const proxyAddr = requireFromExpress('proxy-addr') as { compile(value: string[]): unknown };
+
+/** More hops than any real chain of proxies: past them the left-most X-Forwarded-For entries are the client's own words. */
+export const MAX_TRUST_PROXY_HOPS = 10;
+/**
+ * The widest network that may be trusted: an IPv4 /8 (10.0.0.0/8, the widest private range), an
+ * IPv6 /16, or fc00::/7 and fe80::/10 (unique and link-local). Anything wider trusts the Internet,
+ * which could then choose its own address in X-Forwarded-For (and so its own budgets).
+ */
+const MIN_TRUSTED_PREFIX = { ipv4: 8, ipv6: 16 } as const;
+
+/**
+ * Why one trusted IP or CIDR may not be trusted, or null when it may. An IPv4-mapped IPv6 network
+ * (::ffff:0:0/96 and inside) is judged as the IPv4 network it maps: proxy-addr matches IPv4 clients with it.
+ */
+function untrustable(item: string): string | null {
+  const [address = '', prefixText, extra] = item.split('/');
+  if (extra !== undefined || !isIP(address) || (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText))) {
+    return `"${item}" is not an IP address or CIDR`;
+  }
+  const width = isIP(address) === 4 ? 32 : 128;
+  const prefix = prefixText === undefined ? width : Number(prefixText);
+  if (prefix < 1 || prefix > width) return `"${item}": the prefix must be 1..${width}`;
+  const tooWide = `"${item}" trusts more than an IPv4 /${MIN_TRUSTED_PREFIX.ipv4}`;
+  if (width === 32) return prefix < MIN_TRUSTED_PREFIX.ipv4 ? tooWide : null;
+  const groups = ipv6Groups(address);
+  if (prefix >= 96 && groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return prefix - 96 < MIN_TRUSTED_PREFIX.ipv4 ? tooWide : null;
+  }
+  const first = groups[0] ?? 0;
+  const privateRange = (prefix >= 7 && (first & 0xfe00) === 0xfc00) || (prefix >= 10 && (first & 0xffc0) === 0xfe80);
+  if (prefix < MIN_TRUSTED_PREFIX.ipv6 && !privateRange) {
+    return `"${item}" trusts more than an IPv6 /${MIN_TRUSTED_PREFIX.ipv6} (private ranges fc00::/7 and fe80::/10 excepted)`;
+  }
+  return null;
+}
+
+// "1" (hops), "loopback", "10.0.0.0/8, 192.168.0.1", … — never "true" (SPEC §4.6), never everyone.
 const trustProxy = z.string().transform((s, ctx): number | string[] => {
+  const problem = (message: string) => {
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  };
   const trimmed = s.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  if (/^\d+$/.test(trimmed)) {
+    const hops = Number(trimmed);
+    if (hops > MAX_TRUST_PROXY_HOPS) return problem(`expected at most ${MAX_TRUST_PROXY_HOPS} proxy hops`);
+    return hops;
+  }
   const items = trimmed
     .split(',')
     .map((i) => i.trim())
     .filter(Boolean);
   const named = ['loopback', 'linklocal', 'uniquelocal'];
-  const ok = items.length > 0 && items.every((i) => named.includes(i) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(i));
-  if (!ok) {
-    ctx.addIssue({
-      code: 'custom',
-      message: 'expected a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal (never true)',
-    });
-    return z.NEVER;
+  if (items.length === 0 || !items.every((i) => named.includes(i) || /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(i))) {
+    return problem('expected a hop count or a comma list of IPs, CIDRs, loopback, linklocal, uniquelocal (never true)');
+  }
+  for (const item of items.filter((i) => !named.includes(i))) {
+    const why = untrustable(item);
+    if (why) return problem(`expected trusted proxies only; ${why}`);
+  }
+  try {
+    proxyAddr.compile(items);
+  } catch (error) {
+    return problem(`expected trusted proxies only; ${(error as Error).message}`);
   }
   return items;
 });
@@ -298,7 +355,12 @@ export const VARIABLES = {
     `words in a passphrase (uploads may ask for up to ${KEY_WORDS.max})`,
   ),
   KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
-  KDF_CONCURRENCY: variable('kdfConcurrency', positiveInt, '2', 'scrypt computations at once; more wait (protects the libuv pool)'),
+  KDF_CONCURRENCY: variable(
+    'kdfConcurrency',
+    positiveInt,
+    '2',
+    "scrypt computations at once, at most libuv's pool less one (UV_THREADPOOL_SIZE, 4 by default: 3); more wait",
+  ),
   KDF_MAX_QUEUE: variable(
     'kdfMaxQueue',
     positiveInt,
@@ -349,7 +411,12 @@ export const VARIABLES = {
     'random overwrites before unlink',
   ),
   TOMBSTONE_HOURS: variable('tombstoneHours', positiveHours, '24', 'how long a burned/expired/deleted key answers 410 instead of 404'),
-  TRUST_PROXY: variable('trustProxy', trustProxy, undefined, 'proxies trusted for X-Forwarded-For: hop count or CIDR list; unset = none'),
+  TRUST_PROXY: variable(
+    'trustProxy',
+    trustProxy,
+    undefined,
+    `proxies trusted for X-Forwarded-For: hop count (at most ${MAX_TRUST_PROXY_HOPS}) or IP/CIDR list (none wider than IPv4 /8 or IPv6 /16); unset = none`,
+  ),
   CINDERBOX_SECRET: variable('secret', secret, undefined, 'server secret, 32+ random bytes; required in production', { sensitive: true }),
   LOG_LEVEL: variable('logLevel', logLevel, 'info', 'error, warn, info or debug'),
   LOG_DIR: variable('logDir', z.string(), 'logs', 'directory of cinderbox-<service>.log; empty = stdout only'),
@@ -412,6 +479,16 @@ export type Config = {
     : z.output<Variables[N]['schema']> | undefined;
 };
 
+/**
+ * Threads of libuv's pool, read as libuv reads UV_THREADPOOL_SIZE (4 when unset, 1..1024). scrypt runs
+ * there, and so do file I/O and DNS lookups: KDF_CONCURRENCY must leave them one thread at least.
+ */
+export function threadPoolSize(value: string | undefined): number {
+  if (value === undefined) return 4;
+  const n = Number.parseInt(value, 10);
+  return Number.isNaN(n) || n < 1 ? 1 : Math.min(n, 1024);
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(problems.join('\n'));
@@ -448,6 +525,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       );
     if (config.defaultUses > config.maxUses)
       problems.push(`DEFAULT_USES: must not exceed MAX_USES (${config.maxUses}), got "${env.DEFAULT_USES ?? ''}"`);
+    const poolThreads = threadPoolSize(env.UV_THREADPOOL_SIZE);
+    if (config.kdfConcurrency > poolThreads - 1)
+      problems.push(
+        poolThreads > 1
+          ? `KDF_CONCURRENCY: expected at most ${poolThreads - 1} (libuv's pool has ${poolThreads} threads and file I/O needs one; raise UV_THREADPOOL_SIZE for more), got "${env.KDF_CONCURRENCY ?? ''}"`
+          : `KDF_CONCURRENCY: libuv's pool has 1 thread (UV_THREADPOOL_SIZE), none left for scrypt beside file I/O, got "${env.KDF_CONCURRENCY ?? ''}"`,
+      );
     if (config.nodeEnv === 'production' && config.secret === undefined)
       problems.push('CINDERBOX_SECRET: required when NODE_ENV=production (use: openssl rand -base64 48)');
     if (config.redisUrl !== undefined && config.redisSentinels !== undefined)

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { luaScripts } from '../shared/lua.js';
 import { LOOKUP_FAILURE_WINDOW_SECONDS, type RedisKeys } from '../shared/redis-keys.js';
@@ -18,15 +19,31 @@ export interface FailureTerms {
   blockMs: number;
 }
 
-export type Reservation = { kind: 'ok' } | { kind: 'blocked'; ms: number } | { kind: 'full' };
+/**
+ * A reserved slot: the windows (of the client's count and of its aggregate's) it was taken in.
+ * Settling touches those windows only, never one that started after they ended.
+ */
+export interface LookupSlot {
+  clientWindow: string;
+  /** '' when the aggregate is not counted. */
+  aggregateWindow: string;
+}
+
+export type Reservation = { kind: 'ok'; slot: LookupSlot } | { kind: 'blocked'; ms: number } | { kind: 'full' };
+
+/** Names a window that this call may start; unique enough that two windows of one key never share one. */
+const freshWindowId = () => randomBytes(6).toString('base64url');
 
 type Scripted = Redis & {
-  cbxReserve(...args: (string | number)[]): Promise<[string, number?]>;
+  cbxReserve(...args: (string | number)[]): Promise<[string, (number | string)?, string?]>;
   cbxSettle(...args: (string | number)[]): Promise<[number, number]>;
 };
 
-/** Brute-force accounting in Redis (SPEC §4.6, §10.4), keyed by hashes, never by an IP. */
-export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
+/**
+ * Brute-force accounting in Redis (SPEC §4.6, §10.4), keyed by hashes, never by an IP.
+ * `windowSeconds` is the failure window (LOOKUP_FAILURE_WINDOW_SECONDS; tests shorten it).
+ */
+export function createAbuseRepository(redis: Redis, keys: RedisKeys, windowSeconds: number = LOOKUP_FAILURE_WINDOW_SECONDS) {
   if (!('cbxReserve' in redis)) {
     redis.defineCommand('cbxReserve', { numberOfKeys: 4, lua: lua('reserve') });
     redis.defineCommand('cbxSettle', { numberOfKeys: 5, lua: lua('settle') });
@@ -52,14 +69,26 @@ export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
 
     /** Takes a failure slot before any KDF work: refused when blocked, or when failures and lookups in flight fill the budget. */
     async reserve(client: CountedClient, terms: FailureTerms): Promise<Reservation> {
-      const [kind, ms] = await s.cbxReserve(...keysOf(client), terms.limit, aggregateLimit(client, terms), LOOKUP_FAILURE_WINDOW_SECONDS);
-      if (kind === 'blocked') return { kind, ms: Number(ms) };
-      return kind === 'full' ? { kind } : { kind: 'ok' };
+      const [kind, first, second] = await s.cbxReserve(
+        ...keysOf(client),
+        terms.limit,
+        aggregateLimit(client, terms),
+        windowSeconds,
+        freshWindowId(),
+      );
+      if (kind === 'blocked') return { kind, ms: Number(first) };
+      if (kind === 'full') return { kind };
+      return { kind: 'ok', slot: { clientWindow: String(first), aggregateWindow: String(second ?? '') } };
     },
 
-    /** Gives a slot back (`hit`) or counts it as a failure (`miss`); says which blocks this started. */
+    /**
+     * Gives a slot back (`hit`) or counts it as a failure (`miss`); says which blocks this started.
+     * A slot whose window has ended gives nothing back (that window's count is gone); its miss still
+     * counts, in the client's current window (settle.lua).
+     */
     async settle(
       client: CountedClient,
+      slot: LookupSlot,
       outcome: 'hit' | 'miss',
       terms: FailureTerms & { now: number },
     ): Promise<{ client: boolean; aggregate: boolean }> {
@@ -73,6 +102,10 @@ export function createAbuseRepository(redis: Redis, keys: RedisKeys) {
         terms.now,
         client.id,
         client.aggregateId,
+        windowSeconds,
+        slot.clientWindow,
+        client.countAggregate ? slot.aggregateWindow : '',
+        freshWindowId(),
       );
       return { client: own === 1, aggregate: aggregate === 1 };
     },

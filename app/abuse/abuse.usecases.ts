@@ -1,12 +1,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../shared/logger.js';
-import type { AbuseRepository, CountedClient, FailureTerms, Reservation } from './abuse.repository.js';
-
-/**
- * An IPv6 /48 may fail this many times the per-client limit before all of it is blocked: one party
- * can hold a whole /48 (65,536 /64s), and without it each /64 would get its own budget.
- */
-const AGGREGATE_FAIL_MULTIPLE = 4;
+import type { AbuseRepository, CountedClient, FailureTerms, LookupSlot, Reservation } from './abuse.repository.js';
+import { AGGREGATE_MULTIPLE } from './client.models.js';
 
 export interface AbuseDeps {
   abuse: AbuseRepository;
@@ -18,7 +13,7 @@ export interface AbuseDeps {
 function terms(config: AbuseDeps['config']): FailureTerms {
   return {
     limit: config.downloadFailLimit,
-    aggregateLimit: config.downloadFailLimit * AGGREGATE_FAIL_MULTIPLE,
+    aggregateLimit: config.downloadFailLimit * AGGREGATE_MULTIPLE,
     blockMs: config.downloadBlockSeconds * 1000,
   };
 }
@@ -36,9 +31,10 @@ export function reserveLookup(deps: AbuseDeps, client: CountedClient): Promise<R
 export async function settleLookup(
   deps: AbuseDeps,
   client: CountedClient & { logFields: Record<string, unknown> },
+  slot: LookupSlot,
   outcome: 'hit' | 'miss',
 ): Promise<void> {
-  const started = await deps.abuse.settle(client, outcome, { ...terms(deps.config), now: deps.now().getTime() });
+  const started = await deps.abuse.settle(client, slot, outcome, { ...terms(deps.config), now: deps.now().getTime() });
   const blockSeconds = deps.config.downloadBlockSeconds;
   if (started.client) deps.log.warn('ip_blocked', { ...client.logFields, scope: 'client', block_seconds: blockSeconds });
   if (started.aggregate) deps.log.warn('ip_blocked', { ...client.logFields, scope: 'aggregate', block_seconds: blockSeconds });

@@ -28,6 +28,14 @@ export interface ClientIdentity {
  */
 export const UNKNOWN_CLIENT: Readonly<ClientIdentity> = Object.freeze({ kind: 'unknown', client: 'unknown', aggregate: 'unknown' });
 
+/**
+ * An IPv6 /48 gets this many times a client's budget (failed lookups, uploads) before all of it is
+ * refused: one party can hold a whole /48 (65,536 /64s), and without it each /64 would get a budget
+ * of its own. IPv4 /24s are not counted together: addresses there are scarce and often belong to
+ * different people (docs/SECURITY.md).
+ */
+export const AGGREGATE_MULTIPLE = 4;
+
 const IPV4_AGGREGATE_PREFIX = 24;
 const IPV6_CLIENT_PREFIX = 64;
 const IPV6_AGGREGATE_PREFIX = 48;
@@ -43,7 +51,7 @@ export function clientIdentity(ip: string | null | undefined): ClientIdentity {
   const zone = ip.indexOf('%');
   const address = zone === -1 ? ip : ip.slice(0, zone);
   if (!isIPv6(address)) return { ...UNKNOWN_CLIENT };
-  const groups = parseIPv6(address);
+  const groups = ipv6Groups(address);
   const embedded = embeddedIPv4(groups, address);
   if (embedded) return ipv4Identity(embedded);
   return {
@@ -63,7 +71,7 @@ function parseIPv4(text: string): number[] {
 }
 
 /** Eight 16-bit groups; only called on text that net.isIPv6 accepted (so at most one `::`). */
-function parseIPv6(text: string): number[] {
+export function ipv6Groups(text: string): number[] {
   const lower = text.toLowerCase();
   const [head = '', tail] = lower.split('::') as [string, string | undefined];
   const toGroups = (part: string): number[] => {

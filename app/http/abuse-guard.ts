@@ -37,10 +37,18 @@ export function createAbuseGuard(deps: AbuseDeps & { secret: string; config: Pic
         // Every slot is taken by lookups still running: try again in a moment.
         if (reservation.kind === 'full') return next(rateLimited(1));
         let settled: Promise<void> | null = null;
-        const settle = (outcome: 'hit' | 'miss') => (settled ??= settleLookup(deps, who, outcome));
+        const settle = (outcome: 'hit' | 'miss') => (settled ??= settleLookup(deps, who, reservation.slot, outcome));
+        const giveBack = () => void settle('hit').catch(() => undefined);
+        // The client hung up while the slot was being reserved: its 'close' has been emitted already
+        // and would never come again. Give the slot back now, and do no KDF work for nobody (nor any
+        // side effect of a lookup whose answer no one would read).
+        if (res.closed || req.socket.destroyed) {
+          deps.log.info('lookup_not_started', { reason: 'client_gone', request_id: req.id });
+          return giveBack();
+        }
         res.locals.lookupSlot = { settle };
         // A lookup that ends without an outcome (an error, a client gone) gives its slot back.
-        res.once('close', () => void settle('hit').catch(() => undefined));
+        res.once('close', giveBack);
         next();
       },
       (error: unknown) => {

@@ -1,7 +1,8 @@
 import { MemoryStore, rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
 import { clientIdOf } from '../abuse/abuse.models.js';
+import { AGGREGATE_MULTIPLE } from '../abuse/client.models.js';
 import { requester } from './client.js';
-import type { Request } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
@@ -43,7 +44,13 @@ export function createRateLimiter(options: {
   secret: string;
   local?: boolean;
   log?: Logger;
+  /**
+   * Who is counted: the client (an IPv4 address or IPv6 /64, the default), or its IPv6 /48, which
+   * one party can fill with /64s; requests from IPv4 (or an unknown address) skip an aggregate limiter.
+   */
+  scope?: 'client' | 'aggregate';
 }): RateLimitRequestHandler {
+  const aggregate = options.scope === 'aggregate';
   const store = options.local
     ? new MemoryStore()
     : new RedisStore({
@@ -69,7 +76,11 @@ export function createRateLimiter(options: {
     // Our own keyGenerator: the keyed hash of req.ip as Express derives it under `trust proxy` (never
     // `true`), IPv6 per /64. express-rate-limit's IP and X-Forwarded-For checks run only inside its
     // default key generator, so a forged header from a client cannot trigger them; every other check stays on.
-    keyGenerator: (req) => clientIdOf(options.secret, requester(req).client),
+    keyGenerator: (req) => {
+      const who = requester(req);
+      return clientIdOf(options.secret, aggregate ? who.aggregate : who.client);
+    },
+    ...(aggregate ? { skip: (req: Request) => requester(req).kind !== 'ipv6' } : {}),
     store,
     passOnStoreError: false,
     logger: limiterLogger(options.log, options.name),
@@ -81,4 +92,25 @@ export function createRateLimiter(options: {
       next(rateLimited(seconds));
     },
   });
+}
+
+/**
+ * A client's limiter, then its IPv6 /48's at AGGREGATE_MULTIPLE times the rate (`aggregatePrefix` is
+ * that one's store prefix): without the second, the 65,536 /64s of one /48 get 65,536 budgets, enough
+ * to fill Redis. The same 429 either way; a request refused per client is not counted for its /48.
+ */
+export function createClientAndSiteLimiter(options: Parameters<typeof createRateLimiter>[0] & { aggregatePrefix: string }): RequestHandler {
+  const { aggregatePrefix, ...clientOptions } = options;
+  const perClient = createRateLimiter({ ...clientOptions, scope: 'client' });
+  const limit = options.rate.limit * AGGREGATE_MULTIPLE;
+  const perSite = createRateLimiter({
+    ...clientOptions,
+    name: `${options.name}-aggregate`,
+    prefix: aggregatePrefix,
+    rate: { ...options.rate, limit, text: `${options.rate.text} × ${AGGREGATE_MULTIPLE} per IPv6 /48` },
+    scope: 'aggregate',
+  });
+  return (req, res, next) => {
+    void perClient(req, res, (error?: unknown) => (error === undefined ? void perSite(req, res, next) : next(error)));
+  };
 }

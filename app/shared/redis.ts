@@ -86,6 +86,7 @@ function following(target: RedisTarget | string, options: RedisOptions): Redis {
 // A primary demoted to replica answers writes with READONLY: drop the connection so the next one
 // asks Sentinel (and the ready check's role test) again. The command itself fails (1, not 2):
 // the API answers 503, BullMQ retries its loop, and nothing is resent blindly to a replica.
+// (The API's client also resends nothing after any reconnect: autoResendUnfulfilledCommands below.)
 const reconnectOnReadOnly = (error: Error) => (error.message.startsWith('READONLY') ? 1 : false);
 
 export function createApiRedis(target: RedisTarget | string, overrides: RedisOptions = {}): Redis {
@@ -98,6 +99,14 @@ export function createApiRedis(target: RedisTarget | string, overrides: RedisOpt
     socketTimeout: 2_000,
     connectTimeout: 2_000,
     maxRetriesPerRequest: 1,
+    // A command still waiting for its reply when a ready connection drops (socketTimeout, a move to
+    // a new primary, READONLY) has already failed to its caller ("Command timed out": a 503), yet it
+    // may have run. ioredis would send it again on the next connection, and a script that counts (a
+    // download's claim, a failed lookup, a rate-limit hit, a lookup slot) would count twice for one
+    // request that was told it failed. So nothing is resent: the caller's error is the only outcome
+    // (ioredis drops such a command without settling it; its commandTimeout still rejects it).
+    // (BullMQ's Queue shares this client; its adds carry a job id, so a retry by the caller is safe.)
+    autoResendUnfulfilledCommands: false,
     // Reconnect quickly after an outage, so the service recovers without a restart.
     retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
     sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
