@@ -68,7 +68,15 @@ export interface TestApp {
 }
 
 /** The real app, in-process on port 0, against a real Redis (the suite's, unless `redisUrl` is given). */
-export async function startTestApp(options: { env?: Record<string, string>; redisUrl?: string; now?: () => Date } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: {
+    env?: Record<string, string>;
+    redisUrl?: string;
+    now?: () => Date;
+    /** Wraps the project's engine (a test that injects storage faults). */
+    wrapStore?: (store: BlobStore) => BlobStore;
+  } = {},
+): Promise<TestApp> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-test-'));
   const prefix = uniquePrefix();
   const config = { ...loadConfig(testEnv(dir, prefix, options.redisUrl ?? inject('redisUrl'), options.env)), secret: TEST_SECRET };
@@ -89,7 +97,8 @@ export async function startTestApp(options: { env?: Record<string, string>; redi
   redis.on('error', () => undefined);
   await waitForRedis(redis, 10_000);
   const storeCalls: StoreCall[] = [];
-  const store = recordingStore(await storeFromConfig(config, log), storeCalls);
+  const engine = await storeFromConfig(config, log);
+  const store = recordingStore(options.wrapStore ? options.wrapStore(engine) : engine, storeCalls);
   const storage = await storageView(config);
   // The pool is not started here: a test that wants pre-derived keys starts it (deps.pool.start()).
   const { deps, janitor } = await assembleAppDeps({ config, log, redis, store, version: 'test', now: options.now ?? (() => new Date()) });

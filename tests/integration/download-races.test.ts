@@ -83,16 +83,30 @@ function startWorker(app: TestApp, env: Record<string, string> = {}): RunningPro
   return runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { ...env, LOG_LEVEL: 'debug' }));
 }
 
-describe('a download that fails between its claim and its first byte', () => {
-  let app: TestApp;
+/** The real app, and with `worker` a real janitor worker, for the enclosing describe block. */
+function useApp(options: { env?: Record<string, string>; worker?: boolean } = {}): { app: TestApp; worker: RunningProcess } {
+  const running = {} as { app: TestApp; worker: RunningProcess };
   beforeAll(async () => {
-    app = await startTestApp();
+    running.app = await startTestApp(options.env ? { env: options.env } : {});
+    if (!options.worker) return;
+    running.worker = startWorker(running.app, options.env);
+    await running.worker.waitForEvent('worker_started');
   });
   afterAll(async () => {
-    await app.close();
+    if (options.worker) {
+      running.worker.child.kill('SIGTERM');
+      await running.worker.exited;
+    }
+    await running.app.close();
   });
+  return running;
+}
+
+describe('a download that fails between its claim and its first byte', () => {
+  const running = useApp();
 
   it('spends nothing and leaves no lease and no resume record when the lookup slot cannot be settled', async () => {
+    const { app } = running;
     const up = await upload(app, { uses: '1' });
     // The abuse guard's settle is a Redis script: a connection lost right then fails it.
     onNextScriptCall(app, 'cbxSettle', () => Promise.reject(new Error('Connection is closed.')));
@@ -110,6 +124,7 @@ describe('a download that fails between its claim and its first byte', () => {
   });
 
   it('leaves no lease when a resume cannot settle its lookup slot', async () => {
+    const { app } = running;
     const up = await upload(app, { uses: '2' });
     const first = await download(up.download_url);
     const etag = first.headers.get('etag')!;
@@ -130,15 +145,10 @@ describe('a download that fails between its claim and its first byte', () => {
 });
 
 describe("a resume racing the sender's delete and its shred", () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp();
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useApp();
 
   it('answers 410 deleted, never reading the bytes being destroyed, and leaves no lease', async () => {
+    const { app } = running;
     const up = await upload(app, { uses: '2' });
     const first = await download(up.download_url);
     const etag = first.headers.get('etag')!;
@@ -177,20 +187,10 @@ describe("a resume racing the sender's delete and its shred", () => {
 });
 
 describe('a download claimed before the sender deletes the file', () => {
-  let app: TestApp;
-  let worker: RunningProcess;
-  beforeAll(async () => {
-    app = await startTestApp();
-    worker = startWorker(app);
-    await worker.waitForEvent('worker_started');
-  });
-  afterAll(async () => {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-    await app.close();
-  });
+  const running = useApp({ worker: true });
 
   it('is served to its end with no resume capability, and the bytes are shredded when it ends, not after the window', async () => {
+    const { app } = running;
     const up = await upload(app, { uses: '2' });
     const read = holdNextRead(app.deps.store);
     const pending = download(up.download_url);
@@ -217,21 +217,10 @@ describe('a download claimed before the sender deletes the file', () => {
 });
 
 describe('a burn after a burn that was refunded', () => {
-  let app: TestApp;
-  let worker: RunningProcess;
-  beforeAll(async () => {
-    const env = { RESUME_WINDOW_SECONDS: '1' };
-    app = await startTestApp({ env });
-    worker = startWorker(app, env);
-    await worker.waitForEvent('worker_started');
-  });
-  afterAll(async () => {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-    await app.close();
-  });
+  const running = useApp({ env: { RESUME_WINDOW_SECONDS: '1' }, worker: true });
 
   it("is shredded when its own window ends, though the first burn's shred put itself back until the expiry", async () => {
+    const { app, worker } = running;
     const up = await upload(app, { uses: '1', expiry: '1' });
     const since = worker.mark();
     failNextRead(app.deps.store);

@@ -1,25 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
-import { assembleAppDeps, createApp } from '../../app/app.js';
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { newBlobId } from '../../app/blobs/blob-id.js';
 import { MIN_PART_SIZE } from '../../app/blobs/s3-options.js';
-import { storeFromConfig } from '../../app/blobs/store-from-config.js';
-import { loadConfig } from '../../app/config.js';
-import { configureServerTimeouts } from '../../app/http/timeouts.js';
-import { createLogger } from '../../app/shared/logger.js';
-import { createApiRedis } from '../../app/shared/redis.js';
-import { ensureDirectories, waitForRedis } from '../../app/shared/runtime.js';
-import { startTestApp, TEST_SECRET, testEnv, uniquePrefix, type LogLine, type TestApp } from '../helpers/app.js';
-import { storageView } from '../helpers/engine.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
 import { expectError, fileKeys, postFile, storedFiles, uploadOk, waitFor } from '../helpers/files.js';
 import { startTestS3, type TestS3 } from '../helpers/s3-server.js';
 
@@ -112,58 +99,11 @@ function faultyStore(store: BlobStore, faults: { failAfter: number; failReads: b
   };
 }
 
-/** The real app (real Redis, the project's engine) with its engine wrapped by `wrap`. */
-async function startAppWithStore(wrap: (store: BlobStore) => BlobStore): Promise<TestApp> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-test-'));
-  const config = { ...loadConfig(testEnv(dir, uniquePrefix(), inject('redisUrl'))), secret: TEST_SECRET };
-  await ensureDirectories(config);
-  const logs: LogLine[] = [];
-  const rawLogs: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
-        rawLogs.push(line);
-        logs.push(JSON.parse(line) as LogLine);
-      }
-      done();
-    },
-  });
-  const log = createLogger({ service: 'api', level: 'debug', dir: '', stream, silentStdout: true });
-  const redis = createApiRedis(config.redisUrl!);
-  redis.on('error', () => undefined);
-  await waitForRedis(redis, 10_000);
-  const engine = await storeFromConfig(config, log);
-  const storage = await storageView(config);
-  const { deps, janitor } = await assembleAppDeps({ config, log, redis, store: wrap(engine), version: 'test', now: () => new Date() });
-  const server = createApp(deps).listen(0, '127.0.0.1');
-  configureServerTimeouts(server, config);
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    config,
-    deps,
-    dir,
-    storage,
-    storeCalls: [],
-    logs,
-    rawLogs,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await janitor.close().catch(() => undefined);
-      redis.disconnect();
-      await engine.close();
-      await storage.close();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 describe('a storage engine that fails mid-upload is a 503, not the client’s fault (SPEC §3)', () => {
   let app: TestApp;
   const faults = { failAfter: 300 * 1024, failReads: false };
   beforeAll(async () => {
-    app = await startAppWithStore((store) => faultyStore(store, faults));
+    app = await startTestApp({ wrapStore: (store) => faultyStore(store, faults) });
   });
   afterAll(async () => {
     await app.close();
