@@ -83,6 +83,21 @@ function startWorker(app: TestApp, env: Record<string, string> = {}): RunningPro
   return runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { ...env, LOG_LEVEL: 'debug' }));
 }
 
+/** Downloads the file once to its end and waits for that download's lease to end: its ETag. */
+async function downloadedOnce(app: TestApp, up: { download_url: string; blobId: string }): Promise<string> {
+  const first = await download(up.download_url);
+  const etag = first.headers.get('etag')!;
+  expect(etag).toMatch(/^"r1\./);
+  await first.arrayBuffer();
+  await waitFor(
+    () => leasesOf(app, up.blobId),
+    (leases) => leases.length === 0,
+    5_000,
+    "the first download's lease to end",
+  );
+  return etag;
+}
+
 /** The real app, and with `worker` a real janitor worker, for the enclosing describe block. */
 function useApp(options: { env?: Record<string, string>; worker?: boolean } = {}): { app: TestApp; worker: RunningProcess } {
   const running = {} as { app: TestApp; worker: RunningProcess };
@@ -126,15 +141,7 @@ describe('a download that fails between its claim and its first byte', () => {
   it('leaves no lease when a resume cannot settle its lookup slot', async () => {
     const { app } = running;
     const up = await upload(app, { uses: '2' });
-    const first = await download(up.download_url);
-    const etag = first.headers.get('etag')!;
-    await first.arrayBuffer();
-    await waitFor(
-      () => leasesOf(app, up.blobId),
-      (leases) => leases.length === 0,
-      5_000,
-      "the first download's lease to end",
-    );
+    const etag = await downloadedOnce(app, up);
     onNextScriptCall(app, 'cbxSettle', () => Promise.reject(new Error('Connection is closed.')));
 
     await expectError(await download(up.download_url, { Range: 'bytes=10-', 'If-Range': etag }), 503, 'SERVICE_UNAVAILABLE');
@@ -150,16 +157,7 @@ describe("a resume racing the sender's delete and its shred", () => {
   it('answers 410 deleted, never reading the bytes being destroyed, and leaves no lease', async () => {
     const { app } = running;
     const up = await upload(app, { uses: '2' });
-    const first = await download(up.download_url);
-    const etag = first.headers.get('etag')!;
-    expect(etag).toMatch(/^"r1\./);
-    await first.arrayBuffer();
-    await waitFor(
-      () => leasesOf(app, up.blobId),
-      (leases) => leases.length === 0,
-      5_000,
-      "the first download's lease to end",
-    );
+    const etag = await downloadedOnce(app, up);
     const blobs = {
       store: app.deps.store,
       guard: createBlobGuard(app.deps.redis, app.deps.keys),
