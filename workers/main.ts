@@ -6,6 +6,7 @@ import { createLogger, errorForLog, logProcessWarnings } from '../app/shared/log
 import type { BlobStore } from '../app/blobs/blob-store.js';
 import { storeFromConfig } from '../app/blobs/store-from-config.js';
 import { createBlobGuard } from '../app/blobs/blobs.repository.js';
+import { leaseGrace } from '../app/blobs/blobs.usecases.js';
 import { createWorkerRedis, readEvictionPolicy } from '../app/shared/redis.js';
 import { redisKeys } from '../app/shared/redis-keys.js';
 import { ensureDirectories, loadRuntimeConfig, VERSION } from '../app/shared/runtime.js';
@@ -68,7 +69,7 @@ try {
   await log.close();
   process.exit(1);
 }
-const blobs = { store, guard: createBlobGuard(redis, keys), log, now: Date.now };
+const blobs = { store, guard: createBlobGuard(redis, keys), log, now: Date.now, graceUntil: leaseGrace(redis) };
 const handlers = createHandlers({ config, blobs, redis, keys, log, workerId });
 const worker = new Worker(JANITOR_QUEUE, createProcessor(handlers), { connection: redis, prefix: keys.queuePrefix(), ...WORKER_OPTIONS });
 

@@ -2,12 +2,38 @@ import { randomUUID } from 'node:crypto';
 import { errorForLog, type Logger } from '../shared/logger.js';
 import type { BlobStore, DestroyResult } from './blob-store.js';
 import type { BlobGuard } from './blobs.repository.js';
+import { LEASE_TTL_MS } from './lease.js';
 
 export interface BlobsDeps {
   store: BlobStore;
   guard: BlobGuard;
   log: Logger;
   now: () => number;
+  /**
+   * Until when a lease that lapsed may still be renewed by its holder (ms; see leaseGrace): after a
+   * Redis outage the scores written before it are in the past while their downloads still stream.
+   */
+  graceUntil?: () => number;
+}
+
+/**
+ * Until when a lapsed lease may still be renewed: one lease TTL after each reconnect of `redis`
+ * (the first connection excepted). During an outage no holder can renew, and its lease's score
+ * passes; when Redis is back, a holder renews within one renewal period, but a janitor that
+ * reconnected first would find nothing protecting the blob and destroy the bytes of a download
+ * that is still streaming (SPEC §10.1). So for one TTL after a reconnect nothing is destroyed.
+ */
+export function leaseGrace(
+  redis: { status: string; on(event: 'ready', listener: () => void): unknown },
+  now: () => number = Date.now,
+): () => number {
+  let connected = redis.status === 'ready';
+  let until = 0;
+  redis.on('ready', () => {
+    if (connected) until = now() + LEASE_TTL_MS;
+    connected = true;
+  });
+  return () => until;
 }
 
 type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'protected'; until: number };
@@ -25,6 +51,8 @@ type DestroyOutcome = { kind: 'destroyed'; result: DestroyResult } | { kind: 'pr
 export async function destroyUnlessProtected(deps: BlobsDeps, blobId: string, reason: string): Promise<DestroyOutcome> {
   const protection = await deps.guard.protection(blobId, deps.now());
   if (protection.until !== null) return { kind: 'protected', until: protection.until };
+  const grace = deps.graceUntil?.() ?? 0;
+  if (deps.now() < grace) return { kind: 'protected', until: grace };
   // One job at a time per blob: another one running now does the work, and this one looks again soon.
   const lock = await deps.guard.lockDestroy(blobId, randomUUID(), DESTROY_LOCK_MS);
   if (!lock) return { kind: 'protected', until: deps.now() + DESTROY_RETRY_MS };
@@ -67,7 +95,7 @@ export async function sweepOrphans(deps: BlobsDeps & { orphanAgeMs: number }): P
       }
       const protection = entry.blobId === null ? null : await deps.guard.protection(entry.blobId, deps.now());
       if (protection?.live) counts.kept_live += 1;
-      else if (protection?.until != null) counts.kept_leased += 1;
+      else if (protection?.until != null || deps.now() < (deps.graceUntil?.() ?? 0)) counts.kept_leased += 1;
       else if ((await deps.store.destroyEntry(entry, 'orphan')).found) counts.shredded += 1;
     } catch (error) {
       counts.failed += 1;

@@ -41,8 +41,9 @@ interface LeaseTerms {
 
 /**
  * Keeps a lease that is already held (taken by the claim script, or by `takeLease`) alive while a
- * transfer runs. A failed renewal is logged and retried at the next tick; the janitor needs the same
- * Redis to destroy anything, so an outage long enough to lose the lease also stops the janitor.
+ * transfer runs. A failed renewal is logged and retried at the next tick. An outage long enough to
+ * lose the lease also stops the janitor, and once Redis is back the janitor waits one TTL before it
+ * destroys anything (leaseGrace in blobs.usecases.ts), so the holder can renew first.
  */
 export function keepLease(terms: LeaseTerms): HeldLease {
   const { guard, blobId, id, now, log } = terms;

@@ -12,6 +12,15 @@ interface ServerTimeoutOverrides {
 }
 
 /**
+ * The longest a request may take: the largest allowed upload at 64 KiB/s, plus a minute. An upload's
+ * lease lasts as long (uploads.usecases.ts): an s3 multipart upload keeps its start time however long
+ * it runs, and the sweep must not take one that is still being written.
+ */
+export function maxRequestMs(config: Pick<Config, 'maxFileSize'>): number {
+  return Math.ceil(config.maxFileSize / MIN_UPLOAD_BYTES_PER_SECOND) * 1000 + 60_000;
+}
+
+/**
  * Header and request timeouts (SPEC §4.7). Headers must arrive within 20 s (slowloris); a whole
  * request may take as long as the largest allowed upload at 64 KiB/s, plus a minute. A body that
  * stalls is cut off sooner by the upload pipeline's own idle timer (UPLOAD_STALL_SECONDS), which
@@ -25,7 +34,7 @@ export function configureServerTimeouts(
 ): void {
   const headersTimeout = overrides.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   server.headersTimeout = headersTimeout;
-  server.requestTimeout = Math.max(headersTimeout, Math.ceil(config.maxFileSize / MIN_UPLOAD_BYTES_PER_SECOND) * 1000 + 60_000);
+  server.requestTimeout = Math.max(headersTimeout, maxRequestMs(config));
   server.keepAliveTimeout = 5_000;
   // Idle sockets (no bytes either way) are closed after the stall window.
   server.timeout = (config.uploadStallSeconds + 5) * 1000;

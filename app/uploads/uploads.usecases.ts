@@ -8,6 +8,7 @@ import type { PooledKeys } from '../kdf/key-pool.js';
 import type { FileRecord } from '../files/files.repository.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { serviceUnavailable } from '../http/errors.js';
+import { maxRequestMs } from '../http/timeouts.js';
 import { checkBeforeBody, storeEncrypted, type StoredBlob } from './encrypting-store.js';
 import type { UploadOptions } from './uploads.models.js';
 
@@ -89,7 +90,9 @@ export async function receiveUpload(
     lease = await takeLease({
       guard: deps.blobs.guard,
       blobId,
-      maxMs: config.maxDownloadSeconds * 1000,
+      // As long as the request may run, not MAX_DOWNLOAD_SECONDS: past that cap an s3 multipart
+      // upload (dated by its start) would look abandoned to the sweep while its body still arrives.
+      maxMs: maxRequestMs(config),
       now: () => deps.now().getTime(),
       log: deps.log,
     });

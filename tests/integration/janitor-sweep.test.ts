@@ -7,7 +7,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'v
 import { createSilentLogger, type Logger } from '../../app/shared/logger.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
 import { createBlobGuard, type BlobGuard } from '../../app/blobs/blobs.repository.js';
-import { sweepOrphans, type BlobsDeps } from '../../app/blobs/blobs.usecases.js';
+import { leaseGrace, sweepOrphans, type BlobsDeps } from '../../app/blobs/blobs.usecases.js';
+import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import type { JobContext } from '../../app/jobs/catalogue.js';
 import { createHandlers, DEFER_MARGIN_MS } from '../../workers/janitor.js';
 import { testEnv, uniquePrefix } from '../helpers/app.js';
@@ -167,5 +168,52 @@ describe('the janitor in-process', () => {
     await handlers.shred({ blobId, reason: 'released' }, again);
     expect(again.deferredUntil).toBeNull();
     expect(await storage.has(blobId)).toBe(false);
+  });
+
+  // After a Redis outage, a lease its holder could not renew has a score in the past while its
+  // download still streams: the janitor must give the holder one TTL to renew (SPEC §10.1).
+  it('destroys nothing during the grace after a reconnect, though a lapsed lease no longer protects the blob', async () => {
+    const blobId = newBlobId();
+    await oldBlob(blobId);
+    const guard = createBlobGuard(redis, keys);
+    await guard.lease(blobId, 'lease-renewed-before-the-outage', Date.now() - 1_000);
+    const graceEnds = Date.now() + 15_000;
+    const inGrace = { ...blobsFor(), graceUntil: () => graceEnds };
+    const handlers = createHandlers({
+      config: { orphanAgeMinutes: 1 },
+      blobs: inGrace,
+      redis,
+      keys,
+      log: createSilentLogger(),
+      workerId: 'w',
+    });
+    const context = recordingContext(`shred-${blobId}`);
+
+    await handlers.shred({ blobId, reason: 'deleted' }, context);
+    expect(context.deferredUntil).toBe(graceEnds + DEFER_MARGIN_MS);
+    expect(await sweepOrphans({ ...inGrace, orphanAgeMs: 60_000 })).toMatchObject({ scanned: 1, shredded: 0, kept_leased: 1 });
+    expect(await storage.has(blobId)).toBe(true);
+
+    // Once the grace is over, a lease still not renewed is over too.
+    const after = recordingContext(`shred-${blobId}`);
+    await handlersFor().shred({ blobId, reason: 'deleted' }, after);
+    expect(after.deferredUntil).toBeNull();
+    expect(await storage.has(blobId)).toBe(false);
+  });
+
+  it("starts the grace at each reconnect of the janitor's Redis client, not at its first connection", async () => {
+    const client = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null, connectionName: `grace-${keys.prefix}` });
+    try {
+      await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+      const graceUntil = leaseGrace(client);
+      expect(graceUntil()).toBe(0);
+      const reconnected = new Promise<void>((resolve) => client.once('ready', () => resolve()));
+      const id = await client.client('ID');
+      await redis.client('KILL', 'ID', String(id));
+      await reconnected;
+      expect(graceUntil()).toBeGreaterThan(Date.now() + LEASE_TTL_MS - 5_000);
+    } finally {
+      client.disconnect();
+    }
   });
 });

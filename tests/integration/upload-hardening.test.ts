@@ -179,6 +179,39 @@ describe('a stalled raw PUT is told 408 (docs/DECISIONS.md)', () => {
   });
 });
 
+describe("an upload's lease lasts as long as its request may, not MAX_DOWNLOAD_SECONDS", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { MAX_DOWNLOAD_SECONDS: '1' } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  // An s3 multipart upload is dated by its start: a lease capped at the download cap lapsed while a
+  // slow upload still ran, and the sweep then aborted it (docs/DECISIONS.md).
+  it('renews past the download cap while the body is still arriving', async () => {
+    const req = http.request(`${app.url}/upload/slow.bin`, { method: 'PUT', headers: { 'Content-Length': String(MiB) } });
+    req.on('error', () => undefined);
+    req.write(randomBytes(64 * 1024));
+    const [created] = await waitFor(
+      async () => app.storeCalls.filter((c) => c.op === 'create'),
+      (calls) => calls.length === 1,
+    );
+    const blobKey = app.deps.keys.blob(created!.blobId);
+    const leaseEnd = async () => {
+      const members = await app.deps.redis.zrange(blobKey, 0, -1, 'WITHSCORES');
+      return members.length === 2 ? Number(members[1]) : null;
+    };
+    const takenAt = Date.now();
+    const first = await waitFor(leaseEnd, (end) => end !== null);
+    // One lease TTL (15 s) ahead, where MAX_DOWNLOAD_SECONDS=1 capped it at its start + 1 s.
+    expect(first! - takenAt).toBeGreaterThan(10_000);
+    req.destroy();
+    await expectNothingLeft(app);
+  });
+});
+
 describe('the s3 writer uploads every byte, whatever the alignment of its writes', () => {
   let s3: TestS3;
   beforeAll(async () => {
