@@ -211,10 +211,13 @@ const s3Region = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'expected a
 const s3Bucket = z
   .string()
   .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected a bucket name: 3..63 lowercase letters, digits, dots and hyphens');
-// The sweep deletes what it finds under the prefix, so the prefix may not be empty (never the whole bucket).
+// The sweep deletes what it finds under the prefix, so the prefix may not be empty (never the whole
+// bucket), and it is a folder of its own: S3 lists by string prefix, so `cinderbox` would also list
+// (and the sweep delete) `cinderbox-backups/…`.
 const s3Prefix = z
   .string()
   .regex(/^[A-Za-z0-9!_.*'()/-]{1,256}$/, "expected 1..256 characters of A-Z a-z 0-9 ! _ . * ' ( ) - /")
+  .refine((s) => s.endsWith('/'), 'expected a folder of its own, ending in / (such as blobs/): the sweep deletes everything under it')
   .refine(
     (s) =>
       s

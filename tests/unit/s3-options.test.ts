@@ -56,7 +56,9 @@ describe('s3 configuration', () => {
   it('refuses prefixes that could reach outside Cinderbox’s own space', () => {
     for (const prefix of ['', '/blobs/', 'a//b/', '../blobs/', 'blobs/../x/', 'has space/'])
       expect(problemsOf({ S3_PREFIX: prefix }), prefix).toHaveLength(1);
-    for (const prefix of ['blobs/', 'cinderbox-', 'a/b/c/']) expect(problemsOf({ S3_PREFIX: prefix }), prefix).toEqual([]);
+    // Not a folder: S3 lists by string prefix, so `cinderbox` also lists `cinderbox-backups/…`, which the sweep would delete.
+    for (const prefix of ['cinderbox', 'cinderbox-', 'a/b/c']) expect(problemsOf({ S3_PREFIX: prefix }), prefix).toHaveLength(1);
+    for (const prefix of ['blobs/', 'cinderbox-blobs/', 'a/b/c/']) expect(problemsOf({ S3_PREFIX: prefix }), prefix).toEqual([]);
   });
 
   it('raises the part size so the largest upload fits in 10,000 parts', () => {
