@@ -1,7 +1,7 @@
 import type { ErrorRequestHandler, Request, Response } from 'express';
 import multer from 'multer';
 import { ZodError } from 'zod';
-import type { Logger } from '../shared/logger.js';
+import { errorDetailsForLog, errorForLog, type Logger } from '../shared/logger.js';
 import { AppError, internalError, notFoundRoute, validationFailed } from './errors.js';
 import { isRedisOutOfMemory, isRedisUnavailable } from '../shared/redis.js';
 import { insufficientStorage, serviceUnavailable } from './errors.js';
@@ -119,10 +119,11 @@ export function errorHandler(log: Logger, options: { now?: () => number } = {}):
           : isRedisOutOfMemory(cause)
             ? 'redis_out_of_memory'
             : 'request_failed';
+      // Through errorForLog, like the worker's lines: an fs error's message names its path, and so the blob id.
       log.error(event, {
         request_id: req.id,
         code: appError.code,
-        error: cause instanceof Error ? { name: cause.name, message: cause.message, stack: cause.stack } : String(cause),
+        error: cause instanceof Error ? errorDetailsForLog(cause) : errorForLog(cause),
       });
     }
     res.locals.logFields = { ...res.locals.logFields, error_code: appError.code };

@@ -44,7 +44,7 @@ const lineFormat = winston.format.printf((info) => {
 });
 
 function errorReplacer(_key: string, value: unknown): unknown {
-  if (value instanceof Error) return { name: value.name, message: value.message, stack: value.stack };
+  if (value instanceof Error) return errorDetailsForLog(value);
   if (typeof value === 'bigint') return Number(value);
   return value;
 }
@@ -121,6 +121,18 @@ export function errorForLog(error: unknown): string {
   // A system call's error names the path it failed on: keep only its code and call.
   if (typeof code === 'string' && typeof syscall === 'string') return `${code} (${syscall})`;
   return (error instanceof Error ? error.message : String(error)).replace(/[A-Za-z0-9_-]{32,}/g, '[id]');
+}
+
+/**
+ * An error as the log's `error` field, `{ name, message, stack }`, with errorForLog's message: the
+ * stack keeps its frames (where the code failed) but its first line is rebuilt from the safe message,
+ * since V8 repeats the raw one there (an fs error's path, and so its blob id, would come back).
+ */
+export function errorDetailsForLog(error: Error): { name: string; message: string; stack: string } {
+  const message = errorForLog(error);
+  const frames = (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line));
+  const stack = [`${error.name}: ${message}`, ...frames.map((line) => line.replace(/[A-Za-z0-9_-]{32,}/g, '[id]'))].join('\n');
+  return { name: error.name, message, stack };
 }
 
 /**

@@ -341,6 +341,9 @@ function takeKeyFromFragment() {
   } catch {
     // keep the raw text; validation explains what is wrong with it
   }
+  // A fragment naming an element of this page (the skip link's #main) is in-page navigation, not a
+  // key: left alone, so the browser moves focus there and nothing on the page changes.
+  if (document.getElementById(raw)) return null;
   // Out of the address bar and the history entry before anything else happens.
   history.replaceState(null, '', '/d');
   return normalisePassphrase(raw);
@@ -355,10 +358,12 @@ function start() {
   void lookup(key, { source: 'link' });
 }
 
-// Pasting another share link into the address bar of this tab changes only the fragment.
+// Pasting another share link into the address bar of this tab changes only the fragment. A fragment
+// that cannot be a key never replaces a file already found: that would lose it for nothing.
 window.addEventListener('hashchange', () => {
   const key = takeKeyFromFragment();
-  if (key) void lookup(key, { source: 'link' });
+  if (!key || (currentKey && problemWith(key))) return;
+  void lookup(key, { source: 'link' });
 });
 
 start();

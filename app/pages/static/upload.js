@@ -79,8 +79,15 @@ let activeUpload = null;
 let current = null; // the upload's 201 answer while the result card is shown
 let countdown = null;
 let statusTimer = null;
+let receiptStopped = false; // the receipt will not change again, or asking again would count against the sender
 /** How often the result card asks for the delivery receipt (each ask costs the server one key derivation). */
 const RECEIPT_EVERY_MS = 15_000;
+/**
+ * Receipt answers that asking again cannot change. 404 above all: once the receipt is gone (the tombstone's
+ * TOMBSTONE_HOURS after the end) every ask is a failed lookup, and DOWNLOAD_FAIL_LIMIT of them would block
+ * the sender's own network. 5xx and network errors pass, and the next refresh tells.
+ */
+const RECEIPT_STOP_STATUSES = new Set([400, 403, 404, 410, 429]);
 
 // ---------- form setup ----------
 
@@ -436,6 +443,7 @@ function showResult(data) {
     live: ui.countdownLive,
     onExpire: () => markGone('expired'),
   });
+  receiptStopped = false;
   scheduleStatusRefresh();
 
   ui.resultHeading.focus();
@@ -476,14 +484,30 @@ function receiptLines(receipt) {
  * holds). It says what happened, and whether the file is still there.
  */
 async function refreshReceipt() {
-  if (!current || document.visibilityState === 'hidden') return;
+  if (!current || receiptStopped || document.visibilityState === 'hidden') return;
   const { key, delete_token: token } = current;
   const answer = await postJson('/files/receipt', { key }, { 'X-Delete-Token': token });
-  if (!current || current.key !== key || !answer.ok) return; // a passing hiccup: the next refresh tells
+  if (!current || current.key !== key || receiptStopped) return;
+  if (!answer.ok) {
+    if (RECEIPT_STOP_STATUSES.has(answer.error.status)) stopReceipts();
+    return; // otherwise a passing hiccup: the next refresh tells
+  }
   const receipt = answer.data;
   ui.receiptEvents.replaceChildren(...receiptLines(receipt).map((line) => el('li', {}, line)));
-  if (receipt.state === 'active') setUsesLeft(receipt.uses_left);
-  else markGone(receipt.state);
+  if (receipt.state === 'active') {
+    setUsesLeft(receipt.uses_left);
+    return;
+  }
+  // Burned, expired or deleted: final. This receipt is the last one the card asks for.
+  stopReceipts();
+  markGone(receipt.state);
+}
+
+/** No more receipt requests from this card: no timer, and no refresh when the tab becomes visible. */
+function stopReceipts() {
+  receiptStopped = true;
+  clearInterval(statusTimer);
+  statusTimer = null;
 }
 
 function scheduleStatusRefresh() {
@@ -498,9 +522,11 @@ document.addEventListener('visibilitychange', () => {
 function markGone(reason) {
   if (!current || ui.result.classList.contains('is-gone')) return;
   countdown?.stop();
-  // The receipt still tells of refused requests after the end, now and then.
-  clearInterval(statusTimer);
-  statusTimer = setInterval(() => void refreshReceipt(), 4 * RECEIPT_EVERY_MS);
+  // Gone by this page's clock or its delete: asked again, slowly, until a receipt says the end is final.
+  if (!receiptStopped) {
+    clearInterval(statusTimer);
+    statusTimer = setInterval(() => void refreshReceipt(), 4 * RECEIPT_EVERY_MS);
+  }
   ui.result.classList.add('is-gone');
   ui.resultHeading.textContent = reason === 'deleted' ? 'File deleted' : 'File destroyed';
   ui.countdown.textContent = '–';
@@ -560,8 +586,7 @@ ui.anotherButton.addEventListener('click', () => {
   // Drop the secrets from the page before going back to the form.
   current = null;
   countdown?.stop();
-  clearInterval(statusTimer);
-  statusTimer = null;
+  stopReceipts();
   for (const node of [ui.shareLink, ui.passphrase, ui.sha256, ui.qr, ui.resultFilename, ui.explanation, ui.state, ui.resultFilesList]) {
     node.replaceChildren();
   }
@@ -611,3 +636,6 @@ function renderQr(container, text) {
 }
 
 fillSelects();
+// The form is hidden until this script runs (index.html): without it, a submit would send the file's
+// name in a GET URL, and the no-JS note points to curl instead.
+ui.section.hidden = false;
