@@ -11,7 +11,7 @@ import { configDefaults, defineConfig } from 'vitest/config';
 /** Suites that store blobs through the API or the janitor: they run on both engines. */
 const ENGINE_SUITES = [
   'tests/http/**/*.test.ts',
-  'tests/integration/{admin,curl,download-races,drops,engine,faults-disk,faults-redis,health-outage,janitor,janitor-sweep,lifecycle,receipts,replicas,replication,resume,stack,upload-hardening}.test.ts',
+  'tests/integration/{admin,curl,download-races,drops,engine,faults-disk,faults-redis,files-hardening,health-outage,janitor,janitor-sweep,lifecycle,receipts,replicas,replication,resume,stack,upload-hardening}.test.ts',
 ];
 /** About the s3 engine, or about scaling out with it: the s3 project only. */
 const S3_ONLY = ['tests/integration/s3-store.test.ts', 'tests/integration/scale-out.test.ts'];

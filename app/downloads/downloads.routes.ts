@@ -8,7 +8,7 @@ import { fileNotFound } from '../files/files.errors.js';
 import { requester } from '../http/client.js';
 import { AppError, validationFailed } from '../http/errors.js';
 import { keyFromBody, smallBody, type KeyRouteGuards } from '../http/key-routes.js';
-import { wantsPage } from '../http/link-previews.js';
+import { redirectToPage } from '../http/link-previews.js';
 import { fileStatus } from '../lookups/lookups.usecases.js';
 import { asciiFallback, servedContentType } from '../uploads/content-type.models.js';
 import {
@@ -150,14 +150,6 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
     res.end();
   };
 
-  // A browser navigation or a link-preview agent gets the page, which spends nothing: before the
-  // guards, so a click on a share link costs no lookup budget and is never refused as blocked.
-  const redirectBrowsers: RequestHandler = (req, res, next) => {
-    if (!wantsPage(req)) return next();
-    res.setHeader('Cache-Control', 'no-store');
-    res.redirect(303, `/d#${encodeURIComponent(String(req.params.key)).replace(/%2D/gi, '-')}`);
-  };
-
   const router = Router();
   router.post('/download/ticket', ...smallBody, ...guards.before, async (req, res) => {
     const { token } = await foundOrThrow(await createTicket(deps, { key: keyFromBody(req), who: requester(req) }), (outcome) =>
@@ -181,8 +173,8 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
   };
   router.head('/download', keyFromHeader, ...guards.before, async (req, res) => head(req, res, req.get('x-key')));
   router.get('/download', keyFromHeader, ...guards.before, async (req, res) => byKey(req, res, req.get('x-key')));
-  router.head('/download/:key', redirectBrowsers, ...guards.before, async (req, res) => head(req, res, req.params.key));
-  router.get('/download/:key', redirectBrowsers, ...guards.before, async (req, res) => byKey(req, res, req.params.key));
+  router.head('/download/:key', redirectToPage, ...guards.before, async (req, res) => head(req, res, req.params.key));
+  router.get('/download/:key', redirectToPage, ...guards.before, async (req, res) => byKey(req, res, req.params.key));
   router.post('/download', ...smallBody, ...guards.before, async (req, res) => byKey(req, res, keyFromBody(req)));
   return router;
 }

@@ -19,6 +19,8 @@ export interface FileRecord {
   expires: number;
   /** SHA-256 of the delete token. */
   dt: string;
+  /** On a record a claim returned only: which download (1-based) that claim started (claim.lua). */
+  download?: number;
 }
 
 export type GoneReason = 'burned' | 'expired' | 'deleted';
@@ -60,8 +62,10 @@ function receiptOf(state: string, usesLeft: unknown, flat: unknown[]): Receipt {
   for (let i = 0; i + 1 < flat.length; i += 2) map.set(String(flat[i]), String(flat[i + 1]));
   const time = (field: string) => (map.has(field) ? Number(map.get(field)) : null);
   const total = Number(map.get('total') ?? 0);
+  // Refunds give uses back, never numbers (claim.lua): the numbers given out may pass the total.
+  const numbered = Math.max(total, Number(map.get('n') ?? 0));
   const downloads: Receipt['downloads'] = [];
-  for (let n = 1; n <= total; n += 1) {
+  for (let n = 1; n <= numbered; n += 1) {
     const startedAt = time(`s${n}`);
     if (startedAt !== null) downloads.push({ startedAt, completedAt: time(`c${n}`) });
   }
@@ -126,6 +130,7 @@ function fromFields(flat: unknown[]): FileRecord {
     created: Number(get('created')),
     expires: Number(get('expires')),
     dt: get('dt'),
+    ...(map.has('download') ? { download: Number(map.get('download')) } : {}),
   };
 }
 
@@ -258,7 +263,10 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
 
 export type FilesRepository = ReturnType<typeof createFilesRepository>;
 
-/** Which download (1-based) a claim was: the uses it left tell. */
-export function downloadNumber(claimed: Pick<FileRecord, 'totalUses' | 'uses'>): number {
-  return claimed.totalUses - claimed.uses;
+/**
+ * Which download (1-based) a claim was: the number claim.lua gave it. A record without one (not a
+ * claim's answer) is numbered by the uses it left, as claims were before they carried a number.
+ */
+export function downloadNumber(claimed: Pick<FileRecord, 'totalUses' | 'uses' | 'download'>): number {
+  return claimed.download ?? claimed.totalUses - claimed.uses;
 }

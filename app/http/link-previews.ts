@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { Request, RequestHandler } from 'express';
 
 /**
  * Link-unfurling agents (chat apps, social sites, mail scanners) fetch a shared URL to draw a
@@ -45,9 +45,20 @@ function isLinkPreviewAgent(userAgent: string | undefined): boolean {
 }
 
 /**
- * Whether a request for `/download/:key` should get the recipient page instead of the file: a
- * browser navigation (its Accept prefers HTML) or a link-preview agent, whatever it accepts.
+ * Whether a request for `/download/:key` or `/preview/:key` should get the recipient page instead of
+ * the file or the one-time preview: a browser navigation (its Accept prefers HTML) or a link-preview
+ * agent, whatever it accepts.
  */
 export function wantsPage(req: Request): boolean {
   return isLinkPreviewAgent(req.get('user-agent')) || req.accepts(['application/octet-stream', 'text/html']) === 'text/html';
 }
+
+/**
+ * Before a key route's guards: what wantsPage() picks gets a 303 to the recipient page (the key in
+ * its fragment), which spends nothing, costs no lookup budget and is never refused as blocked.
+ */
+export const redirectToPage: RequestHandler = (req, res, next) => {
+  if (!wantsPage(req)) return next();
+  res.setHeader('Cache-Control', 'no-store');
+  res.redirect(303, `/d#${encodeURIComponent(String(req.params.key)).replace(/%2D/gi, '-')}`);
+};

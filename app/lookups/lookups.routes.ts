@@ -4,6 +4,7 @@ import { foundOrThrow, fileLinks, minutesLeft } from '../files/files.models.js';
 import { invalidDeleteToken, previewAlreadyUsed } from '../files/files.errors.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { baseUrl } from '../http/base-url.js';
+import { redirectToPage } from '../http/link-previews.js';
 import { requester } from '../http/client.js';
 import { deleteFile, filePreview, fileReceipt, fileStatus, type FileView } from './lookups.usecases.js';
 
@@ -33,7 +34,8 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
   };
 
   const preview = async (req: Request, res: Response, key: unknown) => {
-    const result = await filePreview(deps, { key, who: requester(req) });
+    // The lookup's slot is settled before the preview is spent: a settle that fails (503) leaves it unused.
+    const result = await filePreview(deps, { key, who: requester(req), beforeSpending: () => guards.settle(res, 'hit') });
     if (result.kind === 'used') {
       await guards.settle(res, 'hit');
       throw previewAlreadyUsed();
@@ -60,9 +62,11 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
   const router = Router();
   router.get('/status/:key', ...guards.before, async (req, res) => status(req, res, req.params.key));
   router.post('/status', ...smallBody, ...guards.before, async (req, res) => status(req, res, keyFromBody(req)));
-  // HEAD never spends anything (SPEC §10.2): not even the one-time preview.
-  router.head('/preview/:key', ...guards.before, async (req, res) => status(req, res, req.params.key));
-  router.get('/preview/:key', ...guards.before, async (req, res) => preview(req, res, req.params.key));
+  // HEAD never spends anything (SPEC §10.2): not even the one-time preview. A link-preview agent
+  // unfurling the upload's preview_url, or a browser navigation, gets the page as /download/:key does
+  // (docs/SECURITY.md), so neither uses up the preview meant for the recipient.
+  router.head('/preview/:key', redirectToPage, ...guards.before, async (req, res) => status(req, res, req.params.key));
+  router.get('/preview/:key', redirectToPage, ...guards.before, async (req, res) => preview(req, res, req.params.key));
   router.post('/preview', ...smallBody, ...guards.before, async (req, res) => preview(req, res, keyFromBody(req)));
   const remove = async (req: Request, res: Response, key: unknown) => {
     const result = await deleteFile(deps, { key, token: req.get('x-delete-token'), who: requester(req) });

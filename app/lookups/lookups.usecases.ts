@@ -23,15 +23,26 @@ export async function fileStatus(deps: FilesDeps, input: { key: unknown; who: Re
   return toView(resolved, await deps.files.peek(resolved.lookupId, deps.now().getTime()));
 }
 
-/** The one-time preview: `used` once it has been shown. */
+/**
+ * The one-time preview: `used` once it has been shown. It is spent last: the record is read (free)
+ * and opened, and `beforeSpending` (the route settles the lookup's slot, a Redis script) has run,
+ * before the preview script marks it, so a preview whose answer failed on the way (a timeout, a
+ * closed connection, a record that does not open) is not used up. The answer's record is the one
+ * the spending script saw.
+ */
 export async function filePreview(
   deps: FilesDeps,
-  input: { key: unknown; who: Requester },
+  input: { key: unknown; who: Requester; beforeSpending: () => Promise<void> },
 ): Promise<LookupResult<FileView> | { kind: 'used' }> {
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
-  const found = await deps.files.preview(resolved.lookupId, deps.now().getTime());
-  return found.kind === 'used' ? found : toView(resolved, found);
+  const seen = toView(resolved, await deps.files.peek(resolved.lookupId, deps.now().getTime()));
+  if (seen.kind !== 'found') return seen;
+  if (seen.value.record.previewed) return { kind: 'used' };
+  await input.beforeSpending();
+  const spent = await deps.files.preview(resolved.lookupId, deps.now().getTime());
+  if (spent.kind !== 'found') return spent;
+  return { kind: 'found', value: { ...seen.value, record: spent.record } };
 }
 
 /**

@@ -79,7 +79,7 @@ const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u20
  * Longest stored filename, in UTF-16 code units: what common filesystems accept (NTFS, APFS), and
  * what sizes the first sealed-metadata bucket (at most 3 UTF-8 bytes per unit: docs/FORMAT.md).
  */
-const MAX_FILENAME_UNITS = 255;
+export const MAX_FILENAME_UNITS = 255;
 
 /**
  * The client's filename as safe metadata: no path, no control or bidi characters, at most 255
@@ -96,10 +96,14 @@ export function sanitiseSegment(raw: string): string {
   const name = raw.toWellFormed().replace(UNSAFE, '').replace(/\s+/g, ' ').trim().replace(/^\.+/, '');
   if (name.length <= MAX_FILENAME_UNITS) return name;
   const ext = /\.[A-Za-z0-9]{1,10}$/.exec(name)?.[0] ?? '';
-  let cut = MAX_FILENAME_UNITS - ext.length;
-  // The string is well-formed: a high surrogate just before the cut has its pair just after it.
-  if (isHighSurrogate(name.charCodeAt(cut - 1))) cut -= 1;
-  return name.slice(0, cut) + ext;
+  return truncateUnits(name, MAX_FILENAME_UNITS - ext.length) + ext;
+}
+
+/** At most the first `max` UTF-16 units of a well-formed `text`, never half of a surrogate pair. */
+export function truncateUnits(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // Well-formed: a high surrogate just before the cut has its pair just after it.
+  return text.slice(0, isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max);
 }
 
 function isHighSurrogate(unit: number): boolean {

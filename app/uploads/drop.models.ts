@@ -2,7 +2,7 @@
  * Names inside a drop (SPEC §10.7): the client's relative paths, made safe to extract anywhere, and
  * the drop's own name. Pure functions; docs/DECISIONS.md "Drops" lists the rules.
  */
-import { sanitiseFilename, sanitiseSegment } from './content-type.models.js';
+import { MAX_FILENAME_UNITS, sanitiseFilename, sanitiseSegment, truncateUnits } from './content-type.models.js';
 
 /** A path longer than this (in characters) keeps only its file name: no extractor chokes on it. */
 export const MAX_ENTRY_PATH_CHARACTERS = 1024;
@@ -96,10 +96,7 @@ export function dropName(entries: string[]): string {
   const dot = first.lastIndexOf('.');
   const stem = dot > 0 ? first.slice(0, dot) : first;
   const suffix = `-and-${entries.length - 1}-more.zip`;
-  // Cut the stem, not the suffix, so a long first name still says how many files follow.
-  return sanitiseFilename(
-    Array.from(stem)
-      .slice(0, 255 - suffix.length)
-      .join('') + suffix,
-  );
+  // Cut the stem, not the suffix, so a long first name still says how many files follow: in UTF-16
+  // units, as sanitiseFilename caps a name, so its cap never reaches the suffix.
+  return sanitiseFilename(truncateUnits(stem.toWellFormed(), MAX_FILENAME_UNITS - suffix.length) + suffix);
 }

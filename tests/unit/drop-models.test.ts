@@ -77,4 +77,11 @@ describe('dropName', () => {
     expect(Array.from(name)).toHaveLength(255);
     expect(name.endsWith('-and-1-more.zip')).toBe(true);
   });
+
+  it('keeps its suffix when the first name is made of characters outside the BMP (two UTF-16 units each)', () => {
+    const name = dropName([`${'😀'.repeat(200)}.txt`, 'b']);
+    expect(name.endsWith('-and-1-more.zip')).toBe(true);
+    expect(name.length).toBeLessThanOrEqual(255);
+    expect(name).toBe(`${'😀'.repeat(120)}-and-1-more.zip`);
+  });
 });

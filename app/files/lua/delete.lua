@@ -1,11 +1,25 @@
 -- Delete with the delete token's hash. KEYS: file, tombstone, receipt   ARGV: blobPrefix, tokenHash, nowMs
 -- Returns {'deleted', blobId}, {'forbidden'}, {'gone', reason} or {'missing'}.
 -- Dropping the blob's 'live' protection stops new downloads at once; running ones keep their leases.
-if not is_live(ARGV[3]) then return not_live() end
+-- The sender's delete also ends every resume window of this file (docs/FORMAT.md).
+if not is_live(ARGV[3]) then
+  -- A burned file is still its sender's to delete: the burning download may yet fail before its first
+  -- byte and give its use back (refund.lua restores only a tombstone that still says 'burned'), and its
+  -- resume window still keeps the bytes. The receipt keeps the token's hash and, since the burn, the
+  -- blob id. A wrong token, or a receipt from before the burn kept the blob id, answers as before.
+  if redis.call('GET', KEYS[2]) == 'burned' and redis.call('HGET', KEYS[3], 'dt') == ARGV[2] then
+    local burnt = redis.call('HGET', KEYS[3], 'blob')
+    if burnt then
+      redis.call('SET', KEYS[2], 'deleted', 'KEEPTTL')
+      redis.call('ZREM', blob_key(burnt), 'live', 'resume')
+      return {'deleted', burnt}
+    end
+  end
+  return not_live()
+end
 if redis.call('HGET', KEYS[1], 'dt') ~= ARGV[2] then return {'forbidden'} end
 local blob = redis.call('HGET', KEYS[1], 'blob')
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], 'deleted', 'KEEPTTL')
--- The sender's delete also ends every resume window of this file (docs/FORMAT.md).
 redis.call('ZREM', blob_key(blob), 'live', 'resume')
 return {'deleted', blob}

@@ -1,6 +1,7 @@
 -- Give back exactly the use that one claim took, when the server failed before its first byte.
 -- KEYS: file, tombstone, receipt   ARGV: blobPrefix, nowMs, burnedByThisClaim ('1'|'0'), blobId, expiresAtMs, downloadNumber, field, value, ... (the record as claimed)
--- A refunded download never started for its client: its start leaves the receipt too.
+-- A refunded download never started for its client: its start (its own number, which claim.lua never
+-- gives out again) leaves the receipt too.
 -- Returns 1 when the use was given back, 0 when the file has since gone by other means and stays gone.
 if ARGV[3] == '0' then
   -- The record outlived this claim: give the use back only while it is still live. A file deleted,
@@ -10,8 +11,9 @@ if ARGV[3] == '0' then
   redis.call('HDEL', KEYS[3], 's' .. ARGV[6])
   return 1
 end
--- This claim burned the record. Nothing can have happened to it since (a burned key answers 410 to
--- everyone), so restore it exactly, unless its time is up.
+-- This claim burned the record. Since then a burned key answers 410 to every recipient, but its
+-- sender may have deleted it (delete.lua marks the tombstone 'deleted'): restore it exactly only while
+-- the tombstone still says 'burned', and unless its time is up. The download number stays spent.
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[2]) ~= 'burned' then return 0 end
 if tonumber(ARGV[5]) <= tonumber(ARGV[2]) then return 0 end
 local fields = {}
