@@ -1,7 +1,6 @@
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.js';
-import { launchChromium, watchedContext } from '../helpers/browser.js';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { useBrowserStack } from '../helpers/browser.js';
 
 /** The result card's receipt cadence (upload.js RECEIPT_EVERY_MS). */
 const RECEIPT_EVERY_MS = 15_000;
@@ -56,33 +55,13 @@ async function uploadFromPage(page: Page, url: string, uses: string): Promise<{ 
 }
 
 describe('page hardening in real Chromium', () => {
-  let app: TestApp;
-  let browser: Browser;
-  const problems: string[] = [];
-  const contexts: BrowserContext[] = [];
-  const newContext = async (label: string) => {
-    const context = await watchedContext(browser, problems, label);
-    contexts.push(context);
-    return context;
-  };
-
-  beforeAll(async () => {
-    app = await startTestApp();
-    browser = await launchChromium();
-  });
-  afterEach(async () => {
-    for (const context of contexts.splice(0)) await context.close().catch(() => undefined);
-    problems.length = 0;
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
-  });
+  const stack = useBrowserStack();
+  const { problems, newContext } = stack;
 
   it('the sender’s card keeps asking for the receipt through outages, and stops for good at a 404 (each would be a failed lookup)', async () => {
     const page = await (await newContext('sender-404')).newPage();
     await page.clock.install();
-    await uploadFromPage(page, app.url, '1');
+    await uploadFromPage(page, stack.app.url, '1');
 
     const answers = [503, 503, 404];
     const seen = watchReceipts(page);
@@ -114,11 +93,11 @@ describe('page hardening in real Chromium', () => {
   it('the sender’s card stops asking once the receipt says the file is burned', async () => {
     const page = await (await newContext('sender-burned')).newPage();
     await page.clock.install();
-    const { key } = await uploadFromPage(page, app.url, '1');
+    const { key } = await uploadFromPage(page, stack.app.url, '1');
     const seen = watchReceipts(page);
 
     // The one download, outside the page: the file burns.
-    const download = await fetch(`${app.url}/download`, { headers: { 'X-Key': key } });
+    const download = await fetch(`${stack.app.url}/download`, { headers: { 'X-Key': key } });
     expect(download.status).toBe(200);
     await download.arrayBuffer();
 
@@ -133,9 +112,9 @@ describe('page hardening in real Chromium', () => {
   });
 
   it('“Skip to content” on the recipient page moves focus to main and keeps the file that was found', async () => {
-    const upload = await uploadViaApi(app.url, 'plans.txt', 'the plans\n');
+    const upload = await uploadViaApi(stack.app.url, 'plans.txt', 'the plans\n');
     const page = await (await newContext('skip-link')).newPage();
-    await page.goto(`${app.url}/d#${upload.key}`);
+    await page.goto(`${stack.app.url}/d#${upload.key}`);
     await page.locator('#file-card').waitFor({ state: 'visible' });
     expect(await page.textContent('#file-heading')).toBe('plans.txt');
 
@@ -160,12 +139,11 @@ describe('page hardening in real Chromium', () => {
   });
 
   it('without JavaScript the upload page offers curl, and its form never puts the file name in a URL', async () => {
-    const context = await browser.newContext({ javaScriptEnabled: false });
-    contexts.push(context);
+    const context = stack.adopt(await stack.browser.newContext({ javaScriptEnabled: false }));
     const page = await context.newPage();
     const requested: string[] = [];
     page.on('request', (request) => requested.push(`${request.method()} ${request.url()}`));
-    await page.goto(`${app.url}/`);
+    await page.goto(`${stack.app.url}/`);
     const start = page.url();
     const noteShown = await page.isVisible('.notice');
     const formShown = await page.isVisible('#upload-form');
@@ -178,7 +156,7 @@ describe('page hardening in real Chromium', () => {
     ]);
     expect(requested.filter((line) => line.includes('file=') || line.includes('secret-report'))).toEqual([]);
     expect(page.url()).not.toContain('file=');
-    expect(requested).toContain(`POST ${app.url}/upload`);
+    expect(requested).toContain(`POST ${stack.app.url}/upload`);
     expect({ noteShown, formShown }).toEqual({ noteShown: true, formShown: false });
   });
 });

@@ -1,11 +1,9 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Browser, BrowserContext } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PAGES_CSP } from '../../app/pages/pages.routes.js';
 import { WORDING } from '../../app/shared/wording.js';
-import { startTestApp, type TestApp } from '../helpers/app.js';
-import { axeViolations, launchChromium, watchedContext } from '../helpers/browser.js';
+import { axeViolations, useBrowserStack } from '../helpers/browser.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
@@ -49,37 +47,17 @@ async function statusOf(url: string, key: string): Promise<StatusAnswer> {
 }
 
 describe('the browser pages in real Chromium', () => {
-  let app: TestApp;
-  let browser: Browser;
-  const problems: string[] = [];
-  const contexts: BrowserContext[] = [];
-
-  async function newContext(label: string, width = 1280): Promise<BrowserContext> {
-    const context = await watchedContext(browser, problems, label, width);
-    contexts.push(context);
-    return context;
-  }
+  const stack = useBrowserStack();
+  const { problems, newContext } = stack;
 
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
-    app = await startTestApp();
-    browser = await launchChromium();
-  });
-
-  afterEach(async () => {
-    for (const context of contexts.splice(0)) await context.close().catch(() => undefined);
-    problems.length = 0;
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await app?.close();
   });
 
   it('serves both pages with a CSP without unsafe-inline, no-store and no Referer', async () => {
     expect(PAGES_CSP).not.toContain('unsafe-inline');
     for (const route of ['/', '/d', '/d/']) {
-      const res = await fetch(`${app.url}${route}`);
+      const res = await fetch(`${stack.app.url}${route}`);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^text\/html/);
       expect(res.headers.get('content-security-policy')).toBe(PAGES_CSP);
@@ -90,7 +68,7 @@ describe('the browser pages in real Chromium', () => {
       expect(html).not.toMatch(/\sstyle="/); // no inline style attribute
       expect(html).not.toContain('{{'); // every limit was substituted
     }
-    const qr = await fetch(`${app.url}/static/qrcode.mjs`);
+    const qr = await fetch(`${stack.app.url}/static/qrcode.mjs`);
     expect(qr.status).toBe(200);
     expect(qr.headers.get('content-type')).toMatch(/javascript/);
   });
@@ -100,7 +78,7 @@ describe('the browser pages in real Chromium', () => {
     const bytes = Buffer.from(`quarterly numbers ${'0123456789'.repeat(5000)}\n`);
 
     const sender = await (await newContext('sender')).newPage();
-    await sender.goto(`${app.url}/`);
+    await sender.goto(`${stack.app.url}/`);
     await sender.setInputFiles('#file', { name, mimeType: 'text/plain', buffer: bytes });
     await sender.selectOption('#uses', '2');
     await sender.click('#upload-button');
@@ -108,7 +86,7 @@ describe('the browser pages in real Chromium', () => {
 
     const shareUrl = (await sender.textContent('#share-link'))!.trim();
     const key = (await sender.textContent('#passphrase'))!.trim();
-    expect(shareUrl).toBe(`${app.url}/d#${key}`);
+    expect(shareUrl).toBe(`${stack.app.url}/d#${key}`);
     expect(await sender.evaluate(() => document.activeElement?.id)).toBe('result-heading');
     expect(await sender.locator('#qr svg path').count()).toBe(1);
     expect(await sender.textContent('#uses-left')).toBe('2');
@@ -121,14 +99,14 @@ describe('the browser pages in real Chromium', () => {
     await recipient.goto(shareUrl);
     await expect.poll(() => recipient.textContent('#file-heading')).toBe(name);
     // The key left the address bar and history, and never went into a URL the server saw.
-    expect(recipient.url()).toBe(`${app.url}/d`);
+    expect(recipient.url()).toBe(`${stack.app.url}/d`);
     expect(await recipient.textContent('#uses-left')).toBe('2');
-    const afterLook = await statusOf(app.url, key);
+    const afterLook = await statusOf(stack.app.url, key);
     expect(afterLook.body.remaining_uses).toBe(2);
 
     // Reloading spends nothing either.
     await recipient.reload();
-    expect((await statusOf(app.url, key)).body.remaining_uses).toBe(2);
+    expect((await statusOf(stack.app.url, key)).body.remaining_uses).toBe(2);
     await recipient.goto(shareUrl);
     await expect.poll(() => recipient.textContent('#file-heading')).toBe(name);
 
@@ -138,7 +116,7 @@ describe('the browser pages in real Chromium', () => {
     expect(saved.equals(bytes)).toBe(true);
 
     await expect.poll(() => recipient.textContent('#uses-left'), { timeout: 10_000 }).toBe('1');
-    expect((await statusOf(app.url, key)).body.remaining_uses).toBe(1);
+    expect((await statusOf(stack.app.url, key)).body.remaining_uses).toBe(1);
     expect(requestedUrls.filter((u) => u.includes(key))).toEqual([]);
 
     // The sender's card shows the delivery receipt (it asks when the tab comes back to view).
@@ -151,20 +129,20 @@ describe('the browser pages in real Chromium', () => {
 
   it('finds a file from a typed passphrase in any case with spaces, and says when the last download destroyed it', async () => {
     const bytes = Buffer.from('meeting notes\n');
-    const upload = await uploadViaApi(app.url, { name: 'notes.txt', bytes, uses: 1 });
+    const upload = await uploadViaApi(stack.app.url, { name: 'notes.txt', bytes, uses: 1 });
 
     const page = await (await newContext('typed')).newPage();
-    await page.goto(`${app.url}/d`);
+    await page.goto(`${stack.app.url}/d`);
     await page.fill('#passphrase-input', `  ${upload.key.toUpperCase().split('-').join('  ')} `);
     await page.press('#passphrase-input', 'Enter');
     await expect.poll(() => page.textContent('#file-heading')).toBe('notes.txt');
-    expect((await statusOf(app.url, upload.key)).body.remaining_uses).toBe(1);
+    expect((await statusOf(stack.app.url, upload.key)).body.remaining_uses).toBe(1);
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-button')]);
     expect(download.suggestedFilename()).toBe('notes.txt');
     expect((await readFile((await download.path())!)).equals(bytes)).toBe(true);
     await expect.poll(() => page.textContent('#download-note'), { timeout: 10_000 }).toContain('This was the last download');
-    const gone = await statusOf(app.url, upload.key);
+    const gone = await statusOf(stack.app.url, upload.key);
     expect(gone.status).toBe(410);
     expect(gone.body.error?.code).toBe('FILE_GONE');
     expect(problems).toEqual([]);
@@ -174,16 +152,16 @@ describe('the browser pages in real Chromium', () => {
     const page = await (await newContext('states')).newPage();
     const wordlist = (await readFile(path.join(ROOT, 'data', 'eff_large_wordlist.txt'), 'utf8')).split('\n');
     const words = wordlist.slice(100, 104).map((line) => line.split('\t')[1]);
-    await page.goto(`${app.url}/d`);
+    await page.goto(`${stack.app.url}/d`);
     await page.fill('#passphrase-input', words.join(' '));
     await page.click('#lookup-button');
     await expect.poll(() => page.textContent('#lookup-error')).toContain('No file matches this passphrase');
 
-    const burned = await uploadViaApi(app.url, { name: 'once.txt', bytes: Buffer.from('x'), uses: 1 });
-    const spend = await fetch(`${app.url}/download/${burned.key}`);
+    const burned = await uploadViaApi(stack.app.url, { name: 'once.txt', bytes: Buffer.from('x'), uses: 1 });
+    const spend = await fetch(`${stack.app.url}/download/${burned.key}`);
     expect(spend.status).toBe(200);
     await spend.arrayBuffer();
-    await page.goto(`${app.url}/d#${burned.key}`);
+    await page.goto(`${stack.app.url}/d#${burned.key}`);
     await expect.poll(() => page.textContent('#state-heading')).toBe('This file is gone');
     expect(await page.textContent('#state-text')).toContain(WORDING.gone.burned);
 
@@ -191,7 +169,7 @@ describe('the browser pages in real Chromium', () => {
   });
 
   it('lets link-preview bots and curl fetch the share link without spending a download', async () => {
-    const upload = await uploadViaApi(app.url, { name: 'preview-me.txt', bytes: Buffer.from('hello'), uses: 1 });
+    const upload = await uploadViaApi(stack.app.url, { name: 'preview-me.txt', bytes: Buffer.from('hello'), uses: 1 });
     for (const bot of BOTS) {
       // fetch() drops the fragment, exactly as every HTTP client does: the server sees only GET /d.
       const page = await fetch(upload.share_url, {
@@ -201,7 +179,7 @@ describe('the browser pages in real Chromium', () => {
       expect(await page.text()).not.toContain(upload.key);
       if (bot.name !== 'plain curl') {
         // A bot that follows the download URL with a browser-like Accept is sent to the page instead.
-        const direct = await fetch(`${app.url}/download/${upload.key}`, {
+        const direct = await fetch(`${stack.app.url}/download/${upload.key}`, {
           headers: { 'User-Agent': bot.ua, Accept: BROWSER_ACCEPT },
           redirect: 'manual',
         });
@@ -210,7 +188,7 @@ describe('the browser pages in real Chromium', () => {
         await direct.arrayBuffer();
       }
     }
-    const after = await statusOf(app.url, upload.key);
+    const after = await statusOf(stack.app.url, upload.key);
     expect(after.status).toBe(200);
     expect(after.body.remaining_uses).toBe(1);
 
@@ -222,13 +200,13 @@ describe('the browser pages in real Chromium', () => {
   });
 
   it('has no serious or critical axe findings on either page, and saves screenshots at 1280 and 390 px', async () => {
-    const upload = await uploadViaApi(app.url, { name: 'Annual report 2026.pdf.txt', bytes: Buffer.alloc(48_000, 65), uses: 3 });
+    const upload = await uploadViaApi(stack.app.url, { name: 'Annual report 2026.pdf.txt', bytes: Buffer.alloc(48_000, 65), uses: 3 });
     const findings: string[] = [];
     for (const width of [1280, 390]) {
       const context = await newContext(`axe-${width}`, width);
 
       const sender = await context.newPage();
-      await sender.goto(`${app.url}/`);
+      await sender.goto(`${stack.app.url}/`);
       findings.push(...(await axeViolations(sender)).map((f) => `/ form @${width}: ${f}`));
       await sender.screenshot({ path: path.join(ARTIFACTS, `upload-${width}.png`), fullPage: true });
       await sender.setInputFiles('#file', { name: 'holiday photos.zip.txt', mimeType: 'text/plain', buffer: Buffer.alloc(20_000, 66) });
@@ -238,7 +216,7 @@ describe('the browser pages in real Chromium', () => {
       await sender.screenshot({ path: path.join(ARTIFACTS, `upload-result-${width}.png`), fullPage: true });
 
       const recipient = await context.newPage();
-      await recipient.goto(`${app.url}/d`);
+      await recipient.goto(`${stack.app.url}/d`);
       findings.push(...(await axeViolations(recipient)).map((f) => `/d form @${width}: ${f}`));
       await recipient.screenshot({ path: path.join(ARTIFACTS, `download-form-${width}.png`), fullPage: true });
       await recipient.goto(upload.share_url);
@@ -247,7 +225,7 @@ describe('the browser pages in real Chromium', () => {
       await recipient.screenshot({ path: path.join(ARTIFACTS, `download-file-${width}.png`), fullPage: true });
     }
     expect(findings).toEqual([]);
-    expect((await statusOf(app.url, upload.key)).body.remaining_uses).toBe(3);
+    expect((await statusOf(stack.app.url, upload.key)).body.remaining_uses).toBe(3);
     expect(problems).toEqual([]);
   });
 });

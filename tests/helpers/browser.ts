@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startTestApp, type TestApp } from './app.js';
 
 // Real Chromium from Debian (DEVELOPERS.md); CHROMIUM_PATH overrides it.
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -64,4 +66,53 @@ export async function axeViolations(page: Page): Promise<string[]> {
   return violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.impact} ${v.id}: ${v.targets.join(', ')}`);
+}
+
+/**
+ * A real app and Chromium for the enclosing describe block. `newContext` opens a watched context
+ * (its console errors and failed requests land in `problems`); each closes after its test, and
+ * `problems` starts empty for every test.
+ */
+export function useBrowserStack(): {
+  readonly app: TestApp;
+  readonly browser: Browser;
+  problems: string[];
+  newContext(label: string, width?: number): Promise<BrowserContext>;
+  /** A context opened otherwise, closed after its test like the others. */
+  adopt(context: BrowserContext): BrowserContext;
+} {
+  let app: TestApp | undefined;
+  let browser: Browser | undefined;
+  const problems: string[] = [];
+  const contexts: BrowserContext[] = [];
+  beforeAll(async () => {
+    app = await startTestApp();
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    for (const context of contexts.splice(0)) await context.close().catch(() => undefined);
+    problems.length = 0;
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+  });
+  return {
+    get app() {
+      return app!;
+    },
+    get browser() {
+      return browser!;
+    },
+    problems,
+    async newContext(label, width = 1280) {
+      const context = await watchedContext(browser!, problems, label, width);
+      contexts.push(context);
+      return context;
+    },
+    adopt(context) {
+      contexts.push(context);
+      return context;
+    },
+  };
 }

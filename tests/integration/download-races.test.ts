@@ -8,48 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { destroyUnlessProtected } from '../../app/blobs/blobs.usecases.js';
 import { createBlobGuard } from '../../app/blobs/blobs.repository.js';
-import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { createSilentLogger } from '../../app/shared/logger.js';
 import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
 import { expectError, redisKeysOf, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
 import { runTs, type RunningProcess } from '../helpers/processes.js';
-
-type ScriptCall = (...args: unknown[]) => Promise<unknown>;
-
-/** The app's next call of one of its Redis scripts goes through `instead` (given the real one); later calls are untouched. */
-function onNextScriptCall(app: TestApp, name: string, instead: (real: ScriptCall, args: unknown[]) => Promise<unknown>): void {
-  const redis = app.deps.redis as unknown as Record<string, ScriptCall>;
-  const real = redis[name]!;
-  redis[name] = (...args: unknown[]) => {
-    redis[name] = real;
-    return instead(real.bind(app.deps.redis), args);
-  };
-}
-
-/** The app's next blob read waits until `open()`; `reached` resolves when it has been asked for. */
-function holdNextRead(store: BlobStore): { reached: Promise<void>; open: () => void } {
-  const real = store.read.bind(store);
-  let open!: () => void;
-  let reach!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const reached = new Promise<void>((resolve) => (reach = resolve));
-  store.read = async (blobId, range) => {
-    store.read = real;
-    reach();
-    await opened;
-    return real(blobId, range);
-  };
-  return { reached, open };
-}
-
-/** The app's next blob read fails, as a storage error would. */
-function failNextRead(store: BlobStore): void {
-  const real = store.read.bind(store);
-  store.read = () => {
-    store.read = real;
-    return Promise.reject(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
-  };
-}
+import { onNextScriptCall, holdNextRead, failNextRead } from '../helpers/interpose.js';
 
 async function upload(
   app: TestApp,

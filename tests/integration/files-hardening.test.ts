@@ -5,17 +5,14 @@
  * upload's preview_url.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { newBlobId } from '../../app/blobs/blob-id.js';
-import type { BlobStore } from '../../app/blobs/blob-store.js';
-import { createBlobGuard, type BlobGuard } from '../../app/blobs/blobs.repository.js';
-import { createFilesRepository, downloadNumber, type FileRecord, type FilesRepository } from '../../app/files/files.repository.js';
-import { redisKeys, type RedisKeys } from '../../app/shared/redis-keys.js';
-import { startTestApp, uniquePrefix, type TestApp } from '../helpers/app.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BlobGuard } from '../../app/blobs/blobs.repository.js';
+import { downloadNumber, type FilesRepository } from '../../app/files/files.repository.js';
+import type { RedisKeys } from '../../app/shared/redis-keys.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
 import { expectError, uploadOk } from '../helpers/files.js';
-
-const NOW = 1_800_000_000_000;
-const lookupId = () => `${newBlobId()}`.padEnd(64, '0');
+import { onNextScriptCall, holdNextRead } from '../helpers/interpose.js';
+import { NOW, openFileScripts, storeRecord } from '../helpers/file-scripts.js';
 
 describe('the file scripts', () => {
   let redis: Redis;
@@ -24,33 +21,13 @@ describe('the file scripts', () => {
   let guard: BlobGuard;
 
   beforeAll(() => {
-    redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 1 });
-    keys = redisKeys(uniquePrefix());
-    files = createFilesRepository(redis, keys, 3_600_000);
-    guard = createBlobGuard(redis, keys);
+    ({ redis, keys, files, guard } = openFileScripts());
   });
   afterAll(() => {
     redis.disconnect();
   });
 
-  /** A stored record with `uses` left, live until NOW + 60 s. */
-  const stored = async (uses: number): Promise<{ id: string; record: FileRecord }> => {
-    const record: FileRecord = {
-      blob: newBlobId(),
-      wk: 'wrapped',
-      meta: 'sealed',
-      uses,
-      totalUses: uses,
-      previewed: false,
-      size: 10,
-      created: NOW,
-      expires: NOW + 60_000,
-      dt: 'token-hash',
-    };
-    const id = lookupId();
-    expect(await files.store(id, record)).toBe(true);
-    return { id, record };
-  };
+  const stored = (uses: number) => storeRecord(files, uses);
   const claimed = async (id: string, now = NOW) => {
     const claim = await files.claim(id, { now, leaseId: `lease-${now}`, leaseUntil: now + 15_000 });
     if (claim.kind !== 'found') throw new Error(`expected a claim, got ${claim.kind}`);
@@ -136,33 +113,6 @@ describe('the file scripts', () => {
     });
   });
 });
-
-/** The app's next call of one of its Redis scripts goes through `instead` (given the real one); later calls are untouched. */
-type ScriptCall = (...args: unknown[]) => Promise<unknown>;
-function onNextScriptCall(app: TestApp, name: string, instead: (real: ScriptCall, args: unknown[]) => Promise<unknown>): void {
-  const redis = app.deps.redis as unknown as Record<string, ScriptCall>;
-  const real = redis[name]!;
-  redis[name] = (...args: unknown[]) => {
-    redis[name] = real;
-    return instead(real.bind(app.deps.redis), args);
-  };
-}
-
-/** The app's next blob read waits until `open()`; `reached` resolves when it has been asked for. */
-function holdNextRead(store: BlobStore): { reached: Promise<void>; open: () => void } {
-  const real = store.read.bind(store);
-  let open!: () => void;
-  let reach!: () => void;
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const reached = new Promise<void>((resolve) => (reach = resolve));
-  store.read = async (blobId, range) => {
-    store.read = real;
-    reach();
-    await opened;
-    return real(blobId, range);
-  };
-  return { reached, open };
-}
 
 describe('the API', () => {
   let app: TestApp;

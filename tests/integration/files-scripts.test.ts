@@ -4,15 +4,11 @@
  * record, its tombstone and its blob's protection consistent.
  */
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newBlobId } from '../../app/blobs/blob-id.js';
-import { createBlobGuard, type BlobGuard } from '../../app/blobs/blobs.repository.js';
-import { createFilesRepository, type FileRecord, type FilesRepository } from '../../app/files/files.repository.js';
-import { redisKeys } from '../../app/shared/redis-keys.js';
-import { uniquePrefix } from '../helpers/app.js';
-
-const NOW = 1_800_000_000_000;
-const lookupId = () => `${newBlobId()}`.padEnd(64, '0');
+import type { BlobGuard } from '../../app/blobs/blobs.repository.js';
+import type { FilesRepository } from '../../app/files/files.repository.js';
+import { lookupId, NOW, openFileScripts, storeRecord } from '../helpers/file-scripts.js';
 
 describe('the file scripts, interleaved', () => {
   let redis: Redis;
@@ -20,33 +16,13 @@ describe('the file scripts, interleaved', () => {
   let guard: BlobGuard;
 
   beforeAll(() => {
-    redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: 1 });
-    const keys = redisKeys(uniquePrefix());
-    files = createFilesRepository(redis, keys, 3_600_000);
-    guard = createBlobGuard(redis, keys);
+    ({ redis, files, guard } = openFileScripts());
   });
   afterAll(() => {
     redis.disconnect();
   });
 
-  /** A stored record with `uses` left, live until NOW + 60 s (Redis keeps keys by wall time: far future). */
-  const stored = async (uses: number): Promise<{ id: string; record: FileRecord }> => {
-    const record: FileRecord = {
-      blob: newBlobId(),
-      wk: 'wrapped',
-      meta: 'sealed',
-      uses,
-      totalUses: uses,
-      previewed: false,
-      size: 10,
-      created: NOW,
-      expires: NOW + 60_000,
-      dt: 'token-hash',
-    };
-    const id = lookupId();
-    expect(await files.store(id, record)).toBe(true);
-    return { id, record };
-  };
+  const stored = (uses: number) => storeRecord(files, uses);
   const claim = (id: string, now = NOW) =>
     files.claim(id, { now, leaseId: `lease-${Math.random()}`.slice(0, 16), leaseUntil: now + 15_000 });
 
