@@ -51,9 +51,13 @@ function clientAborted(req: Request, error: unknown): boolean {
  * it (a body waiting for the KDF stays in the kernel), and only the request's own errors count as a
  * hang-up.
  */
-function requestBody(req: Request) {
+export function requestBody(req: Request) {
   let hungUp = false;
   const source = new Readable({ read: () => void req.resume() });
+  // A client may hang up before the pipeline reads `source` (while its keys are derived, say): the
+  // error it is destroyed with is the pipeline's to report once it starts, and until then it must not
+  // be an unhandled 'error' event, which would end the process.
+  source.on('error', () => undefined);
   const onData = (chunk: Buffer) => {
     if (!source.push(chunk)) req.pause();
   };

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FileEntry } from '../crypto/keys.js';
 import { METADATA_MAX_BUCKET } from '../crypto/metadata.js';
-import { createDecryptStream } from '../crypto/stream.js';
+import { ciphertextSize, createDecryptStream } from '../crypto/stream.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { validationFailed } from '../http/errors.js';
 import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
@@ -96,6 +96,7 @@ export function startDrop(
     archive: {
       maxBytes: config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES }),
       admitted: first.pending.handOver(),
+      reclaims: ciphertextSize(first.pending.stored.size),
     },
   });
   stored.catch(fail);

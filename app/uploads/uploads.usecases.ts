@@ -69,14 +69,18 @@ export async function receiveUpload(
     expectedSize?: number;
     who: Requester;
     words: number;
-    /** A drop's archive, built by the server: admitted already (its first file's), its own size bound, no type sniffing. */
-    archive?: { maxBytes: number; admitted: UploadAdmission };
+    /**
+     * A drop's archive, built by the server: admitted already (its first file's), its own size bound,
+     * no type sniffing. `reclaims`: the stored bytes it replaces (the first file's blob, discarded once
+     * copied in), which MAX_STORAGE_BYTES must not count twice.
+     */
+    archive?: { maxBytes: number; admitted: UploadAdmission; reclaims: number };
   },
 ): Promise<PendingUpload> {
   const { config } = deps;
   const limits = {
     maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
-    maxStorageBytes: config.maxStorageBytes,
+    maxStorageBytes: config.maxStorageBytes === undefined ? undefined : config.maxStorageBytes + (input.archive?.reclaims ?? 0),
     allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
     stallMs: config.uploadStallSeconds * 1000,
   };

@@ -61,6 +61,15 @@ describe('the file scripts', () => {
       expect(await files.peek(id, NOW + 3)).toMatchObject({ kind: 'found', record: { uses: 1, blob: record.blob } });
     });
 
+    it('answers as before (410 burned) once nothing keeps its bytes: the burn is history then', async () => {
+      const { id, record } = await stored(1);
+      await claimed(id);
+      // The burning download's lease ended, and no resume window is open.
+      await redis.zrem(keys.blob(record.blob), `lease-${NOW}`);
+      expect(await files.remove(id, 'token-hash', NOW + 1)).toEqual({ kind: 'gone', reason: 'burned' });
+      expect(await files.receipt(id, 'token-hash', NOW + 2)).toMatchObject({ kind: 'found', receipt: { state: 'burned' } });
+    });
+
     it('answers as before when the receipt predates the blob id it now keeps', async () => {
       const { id } = await stored(1);
       await claimed(id);

@@ -69,6 +69,31 @@ describe('MAX_STORAGE_BYTES holds for bodies of unknown length (SPEC §3: 507)',
   });
 });
 
+describe('MAX_STORAGE_BYTES counts a drop once', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  // A drop's archive re-contains its first file, whose own blob is discarded once copied in: it must
+  // not count against the quota twice (SPEC §10.7: MAX_FILE_SIZE and the quota hold for the drop).
+  it('takes a drop that fits once, though its first file is stored twice for a moment', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([randomBytes(600 * KB)]), 'big.bin');
+    form.append('file', new Blob(['small\n']), 'small.txt');
+    const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
+    expect(res.status).toBe(201);
+    // Only the archive stays: the first file's own blob is discarded once copied in.
+    await waitFor(
+      () => traceOf(app),
+      (now) => now.stored.length === 1,
+    );
+  });
+});
+
 const storeFailure = (operation: string) => Object.assign(new Error(`s3 ${operation} failed: socket hang up`), { code: 'ESTORE' });
 
 /**

@@ -1,4 +1,11 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Request } from 'express';
 import { describe, expect, it } from 'vitest';
+import { requestBody } from '../../app/http/receive-upload.js';
 import { detectType, sanitiseFilename, sanitiseSegment } from '../../app/uploads/content-type.models.js';
 
 describe('detectType on markup (linear time)', () => {
@@ -49,5 +56,37 @@ describe('sanitiseFilename keeps at most 255 UTF-16 units', () => {
     expect(exact.length).toBe(255);
     expect(sanitiseFilename(exact)).toBe(exact);
     expect(sanitiseSegment(`${'😀'.repeat(200)}.jpeg`)).toBe(`${'😀'.repeat(125)}.jpeg`);
+  });
+});
+
+describe("a raw PUT's body stream (requestBody)", () => {
+  // The client may hang up while its upload waits for its keys, before anything reads the stream:
+  // the stream is destroyed with the hang-up, and that must not be an unhandled 'error' (which ends the
+  // process; vitest fails the run on one). The pipeline, once it starts, still sees the failure.
+  it('survives a client that hangs up before the stream is read, and fails the read that follows', async () => {
+    let received!: () => void;
+    const arrived = new Promise<void>((resolve) => (received = resolve));
+    let sourceClosed!: (source: Readable) => void;
+    const closed = new Promise<Readable>((resolve) => (sourceClosed = resolve));
+    const server = http.createServer((req) => {
+      const body = requestBody(req as Request);
+      req.once('close', () => setImmediate(() => sourceClosed(body.source)));
+      received();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const socket = net.connect(port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write('PUT /upload/a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789');
+      await arrived;
+      socket.destroy();
+      const source = await closed;
+      expect(source.destroyed).toBe(true);
+      await expect(pipeline(source, new PassThrough())).rejects.toBeInstanceOf(Error);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

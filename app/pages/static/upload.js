@@ -85,9 +85,9 @@ const RECEIPT_EVERY_MS = 15_000;
 /**
  * Receipt answers that asking again cannot change. 404 above all: once the receipt is gone (the tombstone's
  * TOMBSTONE_HOURS after the end) every ask is a failed lookup, and DOWNLOAD_FAIL_LIMIT of them would block
- * the sender's own network. 5xx and network errors pass, and the next refresh tells.
+ * the sender's own network. 5xx, 429 (a limit that passes) and network errors pass, and the next refresh tells.
  */
-const RECEIPT_STOP_STATUSES = new Set([400, 403, 404, 410, 429]);
+const RECEIPT_STOP_STATUSES = new Set([400, 403, 404, 410]);
 
 // ---------- form setup ----------
 
@@ -498,8 +498,10 @@ async function refreshReceipt() {
     setUsesLeft(receipt.uses_left);
     return;
   }
-  // Burned, expired or deleted: final. This receipt is the last one the card asks for.
-  stopReceipts();
+  // Deleted: nothing more can happen to it. A burned or expired file's receipt may still change (the
+  // last download completing, requests refused after the end): asked again slowly (markGone) until the
+  // receipt itself is gone (a 404, above).
+  if (receipt.state === 'deleted') stopReceipts();
   markGone(receipt.state);
 }
 
