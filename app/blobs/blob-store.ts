@@ -77,3 +77,16 @@ export interface StoredEntry {
   /** Engine-private handle for destroyEntry (a path, an object key, an upload id). */
   ref: string;
 }
+
+/**
+ * The engines' code for "the store failed or refused" (s3-store.ts): the error handler answers it
+ * with 503 SERVICE_UNAVAILABLE (SPEC §3: storage unreachable), never as a client's fault or a bug.
+ */
+export const STORE_FAILED = 'ESTORE';
+
+/** A failure of the storage engine itself, as an ESTORE error (an engine's own ESTORE error unchanged). */
+export function storageUnavailable(error: unknown): Error {
+  if ((error as NodeJS.ErrnoException | null)?.code === STORE_FAILED) return error as Error;
+  const detail = error instanceof Error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : String(error);
+  return Object.assign(new Error(`storage failed: ${detail}`, { cause: error }), { code: STORE_FAILED });
+}

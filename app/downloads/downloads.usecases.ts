@@ -1,5 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import { keepLease, leaseUntil, newLeaseId, type HeldLease } from '../blobs/lease.js';
+import { STORE_FAILED, storageUnavailable } from '../blobs/blob-store.js';
 import { isIntegrityCheckFailed } from '../crypto/crypto.errors.js';
 import { decryptMetadata, type FileMetadata } from '../crypto/keys.js';
 import { createRangeDecryptStream, planRange, type RangePlan } from '../crypto/range.js';
@@ -188,7 +189,7 @@ async function claimDownload(
     // pipeline() destroys both streams when either fails or the consumer destroys the body, which
     // closes the blob's handle: nothing stays open after a failure.
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
-    const first = await firstChunk(body);
+    const first = await firstChunk(body, storeStallMs(deps.config));
     // Only a download that can send its first byte gets a resume record (a refunded one needs none).
     const n = downloadNumber(record);
     let etag: string | null = null;
@@ -216,7 +217,7 @@ async function claimDownload(
     await cancel();
     if (isIntegrityCheckFailed(error))
       deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
-    throw error;
+    throw readFailure(error);
   }
 }
 
@@ -323,7 +324,7 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     const header = await readAll(await deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }));
     const ciphertext = await deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd });
     body = pipeline(ciphertext, createRangeDecryptStream({ dataKey, blobId: resume.blob, header, plan }), () => undefined);
-    const first = await firstChunk(body);
+    const first = await firstChunk(body, storeStallMs(deps.config));
     deps.log.info('download_resumed', { bytes: plan.length });
     const cancel = async () => {
       body?.destroy();
@@ -338,7 +339,7 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     await endLease(deps, resume.blob, lease, 'released');
     if (isIntegrityCheckFailed(error))
       deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
-    throw error;
+    throw readFailure(error);
   }
 }
 
@@ -394,9 +395,34 @@ async function endLease(deps: FilesDeps, blobId: string, lease: HeldLease, reaso
   }
 }
 
-/** Resolves with the first verified chunk (null when the stream ends empty), or rejects with the stream's error. */
-function firstChunk(stream: Readable): Promise<Buffer | null> {
+/**
+ * A blob that cannot be read before its first byte: a failure of the engine (an fs I/O, permission or
+ * link error; an s3 stream cut off) answers 503 like an unreachable store (SPEC §3). A blob that is
+ * missing or fails authentication is not the store's passing trouble, and stays what it is.
+ */
+function readFailure(error: unknown): unknown {
+  const cause = error as NodeJS.ErrnoException | null;
+  if (isIntegrityCheckFailed(error) || cause?.code === undefined || cause.code === 'ENOENT') return error;
+  const fromStore = cause.syscall !== undefined || cause.code === STORE_FAILED || NETWORK_CODES.has(cause.code);
+  return fromStore ? storageUnavailable(error) : error;
+}
+
+const NETWORK_CODES = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNREFUSED']);
+
+/** How long a store may send nothing before a download's first chunk: the upload's stall window (UPLOAD_STALL_SECONDS). */
+const storeStallMs = (config: DownloadsDeps['config']) => config.uploadStallSeconds * 1000;
+
+/**
+ * Resolves with the first verified chunk (null when the stream ends empty), or rejects with the
+ * stream's error, or with a storage failure when nothing arrives within `stallMs` (a store that
+ * answered and then stalled would otherwise hold a claimed use, and its client, forever).
+ */
+function firstChunk(stream: Readable, stallMs: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
+    const stalled = setTimeout(() => {
+      cleanup();
+      reject(storageUnavailable(new Error(`the store sent nothing for ${stallMs / 1000} s`)));
+    }, stallMs);
     const onReadable = () => {
       const chunk = stream.read() as Buffer | null;
       if (chunk === null) return;
@@ -412,6 +438,7 @@ function firstChunk(stream: Readable): Promise<Buffer | null> {
       reject(error);
     };
     const cleanup = () => {
+      clearTimeout(stalled);
       stream.off('readable', onReadable);
       stream.off('end', onEnd);
       stream.off('error', onError);

@@ -5,7 +5,7 @@ import { AppError, insufficientStorage } from '../http/errors.js';
 import { ciphertextSize, createEncryptStream } from '../crypto/stream.js';
 import { generateDataKey } from '../crypto/keys.js';
 import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
-import type { BlobStore } from '../blobs/blob-store.js';
+import { storageUnavailable, type BlobStore } from '../blobs/blob-store.js';
 import { fileTooLarge, unsupportedMediaType, uploadStalled } from './uploads.errors.js';
 
 interface StoreLimits {
@@ -28,19 +28,6 @@ export interface StoredBlob {
 const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
 // Keep this much free beyond the upload, so a full disk never stops Redis or the logs first.
 const DISK_RESERVE = 4 * 1024 * 1024;
-
-/**
- * The engines' code for "the store failed or refused" (s3-store.ts): the error handler answers it
- * with 503 SERVICE_UNAVAILABLE (SPEC §3: storage unreachable), never as a client's fault or a bug.
- */
-const STORE_FAILED = 'ESTORE';
-
-/** A failure of the storage engine itself, as an ESTORE error (an engine's own ESTORE error unchanged). */
-export function storageUnavailable(error: unknown): Error {
-  if ((error as NodeJS.ErrnoException | null)?.code === STORE_FAILED) return error as Error;
-  const detail = error instanceof Error ? `${(error as NodeJS.ErrnoException).code ?? error.name}: ${error.message}` : String(error);
-  return Object.assign(new Error(`storage failed: ${detail}`, { cause: error }), { code: STORE_FAILED });
-}
 
 const isOutOfSpace = (error: unknown) => ['ENOSPC', 'EDQUOT'].includes(String((error as NodeJS.ErrnoException | null)?.code));
 

@@ -5,6 +5,7 @@
  * deterministic by holding or failing one step of the real app (a script call, a store read).
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { destroyUnlessProtected } from '../../app/blobs/blobs.usecases.js';
 import { createBlobGuard } from '../../app/blobs/blobs.repository.js';
@@ -206,5 +207,43 @@ describe('a burn after a burn that was refunded', () => {
     );
     await worker.waitForEvent('blob_shredded', 5_000, { since, where: (line) => line.reason === 'burned' && line.kind === 'blob' });
     expect(Date.parse(up.expiry) - Date.now()).toBeGreaterThan(30_000);
+  });
+});
+
+describe('a store that fails or stalls before the first byte (SPEC §3: 503, never a hang)', () => {
+  const fault: { next: 'io-error' | 'stall' | null } = { next: null };
+  const running = { app: undefined as unknown as TestApp };
+  beforeAll(async () => {
+    running.app = await startTestApp({
+      env: { UPLOAD_STALL_SECONDS: '1' },
+      wrapStore: (store) => ({
+        ...store,
+        read(blobId, range) {
+          const what = fault.next;
+          fault.next = null;
+          if (what === 'io-error')
+            return Promise.reject(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO', syscall: 'open' }));
+          if (what === 'stall') return Promise.resolve(new Readable({ read: () => undefined }));
+          return store.read(blobId, range);
+        },
+      }),
+    });
+  });
+  afterAll(async () => {
+    await running.app.close();
+  });
+
+  it.each(['io-error', 'stall'] as const)('answers 503 for a read that meets %s, and spends nothing', async (what) => {
+    const { app } = running;
+    const up = await upload(app, { uses: '1' });
+    fault.next = what;
+    const res = await download(up.download_url);
+    await expectError(res, 503, 'SERVICE_UNAVAILABLE');
+    expect(res.headers.get('retry-after')).not.toBeNull();
+    expect(await remainingUses(app, up.key)).toBe(1);
+    expect(await leasesOf(app, up.blobId)).toEqual([]);
+    const again = await download(up.download_url);
+    expect(again.status).toBe(200);
+    expect(Buffer.from(await again.arrayBuffer()).equals(up.bytes)).toBe(true);
   });
 });

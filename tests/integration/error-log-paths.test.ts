@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BlobStore } from '../../app/blobs/blob-store.js';
-import { storageUnavailable } from '../../app/uploads/encrypting-store.js';
+import { storageUnavailable, type BlobStore } from '../../app/blobs/blob-store.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { expectError, uploadOk } from '../helpers/files.js';
 
@@ -34,13 +33,22 @@ describe('a failed read is logged without the blob’s path or id (docs/SECURITY
   });
 
   it.each([
-    ['an EACCES from the fs engine', 500, 'INTERNAL_ERROR', 'request_failed', permissionDenied],
+    // The engine's own failure before the first byte is a 503 (docs/DECISIONS.md), wrapped or not.
+    ['an EACCES from the fs engine', 503, 'SERVICE_UNAVAILABLE', 'storage_unavailable', permissionDenied],
     [
       'the same error wrapped as a storage failure',
       503,
       'SERVICE_UNAVAILABLE',
       'storage_unavailable',
       (id: string) => storageUnavailable(permissionDenied(id)),
+    ],
+    // Anything else is a bug's 500, logged through the same filter.
+    [
+      'an unexpected error naming the file',
+      500,
+      'INTERNAL_ERROR',
+      'request_failed',
+      (id: string) => new Error(`cannot use '/data/uploads/${id}'`),
     ],
   ] as const)(
     '%s: JSON error to the client, an error line with name, message and stack, and no path',

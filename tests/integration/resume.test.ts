@@ -262,7 +262,13 @@ describe('after the resume window', () => {
     await worker.waitForEvent('blob_shredded', 5_000, { since, where: (line) => line.reason === 'burned' && line.kind === 'blob' });
     // Queued at the burn, due after the window (1 s) and the resume record's margin (1 s); the worker
     // first took it then, so it never ran only to put itself back.
-    const [job] = (await app.deps.queue.getJobs(['completed'])).filter((j) => j.name === 'shred' && j.data.blobId === blobId);
+    // The line is logged inside the job; it is marked completed just after.
+    const [job] = await waitFor(
+      async () => (await app.deps.queue.getJobs(['completed'])).filter((j) => j.name === 'shred' && j.data.blobId === blobId),
+      (jobs) => jobs.length === 1,
+      5_000,
+      'the shred job to be completed',
+    );
     expect(job?.data).toEqual({ blobId, reason: 'burned', burn: expect.any(String) });
     expect(job?.id).toBe(jobIds.shred(job!.data as JobPayload<'shred'>));
     expect({ state: await job?.getState(), delay: job?.opts.delay, attempts: job?.attemptsStarted }).toEqual({
