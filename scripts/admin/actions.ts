@@ -8,17 +8,27 @@ import { EXIT } from './cli.js';
 import { scanKeys, type AdminContext } from './context.js';
 import { heartbeatAge, type Report } from './inventory.js';
 
+// KEYS: block, failure count, admin block list   ARGV: id, onlyIfBlocked (1/0)   Returns 1 when a block was lifted.
+const UNBLOCK_LUA = `
+local blocked = redis.call('DEL', KEYS[1])
+if blocked == 0 and ARGV[2] == '1' then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return blocked`;
+
 /** A client id as the API writes it (clientIdOf: 32 hex digits), as `ip_blocked` logs it and `blocks` lists it. */
 const CLIENT_ID = /^[a-f0-9]{32}$/;
 
 /**
  * Lifts blocks at once: the block key (what the API checks) and the failure count of each id,
- * and their entries in the admin list, in one transaction. An IP is hashed exactly as the API
+ * and their entries in the admin list, one script per id. An IP is hashed exactly as the API
  * hashes a request's address (app/abuse/client.models.ts, then clientIdOf): IPv4 as is, IPv6 per
- * /64 together with its /48, whose own block would still refuse it. A hash is taken as is.
+ * /64 together with its /48, whose own block would still refuse it. The /48 is touched only when it
+ * is blocked itself: wiping its count otherwise would hand a party spread over many /64s a fresh
+ * budget each time one of them is unblocked. A hash is taken as is.
  */
 export async function unblock(ctx: AdminContext, target: string, secret: () => Promise<string | null>): Promise<Report> {
-  const ids: { id: string; shown: string }[] = [];
+  const ids: { id: string; shown: string; onlyIfBlocked: boolean }[] = [];
   if (isIP(target) !== 0) {
     const key = await secret();
     if (key === null) {
@@ -27,10 +37,10 @@ export async function unblock(ctx: AdminContext, target: string, secret: () => P
       return { exitCode: EXIT.problem, json: { unblocked: false, error: text }, text };
     }
     const who = clientIdentity(target);
-    ids.push({ id: clientIdOf(key, who.client), shown: who.client });
-    if (who.kind === 'ipv6') ids.push({ id: clientIdOf(key, who.aggregate), shown: who.aggregate });
+    ids.push({ id: clientIdOf(key, who.client), shown: who.client, onlyIfBlocked: false });
+    if (who.kind === 'ipv6') ids.push({ id: clientIdOf(key, who.aggregate), shown: who.aggregate, onlyIfBlocked: true });
   } else if (CLIENT_ID.test(target.toLowerCase())) {
-    ids.push({ id: target.toLowerCase(), shown: 'client' });
+    ids.push({ id: target.toLowerCase(), shown: 'client', onlyIfBlocked: false });
   } else {
     return {
       exitCode: EXIT.usage,
@@ -38,12 +48,21 @@ export async function unblock(ctx: AdminContext, target: string, secret: () => P
       text: `"${target}" is neither an IP address nor a client hash (32 hex digits, as blocks lists it)`,
     };
   }
-  const transaction = ctx.redis.multi();
-  for (const { id } of ids) transaction.del(ctx.keys.block(id)).del(ctx.keys.lookupFailures(id)).zrem(ctx.keys.blockList(), id);
-  const replies = (await transaction.exec()) ?? [];
-  // Three replies per id; the first of each says whether a block key was there.
-  const lifted = ids.filter((_, i) => replies[i * 3]?.[1] === 1);
-  const json = { unblocked: lifted.length > 0, clients: ids.map(({ id }, i) => ({ client: id, was_blocked: replies[i * 3]?.[1] === 1 })) };
+  const wasBlocked: boolean[] = [];
+  for (const { id, onlyIfBlocked } of ids) {
+    const reply = await ctx.redis.eval(
+      UNBLOCK_LUA,
+      3,
+      ctx.keys.block(id),
+      ctx.keys.lookupFailures(id),
+      ctx.keys.blockList(),
+      id,
+      onlyIfBlocked ? 1 : 0,
+    );
+    wasBlocked.push(reply === 1);
+  }
+  const lifted = ids.filter((_, i) => wasBlocked[i]);
+  const json = { unblocked: lifted.length > 0, clients: ids.map(({ id }, i) => ({ client: id, was_blocked: wasBlocked[i] })) };
   if (lifted.length === 0)
     return {
       exitCode: EXIT.problem,
@@ -72,14 +91,25 @@ export async function sweep(ctx: AdminContext): Promise<Report> {
 
 // A file's record, as purge sees it through the shared prelude (lookup.lua): delete it if it is
 // live, mark its tombstone "deleted" (KEEPTTL: the tombstone was written with its own expiry at
-// upload), and drop the blob's `live` protection, all at once, as a delete with the token does.
+// upload), and drop the blob's `live` and `resume` protection, all at once, as a delete with the
+// token does (which also ends every resume window of the file).
 // KEYS: file, tombstone   ARGV: blobPrefix, nowMs   Returns the blob id, or false when not live.
 const PURGE_LUA = `
 if not is_live(ARGV[2]) then return false end
 local blob = redis.call('HGET', KEYS[1], 'blob')
 redis.call('DEL', KEYS[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SET', KEYS[2], 'deleted', 'KEEPTTL') end
-redis.call('ZREM', blob_key(blob), 'live')
+redis.call('ZREM', blob_key(blob), 'live', 'resume')
+return blob`;
+
+// A resume record (a burned or downloaded file's resume window: the data key wrapped once more, for
+// the download's capability) goes with its blob's 'resume' protection. KEYS: resume record
+// ARGV: blobPrefix   Returns the blob id, or false when the record was gone.
+const PURGE_RESUME_LUA = `
+local blob = redis.call('HGET', KEYS[1], 'blob')
+if not blob then return false end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', ARGV[1] .. blob, 'resume')
 return blob`;
 
 /** The lookup prelude lives with the file scripts (app/files/lua); it is the one definition of "live". */
@@ -87,11 +117,14 @@ const lookupLua = () => luaScripts(new URL('../../app/files/files.repository.js'
 
 type Purging = AdminContext['redis'] & {
   cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null>;
+  cbxAdminPurgeResume(record: string, blobPrefix: string): Promise<string | null>;
 };
 
 function scripted(redis: AdminContext['redis']): Purging {
-  if (!('cbxAdminPurge' in redis))
+  if (!('cbxAdminPurge' in redis)) {
     redis.defineCommand('cbxAdminPurge', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lookupLua()}\n${PURGE_LUA}` });
+    redis.defineCommand('cbxAdminPurgeResume', { numberOfKeys: 1, lua: PURGE_RESUME_LUA });
+  }
   return redis as Purging;
 }
 
@@ -103,8 +136,10 @@ export function purgeRefused(): Report {
 
 /**
  * Crypto-shreds every live file (an incident): each record, with the only wrapped copy of its data
- * key, is deleted in one script per file, exactly as a sender's delete would; then the janitor is
- * asked to shred each blob (it waits for downloads already running).
+ * key, is deleted in one script per file, exactly as a sender's delete would; then every resume
+ * record and download ticket (the other wrapped copies: a resume window's, a recipient page's
+ * ticket), with the resume windows they hold open on burned files too; then the janitor is asked to
+ * shred each blob (it waits for downloads already running).
  */
 export async function purge(ctx: AdminContext): Promise<Report> {
   const redis = scripted(ctx.redis);
@@ -124,10 +159,24 @@ export async function purge(ctx: AdminContext): Promise<Report> {
     await Promise.all(blobs.map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
     queued += blobs.length;
   }
+  let resumes = 0;
+  for await (const batch of scanKeys(ctx.redis, ctx.keys.resume('*'))) {
+    const blobs = new Set<string>();
+    for (const recordKey of batch) {
+      const blob = await redis.cbxAdminPurgeResume(recordKey, blobPrefix);
+      if (blob === null) continue;
+      resumes += 1;
+      blobs.add(blob);
+    }
+    // A blob purged above is queued again under the same job id: BullMQ keeps the one job.
+    await Promise.all([...blobs].map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
+  }
+  for await (const batch of scanKeys(ctx.redis, ctx.keys.ticket('*'))) if (batch.length > 0) await ctx.redis.del(...batch);
   const online = (await heartbeatAge(ctx)) !== null;
   const text = [
     `purged ${purged} live file${purged === 1 ? '' : 's'}: their keys are destroyed, their passphrases answer 410 deleted`,
+    `ended ${resumes} resume window${resumes === 1 ? '' : 's'}: nothing started can be resumed`,
     `queued ${queued} shred${queued === 1 ? '' : 's'}${online ? '' : '; no worker is running: the bytes are shredded when one starts'}`,
   ].join('\n');
-  return { exitCode: EXIT.ok, json: { purged, shreds_queued: queued, worker_online: online }, text };
+  return { exitCode: EXIT.ok, json: { purged, resume_windows_ended: resumes, shreds_queued: queued, worker_online: online }, text };
 }

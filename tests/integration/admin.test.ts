@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
 import { startTestApp, TEST_SECRET, testEnv, type TestApp } from '../helpers/app.js';
-import { fileKeys, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
+import { fileKeys, redisKeysOf, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
 import { ROOT, runTs, type RunningProcess } from '../helpers/processes.js';
 import { startTestRedis } from '../helpers/redis-server.js';
 
@@ -164,18 +164,21 @@ describe('npm run admin', () => {
       ],
     });
     expect(await statusFrom('2001:db8:1:2::5', uploads[0]!.key)).toBe(200);
+    // The /48 was not blocked: its failure count stays, or unblocking one /64 would hand the others a fresh budget.
+    const site = app.deps.keys.lookupFailures(clientIdOf(TEST_SECRET, '2001:db8:1::/48'));
+    expect(await app.deps.redis.hget(site, 'failed')).toBe('3');
 
     // Twelve failures (4 × DOWNLOAD_FAIL_LIMIT) from four /64s of one /48 block the whole /48.
-    for (const net of [3, 4, 5, 6]) await block(`2001:db8:1:${net}::1`);
-    expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(429);
-    const text = await admin(['unblock', '2001:db8:1:6::1'], env);
+    for (const net of [3, 4, 5, 6]) await block(`2001:db8:2:${net}::1`);
+    expect(await statusFrom('2001:db8:2:7::1', uploads[0]!.key)).toBe(429);
+    const text = await admin(['unblock', '2001:db8:2:6::1'], env);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(
-      `unblocked 2001:db8:1:6::/64 (${clientIdOf(TEST_SECRET, '2001:db8:1:6::/64')}) and 2001:db8:1::/48 (${clientIdOf(TEST_SECRET, '2001:db8:1::/48')})`,
+      `unblocked 2001:db8:2:6::/64 (${clientIdOf(TEST_SECRET, '2001:db8:2:6::/64')}) and 2001:db8:2::/48 (${clientIdOf(TEST_SECRET, '2001:db8:2::/48')})`,
     );
-    expect(await statusFrom('2001:db8:1:6::1', uploads[0]!.key)).toBe(200);
-    expect(await statusFrom('2001:db8:1:7::1', uploads[0]!.key)).toBe(200); // the /48 block is gone for all of it
-    expect(await statusFrom('2001:db8:1:5::1', uploads[0]!.key)).toBe(429); // another /64's own block stays
+    expect(await statusFrom('2001:db8:2:6::1', uploads[0]!.key)).toBe(200);
+    expect(await statusFrom('2001:db8:2:7::1', uploads[0]!.key)).toBe(200); // the /48 block is gone for all of it
+    expect(await statusFrom('2001:db8:2:5::1', uploads[0]!.key)).toBe(429); // another /64's own block stays
   });
 
   it('unblock refuses what is neither an IP nor a hash (2), and an IP when it cannot hash it as the API does (1)', async () => {
@@ -220,7 +223,7 @@ describe('npm run admin', () => {
     const since = worker.mark();
     const run = await admin(['purge', '--yes', '--json'], env);
     expect(run.code).toBe(0);
-    expect(json(run)).toEqual({ purged: 3, shreds_queued: 3, worker_online: true });
+    expect(json(run)).toEqual({ purged: 3, resume_windows_ended: 0, shreds_queued: 3, worker_online: true });
 
     for (const file of uploads) {
       const res = await fetch(`${app.url}/status/${file.key}`);
@@ -322,5 +325,52 @@ describe('npm run admin doctor', () => {
     const run = await admin(['stats'], { ...env, REDIS_URL: 'redis://127.0.0.1:1' });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('admin stats: Redis not reachable');
+  });
+});
+
+describe('npm run admin purge, with resume windows open', () => {
+  let app: TestApp;
+  let worker: RunningProcess;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    env = testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'));
+    worker = runTs('workers/main.ts', env);
+    await worker.waitForEvent('worker_started');
+  });
+  afterAll(async () => {
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+    await app.close();
+  });
+
+  // Each download left a resume record (the data key wrapped once more) and kept its blob for the
+  // window: a purge ends both, for a live file and for a burned one, as a sender's delete would.
+  it('ends every resume window: the records and their protection go, and the bytes are shredded', async () => {
+    const live = await uploadOk(app, 'still has a use', 'live.txt', { uses: '2' });
+    const burned = await uploadOk(app, 'had its one use', 'burned.txt', { uses: '1' });
+    const etags: string[] = [];
+    for (const file of [live, burned]) {
+      const res = await fetch(file.download_url, { headers: { Accept: '*/*' } });
+      expect(res.status).toBe(200);
+      etags.push(res.headers.get('etag')!);
+      await res.arrayBuffer();
+    }
+    expect(await redisKeysOf(app, 'resume:*')).toHaveLength(2);
+
+    const since = worker.mark();
+    const run = await admin(['purge', '--yes', '--json'], env);
+    expect(run.code).toBe(0);
+    expect(json(run)).toEqual({ purged: 1, resume_windows_ended: 2, shreds_queued: 1, worker_online: true });
+
+    expect(await redisKeysOf(app, 'resume:*')).toEqual([]);
+    // Nothing resumes: the burned file's capability opens nothing, its Range is ignored, and it is gone.
+    const resumed = await fetch(burned.download_url, { headers: { Accept: '*/*', Range: 'bytes=1-', 'If-Range': etags[1]! } });
+    expect(resumed.status).toBe(410);
+    const shreds = () =>
+      Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.kind === 'blob').length);
+    await waitFor(shreds, (n) => n === 2, 20_000, 'the worker to shred both blobs');
+    expect(await app.storage.blobIds()).toEqual([]);
   });
 });
