@@ -281,6 +281,46 @@ describe('metrics of the API and the janitor, from real processes', () => {
     }
   });
 
+  // The sweep's success gauge exists only once a sweep finished cleanly: a worker whose every sweep
+  // fails from its start has no series at all, and the alert must see that too (promtool test rules).
+  it('fires CinderboxSweepStale for a worker that has run an hour without one clean sweep', async () => {
+    if (PROMTOOL === null) throw new Error('promtool is not installed: apt-get install -y prometheus (the README test command does)');
+    const annotations = {
+      summary: 'No orphan sweep has finished cleanly for over an hour',
+      runbook: 'docs/OPERATIONS.md#cinderboxsweepstale',
+    };
+    const tests = {
+      rule_files: [path.join(ROOT, 'docs/alerts.yml')],
+      evaluation_interval: '1m',
+      tests: [
+        {
+          interval: '1m',
+          // Started at 0 and scraped for three hours; its sweeps only ever fail.
+          input_series: [
+            { series: 'process_start_time_seconds{service="worker",instance="w"}', values: '0x180' },
+            { series: 'cinderbox_sweeps_total{service="worker",instance="w",result="incomplete"}', values: '0+1x180' },
+          ],
+          alert_rule_test: [
+            { eval_time: '50m', alertname: 'CinderboxSweepStale', exp_alerts: [] },
+            {
+              eval_time: '90m',
+              alertname: 'CinderboxSweepStale',
+              exp_alerts: [{ exp_labels: { severity: 'warning' }, exp_annotations: annotations }],
+            },
+          ],
+        },
+      ],
+    };
+    const file = path.join(os.tmpdir(), `cbx-alert-tests-${process.pid}.yml`);
+    await writeFile(file, JSON.stringify(tests)); // JSON is YAML
+    try {
+      const result = spawnSync(PROMTOOL, ['test', 'rules', file], { encoding: 'utf8' });
+      expect(result.status, result.stdout + result.stderr).toBe(0);
+    } finally {
+      await rm(file, { force: true });
+    }
+  });
+
   it('stops a worker whose metrics port is taken, saying why', async () => {
     const taken = new URL(stack.url).port;
     const second = runTs('workers/main.ts', { ...stack.env, WORKER_METRICS_PORT: taken });
