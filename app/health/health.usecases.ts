@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { BlobStore } from '../blobs/blob-store.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
-import { readEvictionPolicy } from '../shared/redis.js';
+import { isRedisOutOfMemory, readEvictionPolicy } from '../shared/redis.js';
 
 type ServiceState = 'online' | 'offline';
 
@@ -47,10 +47,16 @@ export async function checkHealth(deps: {
   startedAt: Date;
   now: () => Date;
 }): Promise<HealthReport> {
-  const redisUp = withTimeout(
-    deps.redis.ping().then((r) => r === 'PONG'),
-    false,
+  // A write, not a PING: a node demoted to replica (READONLY) answers PING but refuses every upload,
+  // claim and count. Out of memory (noeviction) it refuses writes too, while reads still work: degraded.
+  const redisWrites = withTimeout<'ok' | 'full' | 'down'>(
+    deps.redis.set(deps.keys.healthProbe(), '1', 'PX', 5_000).then(
+      (r) => (r === 'OK' ? 'ok' : 'down'),
+      (error: unknown) => (isRedisOutOfMemory(error) ? 'full' : 'down'),
+    ),
+    'down',
   );
+  const redisUp = redisWrites.then((state) => state !== 'down');
   const storageUp = withTimeout(
     deps.store.check().then(() => true),
     false,
@@ -60,9 +66,10 @@ export async function checkHealth(deps: {
     false,
   );
   const policy = withTimeout(readEvictionPolicy(deps.redis), null);
-  const [redis, storage, scheduler, evictionPolicy] = await Promise.all([redisUp, storageUp, heartbeat, policy]);
+  const [redis, storage, scheduler, evictionPolicy, writes] = await Promise.all([redisUp, storageUp, heartbeat, policy, redisWrites]);
 
   const warnings: string[] = [];
+  if (writes === 'full') warnings.push('redis is out of memory (maxmemory, noeviction): uploads are refused until it has room');
   if (redis && evictionPolicy !== null && evictionPolicy !== 'noeviction')
     warnings.push(`redis maxmemory-policy is ${evictionPolicy}; Cinderbox needs noeviction (records and jobs could be evicted)`);
 

@@ -21,6 +21,8 @@ export interface RedisKeys {
   blobLock(blobId: string): string;
   /** Worker heartbeat, refreshed every few seconds. */
   heartbeat(): string;
+  /** What /health writes (5 s TTL) to learn that Redis takes writes, not only that it answers. */
+  healthProbe(): string;
   /** Failed lookups of one client (IP or /64) within the counting window. */
   lookupFailures(client: string): string;
   /** An active block of one client; its TTL is the block. */
@@ -54,6 +56,7 @@ export function redisKeys(prefix: string): RedisKeys {
     blob: (blobId) => `${prefix}:blob:${blobId}`,
     blobLock: (blobId) => `${prefix}:blob-lock:${blobId}`,
     heartbeat: () => `${prefix}:worker:heartbeat`,
+    healthProbe: () => `${prefix}:health:probe`,
     lookupFailures: (client) => `${prefix}:fail:${client}`,
     block: (client) => `${prefix}:block:${client}`,
     blockList: () => `${prefix}:blocklist`,

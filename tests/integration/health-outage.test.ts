@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { appOnPrivateRedis } from '../helpers/app.js';
 
@@ -33,6 +34,43 @@ describe('health during a Redis outage', () => {
       expect(body.warnings.join(' ')).toContain('allkeys-lru');
     } finally {
       await world.app.deps.redis.config('SET', 'maxmemory-policy', 'noeviction');
+    }
+  });
+
+  // PING is not enough: a node demoted to replica answers it, and refuses every write. The node is
+  // changed through a connection of the test's own (the API's drops its connection at a READONLY).
+  it('answers 503 unhealthy when Redis takes no writes (a replica), and recovers when it does', async () => {
+    const { redis, keys } = world.app.deps;
+    const operator = new Redis(world.redis.url);
+    try {
+      await operator.set(keys.heartbeat(), 'x', 'EX', 15);
+      await operator.replicaof('127.0.0.1', '1'); // a primary that is not there: the node stays a replica
+      const res = await fetch(`${world.app.url}/health`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
+      await operator.replicaof('NO', 'ONE');
+      if (redis.status !== 'ready') await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+      await operator.set(keys.heartbeat(), 'x', 'EX', 15);
+      expect((await fetch(`${world.app.url}/health`)).status).toBe(200);
+    } finally {
+      await operator.replicaof('NO', 'ONE');
+      operator.disconnect();
+    }
+  });
+
+  it('says degraded and why when Redis is out of memory (uploads are refused, reads still work)', async () => {
+    const operator = new Redis(world.redis.url);
+    try {
+      await operator.set(world.app.deps.keys.heartbeat(), 'x', 'EX', 15);
+      await operator.config('SET', 'maxmemory', '1');
+      const res = await fetch(`${world.app.url}/health`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { status: string; services: { redis: string }; warnings: string[] };
+      expect(body).toMatchObject({ status: 'degraded', services: { redis: 'online' } });
+      expect(body.warnings.join(' ')).toContain('out of memory');
+    } finally {
+      await operator.config('SET', 'maxmemory', '0');
+      operator.disconnect();
     }
   });
 });
