@@ -14,8 +14,15 @@ function finish(stream: NodeJS.WriteStream, text: string, code: number): void {
 }
 
 const invocation = parseArgs(process.argv.slice(2));
-if ('help' in invocation) finish(process.stdout, USAGE, EXIT.ok);
-else if ('error' in invocation) finish(process.stderr, `admin: ${invocation.error}\n\n${USAGE}`, EXIT.usage);
+// With --json, stdout is one JSON object whatever happens, usage errors and --help included.
+const json = process.argv.includes('--json');
+if ('help' in invocation) finish(process.stdout, json ? `${JSON.stringify({ usage: USAGE })}\n` : USAGE, EXIT.ok);
+else if ('error' in invocation)
+  finish(
+    json ? process.stdout : process.stderr,
+    json ? `${JSON.stringify({ error: invocation.error })}\n` : `admin: ${invocation.error}\n\n${USAGE}`,
+    EXIT.usage,
+  );
 else {
   try {
     const report = await run(invocation, process.env);

@@ -27,7 +27,7 @@ export const USAGE = `usage: npm run admin -- <verb> [--json]     (in the image:
 
   --json             one JSON object on stdout instead of text
 
-exit codes: 0 ok, 1 a problem was found (or the action found nothing to do), 2 usage
+exit codes: 0 ok, 1 a problem was found (or unblock found no such block), 2 usage
 `;
 
 const ARITY: Record<Verb, number> = { stats: 0, blocks: 0, unblock: 1, sweep: 0, purge: 0, doctor: 0 };

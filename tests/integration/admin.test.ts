@@ -89,6 +89,13 @@ describe('npm run admin', () => {
     const help = await admin(['--help'], env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('exit codes: 0 ok, 1 a problem was found');
+    // With --json, stdout is one JSON object in every case, for `| jq`.
+    const usage = await admin(['unblock', '--json'], env);
+    expect(usage.code).toBe(2);
+    expect(json(usage)).toEqual({ error: expect.stringContaining('unblock') });
+    const helpJson = await admin(['--help', '--json'], env);
+    expect(helpJson.code).toBe(0);
+    expect(json<{ usage: string }>(helpJson).usage).toContain('usage: npm run admin -- <verb>');
   });
 
   it('stats: live files and their bytes, blocks, queue and worker', async () => {
