@@ -185,11 +185,11 @@ async function claimDownload(
     const { dataKey, metadata } = openRecord(resolved, record);
     // The exact extent: a reader that knows where the blob ends never allocates a read buffer
     // larger than what is left (a small file's download read 256 KiB buffers for 10 KiB before).
-    const ciphertext = await deps.blobs.store.read(record.blob, { start: 0, end: ciphertextSize(record.size) - 1 });
+    const ciphertext = await fromStore(deps.blobs.store.read(record.blob, { start: 0, end: ciphertextSize(record.size) - 1 }));
     // pipeline() destroys both streams when either fails or the consumer destroys the body, which
     // closes the blob's handle: nothing stays open after a failure.
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
-    const first = await firstChunk(body, storeStallMs(deps.config));
+    const first = await fromStore(firstChunk(body, storeStallMs(deps.config)));
     // Only a download that can send its first byte gets a resume record (a refunded one needs none).
     const n = downloadNumber(record);
     let etag: string | null = null;
@@ -217,7 +217,7 @@ async function claimDownload(
     await cancel();
     if (isIntegrityCheckFailed(error))
       deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
-    throw readFailure(error);
+    throw error;
   }
 }
 
@@ -321,10 +321,10 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     });
   let body: Readable | undefined;
   try {
-    const header = await readAll(await deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }));
-    const ciphertext = await deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd });
+    const header = await fromStore(deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }).then(readAll));
+    const ciphertext = await fromStore(deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd }));
     body = pipeline(ciphertext, createRangeDecryptStream({ dataKey, blobId: resume.blob, header, plan }), () => undefined);
-    const first = await firstChunk(body, storeStallMs(deps.config));
+    const first = await fromStore(firstChunk(body, storeStallMs(deps.config)));
     deps.log.info('download_resumed', { bytes: plan.length });
     const cancel = async () => {
       body?.destroy();
@@ -339,7 +339,7 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     await endLease(deps, resume.blob, lease, 'released');
     if (isIntegrityCheckFailed(error))
       deps.log.error('integrity_check_failed', { reason: error.reason, bytes_released: error.bytesReleased });
-    throw readFailure(error);
+    throw error;
   }
 }
 
@@ -396,6 +396,15 @@ async function endLease(deps: FilesDeps, blobId: string, lease: HeldLease, reaso
 }
 
 /**
+ * A read of the blob, with the engine's own failure as a storage failure: a 503 like an unreachable
+ * store (SPEC §3). Only around the store's calls, so a Redis error of the same request stays one.
+ */
+const fromStore = <T>(read: Promise<T>): Promise<T> =>
+  read.catch((error: unknown) => {
+    throw readFailure(error);
+  });
+
+/**
  * A blob that cannot be read before its first byte: a failure of the engine (an fs I/O, permission or
  * link error; an s3 stream cut off) answers 503 like an unreachable store (SPEC §3). A blob that is
  * missing or fails authentication is not the store's passing trouble, and stays what it is.
@@ -403,8 +412,8 @@ async function endLease(deps: FilesDeps, blobId: string, lease: HeldLease, reaso
 function readFailure(error: unknown): unknown {
   const cause = error as NodeJS.ErrnoException | null;
   if (isIntegrityCheckFailed(error) || cause?.code === undefined || cause.code === 'ENOENT') return error;
-  const fromStore = cause.syscall !== undefined || cause.code === STORE_FAILED || NETWORK_CODES.has(cause.code);
-  return fromStore ? storageUnavailable(error) : error;
+  const byEngine = cause.syscall !== undefined || cause.code === STORE_FAILED || NETWORK_CODES.has(cause.code);
+  return byEngine ? storageUnavailable(error) : error;
 }
 
 const NETWORK_CODES = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNREFUSED']);

@@ -102,6 +102,14 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SET', KEYS[2], 'deleted',
 redis.call('ZREM', blob_key(blob), 'live', 'resume')
 return blob`;
 
+// A burn in progress (its record gone, its download not yet at its first byte): its tombstone says
+// "deleted" from now on, as after a sender's delete, so a refund restores nothing and no resume
+// record is written for it (refund.lua and resume-store.lua). KEYS: tombstone   Returns 1 when changed.
+const PURGE_BURN_LUA = `
+if redis.call('GET', KEYS[1]) ~= 'burned' then return 0 end
+redis.call('SET', KEYS[1], 'deleted', 'KEEPTTL')
+return 1`;
+
 // A resume record (a burned or downloaded file's resume window: the data key wrapped once more, for
 // the download's capability) goes with its blob's 'resume' protection. KEYS: resume record
 // ARGV: blobPrefix   Returns the blob id, or false when the record was gone.
@@ -118,12 +126,14 @@ const lookupLua = () => luaScripts(new URL('../../app/files/files.repository.js'
 type Purging = AdminContext['redis'] & {
   cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null>;
   cbxAdminPurgeResume(record: string, blobPrefix: string): Promise<string | null>;
+  cbxAdminPurgeBurn(tombstone: string): Promise<number>;
 };
 
 function scripted(redis: AdminContext['redis']): Purging {
   if (!('cbxAdminPurge' in redis)) {
     redis.defineCommand('cbxAdminPurge', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lookupLua()}\n${PURGE_LUA}` });
     redis.defineCommand('cbxAdminPurgeResume', { numberOfKeys: 1, lua: PURGE_RESUME_LUA });
+    redis.defineCommand('cbxAdminPurgeBurn', { numberOfKeys: 1, lua: PURGE_BURN_LUA });
   }
   return redis as Purging;
 }
@@ -145,7 +155,7 @@ export async function purge(ctx: AdminContext): Promise<Report> {
   const redis = scripted(ctx.redis);
   const blobPrefix = ctx.keys.blob('');
   let purged = 0;
-  let queued = 0;
+  const shredded = new Set<string>();
   for await (const batch of scanKeys(ctx.redis, ctx.keys.file('*'))) {
     const blobs: string[] = [];
     for (const fileKey of batch) {
@@ -157,8 +167,10 @@ export async function purge(ctx: AdminContext): Promise<Report> {
     }
     purged += blobs.length;
     await Promise.all(blobs.map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
-    queued += blobs.length;
+    for (const blobId of blobs) shredded.add(blobId);
   }
+  // Before the resume records: a burn still on its way to its first byte writes none once this ran.
+  for await (const batch of scanKeys(ctx.redis, ctx.keys.tombstone('*'))) for (const key of batch) await redis.cbxAdminPurgeBurn(key);
   let resumes = 0;
   for await (const batch of scanKeys(ctx.redis, ctx.keys.resume('*'))) {
     const blobs = new Set<string>();
@@ -168,9 +180,11 @@ export async function purge(ctx: AdminContext): Promise<Report> {
       resumes += 1;
       blobs.add(blob);
     }
-    // A blob purged above is queued again under the same job id: BullMQ keeps the one job.
-    await Promise.all([...blobs].map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
+    const fresh = [...blobs].filter((blobId) => !shredded.has(blobId));
+    await Promise.all(fresh.map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));
+    for (const blobId of fresh) shredded.add(blobId);
   }
+  const queued = shredded.size;
   for await (const batch of scanKeys(ctx.redis, ctx.keys.ticket('*'))) if (batch.length > 0) await ctx.redis.del(...batch);
   const online = (await heartbeatAge(ctx)) !== null;
   const text = [

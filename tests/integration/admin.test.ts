@@ -369,7 +369,7 @@ describe('npm run admin purge, with resume windows open', () => {
     const since = worker.mark();
     const run = await admin(['purge', '--yes', '--json'], env);
     expect(run.code).toBe(0);
-    expect(json(run)).toEqual({ purged: 1, resume_windows_ended: 2, shreds_queued: 1, worker_online: true });
+    expect(json(run)).toEqual({ purged: 1, resume_windows_ended: 2, shreds_queued: 2, worker_online: true });
 
     expect(await redisKeysOf(app, 'resume:*')).toEqual([]);
     // Nothing resumes: the burned file's capability opens nothing, its Range is ignored, and it is gone.
@@ -379,5 +379,33 @@ describe('npm run admin purge, with resume windows open', () => {
       Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.kind === 'blob').length);
     await waitFor(shreds, (n) => n === 2, 20_000, 'the worker to shred both blobs');
     expect(await app.storage.blobIds()).toEqual([]);
+  });
+
+  // A burn on its way to its first byte has no record left for purge to delete, and no resume record
+  // yet: its tombstone must say deleted, or a refund would bring the file back after the purge.
+  it('keeps a burn that was in progress gone, though its download then fails before its first byte', async () => {
+    const file = await uploadOk(app, 'burning now', 'burning.txt', { uses: '1' });
+    const store = app.deps.store;
+    const real = store.read.bind(store);
+    let reached!: () => void;
+    let open!: () => void;
+    const atRead = new Promise<void>((resolve) => (reached = resolve));
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    store.read = async () => {
+      store.read = real;
+      reached();
+      await gate;
+      throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', syscall: 'read' });
+    };
+    const pending = fetch(file.download_url, { headers: { Accept: '*/*' } });
+    await atRead; // claimed: the file is burned, its record gone
+
+    const run = await admin(['purge', '--yes', '--json'], env);
+    expect(run.code).toBe(0);
+    open();
+    expect((await pending).status).toBe(503); // refunded: the store failed before the first byte
+    const status = await fetch(`${app.url}/status/${file.key}`);
+    expect(status.status).toBe(410);
+    expect(await status.json()).toMatchObject({ error: { code: 'FILE_GONE', reason: 'deleted' } });
   });
 });
