@@ -185,7 +185,9 @@ async function claimDownload(
     const { dataKey, metadata } = openRecord(resolved, record);
     // The exact extent: a reader that knows where the blob ends never allocates a read buffer
     // larger than what is left (a small file's download read 256 KiB buffers for 10 KiB before).
-    const ciphertext = await fromStore(deps.blobs.store.read(record.blob, { start: 0, end: ciphertextSize(record.size) - 1 }));
+    const ciphertext = await fromStore(
+      withinStall(deps.blobs.store.read(record.blob, { start: 0, end: ciphertextSize(record.size) - 1 }), storeStallMs(deps.config)),
+    );
     // pipeline() destroys both streams when either fails or the consumer destroys the body, which
     // closes the blob's handle: nothing stays open after a failure.
     body = pipeline(ciphertext, createDecryptStream({ dataKey, blobId: record.blob }), () => undefined);
@@ -321,8 +323,13 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
     });
   let body: Readable | undefined;
   try {
-    const header = await fromStore(deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }).then(readAll));
-    const ciphertext = await fromStore(deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd }));
+    const stallMs = storeStallMs(deps.config);
+    const header = await fromStore(
+      withinStall(deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }), stallMs).then(readAll),
+    );
+    const ciphertext = await fromStore(
+      withinStall(deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd }), stallMs),
+    );
     body = pipeline(ciphertext, createRangeDecryptStream({ dataKey, blobId: resume.blob, header, plan }), () => undefined);
     const first = await fromStore(firstChunk(body, storeStallMs(deps.config)));
     deps.log.info('download_resumed', { bytes: plan.length });
@@ -420,6 +427,31 @@ const NETWORK_CODES = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ECONNREFUSED
 
 /** How long a store may send nothing before a download's first chunk: the upload's stall window (UPLOAD_STALL_SECONDS). */
 const storeStallMs = (config: DownloadsDeps['config']) => config.uploadStallSeconds * 1000;
+
+/**
+ * The store's stream, or a storage failure when it has not answered within `stallMs` (an fs open or
+ * an s3 request that hangs); a stream that comes after that is destroyed at once, so no handle stays.
+ */
+function withinStall(read: Promise<Readable>, stallMs: number): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      reject(storageUnavailable(new Error(`the store did not answer within ${stallMs / 1000} s`)));
+    }, stallMs);
+    read.then(
+      (stream) => {
+        clearTimeout(timer);
+        if (late) stream.destroy();
+        else resolve(stream);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(error);
+      },
+    );
+  });
+}
 
 /**
  * Resolves with the first verified chunk (null when the stream ends empty), or rejects with the

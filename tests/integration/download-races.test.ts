@@ -211,7 +211,7 @@ describe('a burn after a burn that was refunded', () => {
 });
 
 describe('a store that fails or stalls before the first byte (SPEC §3: 503, never a hang)', () => {
-  const fault: { next: 'io-error' | 'stall' | null } = { next: null };
+  const fault: { next: 'io-error' | 'stall' | 'no-answer' | null } = { next: null };
   const running = { app: undefined as unknown as TestApp };
   beforeAll(async () => {
     running.app = await startTestApp({
@@ -224,6 +224,7 @@ describe('a store that fails or stalls before the first byte (SPEC §3: 503, nev
           if (what === 'io-error')
             return Promise.reject(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO', syscall: 'open' }));
           if (what === 'stall') return Promise.resolve(new Readable({ read: () => undefined }));
+          if (what === 'no-answer') return new Promise<Readable>(() => undefined);
           return store.read(blobId, range);
         },
       }),
@@ -233,7 +234,7 @@ describe('a store that fails or stalls before the first byte (SPEC §3: 503, nev
     await running.app.close();
   });
 
-  it.each(['io-error', 'stall'] as const)('answers 503 for a read that meets %s, and spends nothing', async (what) => {
+  it.each(['io-error', 'stall', 'no-answer'] as const)('answers 503 for a read that meets %s, and spends nothing', async (what) => {
     const { app } = running;
     const up = await upload(app, { uses: '1' });
     fault.next = what;
