@@ -250,26 +250,31 @@ describe('npm run admin', () => {
   });
 });
 
-describe('npm run admin doctor', () => {
-  let app: TestApp;
-  let worker: RunningProcess;
-  let env: Record<string, string>;
+/** An app and a janitor worker with the default settings, for the enclosing describe block. */
+function useDefaultStack(): { app: TestApp; worker: RunningProcess; env: Record<string, string> } {
+  const stack = {} as { app: TestApp; worker: RunningProcess; env: Record<string, string> };
   beforeAll(async () => {
-    app = await startTestApp();
-    env = testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'));
-    worker = runTs('workers/main.ts', env);
-    await worker.waitForEvent('worker_started');
+    stack.app = await startTestApp();
+    stack.env = testEnv(stack.app.dir, stack.app.config.redisPrefix, inject('redisUrl'));
+    stack.worker = runTs('workers/main.ts', stack.env);
+    await stack.worker.waitForEvent('worker_started');
   });
   afterAll(async () => {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-    await app.close();
+    stack.worker.child.kill('SIGTERM');
+    await stack.worker.exited;
+    await stack.app.close();
   });
+  return stack;
+}
+
+describe('npm run admin doctor', () => {
+  const stack = useDefaultStack();
 
   type Doctor = { ok: boolean; problems: number; checks: { name: string; status: string; detail: string }[] };
   const statusOf = (report: Doctor) => Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
 
   it('finds nothing wrong with a healthy stack (exit 0), in text and JSON', async () => {
+    const { env } = stack;
     const run = await admin(['doctor', '--json'], env);
     expect(run.code).toBe(0);
     const report = json<Doctor>(run);
@@ -293,6 +298,7 @@ describe('npm run admin doctor', () => {
   });
 
   it('fails on an evicting, persisting Redis with no worker (exit 1), naming each', async () => {
+    const { env } = stack;
     const redis = await startTestRedis(['--maxmemory-policy', 'allkeys-lru', '--appendonly', 'yes']);
     try {
       const run = await admin(['doctor', '--json'], { ...env, REDIS_URL: redis.url });
@@ -314,6 +320,7 @@ describe('npm run admin doctor', () => {
   });
 
   it('reports an unreachable Redis and a bad configuration as problems, without quoting a credential', async () => {
+    const { env } = stack;
     const unreachable = await admin(['doctor'], { ...env, REDIS_URL: 'redis://:hunter2@127.0.0.1:1' });
     expect(unreachable.code).toBe(1);
     expect(unreachable.stdout).toMatch(/^FAIL\s+redis\s+not reachable/m);
@@ -329,6 +336,7 @@ describe('npm run admin doctor', () => {
   });
 
   it('other verbs stop with exit 1 when Redis cannot be reached', async () => {
+    const { env } = stack;
     const run = await admin(['stats'], { ...env, REDIS_URL: 'redis://127.0.0.1:1' });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('admin stats: Redis not reachable');
@@ -336,25 +344,12 @@ describe('npm run admin doctor', () => {
 });
 
 describe('npm run admin purge, with resume windows open', () => {
-  let app: TestApp;
-  let worker: RunningProcess;
-  let env: Record<string, string>;
-
-  beforeAll(async () => {
-    app = await startTestApp();
-    env = testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'));
-    worker = runTs('workers/main.ts', env);
-    await worker.waitForEvent('worker_started');
-  });
-  afterAll(async () => {
-    worker.child.kill('SIGTERM');
-    await worker.exited;
-    await app.close();
-  });
+  const stack = useDefaultStack();
 
   // Each download left a resume record (the data key wrapped once more) and kept its blob for the
   // window: a purge ends both, for a live file and for a burned one, as a sender's delete would.
   it('ends every resume window: the records and their protection go, and the bytes are shredded', async () => {
+    const { app, worker, env } = stack;
     const live = await uploadOk(app, 'still has a use', 'live.txt', { uses: '2' });
     const burned = await uploadOk(app, 'had its one use', 'burned.txt', { uses: '1' });
     const etags: string[] = [];
@@ -384,6 +379,7 @@ describe('npm run admin purge, with resume windows open', () => {
   // A burn on its way to its first byte has no record left for purge to delete, and no resume record
   // yet: its tombstone must say deleted, or a refund would bring the file back after the purge.
   it('keeps a burn that was in progress gone, though its download then fails before its first byte', async () => {
+    const { app, env } = stack;
     const file = await uploadOk(app, 'burning now', 'burning.txt', { uses: '1' });
     const store = app.deps.store;
     const real = store.read.bind(store);
