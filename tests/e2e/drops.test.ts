@@ -1,40 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Browser, BrowserContext } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PNG_BYTES } from '../helpers/files.js';
-import { axeViolations, launchChromium, watchedContext } from '../helpers/browser.js';
+import { axeViolations, useBrowserStack } from '../helpers/browser.js';
 import { byName, digest, extractWithUnzip, readWithPython, tempDir } from '../helpers/zips.js';
 
 const ARTIFACTS = path.resolve(import.meta.dirname, '..', '..', 'test-artifacts');
 
 describe('drops in real Chromium: a folder from the page, the list, one zip for the recipient', () => {
-  let app: TestApp;
-  let browser: Browser;
+  const stack = useBrowserStack();
+  const { problems, newContext: context } = stack;
   let work: string;
-  const problems: string[] = [];
-  const contexts: BrowserContext[] = [];
-  const context = async (label: string, width?: number) => {
-    const created = await watchedContext(browser, problems, label, width);
-    contexts.push(created);
-    return created;
-  };
 
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true });
-    app = await startTestApp();
-    browser = await launchChromium();
     work = await tempDir('e2e-drops');
   });
-  afterEach(async () => {
-    for (const c of contexts.splice(0)) await c.close().catch(() => undefined);
-    problems.length = 0;
-  });
   afterAll(async () => {
-    await browser?.close();
-    await app?.close();
     await rm(work, { recursive: true, force: true });
   });
 
@@ -54,7 +37,7 @@ describe('drops in real Chromium: a folder from the page, the list, one zip for 
 
     const findings: string[] = [];
     const sender = await (await context('sender')).newPage();
-    await sender.goto(`${app.url}/`);
+    await sender.goto(`${stack.app.url}/`);
     await sender.setInputFiles('#folder', folder);
     await expect.poll(() => sender.textContent('#file-name')).toBe('4 files');
     expect((await sender.locator('#chosen-list .entry-name').allTextContents()).sort()).toEqual(files.map((f) => f.name).sort());
@@ -103,7 +86,7 @@ describe('drops in real Chromium: a folder from the page, the list, one zip for 
 
   it('takes several files dropped on the drop zone and sends them as one drop', async () => {
     const page = await (await context('dropzone')).newPage();
-    await page.goto(`${app.url}/`);
+    await page.goto(`${stack.app.url}/`);
     // A synthetic drop carries File objects (Chromium gives no directory entries to a script-made
     // DataTransfer, so the folder path of a real drop is the webkitGetAsEntry branch, not run here).
     const dataTransfer = await page.evaluateHandle(() => {
@@ -123,15 +106,15 @@ describe('drops in real Chromium: a folder from the page, the list, one zip for 
 
   it('refuses, before uploading, more files than the server takes or more bytes in all', async () => {
     const page = await (await context('limits')).newPage();
-    await page.goto(`${app.url}/`);
-    const tooMany = Array.from({ length: app.config.maxFilesPerUpload + 1 }, (_, i) => ({
+    await page.goto(`${stack.app.url}/`);
+    const tooMany = Array.from({ length: stack.app.config.maxFilesPerUpload + 1 }, (_, i) => ({
       name: `f${i}.txt`,
       mimeType: 'text/plain',
       buffer: Buffer.from(String(i)),
     }));
     await page.setInputFiles('#file', tooMany);
-    await expect.poll(() => page.textContent('#upload-error')).toContain(`At most ${app.config.maxFilesPerUpload} files`);
-    const half = Math.ceil(app.config.maxFileSize / 2) + 1;
+    await expect.poll(() => page.textContent('#upload-error')).toContain(`At most ${stack.app.config.maxFilesPerUpload} files`);
+    const half = Math.ceil(stack.app.config.maxFileSize / 2) + 1;
     await page.setInputFiles('#file', [
       { name: 'a.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(half) },
       { name: 'b.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(half) },

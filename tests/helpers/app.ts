@@ -14,6 +14,7 @@ import { configureServerTimeouts } from '../../app/http/timeouts.js';
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { storeFromConfig } from '../../app/blobs/store-from-config.js';
 import { clearIfExternal, engineEnv, storageView, type StorageView } from './engine.js';
+import { runTs, type RunningProcess } from './processes.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
@@ -188,4 +189,31 @@ export function appOnPrivateRedis(
     await world.redis.destroy();
   });
   return world;
+}
+
+/**
+ * The real app, and with `worker` a real janitor worker on the same Redis and storage (debug logs, so
+ * a test can wait for its events), for the enclosing describe block; `env` applies to both.
+ */
+export function useAppStack(options: { env?: Record<string, string>; worker?: boolean } = {}): {
+  readonly app: TestApp;
+  readonly worker: RunningProcess;
+  readonly env: Record<string, string>;
+} {
+  const stack = {} as { app: TestApp; worker: RunningProcess; env: Record<string, string> };
+  beforeAll(async () => {
+    stack.app = await startTestApp(options.env ? { env: options.env } : {});
+    stack.env = testEnv(stack.app.dir, stack.app.config.redisPrefix, inject('redisUrl'), { ...options.env, LOG_LEVEL: 'debug' });
+    if (!options.worker) return;
+    stack.worker = runTs('workers/main.ts', stack.env);
+    await stack.worker.waitForEvent('worker_started');
+  });
+  afterAll(async () => {
+    if (options.worker) {
+      stack.worker.child.kill('SIGTERM');
+      await stack.worker.exited;
+    }
+    await stack.app.close();
+  });
+  return stack;
 }

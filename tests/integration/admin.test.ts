@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
-import { startTestApp, TEST_SECRET, testEnv, type TestApp } from '../helpers/app.js';
+import { startTestApp, TEST_SECRET, testEnv, useAppStack, type TestApp } from '../helpers/app.js';
 import { fileKeys, redisKeysOf, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
 import { ROOT, runTs, type RunningProcess } from '../helpers/processes.js';
 import { startTestRedis } from '../helpers/redis-server.js';
@@ -250,25 +250,8 @@ describe('npm run admin', () => {
   });
 });
 
-/** An app and a janitor worker with the default settings, for the enclosing describe block. */
-function useDefaultStack(): { app: TestApp; worker: RunningProcess; env: Record<string, string> } {
-  const stack = {} as { app: TestApp; worker: RunningProcess; env: Record<string, string> };
-  beforeAll(async () => {
-    stack.app = await startTestApp();
-    stack.env = testEnv(stack.app.dir, stack.app.config.redisPrefix, inject('redisUrl'));
-    stack.worker = runTs('workers/main.ts', stack.env);
-    await stack.worker.waitForEvent('worker_started');
-  });
-  afterAll(async () => {
-    stack.worker.child.kill('SIGTERM');
-    await stack.worker.exited;
-    await stack.app.close();
-  });
-  return stack;
-}
-
 describe('npm run admin doctor', () => {
-  const stack = useDefaultStack();
+  const stack = useAppStack({ worker: true });
 
   type Doctor = { ok: boolean; problems: number; checks: { name: string; status: string; detail: string }[] };
   const statusOf = (report: Doctor) => Object.fromEntries(report.checks.map((c) => [c.name, c.status]));
@@ -344,7 +327,7 @@ describe('npm run admin doctor', () => {
 });
 
 describe('npm run admin purge, with resume windows open', () => {
-  const stack = useDefaultStack();
+  const stack = useAppStack({ worker: true });
 
   // Each download left a resume record (the data key wrapped once more) and kept its blob for the
   // window: a purge ends both, for a live file and for a burned one, as a sender's delete would.

@@ -6,13 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { destroyUnlessProtected } from '../../app/blobs/blobs.usecases.js';
 import { createBlobGuard } from '../../app/blobs/blobs.repository.js';
 import { createSilentLogger } from '../../app/shared/logger.js';
-import { startTestApp, testEnv, type TestApp } from '../helpers/app.js';
+import { startTestApp, useAppStack, type TestApp } from '../helpers/app.js';
 import { expectError, redisKeysOf, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
-import { runTs, type RunningProcess } from '../helpers/processes.js';
 import { onNextScriptCall, holdNextRead, failNextRead } from '../helpers/interpose.js';
 
 async function upload(
@@ -43,10 +42,6 @@ async function remainingUses(app: TestApp, key: string): Promise<number> {
   return ((await res.json()) as { remaining_uses: number }).remaining_uses;
 }
 
-function startWorker(app: TestApp, env: Record<string, string> = {}): RunningProcess {
-  return runTs('workers/main.ts', testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'), { ...env, LOG_LEVEL: 'debug' }));
-}
-
 /** Downloads the file once to its end and waits for that download's lease to end: its ETag. */
 async function downloadedOnce(app: TestApp, up: { download_url: string; blobId: string }): Promise<string> {
   const first = await download(up.download_url);
@@ -62,27 +57,8 @@ async function downloadedOnce(app: TestApp, up: { download_url: string; blobId: 
   return etag;
 }
 
-/** The real app, and with `worker` a real janitor worker, for the enclosing describe block. */
-function useApp(options: { env?: Record<string, string>; worker?: boolean } = {}): { app: TestApp; worker: RunningProcess } {
-  const running = {} as { app: TestApp; worker: RunningProcess };
-  beforeAll(async () => {
-    running.app = await startTestApp(options.env ? { env: options.env } : {});
-    if (!options.worker) return;
-    running.worker = startWorker(running.app, options.env);
-    await running.worker.waitForEvent('worker_started');
-  });
-  afterAll(async () => {
-    if (options.worker) {
-      running.worker.child.kill('SIGTERM');
-      await running.worker.exited;
-    }
-    await running.app.close();
-  });
-  return running;
-}
-
 describe('a download that fails between its claim and its first byte', () => {
-  const running = useApp();
+  const running = useAppStack();
 
   it('spends nothing and leaves no lease and no resume record when the lookup slot cannot be settled', async () => {
     const { app } = running;
@@ -116,7 +92,7 @@ describe('a download that fails between its claim and its first byte', () => {
 });
 
 describe("a resume racing the sender's delete and its shred", () => {
-  const running = useApp();
+  const running = useAppStack();
 
   it('answers 410 deleted, never reading the bytes being destroyed, and leaves no lease', async () => {
     const { app } = running;
@@ -149,7 +125,7 @@ describe("a resume racing the sender's delete and its shred", () => {
 });
 
 describe('a download claimed before the sender deletes the file', () => {
-  const running = useApp({ worker: true });
+  const running = useAppStack({ worker: true });
 
   it('is served to its end with no resume capability, and the bytes are shredded when it ends, not after the window', async () => {
     const { app } = running;
@@ -179,7 +155,7 @@ describe('a download claimed before the sender deletes the file', () => {
 });
 
 describe('a burn after a burn that was refunded', () => {
-  const running = useApp({ env: { RESUME_WINDOW_SECONDS: '1' }, worker: true });
+  const running = useAppStack({ env: { RESUME_WINDOW_SECONDS: '1' }, worker: true });
 
   it("is shredded when its own window ends, though the first burn's shred put itself back until the expiry", async () => {
     const { app, worker } = running;
