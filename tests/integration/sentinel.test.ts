@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import { loadConfig } from '../../app/config.js';
 import { createApiRedis, createWorkerRedis } from '../../app/shared/redis.js';
 import { redisKeys } from '../../app/shared/redis-keys.js';
@@ -309,8 +310,11 @@ describe('Valkey/Redis through Sentinel: the primary is killed with traffic runn
     const { key } = (await res.json()) as { key: string };
     const burnedAt = Date.now();
     expect(await (await fetch(`${url}/download/${key}`)).text()).toBe('burn me');
-    await logged(worker, 'blob_shredded', burnedAt, 15_000, (l) => l.reason === 'burned');
-  });
+    // After each reconnect the worker destroys nothing for one lease TTL (leaseGrace, JANITOR.md), so
+    // a download cut off by the failover can renew its lease first: the shred waits out that grace,
+    // which the failover's reconnect (or a later one of the worker's client) started moments ago.
+    await logged(worker, 'blob_shredded', burnedAt, LEASE_TTL_MS + 15_000, (l) => l.reason === 'burned');
+  }, 120_000);
 
   it('warns when a node it can see keeps an append-only file (the promoted replica), naming the node', async () => {
     const warning = await logged(worker, 'redis_persistence_on', measured.killedAt, 15_000);
