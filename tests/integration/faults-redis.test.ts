@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LEASE_TTL_MS } from '../../app/blobs/lease.js';
 import { appOnPrivateRedis, testEnv, type TestApp } from '../helpers/app.js';
 import { expectError, postFile, uploadOk, waitFor } from '../helpers/files.js';
 import { nonJsonLines, runTs, type RunningProcess } from '../helpers/processes.js';
@@ -167,11 +168,12 @@ describe('faults: Redis restarted empty, with a real worker', () => {
     await expectError(await fetch(`${world.app.url}/status/${old.key}`), 404, 'FILE_NOT_FOUND');
     await expectError(await fetch(`${world.app.url}/download/${old.key}`), 404, 'FILE_NOT_FOUND');
 
-    // The worker reconnects by itself; its next sweep shreds the orphan.
+    // The worker reconnects by itself; its first sweep after the reconnect's lease grace (one lease
+    // TTL, in which it destroys nothing) shreds the orphan.
     await waitFor(
       () => world.app.storage.has(blobs[0]!),
       (present) => !present,
-      20_000,
+      LEASE_TTL_MS + 15_000,
       'the orphan to be swept',
     );
     await worker.waitForEvent('orphan_swept', 5_000, { since: restarted, where: (line) => Number(line.shredded) >= 1 });
