@@ -26,7 +26,7 @@ import { kdfFromConfig } from './kdf/from-config.js';
 import { createBlobGuard } from './blobs/blobs.repository.js';
 import { createAbuseRepository, type AbuseRepository } from './abuse/abuse.repository.js';
 import { createAbuseGuard } from './http/abuse-guard.js';
-import type { KeyRouteGuards } from './http/key-routes.js';
+import { smallBody, smallBodyDeadlineMs, type KeyRouteGuards } from './http/key-routes.js';
 import { createApiMetrics } from './metrics/api-metrics.js';
 import { createMetricsRouter } from './metrics/metrics.routes.js';
 import { KEY_WORDS } from './diceware/wordlist.js';
@@ -152,6 +152,7 @@ export function createApp(appDeps: AppDeps): Express {
     before: [...throttle, abuse.reserveSlot],
     throttle,
     settle: abuse.settle,
+    body: smallBody(smallBodyDeadlineMs(config.uploadStallSeconds)),
   };
   // Per client and per IPv6 /48: uploads create records, the one thing that fills Redis (docs/SECURITY.md).
   const uploadLimiter = createClientAndSiteLimiter({

@@ -7,7 +7,7 @@ import { foundOrThrow } from '../files/files.models.js';
 import { fileNotFound } from '../files/files.errors.js';
 import { requester } from '../http/client.js';
 import { AppError, validationFailed } from '../http/errors.js';
-import { keyFromBody, smallBody, type KeyRouteGuards } from '../http/key-routes.js';
+import { keyFromBody, type KeyRouteGuards } from '../http/key-routes.js';
 import { redirectToPage } from '../http/link-previews.js';
 import { fileStatus } from '../lookups/lookups.usecases.js';
 import { asciiFallback, servedContentType } from '../uploads/content-type.models.js';
@@ -151,7 +151,7 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
   };
 
   const router = Router();
-  router.post('/download/ticket', ...smallBody, ...guards.before, async (req, res) => {
+  router.post('/download/ticket', guards.body, ...guards.before, async (req, res) => {
     const { token } = await foundOrThrow(await createTicket(deps, { key: keyFromBody(req), who: requester(req) }), (outcome) =>
       guards.settle(res, outcome),
     );
@@ -175,6 +175,6 @@ export function createDownloadsRouter(deps: DownloadsDeps, guards: KeyRouteGuard
   router.get('/download', keyFromHeader, ...guards.before, async (req, res) => byKey(req, res, req.get('x-key')));
   router.head('/download/:key', redirectToPage, ...guards.before, async (req, res) => head(req, res, req.params.key));
   router.get('/download/:key', redirectToPage, ...guards.before, async (req, res) => byKey(req, res, req.params.key));
-  router.post('/download', ...smallBody, ...guards.before, async (req, res) => byKey(req, res, keyFromBody(req)));
+  router.post('/download', guards.body, ...guards.before, async (req, res) => byKey(req, res, keyFromBody(req)));
   return router;
 }

@@ -1,5 +1,5 @@
 import { Router, type Request, type Response } from 'express';
-import { keyFromBody, smallBody, type KeyRouteGuards } from '../http/key-routes.js';
+import { keyFromBody, type KeyRouteGuards } from '../http/key-routes.js';
 import { foundOrThrow, fileLinks, minutesLeft } from '../files/files.models.js';
 import { invalidDeleteToken, previewAlreadyUsed } from '../files/files.errors.js';
 import type { FilesDeps } from '../files/files.usecases.js';
@@ -61,13 +61,13 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
 
   const router = Router();
   router.get('/status/:key', ...guards.before, async (req, res) => status(req, res, req.params.key));
-  router.post('/status', ...smallBody, ...guards.before, async (req, res) => status(req, res, keyFromBody(req)));
+  router.post('/status', guards.body, ...guards.before, async (req, res) => status(req, res, keyFromBody(req)));
   // HEAD never spends anything (SPEC §10.2): not even the one-time preview. A link-preview agent
   // unfurling the upload's preview_url, or a browser navigation, gets the page as /download/:key does
   // (docs/SECURITY.md), so neither uses up the preview meant for the recipient.
   router.head('/preview/:key', redirectToPage, ...guards.before, async (req, res) => status(req, res, req.params.key));
   router.get('/preview/:key', redirectToPage, ...guards.before, async (req, res) => preview(req, res, req.params.key));
-  router.post('/preview', ...smallBody, ...guards.before, async (req, res) => preview(req, res, keyFromBody(req)));
+  router.post('/preview', guards.body, ...guards.before, async (req, res) => preview(req, res, keyFromBody(req)));
   const remove = async (req: Request, res: Response, key: unknown) => {
     const result = await deleteFile(deps, { key, token: req.get('x-delete-token'), who: requester(req) });
     if (result.kind === 'forbidden') {
@@ -78,7 +78,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
     res.status(204).end();
   };
   // The receipt: the key in the body, the delete token in its header, never in a URL.
-  router.post('/files/receipt', ...smallBody, ...guards.before, async (req, res) => {
+  router.post('/files/receipt', guards.body, ...guards.before, async (req, res) => {
     const result = await fileReceipt(deps, { key: keyFromBody(req), token: req.get('x-delete-token'), who: requester(req) });
     if (result.kind === 'forbidden') {
       await guards.settle(res, 'hit');
@@ -101,7 +101,7 @@ export function createLookupsRouter(deps: FilesDeps, guards: KeyRouteGuards): Ro
 
   // The key in a header or the body keeps it out of URLs (and so out of proxies' access logs);
   // DELETE /files/:key stays for Raven Zero's clients.
-  router.delete('/files', ...smallBody, ...guards.before, async (req, res) => remove(req, res, req.get('x-key') ?? keyFromBody(req)));
+  router.delete('/files', guards.body, ...guards.before, async (req, res) => remove(req, res, req.get('x-key') ?? keyFromBody(req)));
   router.delete('/files/:key', ...guards.before, async (req, res) => remove(req, res, req.params.key));
   return router;
 }

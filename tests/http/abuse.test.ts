@@ -404,6 +404,50 @@ describe('slow clients', () => {
     }
   });
 
+  it("answers 408 and closes the socket when a key route's small body trickles past its deadline, before any limiter counts it", async () => {
+    // UPLOAD_STALL_SECONDS=1: the small-body deadline is the shorter of it and 10 s.
+    const a = await app({ UPLOAD_STALL_SECONDS: '1' });
+    const redisKeysNow = async () => (await a.deps.redis.keys(`${a.deps.keys.prefix}:*`)).sort();
+    const keysBefore = await redisKeysNow();
+    for (const [method, route] of [
+      ['POST', '/status'],
+      ['POST', '/download'],
+      ['DELETE', '/files'],
+    ]) {
+      const { port } = new URL(a.url);
+      const socket = net.connect(Number(port), '127.0.0.1');
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (received += d));
+      const started = Date.now();
+      socket.write(`${method} ${route} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"key":"`);
+      // A byte every 100 ms: never idle long enough for the socket's idle timer.
+      const trickle = setInterval(() => socket.writable && socket.write('a'), 100);
+      const closedAfter = await new Promise<number>((resolve, reject) => {
+        const guard = setTimeout(() => reject(new Error(`${route}: socket still open after 5 s`)), 5_000);
+        socket.once('close', () => (clearTimeout(guard), resolve(Date.now() - started)));
+        socket.once('error', () => undefined);
+      });
+      clearInterval(trickle);
+      expect(closedAfter, route).toBeGreaterThanOrEqual(900);
+      const [head, body] = received.split('\r\n\r\n');
+      expect(head, route).toMatch(/^HTTP\/1\.1 408 /);
+      expect(head?.toLowerCase(), route).toContain('connection: close');
+      expect(JSON.parse(body!), route).toEqual({
+        error: { code: 'REQUEST_TIMEOUT', message: 'The request body did not arrive in time.', request_id: expect.any(String) },
+      });
+    }
+    // Counted nowhere: no failed lookup, no rate-limit hit (the guards run after the body).
+    expect(await redisKeysNow()).toEqual(keysBefore);
+    // A body that arrives in time is served as before.
+    const res = await fetch(`${a.url}/status`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ key: UNKNOWN_WORDLIST_KEY }),
+    });
+    expect(res.status).toBe(404);
+  });
+
   it('sizes requestTimeout for the largest upload at 64 KiB/s', async () => {
     const server = http.createServer();
     configureServerTimeouts(server, { maxFileSize: 100 * 1024 * 1024, uploadStallSeconds: 30 });
