@@ -104,6 +104,17 @@ function isUnsupported(error: unknown): boolean {
   return ['NotImplemented', 'MethodNotAllowed'].includes(errorName(error)) || status === 501 || status === 405;
 }
 
+/**
+ * The policy does not let these credentials do the operation (no s3:ListBucketMultipartUploads, …).
+ * By S3's error code only: a bad signature or a skewed clock is a 403 too, and is a store failure.
+ */
+function isDenied(error: unknown): boolean {
+  return errorName(error) === 'AccessDenied';
+}
+
+/** After a denied ListMultipartUploads, the engine asks again this much later (a policy may be fixed). */
+const LISTING_DENIED_RETRY_MS = 60 * 60_000;
+
 interface Context {
   client: S3Client;
   bucket: string;
@@ -112,8 +123,11 @@ interface Context {
   queueSize: number;
   log: Logger;
   onCommitted(bytes: number): void;
-  /** Logs, once per store, that the store cannot abort multipart uploads. */
-  abortUnsupported(): void;
+  /**
+   * The store cannot abort multipart uploads, or these credentials may not: logged once per store
+   * (the upload's parts are left to the bucket lifecycle rule). False when `error` is neither.
+   */
+  abortRefused(error: unknown): boolean;
 }
 
 export function createS3Store(options: S3StoreOptions): S3BlobStore {
@@ -172,14 +186,21 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
   };
 
   let multipartListing: 'unknown' | 'supported' | 'unsupported' = 'unknown';
-  let abortUnsupportedLogged = false;
-  const abortUnsupported = () => {
-    if (abortUnsupportedLogged) return;
-    abortUnsupportedLogged = true;
-    log.warn('s3_multipart_abort_unsupported', {
+  let listingDeniedUntil = 0;
+  const abortRefusalsLogged = new Set<string>();
+  const abortRefused = (error: unknown) => {
+    const event = isUnsupported(error) ? 's3_multipart_abort_unsupported' : isDenied(error) ? 's3_multipart_abort_denied' : null;
+    if (event === null) return false;
+    if (abortRefusalsLogged.has(event)) return true;
+    abortRefusalsLogged.add(event);
+    log.warn(event, {
       bucket,
-      hint: 'the store keeps the parts of failed uploads; add a lifecycle rule that aborts incomplete multipart uploads',
+      hint:
+        event === 's3_multipart_abort_denied'
+          ? 'grant s3:AbortMultipartUpload on the prefix; until then the parts of failed uploads are left to the bucket lifecycle rule'
+          : 'the store keeps the parts of failed uploads; add a lifecycle rule that aborts incomplete multipart uploads',
     });
+    return true;
   };
 
   const usage = createUsage({ now, maxAgeMs, log, list: () => sumObjectSizes() });
@@ -203,9 +224,13 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
     } while (token !== undefined);
   }
 
-  /** Incomplete multipart uploads under `keyPrefix`; nothing when the store cannot list them. */
+  /**
+   * Incomplete multipart uploads under `keyPrefix`; nothing when the store cannot list them, or may
+   * not: then they are the bucket lifecycle rule's (a shred has deleted its object already, and must
+   * not fail for a permission that only the clean-up of failed uploads needs).
+   */
   async function* uploads(keyPrefix: string) {
-    if (multipartListing === 'unsupported') return;
+    if (multipartListing === 'unsupported' || now() < listingDeniedUntil) return;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (;;) {
@@ -215,6 +240,15 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
           new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: keyPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
         );
       } catch (error) {
+        if (isDenied(error)) {
+          listingDeniedUntil = now() + LISTING_DENIED_RETRY_MS;
+          log.warn('s3_multipart_listing_denied', {
+            bucket,
+            retry_in_minutes: LISTING_DENIED_RETRY_MS / 60_000,
+            hint: 'grant s3:ListBucketMultipartUploads on the bucket; until then incomplete uploads are left to the bucket lifecycle rule',
+          });
+          return;
+        }
         if (!isUnsupported(error)) throw storeError('ListMultipartUploads', error);
         multipartListing = 'unsupported';
         log.info('s3_multipart_listing_unsupported', { bucket, hint: 'incomplete uploads are left to the bucket lifecycle rule' });
@@ -238,10 +272,7 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       return true;
     } catch (error) {
       if (errorName(error) === 'NoSuchUpload' || httpStatus(error) === 404) return false;
-      if (isUnsupported(error)) {
-        abortUnsupported();
-        return false;
-      }
+      if (abortRefused(error)) return false;
       throw storeError('AbortMultipartUpload', error);
     }
   }
@@ -266,7 +297,7 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
     return { found: size !== null, size: size ?? 0 };
   }
 
-  const context: Context = { client, bucket, prefix, partSize, queueSize, log, onCommitted: (bytes) => usage.add(bytes), abortUnsupported };
+  const context: Context = { client, bucket, prefix, partSize, queueSize, log, onCommitted: (bytes) => usage.add(bytes), abortRefused };
 
   return {
     engine: 's3',
@@ -697,7 +728,7 @@ class MultipartWriter implements BlobWriter {
       await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: this.key, UploadId: uploadId }));
     } catch (error) {
       if (errorName(error) === 'NoSuchUpload' || httpStatus(error) === 404) return; // completed, or already aborted
-      if (isUnsupported(error)) return this.context.abortUnsupported();
+      if (this.context.abortRefused(error)) return;
       throw storeError('AbortMultipartUpload', error);
     }
   }

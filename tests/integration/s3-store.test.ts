@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -83,6 +85,42 @@ function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
     },
     (error: NodeJS.ErrnoException) => error,
   );
+}
+
+/**
+ * An HTTP proxy to the suite's own server that answers S3's AccessDenied to the requests `deny`
+ * names (it records the name), as a bucket policy without that permission would, and passes
+ * everything else through.
+ */
+async function denyingProxy(target: string, deny: (method: string, query: URLSearchParams) => string | null) {
+  const upstream = new URL(target);
+  const denied: string[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://proxy');
+    const operation = deny(req.method ?? 'GET', url.searchParams);
+    if (operation !== null) {
+      denied.push(operation);
+      req.resume();
+      res.writeHead(403, { 'Content-Type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      return;
+    }
+    const forward = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    denied,
+    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
 }
 
 describe('s3 storage engine on a real S3-protocol server', () => {
@@ -380,6 +418,45 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
       })();
       expect(await Promise.race([racing, exited])).toBe('finished');
       expect(server.pid()).toBeDefined();
+    });
+
+    it('shreds, lists and aborts when the policy denies the multipart clean-up: warned once each, left to the lifecycle rule', async () => {
+      // A policy without s3:ListBucketMultipartUploads and s3:AbortMultipartUpload (GET ?uploads, DELETE ?uploadId).
+      const proxy = await denyingProxy(s3.server!.endpoint, (method, query) =>
+        method === 'GET' && query.has('uploads')
+          ? 'ListMultipartUploads'
+          : method === 'DELETE' && query.has('uploadId')
+            ? 'AbortMultipartUpload'
+            : null,
+      );
+      const { logger, lines } = capturedLogger();
+      try {
+        const store = newStore({ endpoint: proxy.endpoint, log: logger });
+        const first = await put(store, randomBytes(1234));
+        const second = await put(store, randomBytes(4321));
+        // The object is deleted and the shred succeeds, though the listing of its parts was refused.
+        expect(await store.destroy(first, 'burned')).toEqual({ found: true, size: 1234 });
+        expect((await rejection(store.read(first))).code).toBe('ENOENT');
+        // The sweep's listing still yields the objects; the engine does not ask again for an hour.
+        expect((await entries(store)).map((e) => [e.blobId, e.kind])).toEqual([[second, 'blob']]);
+        expect(await store.destroy(second, 'expired')).toEqual({ found: true, size: 4321 });
+        expect(proxy.denied).toEqual(['ListMultipartUploads']);
+        // A failed upload's abort is refused too: the writer is cleaned up as far as it may be.
+        const writer = store.create(newBlobId());
+        for (const piece of pieces(randomBytes(11 * MiB))) {
+          if (!writer.stream.write(piece)) await new Promise((resolve) => writer.stream.once('drain', resolve));
+        }
+        await writer.abort();
+        await writer.abort();
+        expect(proxy.denied).toEqual(['ListMultipartUploads', 'AbortMultipartUpload']);
+        await logger.close();
+        const warnings = lines().filter((l) => l.level === 'warn');
+        expect(warnings.map((l) => l.event)).toEqual(['s3_multipart_listing_denied', 's3_multipart_abort_denied']);
+        expect(warnings[0]).toMatchObject({ retry_in_minutes: 60, hint: expect.stringContaining('s3:ListBucketMultipartUploads') });
+        expect(warnings[1]).toMatchObject({ hint: expect.stringContaining('s3:AbortMultipartUpload') });
+      } finally {
+        await proxy.close();
+      }
     });
 
     it('fails check() while the server is down and passes again once it is back, with the same store', async () => {
