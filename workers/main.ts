@@ -83,7 +83,7 @@ worker.on('failed', (job, error) => {
   else log.error('job_failed', fields);
 });
 worker.on('error', (error) => log.warn('worker_error', { error: errorForLog(error) }));
-metrics?.watch(worker, janitor.queue);
+metrics?.watch(worker, janitor.queue, redis);
 
 // Signals are handled before anything is announced, so a SIGTERM at any point drains in order.
 installShutdown({

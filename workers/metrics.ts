@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Job, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { JOBS, type JobName } from '../app/jobs/catalogue.js';
 import { tapLogger, type LogObserver } from '../app/metrics/log-tap.js';
@@ -28,7 +29,7 @@ interface WorkerMetrics {
   /** The logger, tapped: what the janitor logs also moves the counters. */
   tap(log: Logger): Logger;
   /** Job timings from the BullMQ worker's events, queue depth from the queue. */
-  watch(worker: Pick<Worker, 'on'>, queue: Pick<Queue, 'getJobCounts'>): void;
+  watch(worker: Pick<Worker, 'on'>, queue: Pick<Queue, 'getJobCounts' | 'keys'>, redis: Redis): void;
 }
 
 /**
@@ -174,9 +175,9 @@ export function createWorkerMetrics(deps: { version: string; now?: () => number 
     registry,
     observe,
     tap: (log) => tapLogger(log, observe),
-    watch: (worker, queue) => {
+    watch: (worker, queue, redis) => {
       worker.on('completed', onCompleted);
-      registerQueueDepth(registry, queue);
+      registerQueueDepth(registry, queue, redis);
     },
   };
 }

@@ -14,7 +14,7 @@ interface StatsProvider<T> {
 }
 
 interface ApiMetricsDeps {
-  queue: Pick<Queue, 'getJobCounts'>;
+  queue: Pick<Queue, 'getJobCounts' | 'keys'>;
   redis: Redis;
   keys: Pick<RedisKeys, 'heartbeat'>;
   version: string;
@@ -115,7 +115,7 @@ export function createApiMetrics(deps: ApiMetricsDeps): ApiMetrics {
     }
   };
 
-  registerQueueDepth(registry, deps.queue);
+  registerQueueDepth(registry, deps.queue, deps.redis);
   registerRedisState(registry, deps.redis, deps.keys);
   if (deps.kdf) registerKdf(registry, deps.kdf);
   if (deps.keyPool) registerKeyPool(registry, deps.keyPool);

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 
 /**
  * One registry per process (never prom-client's global one, so tests can build as many as they
@@ -38,7 +39,12 @@ export const QUEUE_STATES = ['waiting', 'delayed', 'active', 'prioritized', 'fai
  * copy still moves while the worker is down, which is when the backlog grows. When Redis does not
  * answer, the series are left out rather than reported as zero.
  */
-export function registerQueueDepth(registry: Registry, queue: Pick<Queue, 'getJobCounts'>): void {
+export function registerQueueDepth(
+  registry: Registry,
+  queue: Pick<Queue, 'getJobCounts' | 'keys'>,
+  redis: Pick<Redis, 'zrange'>,
+  now = Date.now,
+): void {
   new Gauge({
     name: 'cinderbox_janitor_jobs',
     help: 'Janitor queue jobs by state (completed and failed are the kept history).',
@@ -49,6 +55,21 @@ export function registerQueueDepth(registry: Registry, queue: Pick<Queue, 'getJo
       const counts = await within(queue.getJobCounts(...QUEUE_STATES)).catch(() => null);
       if (counts === null) return;
       for (const state of QUEUE_STATES) this.set({ state }, counts[state] ?? 0);
+    },
+  });
+  // Expiries and the shreds after a resume window wait as delayed jobs, which only a worker that
+  // takes jobs moves on: a stuck worker leaves them due without any job ever waiting.
+  new Gauge({
+    name: 'cinderbox_janitor_overdue_seconds',
+    help: 'How long the most overdue delayed janitor job has been due (0 when none is).',
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const oldest = await within(redis.zrange(queue.keys.delayed!, 0, 0, 'WITHSCORES')).catch(() => null);
+      if (oldest === null) return;
+      // BullMQ scores a delayed job by its due time in ms times 0x1000, plus a counter below it.
+      const dueAt = oldest.length === 2 ? Math.floor(Number(oldest[1]) / 0x1000) : now();
+      this.set(Math.max(0, now() - dueAt) / 1000);
     },
   });
 }

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
 import { deriveKeys } from '../../app/crypto/keys.js';
+import { JANITOR_QUEUE } from '../../app/jobs/catalogue.js';
 import { createApiMetrics } from '../../app/metrics/api-metrics.js';
+import { createRegistry, registerQueueDepth } from '../../app/metrics/registry.js';
 import { createKdf, type DeriveKeys } from '../../app/kdf/kdf.js';
 import { createKeyPool } from '../../app/kdf/key-pool.js';
 import { loadWordlist } from '../../app/diceware/wordlist.js';
@@ -214,6 +217,39 @@ describe('/metrics of the API', () => {
 function randomKey(): string {
   return ['able', 'acid', 'acre', 'aged'].map((w) => `${w}${randomBytes(2).toString('hex')}`).join('-');
 }
+
+describe('the janitor queue gauges', () => {
+  it('say how long the most overdue delayed job has been due: 0 when none is due, a stuck worker in seconds', async () => {
+    const redis = new Redis(inject('redisUrl'));
+    const queue = new Queue(JANITOR_QUEUE, { connection: redis, prefix: `${uniquePrefix()}:bull` });
+    try {
+      let clock = Date.now();
+      const registry = createRegistry('api', 'test');
+      registerQueueDepth(registry, queue, redis, () => clock);
+      const overdue = async () => parsePrometheus(await registry.metrics()).value('cinderbox_janitor_overdue_seconds');
+      expect(await overdue()).toBe(0); // an empty queue
+
+      // No worker takes them: an expiry due in a minute and a shred due in two.
+      const added = Date.now();
+      await queue.add('expire', {}, { delay: 60_000 });
+      await queue.add('shred', {}, { delay: 120_000 });
+      const addedBy = Date.now();
+      clock = added + 30_000;
+      expect(await overdue()).toBe(0);
+      clock = addedBy + 60_000 + 90_000;
+      const seconds = await overdue();
+      expect(seconds).toBeGreaterThanOrEqual(90);
+      expect(seconds).toBeLessThanOrEqual(90 + (addedBy - added) / 1000);
+      const counts = parsePrometheus(await registry.metrics());
+      expect(counts.value('cinderbox_janitor_jobs', { state: 'delayed' })).toBe(2);
+      expect(counts.value('cinderbox_janitor_jobs', { state: 'waiting' })).toBe(0);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      redis.disconnect();
+    }
+  });
+});
 
 describe('/metrics while Redis does not answer', () => {
   it('still answers at once: redis_up 0, and what it reads from Redis is left out rather than zero', async () => {

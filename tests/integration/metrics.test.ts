@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -283,42 +284,57 @@ describe('metrics of the API and the janitor, from real processes', () => {
 
   // The sweep's success gauge exists only once a sweep finished cleanly: a worker whose every sweep
   // fails from its start has no series at all, and the alert must see that too (promtool test rules).
-  it('fires CinderboxSweepStale for a worker that has run an hour without one clean sweep', async () => {
-    if (PROMTOOL === null) throw new Error('promtool is not installed: apt-get install -y prometheus (the README test command does)');
-    const annotations = {
-      summary: 'No orphan sweep has finished cleanly for over an hour',
-      runbook: 'docs/OPERATIONS.md#cinderboxsweepstale',
-    };
-    const tests = {
-      rule_files: [path.join(ROOT, 'docs/alerts.yml')],
-      evaluation_interval: '1m',
-      tests: [
+  it('fires CinderboxSweepStale for a worker that has run an hour without one clean sweep', () => {
+    promtoolTest({
+      // Started at 0 and scraped for three hours; its sweeps only ever fail.
+      input_series: [
+        { series: 'process_start_time_seconds{service="worker",instance="w"}', values: '0x180' },
+        { series: 'cinderbox_sweeps_total{service="worker",instance="w",result="incomplete"}', values: '0+1x180' },
+      ],
+      alert_rule_test: [
+        { eval_time: '50m', alertname: 'CinderboxSweepStale', exp_alerts: [] },
         {
-          interval: '1m',
-          // Started at 0 and scraped for three hours; its sweeps only ever fail.
-          input_series: [
-            { series: 'process_start_time_seconds{service="worker",instance="w"}', values: '0x180' },
-            { series: 'cinderbox_sweeps_total{service="worker",instance="w",result="incomplete"}', values: '0+1x180' },
-          ],
-          alert_rule_test: [
-            { eval_time: '50m', alertname: 'CinderboxSweepStale', exp_alerts: [] },
+          eval_time: '90m',
+          alertname: 'CinderboxSweepStale',
+          exp_alerts: [
             {
-              eval_time: '90m',
-              alertname: 'CinderboxSweepStale',
-              exp_alerts: [{ exp_labels: { severity: 'warning' }, exp_annotations: annotations }],
+              exp_labels: { severity: 'warning' },
+              exp_annotations: {
+                summary: 'No orphan sweep has finished cleanly for over an hour',
+                runbook: 'docs/OPERATIONS.md#cinderboxsweepstale',
+              },
             },
           ],
         },
       ],
-    };
-    const file = path.join(os.tmpdir(), `cbx-alert-tests-${process.pid}.yml`);
-    await writeFile(file, JSON.stringify(tests)); // JSON is YAML
-    try {
-      const result = spawnSync(PROMTOOL, ['test', 'rules', file], { encoding: 'utf8' });
-      expect(result.status, result.stdout + result.stderr).toBe(0);
-    } finally {
-      await rm(file, { force: true });
-    }
+    });
+  });
+
+  it('fires CinderboxJanitorOverdue when a delayed job stays due for over ten minutes, not for a late minute', () => {
+    promtoolTest({
+      input_series: [
+        // A worker a minute late now and then: never for long.
+        { series: 'cinderbox_janitor_overdue_seconds{service="api",instance="a"}', values: '0 60 0 60 0 60 0 0 0 0 0x30' },
+        // A stuck worker from minute 0 on: the oldest due job ages a minute per minute.
+        { series: 'cinderbox_janitor_overdue_seconds{service="worker",instance="w"}', values: '0x10 0+60x30' },
+      ],
+      alert_rule_test: [
+        { eval_time: '19m', alertname: 'CinderboxJanitorOverdue', exp_alerts: [] },
+        {
+          eval_time: '30m',
+          alertname: 'CinderboxJanitorOverdue',
+          exp_alerts: [
+            {
+              exp_labels: { severity: 'warning' },
+              exp_annotations: {
+                summary: 'A janitor job has been due for 19m 0s: expired files are not being shredded',
+                runbook: 'docs/OPERATIONS.md#cinderboxjanitoroverdue',
+              },
+            },
+          ],
+        },
+      ],
+    });
   });
 
   it('stops a worker whose metrics port is taken, saying why', async () => {
@@ -329,6 +345,20 @@ describe('metrics of the API and the janitor, from real processes', () => {
     expect((await second.exited).code).toBe(1);
   });
 });
+
+/** Runs `promtool test rules` on docs/alerts.yml with one test case (series one minute apart). */
+function promtoolTest(testCase: { input_series: { series: string; values: string }[]; alert_rule_test: unknown[] }): void {
+  if (PROMTOOL === null) throw new Error('promtool is not installed: apt-get install -y prometheus (the README test command does)');
+  const file = path.join(os.tmpdir(), `cbx-alert-tests-${process.pid}-${randomBytes(4).toString('hex')}.yml`);
+  const tests = { rule_files: [path.join(ROOT, 'docs/alerts.yml')], evaluation_interval: '1m', tests: [{ interval: '1m', ...testCase }] };
+  writeFileSync(file, JSON.stringify(tests)); // JSON is YAML
+  try {
+    const result = spawnSync(PROMTOOL, ['test', 'rules', file], { encoding: 'utf8' });
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
 
 /** The `expr:` of every rule: one line, or a `|` block indented below it. */
 function expressionsOf(rulesYaml: string): string[] {
