@@ -7,7 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +14,8 @@ import { nonJsonLines, ROOT } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { findOrStartEngine, run, tail, type Engine } from './docker.js';
 import { dockerfileInstructions, runtimeStage, shippedScripts } from './dockerfile.js';
+import yaml from 'js-yaml';
 
-// js-yaml is in node_modules (through eslint) without types; only `load` is used.
-const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
 
 const IMAGE = 'cinderbox:deploy-test';
 const STAND_IN_LABEL = 'io.cinderbox.image-kit.stand-in';

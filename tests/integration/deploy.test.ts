@@ -11,7 +11,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -21,9 +20,8 @@ import { TEST_SECRET, uniquePrefix } from '../helpers/app.js';
 import { isAlive, ROOT } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { copiesFromBuild, dockerfileInstructions, runtimeStage, shippedScripts } from '../deploy/dockerfile.js';
+import yaml from 'js-yaml';
 
-// js-yaml is in node_modules (through eslint) without types; only `load` is used.
-const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
 
 interface Run {
   code: number | null;

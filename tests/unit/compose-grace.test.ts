@@ -1,12 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createSilentLogger } from '../../app/shared/logger.js';
 import { installShutdown } from '../../app/shared/shutdown.js';
+import yaml from 'js-yaml';
 
-// js-yaml is in node_modules (through eslint) without types; only `load` is used (as in tests/deploy).
-const yaml = createRequire(import.meta.url)('js-yaml') as { load(text: string): unknown };
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
 /** A Compose duration ("40s", "1m30s", "1h") in seconds; NaN when it is not one. */
