@@ -1,5 +1,6 @@
 import cron, { type Logger as CronLogger } from 'node-cron';
 import type { Redis } from 'ioredis';
+import { deleteIfHeld } from '../app/shared/held-keys.js';
 import type { Logger } from '../app/shared/logger.js';
 import { HEARTBEAT_TTL_SECONDS, type RedisKeys } from '../app/shared/redis-keys.js';
 
@@ -10,9 +11,13 @@ import { HEARTBEAT_TTL_SECONDS, type RedisKeys } from '../app/shared/redis-keys.
  * HEARTBEAT_TTL_SECONDS of the last worker stopping.
  */
 export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logger; workerId: string }) {
+  /** The value this process wrote last: the stop removes the key only while it still holds it. */
+  let written: string | null = null;
   const beat = async () => {
     try {
-      await deps.redis.set(deps.keys.heartbeat(), JSON.stringify({ worker: deps.workerId, at: Date.now() }), 'EX', HEARTBEAT_TTL_SECONDS);
+      const value = JSON.stringify({ worker: deps.workerId, at: Date.now() });
+      await deps.redis.set(deps.keys.heartbeat(), value, 'EX', HEARTBEAT_TTL_SECONDS);
+      written = value;
     } catch (error) {
       deps.log.warn('heartbeat_failed', { error: (error as Error).message });
     }
@@ -23,14 +28,15 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
     logger: cronLogger(deps.log.child({ task: 'heartbeat' })),
   });
   return {
-    /** Stops beating; if this worker wrote the last beat, removes it so health sees the stop at once. */
+    /**
+     * Stops beating; if this worker wrote the last beat, removes it so health sees the stop at once.
+     * The check and the delete are one step: another replica's beat written between them stays.
+     */
     stop: async () => {
       await task.stop();
       await task.destroy();
-      const key = deps.keys.heartbeat();
-      const last = await deps.redis.get(key).catch(() => null);
-      if (last !== null && (JSON.parse(last) as { worker?: string }).worker === deps.workerId)
-        await deps.redis.del(key).catch(() => undefined);
+      if (written === null) return;
+      await deleteIfHeld(deps.redis, deps.keys.heartbeat(), written).catch(() => undefined);
     },
     beat,
   };

@@ -85,12 +85,15 @@ worker.on('failed', (job, error) => {
 worker.on('error', (error) => log.warn('worker_error', { error: errorForLog(error) }));
 metrics?.watch(worker, janitor.queue, redis);
 
+/** How long a shutdown waits for the worker's blocking connection before it closes the worker (closeWorker). */
+const WORKER_READY_WAIT_MS = 5_000;
+
 // Signals are handled before anything is announced, so a SIGTERM at any point drains in order.
 installShutdown({
   log,
   steps: [
     // close() stops fetching and waits for the active jobs to finish, so a shred is never cut short.
-    { name: 'worker', run: () => worker.close() },
+    { name: 'worker', run: () => closeWorker(worker) },
     { name: 'heartbeat', run: () => heartbeat.stop() },
     { name: 'metrics', run: async () => metricsServer?.close() },
     { name: 'queue', run: () => janitor.close() },
@@ -107,4 +110,18 @@ redis.on('ready', () => {
     log.warn('schedule_install_failed', { error: errorForLog(error) }),
   );
 });
+/**
+ * BullMQ 5.81 crashes the process when a Worker is closed while its blocking connection is still
+ * connecting: close() removes that connection's listeners, then the connect it cut short fails and
+ * is emitted as an 'error' nobody hears (seen as exit 1 on a SIGTERM right after the start). So the
+ * close waits for that connection first, within a bound (Redis may be down: then it closes anyway).
+ */
+async function closeWorker(running: Worker): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, WORKER_READY_WAIT_MS)));
+  await Promise.race([running.waitUntilReady().catch(() => undefined), bound]);
+  clearTimeout(timer);
+  await running.close();
+}
+
 log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });

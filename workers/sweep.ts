@@ -1,8 +1,5 @@
 import type { Redis } from 'ioredis';
-
-// Compare-and-delete / compare-and-extend, so a replica never releases or extends another's lock.
-const RELEASE_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-const EXTEND_LOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+import { deleteIfHeld, extendIfHeld } from '../app/shared/held-keys.js';
 
 const SWEEP_LOCK_TTL_MS = 30_000;
 
@@ -15,12 +12,12 @@ export async function withSweepLock<T>(deps: { redis: Redis; key: string; owner:
   const acquired = await deps.redis.set(deps.key, deps.owner, 'PX', SWEEP_LOCK_TTL_MS, 'NX');
   if (acquired !== 'OK') return null;
   const timer = setInterval(() => {
-    deps.redis.eval(EXTEND_LOCK, 1, deps.key, deps.owner, String(SWEEP_LOCK_TTL_MS)).catch(() => undefined); // the next tick retries; expiry is the fallback
+    extendIfHeld(deps.redis, deps.key, deps.owner, SWEEP_LOCK_TTL_MS).catch(() => undefined); // the next tick retries; expiry is the fallback
   }, SWEEP_LOCK_TTL_MS / 3);
   try {
     return await run();
   } finally {
     clearInterval(timer);
-    await deps.redis.eval(RELEASE_LOCK, 1, deps.key, deps.owner).catch(() => undefined); // it expires anyway
+    await deleteIfHeld(deps.redis, deps.key, deps.owner).catch(() => undefined); // it expires anyway
   }
 }

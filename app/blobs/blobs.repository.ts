@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { luaScripts } from '../shared/lua.js';
 import type { RedisKeys } from '../shared/redis-keys.js';
+import { deleteIfHeld, extendIfHeld } from '../shared/held-keys.js';
 
 const lua = luaScripts(import.meta.url);
 
@@ -84,16 +85,10 @@ export function createBlobGuard(redis: Redis, keys: RedisKeys) {
       if ((await redis.set(key, holder, 'PX', ttlMs, 'NX')) !== 'OK') return null;
       return {
         extend: async () => {
-          await redis.eval(
-            `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`,
-            1,
-            key,
-            holder,
-            ttlMs,
-          );
+          await extendIfHeld(redis, key, holder, ttlMs);
         },
         release: async () => {
-          await redis.eval(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`, 1, key, holder);
+          await deleteIfHeld(redis, key, holder);
         },
       };
     },

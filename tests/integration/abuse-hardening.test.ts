@@ -59,6 +59,8 @@ describe('the API client resends nothing after a reconnect', () => {
     const other = new Redis(server.url);
     try {
       await other.ping();
+      // The API's client queues nothing while it connects (enableOfflineQueue: false): wait until it is ready.
+      if (api.status !== 'ready') await new Promise<void>((resolve) => api.once('ready', () => resolve()));
       const keys = redisKeys(uniquePrefix());
       const abuse = createAbuseRepository(api, keys);
       const terms: FailureTerms = { limit: 10, aggregateLimit: 40, blockMs: 60_000 };
