@@ -324,9 +324,7 @@ async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { look
   let body: Readable | undefined;
   try {
     const stallMs = storeStallMs(deps.config);
-    const header = await fromStore(
-      withinStall(deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }), stallMs).then(readAll),
-    );
+    const header = await fromStore(readAllWithin(deps.blobs.store.read(resume.blob, { start: 0, end: HEADER_LENGTH - 1 }), stallMs));
     const ciphertext = await fromStore(
       withinStall(deps.blobs.store.read(resume.blob, { start: plan.ciphertextStart, end: plan.ciphertextEnd }), stallMs),
     );
@@ -376,10 +374,24 @@ async function endDownload(
   }
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
-  return Buffer.concat(parts);
+/**
+ * All of a short read (a resume's 42-byte header): the store's answer and every byte of it within
+ * one deadline, as a download's first chunk; a store that answers and then stalls is a 503 too.
+ */
+async function readAllWithin(read: Promise<Readable>, stallMs: number): Promise<Buffer> {
+  const deadline = Date.now() + stallMs;
+  const stream = await withinStall(read, stallMs);
+  const timer = setTimeout(
+    () => stream.destroy(storageUnavailable(new Error(`the store sent nothing for ${stallMs / 1000} s`))),
+    Math.max(0, deadline - Date.now()),
+  );
+  try {
+    const parts: Buffer[] = [];
+    for await (const part of stream) parts.push(part as Buffer);
+    return Buffer.concat(parts);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function refund(deps: FilesDeps, resolved: ResolvedKey, claimed: { record: FileRecord; burned: boolean }): Promise<void> {

@@ -223,4 +223,17 @@ describe('a store that fails or stalls before the first byte (SPEC §3: 503, nev
     expect(again.status).toBe(200);
     expect(Buffer.from(await again.arrayBuffer()).equals(up.bytes)).toBe(true);
   });
+
+  it('answers 503 for a resume whose store answers its header read and then sends nothing, and leaves no lease', async () => {
+    const { app } = running;
+    const up = await upload(app, { uses: '2' });
+    const etag = await downloadedOnce(app, up);
+    fault.next = 'stall'; // the resume's first read is the file's 42-byte header
+    await expectError(await download(up.download_url, { Range: 'bytes=10-', 'If-Range': etag }), 503, 'SERVICE_UNAVAILABLE');
+    expect(await leasesOf(app, up.blobId)).toEqual([]);
+    expect(await remainingUses(app, up.key)).toBe(1);
+    const resumed = await download(up.download_url, { Range: 'bytes=10-', 'If-Range': etag });
+    expect(resumed.status).toBe(206);
+    expect(Buffer.from(await resumed.arrayBuffer()).equals(up.bytes.subarray(10))).toBe(true);
+  });
 });
