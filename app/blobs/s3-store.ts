@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -324,6 +324,9 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
         );
       } catch (error) {
         if (isNotFound(error)) throw noSuchBlob();
+        // The object ends before the range starts: a short read, as a file would give (the reader's
+        // authentication then says the blob is damaged); not a failure of the store.
+        if (range && (errorName(error) === 'InvalidRange' || httpStatus(error) === 416)) return Readable.from([]);
         throw storeError('GetObject', error);
       }
       const body = response.Body;
@@ -460,43 +463,52 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
 
 /**
  * An HTTP server may answer a Range request with more than was asked (RFC 9110 lets it ignore Range;
- * s3rver reads `bytes=0-0` as the whole object). The caller gets exactly [start, end] or an error.
+ * s3rver reads `bytes=0-0` as the whole object). The caller gets exactly [start, end] or an error,
+ * or, when the object itself ends before `end`, what it has (a short read, as a file gives).
  */
 function exactRange(body: Readable, range: ByteRange, contentRange: string | undefined): Readable {
   const served = contentRange === undefined ? null : /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange);
   const servedStart = served ? Number(served[1]) : 0;
   const servedEnd = served ? Number(served[2]) : Infinity;
-  if (served && servedStart === range.start && servedEnd === range.end) return body;
-  if (servedStart > range.start || servedEnd < range.end) {
+  const objectEnd = served && served[3] !== '*' ? Number(served[3]) - 1 : Infinity;
+  if (served && servedStart === range.start && servedEnd === Math.min(range.end, objectEnd)) return body;
+  if (servedStart > range.start || servedEnd < Math.min(range.end, objectEnd)) {
     body.destroy();
     throw storeError(
       'GetObject',
       new Error(`asked for bytes ${range.start}-${range.end}, the store sent ${contentRange ?? 'the whole object'}`),
     );
   }
-  let skip = range.start - servedStart;
-  let wanted = range.end - range.start + 1;
-  // Leaving the loop (enough bytes) or closing the result (the consumer destroyed it, even while the
-  // loop waits for the store) destroys `body`, which releases its socket.
-  const exact = Readable.from(
-    (async function* () {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        let piece = chunk;
-        if (skip > 0) {
-          const dropped = Math.min(skip, piece.length);
-          skip -= dropped;
-          piece = piece.subarray(dropped);
-        }
-        if (piece.length > wanted) piece = piece.subarray(0, wanted);
-        wanted -= piece.length;
-        if (piece.length > 0) yield piece;
-        if (wanted === 0) return;
+  // `position`: where in the object the next byte of `body` is. Once the range is complete, or when
+  // the consumer destroys the result (even while the store stalls), `body` is destroyed at once,
+  // which releases its socket.
+  let position = servedStart;
+  const complete = () => position > range.end;
+  const exact = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (complete()) return done();
+      const from = Math.max(0, range.start - position);
+      const to = Math.min(chunk.length, range.end + 1 - position);
+      position += chunk.length;
+      if (to > from) this.push(chunk.subarray(from, to));
+      if (complete()) {
+        this.push(null);
+        body.destroy();
       }
-      if (wanted > 0) throw storeError('GetObject', new Error('the response ended before the requested range'));
-    })(),
-    { objectMode: false },
-  );
+      done();
+    },
+    flush(done) {
+      // The body ended: a short read where the object ends (a damaged blob, which its reader's
+      // authentication reports), a failure of the store anywhere else.
+      if (complete() || position > objectEnd || objectEnd === Infinity) return done();
+      done(storeError('GetObject', new Error('the response ended before the requested range')));
+    },
+  });
+  body.on('error', (error) => {
+    if (!complete()) exact.destroy(storeError('GetObject', error));
+  });
   exact.once('close', () => body.destroy());
+  body.pipe(exact);
   return exact;
 }
 

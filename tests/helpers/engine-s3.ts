@@ -94,6 +94,10 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
       data[at] = data[at]! ^ 0x01;
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + blobId, Body: data }));
     },
+    async truncate(blobId, length) {
+      const data = await getObject(prefix + blobId);
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + blobId, Body: data.subarray(0, length) }));
+    },
     async put(name, bytes, options = {}) {
       await client.send(
         new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: typeof bytes === 'string' ? Buffer.from(bytes) : bytes }),

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { inject } from 'vitest';
 import type { BlobStore, StoredEntry } from '../../app/blobs/blob-store.js';
@@ -96,6 +96,8 @@ export interface StorageView {
   read(blobId: string): Promise<Buffer>;
   /** Flips one bit of a committed blob's ciphertext at `offset` (negative: from the end). */
   corrupt(blobId: string, offset: number): Promise<void>;
+  /** Cuts a committed blob's ciphertext to its first `length` bytes. */
+  truncate(blobId: string, length: number): Promise<void>;
   /** Writes a committed object named `name` (a blob id, or a stranger), optionally backdated. */
   put(name: string, bytes: Buffer | string, options?: { ageMs?: number }): Promise<void>;
   /** Leaves an unfinished upload of `blobId` (fs: a partial file; s3: a multipart upload with one part). */
@@ -191,6 +193,7 @@ function fsStorageView(storagePath: string, tempPath: string): StorageView {
         await handle.close();
       }
     },
+    truncate: (blobId, length) => truncate(blobPath(blobId), length),
     async put(name, bytes, options = {}) {
       await writeFile(path.join(storagePath, name), bytes);
       if (options.ageMs !== undefined) await backdate(path.join(storagePath, name), options.ageMs);

@@ -4,6 +4,7 @@
  * receipt across refunds, a preview whose answer failed on the way, and link-preview agents on the
  * upload's preview_url.
  */
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlobGuard } from '../../app/blobs/blobs.repository.js';
@@ -153,6 +154,33 @@ describe('the API', () => {
     // The failed download's refund found the file deleted: it stays gone for everyone.
     expect((await expectError(await curl(up.status_url), 410, 'FILE_GONE')).error.reason).toBe('deleted');
     expect((await expectError(await curl(up.download_url), 410, 'FILE_GONE')).error.reason).toBe('deleted');
+  });
+
+  it('answers a truncated blob as what it is, on either engine: 500 INTEGRITY_CHECK_FAILED, spending nothing, never a 503 to retry', async () => {
+    const body = randomBytes(300_000);
+    for (const [what, keep] of [
+      ['inside the header', 20],
+      ['inside the first chunk', 1_000],
+      ['after the first chunk', 200_000],
+    ] as const) {
+      const before = new Set(await app.storage.blobIds());
+      const up = await uploadOk(app, body, 'cut.bin', { uses: '2' });
+      const [blob] = (await app.storage.blobIds()).filter((id) => !before.has(id));
+      await app.storage.truncate(blob!, keep);
+      const res = await curl(up.download_url);
+      if (keep < 65_536) {
+        await expectError(res, 500, 'INTEGRITY_CHECK_FAILED');
+        expect((await (await curl(up.status_url)).json()) as { remaining_uses: number }, what).toMatchObject({ remaining_uses: 2 });
+      } else {
+        // Past the first verified chunk the answer has started: it is cut off, and no unverified byte is sent.
+        expect(res.status, what).toBe(200);
+        const received = await res.arrayBuffer().then(
+          (bytes) => Buffer.from(bytes),
+          () => null,
+        );
+        expect(received === null || received.length < body.length, what).toBe(true);
+      }
+    }
   });
 
   it('leaves the preview unused when its answer fails on the way (the lookup slot cannot be settled)', async () => {

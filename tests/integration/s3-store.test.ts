@@ -123,6 +123,42 @@ async function denyingProxy(target: string, deny: (method: string, query: URLSea
   };
 }
 
+/**
+ * An HTTP proxy to the suite's own server that passes everything through, except the first ranged
+ * GET: its Range is dropped (as by a server that ignores it, which RFC 9110 allows) and the whole
+ * object's answer stops after `bytes` bytes: the store stalls, its socket stays open.
+ */
+async function stallingProxy(target: string, bytes: number) {
+  const upstream = new URL(target);
+  let stalled = false;
+  const server = http.createServer((req, res) => {
+    const stall = !stalled && req.method === 'GET' && req.headers.range !== undefined;
+    if (stall) stalled = true;
+    const headers = { ...req.headers };
+    if (stall) delete headers.range;
+    const forward = http.request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (!stall) return void answer.pipe(res);
+        let sent = 0;
+        answer.on('data', (chunk: Buffer) => {
+          if (sent < bytes) res.write(chunk.subarray(0, bytes - sent));
+          sent += chunk.length;
+        });
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stalled: () => stalled,
+    close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
+  };
+}
+
 describe('s3 storage engine on a real S3-protocol server', () => {
   it.each([0, 1, 2])(
     'stores and returns encrypted streams of 0 bytes, less than a part, exactly a part and several parts, byte for byte (%i parts in flight while the next fills)',
@@ -419,6 +455,32 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
       expect(await Promise.race([racing, exited])).toBe('finished');
       expect(server.pid()).toBeDefined();
     });
+
+    it('releases the socket of a ranged download destroyed while the store stalls mid-body', async () => {
+      const prefix = s3.newPrefix();
+      const data = randomBytes(3 * MiB);
+      const blobId = await put(newStore({ prefix }), data);
+      const proxy = await stallingProxy(s3.server!.endpoint, 100_000);
+      try {
+        // One socket, and a request timeout far beyond the test's: only a released socket serves the next read.
+        const store = newStore({ prefix, endpoint: proxy.endpoint, maxSockets: 1, requestTimeoutMs: 120_000 });
+        const stream = await store.read(blobId, { start: 10, end: 2 * MiB });
+        // Everything the store sent before it stalled (100,000 bytes, less the 10 skipped), then nothing.
+        let received = 0;
+        await new Promise<void>((resolve, reject) => {
+          stream.on('data', (chunk: Buffer) => (received += chunk.length) === 100_000 - 10 && resolve()).once('error', reject);
+        });
+        expect(proxy.stalled()).toBe(true);
+        stream.destroy();
+        const t0 = Date.now();
+        stream.once('close', () => console.log('DBG exact closed after', Date.now() - t0));
+        const again = await collect(await store.read(blobId, { start: 5, end: 9 }));
+        console.log('DBG again after', Date.now() - t0, 'proxy', proxy.stalled());
+        expect(again.equals(data.subarray(5, 10))).toBe(true);
+      } finally {
+        await proxy.close();
+      }
+    }, 20_000);
 
     it('shreds, lists and aborts when the policy denies the multipart clean-up: warned once each, left to the lifecycle rule', async () => {
       // A policy without s3:ListBucketMultipartUploads and s3:AbortMultipartUpload (GET ?uploads, DELETE ?uploadId).
