@@ -113,19 +113,24 @@ return 1`;
 // A resume record (a burned or downloaded file's resume window: the data key wrapped once more, for
 // the download's capability) goes with its blob's 'resume' protection. KEYS: resume record
 // ARGV: blobPrefix   Returns the blob id, or false when the record was gone.
+// Ends a resume window: its record and the blob's 'resume' member go. Answers the blob, and whether
+// it is live still (a file uploaded after the purge's first pass and downloaded since): such a blob
+// is not the purge's to shred, and a shred job for it would only wait for its expiry under the id
+// its sender's delete uses later.
 const PURGE_RESUME_LUA = `
 local blob = redis.call('HGET', KEYS[1], 'blob')
 if not blob then return false end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', ARGV[1] .. blob, 'resume')
-return blob`;
+local live = redis.call('ZSCORE', ARGV[1] .. blob, 'live')
+return {blob, (live and tonumber(live) > tonumber(ARGV[2])) and 1 or 0}`;
 
 /** The lookup prelude lives with the file scripts (app/files/lua); it is the one definition of "live". */
 const lookupLua = () => luaScripts(new URL('../../app/files/files.repository.js', import.meta.url).href)('lookup');
 
 type Purging = AdminContext['redis'] & {
   cbxAdminPurge(file: string, tombstone: string, blobPrefix: string, now: number): Promise<string | null>;
-  cbxAdminPurgeResume(record: string, blobPrefix: string): Promise<string | null>;
+  cbxAdminPurgeResume(record: string, blobPrefix: string, now: number): Promise<[string, 0 | 1] | null>;
   cbxAdminPurgeBurn(tombstone: string): Promise<number>;
 };
 
@@ -175,10 +180,10 @@ export async function purge(ctx: AdminContext): Promise<Report> {
   for await (const batch of scanKeys(ctx.redis, ctx.keys.resume('*'))) {
     const blobs = new Set<string>();
     for (const recordKey of batch) {
-      const blob = await redis.cbxAdminPurgeResume(recordKey, blobPrefix);
-      if (blob === null) continue;
+      const ended = await redis.cbxAdminPurgeResume(recordKey, blobPrefix, ctx.now());
+      if (ended === null) continue;
       resumes += 1;
-      blobs.add(blob);
+      if (ended[1] === 0) blobs.add(ended[0]);
     }
     const fresh = [...blobs].filter((blobId) => !shredded.has(blobId));
     await Promise.all(fresh.map((blobId) => ctx.janitor.enqueue('shred', { blobId, reason: 'deleted' })));

@@ -8,6 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { clientIdOf } from '../../app/abuse/abuse.models.js';
+import { loadConfig } from '../../app/config.js';
+import { purge } from '../../scripts/admin/actions.js';
+import { connect } from '../../scripts/admin/context.js';
 import { startTestApp, TEST_SECRET, testEnv, useAppStack, type TestApp } from '../helpers/app.js';
 import { fileKeys, redisKeysOf, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
 import { ROOT, runTs, type RunningProcess } from '../helpers/processes.js';
@@ -356,6 +359,44 @@ describe('npm run admin purge, with resume windows open', () => {
     const shreds = () =>
       Promise.resolve(worker.events().filter((l, i) => i >= since && l.event === 'blob_shredded' && l.kind === 'blob').length);
     await waitFor(shreds, (n) => n === 2, 20_000, 'the worker to shred both blobs');
+    expect(await app.storage.blobIds()).toEqual([]);
+  });
+
+  // A file uploaded after the purge's first pass, and downloaded, is live: its resume window ends with
+  // the others, but its bytes are its own jobs' (a shred queued for it would wait for its expiry under
+  // the id its sender's delete then uses, and that delete's shred would wait too).
+  it("ends the window of a file that became live during the purge, and leaves its bytes to the file's own delete", async () => {
+    const { app, worker, env } = stack;
+    await uploadOk(app, 'purged in the first pass', 'first.txt');
+    let late: UploadAnswer | undefined;
+    const ctx = await connect(loadConfig(env));
+    const enqueue = ctx.janitor.enqueue;
+    ctx.janitor.enqueue = (async (...args: Parameters<typeof enqueue>) => {
+      if (late === undefined) {
+        // Between the passes: a new file, downloaded once (a resume record), two uses so it stays live.
+        late = await uploadOk(app, 'uploaded during the purge', 'late.txt', { uses: '2' });
+        const res = await fetch(late.download_url, { headers: { Accept: '*/*' } });
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+      }
+      return enqueue(...args);
+    }) as typeof enqueue;
+    try {
+      const report = await purge(ctx);
+      expect(report.json).toEqual({ purged: 1, resume_windows_ended: 1, shreds_queued: 1, worker_online: true });
+    } finally {
+      await ctx.close();
+    }
+    expect(await redisKeysOf(app, 'resume:*')).toEqual([]);
+    const status = await fetch(late!.status_url);
+    expect(status.status).toBe(200);
+    expect(await status.json()).toMatchObject({ remaining_uses: 1 });
+
+    // The sender deletes it: its bytes are shredded now, not at its expiry.
+    const since = worker.mark();
+    const del = await fetch(late!.delete_url, { method: 'DELETE', headers: { 'X-Delete-Token': late!.delete_token } });
+    expect(del.status).toBe(204);
+    await worker.waitForEvent('blob_shredded', 20_000, { since, where: (line) => line.reason === 'deleted' && line.kind === 'blob' });
     expect(await app.storage.blobIds()).toEqual([]);
   });
 
