@@ -35,7 +35,10 @@ export interface BlobStore {
   /** Bytes a new upload may still use on the medium; Infinity when the engine has no such limit (s3). */
   freeBytes(): Promise<number>;
 
-  /** Bytes held by blobs and partials, for MAX_STORAGE_BYTES (may be cached for a short while). */
+  /**
+   * Bytes held by blobs and partials, for MAX_STORAGE_BYTES (may be cached for a short while), except
+   * the uploads this process is writing now: the upload pipeline counts those as they grow.
+   */
   usedBytes(): Promise<number>;
 
   /** Throws when the store cannot be used now (health, start-up); cheap enough for every health check. */

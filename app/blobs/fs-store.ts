@@ -25,11 +25,13 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
   let usage: { at: number; bytes: number } | null = null;
   let free: { at: number; bytes: number } | null = null;
   // This process's own commits and shreds count at once, as the s3 engine's do: MAX_STORAGE_BYTES
-  // holds for uploads that follow each other within the cache's second, too. (A partial counted by
-  // the last scan is counted again as its blob until the next scan: the error errs towards 507.)
+  // holds for uploads that follow each other within the cache's second, too.
   const account = (bytes: number) => {
     if (usage) usage.bytes = Math.max(0, usage.bytes + bytes);
   };
+  // Partials this process is writing now: the upload pipeline counts them itself, as they grow
+  // (encrypting-store.ts), so the usage scan leaves them out rather than count them twice.
+  const writing = new Set<string>();
   const shredAccounted = async (file: string, kind: ShredKind, reason: string) => {
     const result = await shred(file, kind, reason);
     account(-result.size);
@@ -42,11 +44,14 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
     create(blobId): BlobWriter {
       // 'wx': never follow or reuse an existing file; 0600: only Cinderbox reads its blobs.
       const stream = createWriteStream(partialPath(blobId), { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES });
+      const name = path.basename(partialPath(blobId));
+      writing.add(name);
       let committed = 0;
       return {
         stream,
         commit: async () => {
           await rename(partialPath(blobId), blobPath(blobId));
+          writing.delete(name);
           committed = stream.bytesWritten;
           account(committed);
         },
@@ -54,6 +59,7 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
           stream.destroy();
           // Never written with a stored key, so unreadable already: a plain unlink is enough.
           for (const file of [partialPath(blobId), blobPath(blobId)]) await unlink(file).catch(() => undefined);
+          writing.delete(name);
           account(-committed);
           committed = 0;
         },
@@ -115,6 +121,7 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
       let bytes = 0;
       for (const dir of [storagePath, tempPath]) {
         for (const name of await readdir(dir)) {
+          if (dir === tempPath && writing.has(name)) continue;
           const s = await stat(path.join(dir, name)).catch(() => null);
           if (s?.isFile()) bytes += s.size;
         }

@@ -29,6 +29,26 @@ const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
 // Keep this much free beyond the upload, so a full disk never stops Redis or the logs first.
 const DISK_RESERVE = 4 * 1024 * 1024;
 
+/**
+ * What this process's uploads in progress have written, per store, and what they have committed
+ * since: MAX_STORAGE_BYTES counts them as they grow. Without it, uploads running at once each had
+ * the whole room left at their start, and together overshot the quota by as many times over.
+ * (Replicas do not see each other's uploads in progress: docs/DECISIONS.md.)
+ */
+interface InFlight {
+  /** Ciphertext bytes of the uploads still running. */
+  writing: number;
+  /** Ciphertext bytes committed by this process's uploads so far, less those discarded since. */
+  committed: number;
+}
+const inFlight = new WeakMap<BlobStore, InFlight>();
+
+function inFlightOf(store: BlobStore): InFlight {
+  let flight = inFlight.get(store);
+  if (flight === undefined) inFlight.set(store, (flight = { writing: 0, committed: 0 }));
+  return flight;
+}
+
 const isOutOfSpace = (error: unknown) => ['ENOSPC', 'EDQUOT'].includes(String((error as NodeJS.ErrnoException | null)?.code));
 
 /**
@@ -57,12 +77,27 @@ export async function storeEncrypted(options: {
   let mimeType: string | null = options.knownType ?? null;
   let nextSpaceCheck = SPACE_CHECK_EVERY;
   let stallTimer: NodeJS.Timeout | undefined;
-  // The quota's room for this blob, from the usage as its body starts (the engines cache it for a
-  // moment and count their own commits at once). Checked on every chunk against the ciphertext the
-  // plaintext so far becomes, so a body of unknown length (multipart, chunked) cannot pass it either.
-  const room = limits.maxStorageBytes === undefined ? Infinity : limits.maxStorageBytes - (await usedBytes(store));
+  // The quota, checked on every chunk against the ciphertext the plaintext so far becomes (so a body
+  // of unknown length, multipart or chunked, cannot pass it either): the usage as the body starts (the
+  // engines cache it for a moment and count their own commits at once), what this process's other
+  // uploads have committed since, and what they are writing now.
+  const flight = inFlightOf(store);
+  const committedAtStart = flight.committed;
+  const usedAtStart = limits.maxStorageBytes === undefined ? 0 : await usedBytes(store);
+  let reserved = 0;
+  const reserve = (bytes: number) => {
+    flight.writing += bytes - reserved;
+    reserved = bytes;
+  };
   const checkRoom = () => {
-    if (ciphertextSize(size) > room) throw insufficientStorage();
+    const mine = ciphertextSize(size);
+    reserve(mine);
+    if (limits.maxStorageBytes === undefined) return;
+    const others = flight.writing - mine + (flight.committed - committedAtStart);
+    if (usedAtStart + others + mine > limits.maxStorageBytes) {
+      reserve(0); // at once: an upload running beside this one may still fit without it
+      throw insufficientStorage();
+    }
   };
 
   const inspectChunk = async (chunk: Buffer) => {
@@ -123,6 +158,7 @@ export async function storeEncrypted(options: {
     await pipeline(source, inspect, encrypt, writer.stream);
     failedFirst = 'store'; // only commit() can fail from here on
     await writer.commit();
+    flight.committed += ciphertextSize(size);
   } catch (error) {
     // The original error is the answer; a failing clean-up must not replace it (the sweep and the
     // store's lifecycle rule take what is left).
@@ -132,14 +168,21 @@ export async function storeEncrypted(options: {
     throw error;
   } finally {
     clearTimeout(stallTimer);
+    reserve(0);
   }
+  let discarded = false;
   return {
     blobId,
     dataKey,
     size,
     sha256: hash.digest('hex'),
     mimeType: mimeType ?? 'application/octet-stream',
-    discard: () => writer.abort(),
+    discard: async () => {
+      await writer.abort();
+      if (discarded) return;
+      discarded = true;
+      flight.committed -= ciphertextSize(size);
+    },
   };
 }
 
@@ -161,7 +204,8 @@ async function checkSpace(store: BlobStore, limits: Pick<StoreLimits, 'maxStorag
     throw storageUnavailable(error);
   });
   if (free < incoming + DISK_RESERVE) throw insufficientStorage();
-  if (limits.maxStorageBytes !== undefined && (await usedBytes(store)) + incoming > limits.maxStorageBytes) throw insufficientStorage();
+  if (limits.maxStorageBytes !== undefined && (await usedBytes(store)) + inFlightOf(store).writing + incoming > limits.maxStorageBytes)
+    throw insufficientStorage();
 }
 
 /** The engine's usage (cached by the engine); a store that cannot tell is unavailable (503). */

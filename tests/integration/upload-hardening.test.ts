@@ -69,6 +69,66 @@ describe('MAX_STORAGE_BYTES holds for bodies of unknown length (SPEC §3: 507)',
   });
 });
 
+describe('MAX_STORAGE_BYTES holds for uploads running at the same time', () => {
+  // Ciphertext each upload has handed its engine: the test lets both bodies go on only once both
+  // uploads are well under way, so neither can have finished before the other started.
+  const written = new Map<string, number>();
+  let bothUnderWay!: () => void;
+  const underWay = new Promise<void>((resolve) => (bothUnderWay = resolve));
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({
+      env: { MAX_STORAGE_BYTES: String(1000 * KB) },
+      wrapStore: (store) => ({
+        ...store,
+        create(blobId) {
+          const writer = store.create(blobId);
+          const write = writer.stream.write.bind(writer.stream) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+          writer.stream.write = ((chunk: Buffer, ...rest: unknown[]) => {
+            written.set(blobId, (written.get(blobId) ?? 0) + chunk.length);
+            if ([...written.values()].filter((n) => n >= 300 * KB).length >= 2) bothUnderWay();
+            return write(chunk, ...rest);
+          }) as typeof writer.stream.write;
+          return writer;
+        },
+      }),
+    });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  /** A chunked PUT of `bytes` that pauses after 350 KB until `resume` settles. */
+  const pausedPut = (name: string, bytes: Buffer, resume: Promise<void>) =>
+    fetch(`${app.url}/upload/${name}`, {
+      method: 'PUT',
+      body: Readable.toWeb(
+        Readable.from(
+          (async function* () {
+            let sent = 0;
+            for (const piece of pieces(bytes, 50 * KB)) {
+              if (sent === 350 * KB) await resume;
+              sent += piece.length;
+              yield piece;
+            }
+          })(),
+        ),
+      ) as ReadableStream<Uint8Array>,
+      duplex: 'half',
+      headers: { Accept: 'application/json' },
+    } as RequestInit);
+
+  it('lets only what fits through: two 700 KB uploads at once under a 1000 KB quota, one 507 and nothing of it left', async () => {
+    const answers = await Promise.all([
+      pausedPut('a.bin', randomBytes(700 * KB), underWay),
+      pausedPut('b.bin', randomBytes(700 * KB), underWay),
+    ]);
+    expect(answers.map((res) => res.status).sort()).toEqual([201, 507]);
+    await expectError(answers.find((res) => res.status === 507)!, 507, 'INSUFFICIENT_STORAGE');
+    expect((await traceOf(app)).stored).toHaveLength(1);
+  });
+});
+
 describe('MAX_STORAGE_BYTES counts a drop once', () => {
   let app: TestApp;
   beforeAll(async () => {
