@@ -16,7 +16,6 @@ import { findOrStartEngine, run, tail, type Engine } from './docker.js';
 import { dockerfileInstructions, runtimeStage, shippedScripts } from './dockerfile.js';
 import yaml from 'js-yaml';
 
-
 const IMAGE = 'cinderbox:deploy-test';
 const STAND_IN_LABEL = 'io.cinderbox.image-kit.stand-in';
 const SERVICES = ['valkey', 'api', 'worker'] as const;

@@ -420,7 +420,9 @@ describe('slow clients', () => {
       socket.setEncoding('utf8');
       socket.on('data', (d: string) => (received += d));
       const started = Date.now();
-      socket.write(`${method} ${route} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"key":"`);
+      socket.write(
+        `${method} ${route} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"key":"`,
+      );
       // A byte every 100 ms: never idle long enough for the socket's idle timer.
       const trickle = setInterval(() => socket.writable && socket.write('a'), 100);
       const closedAfter = await new Promise<number>((resolve, reject) => {

@@ -22,7 +22,6 @@ import { freePort } from '../helpers/redis-server.js';
 import { copiesFromBuild, dockerfileInstructions, runtimeStage, shippedScripts } from '../deploy/dockerfile.js';
 import yaml from 'js-yaml';
 
-
 interface Run {
   code: number | null;
   stdout: string;

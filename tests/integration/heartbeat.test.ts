@@ -25,7 +25,7 @@ describe("the worker's heartbeat", () => {
     expect(await beatOf(keys)).toBeNull();
   });
 
-  it("stays when another replica beat after it, even when that beat lands while the stop looks at the key", async () => {
+  it('stays when another replica beat after it, even when that beat lands while the stop looks at the key', async () => {
     const keys = redisKeys(uniquePrefix());
     const [a, b] = [replica(keys, 'a'), replica(keys, 'b')];
     await a.beat();

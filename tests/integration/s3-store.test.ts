@@ -136,18 +136,15 @@ async function stallingProxy(target: string, bytes: number) {
     if (stall) stalled = true;
     const headers = { ...req.headers };
     if (stall) delete headers.range;
-    const forward = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        if (!stall) return void answer.pipe(res);
-        let sent = 0;
-        answer.on('data', (chunk: Buffer) => {
-          if (sent < bytes) res.write(chunk.subarray(0, bytes - sent));
-          sent += chunk.length;
-        });
-      },
-    );
+    const forward = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (!stall) return void answer.pipe(res);
+      let sent = 0;
+      answer.on('data', (chunk: Buffer) => {
+        if (sent < bytes) res.write(chunk.subarray(0, bytes - sent));
+        sent += chunk.length;
+      });
+    });
     forward.on('error', () => res.destroy());
     req.pipe(forward);
   });

@@ -124,7 +124,11 @@ describe('MAX_STORAGE_BYTES holds for uploads running at the same time', () => {
       pausedPut('b.bin', randomBytes(700 * KB), underWay),
     ]);
     expect(answers.map((res) => res.status).sort()).toEqual([201, 507]);
-    await expectError(answers.find((res) => res.status === 507)!, 507, 'INSUFFICIENT_STORAGE');
+    await expectError(
+      answers.find((res) => res.status === 507)!,
+      507,
+      'INSUFFICIENT_STORAGE',
+    );
     expect((await traceOf(app)).stored).toHaveLength(1);
   });
 });
