@@ -26,6 +26,9 @@ const bodyTimedOut = () =>
     headers: { Connection: 'close' },
   });
 
+const declaresBody = (req: Request) =>
+  req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
 /** Small JSON or form bodies carrying `key`: the pages post the key, so it never sits in a URL. */
 const parsers: RequestHandler[] = [express.urlencoded({ extended: false, limit: '2kb' }), express.json({ limit: '2kb' })];
 
@@ -42,6 +45,10 @@ export function smallBody(deadlineMs: number): RequestHandler {
       if (settled) return; // the parser's own outcome after the deadline's 408 (the socket's close)
       settled = true;
       clearTimeout(timer);
+      // A body the parsers left unread (another Content-Type, a charset they refuse): Node would read
+      // it away after the answer, on a kept-alive socket, as slowly as the client sends it. So the
+      // answer closes the connection instead.
+      if (declaresBody(req) && !req.complete && !res.headersSent) res.setHeader('Connection', 'close');
       next(error);
     };
     const timer = setTimeout(() => done(bodyTimedOut()), deadlineMs);

@@ -450,6 +450,27 @@ describe('slow clients', () => {
     expect(res.status).toBe(404);
   });
 
+  it('closes the connection after answering a key route whose body it does not read (another Content-Type), however slowly that body comes', async () => {
+    const a = await app({});
+    const { port } = new URL(a.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (received += d));
+    socket.write('POST /status HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nkey=');
+    const trickle = setInterval(() => socket.writable && socket.write('a'), 100);
+    const closed = await new Promise<boolean>((resolve) => {
+      const guard = setTimeout(() => resolve(false), 5_000);
+      socket.once('close', () => (clearTimeout(guard), resolve(true)));
+      socket.once('error', () => undefined);
+    });
+    clearInterval(trickle);
+    socket.destroy();
+    expect(received).toMatch(/^HTTP\/1\.1 4\d\d /); // answered at once, whatever the route made of no key
+    expect(received.toLowerCase()).toContain('connection: close');
+    expect(closed).toBe(true);
+  });
+
   it('sizes requestTimeout for the largest upload at 64 KiB/s', async () => {
     const server = http.createServer();
     configureServerTimeouts(server, { maxFileSize: 100 * 1024 * 1024, uploadStallSeconds: 30 });
