@@ -114,14 +114,22 @@ redis.on('ready', () => {
  * BullMQ 5.81 crashes the process when a Worker is closed while its blocking connection is still
  * connecting: close() removes that connection's listeners, then the connect it cut short fails and
  * is emitted as an 'error' nobody hears (seen as exit 1 on a SIGTERM right after the start). So the
- * close waits for that connection first, within a bound (Redis may be down: then it closes anyway).
+ * close waits for that connection first, within a bound; a worker whose connection is not ready by
+ * then (Redis down or unreachable) is left alone: it never fetched a job, so none can be running,
+ * and the process exits at the end of the shutdown anyway.
  */
 async function closeWorker(running: Worker): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, WORKER_READY_WAIT_MS)));
-  await Promise.race([running.waitUntilReady().catch(() => undefined), bound]);
+  const bound = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), WORKER_READY_WAIT_MS)));
+  const ready = await Promise.race([
+    running.waitUntilReady().then(
+      () => true,
+      () => false,
+    ),
+    bound,
+  ]);
   clearTimeout(timer);
-  await running.close();
+  if (ready) await running.close();
 }
 
 log.info('worker_started', { version: VERSION, worker_id: workerId, concurrency: WORKER_OPTIONS.concurrency });
