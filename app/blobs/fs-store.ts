@@ -5,6 +5,7 @@ import type { Logger } from '../shared/logger.js';
 import { isBlobId } from './blob-id.js';
 import type { BlobStore, BlobWriter, DestroyResult, StoredEntry } from './blob-store.js';
 import { errorCode, shredFile, type ShredKind } from './fs-shred.js';
+import { createUsage } from './usage.js';
 
 export const PARTIAL_SUFFIX = '.partial';
 /** Read size for downloads: fewer, larger reads than the 64 KiB default, still a few chunks of memory. */
@@ -22,19 +23,33 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
   const blobPath = (blobId: string) => path.join(storagePath, blobId);
   const partialPath = (blobId: string) => path.join(tempPath, `${blobId}${PARTIAL_SUFFIX}`);
   const shred = (file: string, kind: ShredKind, reason: string) => shredFile(file, { passes: shredPasses, kind, log, reason });
-  let usage: { at: number; bytes: number } | null = null;
   let free: { at: number; bytes: number } | null = null;
-  // This process's own commits and shreds count at once, as the s3 engine's do: MAX_STORAGE_BYTES
-  // holds for uploads that follow each other within the cache's second, too.
-  const account = (bytes: number) => {
-    if (usage) usage.bytes = Math.max(0, usage.bytes + bytes);
-  };
   // Partials this process is writing now: the upload pipeline counts them itself, as they grow
   // (encrypting-store.ts), so the usage scan leaves them out rather than count them twice.
   const writing = new Set<string>();
+  // Scanned at most once a second, one scan at a time; this process's own commits and shreds count
+  // at once, as the s3 engine's do, so MAX_STORAGE_BYTES holds between scans too.
+  const usage = createUsage({
+    now: Date.now,
+    maxAgeMs: USAGE_CACHE_MS,
+    list: async () => {
+      const sizes = new Map<string, number>();
+      for (const dir of [storagePath, tempPath]) {
+        for (const name of await readdir(dir)) {
+          if (dir === tempPath && writing.has(name)) continue;
+          const file = path.join(dir, name);
+          const s = await stat(file).catch(() => null);
+          if (s?.isFile()) sizes.set(file, s.size);
+        }
+      }
+      return sizes;
+    },
+    onRefreshFailed: (error) => log.warn('storage_usage_scan_failed', { error: errorCode(error) }),
+  });
+  const account = (bytes: number, file: string) => usage.add(bytes, file);
   const shredAccounted = async (file: string, kind: ShredKind, reason: string) => {
     const result = await shred(file, kind, reason);
-    account(-result.size);
+    account(-result.size, file);
     return result;
   };
 
@@ -53,14 +68,14 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
           await rename(partialPath(blobId), blobPath(blobId));
           writing.delete(name);
           committed = stream.bytesWritten;
-          account(committed);
+          account(committed, blobPath(blobId));
         },
         abort: async () => {
           stream.destroy();
           // Never written with a stored key, so unreadable already: a plain unlink is enough.
           for (const file of [partialPath(blobId), blobPath(blobId)]) await unlink(file).catch(() => undefined);
           writing.delete(name);
-          account(-committed);
+          account(-committed, blobPath(blobId));
           committed = 0;
         },
       };
@@ -115,20 +130,7 @@ export function createFsStore(options: { storagePath: string; tempPath: string; 
       return free.bytes;
     },
 
-    async usedBytes() {
-      const now = Date.now();
-      if (usage && now - usage.at < USAGE_CACHE_MS) return usage.bytes;
-      let bytes = 0;
-      for (const dir of [storagePath, tempPath]) {
-        for (const name of await readdir(dir)) {
-          if (dir === tempPath && writing.has(name)) continue;
-          const s = await stat(path.join(dir, name)).catch(() => null);
-          if (s?.isFile()) bytes += s.size;
-        }
-      }
-      usage = { at: now, bytes };
-      return bytes;
-    },
+    usedBytes: () => usage.get(),
 
     async check() {
       await Promise.all([storagePath, tempPath].map((dir) => access(dir, constants.W_OK)));

@@ -18,6 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import type { Logger } from '../shared/logger.js';
 import { countTransferred } from '../shared/heap.js';
+import { createUsage } from './usage.js';
 import { isBlobId } from './blob-id.js';
 import type { BlobStore, BlobWriter, ByteRange, DestroyResult, StoredEntry } from './blob-store.js';
 import {
@@ -122,7 +123,8 @@ interface Context {
   partSize: number;
   queueSize: number;
   log: Logger;
-  onCommitted(bytes: number): void;
+  /** This process committed (`bytes` > 0) or deleted (< 0) the object `key`: the usage counts it at once. */
+  account(bytes: number, key: string): void;
   /**
    * The store cannot abort multipart uploads, or these credentials may not: logged once per store
    * (the upload's parts are left to the bucket lifecycle rule). False when `error` is neither.
@@ -203,12 +205,18 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
     return true;
   };
 
-  const usage = createUsage({ now, maxAgeMs, log, list: () => sumObjectSizes() });
+  const usage = createUsage({
+    now,
+    maxAgeMs,
+    list: () => objectSizes(),
+    onRefreshFailed: (error) => log.warn('s3_usage_listing_failed', { error: error instanceof Error ? error.message : String(error) }),
+  });
 
-  async function sumObjectSizes(): Promise<number> {
-    let total = 0;
-    for await (const page of objectPages()) for (const object of page.Contents ?? []) total += object.Size ?? 0;
-    return total;
+  async function objectSizes(): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for await (const page of objectPages())
+      for (const object of page.Contents ?? []) if (object.Key !== undefined) sizes.set(object.Key, object.Size ?? 0);
+    return sizes;
   }
 
   async function* objectPages() {
@@ -293,11 +301,20 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
       throw storeError('DeleteObject', error);
     });
-    if (size !== null) usage.add(-size);
+    if (size !== null) usage.add(-size, key);
     return { found: size !== null, size: size ?? 0 };
   }
 
-  const context: Context = { client, bucket, prefix, partSize, queueSize, log, onCommitted: (bytes) => usage.add(bytes), abortRefused };
+  const context: Context = {
+    client,
+    bucket,
+    prefix,
+    partSize,
+    queueSize,
+    log,
+    account: (bytes, key) => usage.add(bytes, key),
+    abortRefused,
+  };
 
   return {
     engine: 's3',
@@ -537,6 +554,8 @@ class MultipartWriter implements BlobWriter {
   private sent = 0;
   private tail: Buffer | null = null;
   private finished = false;
+  /** Committed, and counted in the usage (until a later abort deletes it). */
+  private committed = false;
   private failure: Error | null = null;
   private commitAttempt: Promise<void> | null = null;
   private aborting: Promise<void> | null = null;
@@ -705,7 +724,8 @@ class MultipartWriter implements BlobWriter {
         throw storeError(this.uploadId !== null ? 'CompleteMultipartUpload' : 'PutObject', error);
       }
       this.tail = null;
-      this.context.onCommitted(this.total);
+      this.committed = true;
+      this.context.account(this.total, this.key);
     })();
     return this.commitAttempt;
   }
@@ -733,6 +753,8 @@ class MultipartWriter implements BlobWriter {
       await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: this.key })).catch((error: unknown) => {
         throw storeError('DeleteObject', error);
       });
+      if (this.committed) this.context.account(-this.total, this.key);
+      this.committed = false;
     }
     const uploadId = this.uploadId === null ? null : await this.uploadId.catch(() => null);
     if (uploadId === null) return;
@@ -744,60 +766,4 @@ class MultipartWriter implements BlobWriter {
       throw storeError('AbortMultipartUpload', error);
     }
   }
-}
-
-interface Usage {
-  get(): Promise<number>;
-  add(bytes: number): void;
-}
-
-/**
- * Bytes under the prefix for MAX_STORAGE_BYTES without a listing per upload: one listing at most every
- * `maxAgeMs` (stale answers are served while the next one runs), plus this process's own commits and
- * deletes since that listing began. Other replicas' changes show up with the next listing.
- */
-function createUsage({
-  now,
-  maxAgeMs,
-  log,
-  list,
-}: {
-  now: () => number;
-  maxAgeMs: number;
-  log: Logger;
-  list: () => Promise<number>;
-}): Usage {
-  let listed: { bytes: number; at: number } | null = null;
-  let delta = 0;
-  let refreshing: Promise<number> | null = null;
-
-  const refresh = () => {
-    const deltaAtStart = delta;
-    const startedAt = now();
-    refreshing ??= list()
-      .then((bytes) => {
-        listed = { bytes, at: startedAt };
-        delta -= deltaAtStart; // the listing already counts what happened before it began
-        return bytes;
-      })
-      .finally(() => {
-        refreshing = null;
-      });
-    return refreshing;
-  };
-
-  return {
-    async get() {
-      if (listed === null) await refresh();
-      else if (now() - listed.at >= maxAgeMs && refreshing === null) {
-        refresh().catch((error: unknown) =>
-          log.warn('s3_usage_listing_failed', { error: error instanceof Error ? error.message : String(error) }),
-        );
-      }
-      return Math.max(0, (listed?.bytes ?? 0) + delta);
-    },
-    add(bytes) {
-      delta += bytes;
-    },
-  };
 }

@@ -96,6 +96,8 @@ export function startDrop(
     archive: {
       maxBytes: config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES }),
       admitted: first.pending.handOver(),
+      // The first file's blob is discarded once the archive is stored (finish): until then the archive
+      // may use its room, exactly.
       reclaims: ciphertextSize(first.pending.stored.size),
     },
   });
@@ -103,7 +105,7 @@ export function startDrop(
 
   // Entry 1: the first file, whose type and size were already checked as a single upload's.
   const firstName = admit(first.filename);
-  const copied = entry(firstName, decryptedBlob(deps, first.pending), first.pending.stored.size).then(() => first.pending.discard());
+  const copied = entry(firstName, decryptedBlob(deps, first.pending), first.pending.stored.size);
   copied.catch(fail);
 
   const discard = async () => {
@@ -141,6 +143,8 @@ export function startDrop(
       try {
         await Promise.race([copied, failed]);
         const pending = await Promise.race([stored, failed]);
+        // Its own blob, copied into the archive, goes now that the archive is stored.
+        await first.pending.discard();
         const filename = dropName(files.map((f) => f.name));
         const entries = [...files];
         return { filename, pending: { ...pending, register: (input) => pending.register({ ...input, filename, files: entries }) } };

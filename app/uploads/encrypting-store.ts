@@ -11,6 +11,8 @@ import { fileTooLarge, unsupportedMediaType, uploadStalled } from './uploads.err
 interface StoreLimits {
   maxFileSize: number;
   maxStorageBytes: number | undefined;
+  /** Stored bytes this upload replaces, stored until it is (a drop's first file): room it may use. */
+  reclaims?: number;
   allowedMimeTypes: string[];
   stallMs: number;
 }
@@ -30,22 +32,20 @@ const SPACE_CHECK_EVERY = 8 * 1024 * 1024;
 const DISK_RESERVE = 4 * 1024 * 1024;
 
 /**
- * What this process's uploads in progress have written, per store, and what they have committed
- * since: MAX_STORAGE_BYTES counts them as they grow. Without it, uploads running at once each had
- * the whole room left at their start, and together overshot the quota by as many times over.
- * (Replicas do not see each other's uploads in progress: docs/DECISIONS.md.)
+ * What this process's uploads in progress have written, per store: MAX_STORAGE_BYTES counts them as
+ * they grow (the engines' usage leaves them out until they commit). Without it, uploads running at
+ * once each had the whole room left at their start, and together overshot the quota by as many
+ * times over. (Replicas do not see each other's uploads in progress: docs/DECISIONS.md.)
  */
 interface InFlight {
   /** Ciphertext bytes of the uploads still running. */
   writing: number;
-  /** Ciphertext bytes committed by this process's uploads so far, less those discarded since. */
-  committed: number;
 }
 const inFlight = new WeakMap<BlobStore, InFlight>();
 
 function inFlightOf(store: BlobStore): InFlight {
   let flight = inFlight.get(store);
-  if (flight === undefined) inFlight.set(store, (flight = { writing: 0, committed: 0 }));
+  if (flight === undefined) inFlight.set(store, (flight = { writing: 0 }));
   return flight;
 }
 
@@ -78,23 +78,20 @@ export async function storeEncrypted(options: {
   let nextSpaceCheck = SPACE_CHECK_EVERY;
   let stallTimer: NodeJS.Timeout | undefined;
   // The quota, checked on every chunk against the ciphertext the plaintext so far becomes (so a body
-  // of unknown length, multipart or chunked, cannot pass it either): the usage as the body starts (the
-  // engines cache it for a moment and count their own commits at once), what this process's other
-  // uploads have committed since, and what they are writing now.
+  // of unknown length, multipart or chunked, cannot pass it either): the engine's usage as it is now
+  // (cached for a moment, its own commits and removals counted at once), and what this process's
+  // uploads in progress have written, this one's included.
   const flight = inFlightOf(store);
-  const committedAtStart = flight.committed;
-  const usedAtStart = limits.maxStorageBytes === undefined ? 0 : await usedBytes(store);
   let reserved = 0;
   const reserve = (bytes: number) => {
     flight.writing += bytes - reserved;
     reserved = bytes;
   };
-  const checkRoom = () => {
-    const mine = ciphertextSize(size);
-    reserve(mine);
+  const checkRoom = async () => {
+    reserve(ciphertextSize(size));
     if (limits.maxStorageBytes === undefined) return;
-    const others = flight.writing - mine + (flight.committed - committedAtStart);
-    if (usedAtStart + others + mine > limits.maxStorageBytes) {
+    const used = await usedBytes(store);
+    if (used + flight.writing > limits.maxStorageBytes + (limits.reclaims ?? 0)) {
       reserve(0); // at once: an upload running beside this one may still fit without it
       throw insufficientStorage();
     }
@@ -104,7 +101,7 @@ export async function storeEncrypted(options: {
     armStall();
     size += chunk.length;
     if (size > limits.maxFileSize) throw fileTooLarge(limits.maxFileSize);
-    checkRoom();
+    await checkRoom();
     hash.update(chunk);
     if (mimeType === null) {
       sniffed.push(chunk);
@@ -113,7 +110,7 @@ export async function storeEncrypted(options: {
     }
     if (size >= nextSpaceCheck) {
       nextSpaceCheck += SPACE_CHECK_EVERY;
-      await checkSpace(store, limits, SPACE_CHECK_EVERY);
+      await checkDisk(store, SPACE_CHECK_EVERY); // the quota is checked on every chunk (checkRoom)
     }
   };
 
@@ -158,7 +155,7 @@ export async function storeEncrypted(options: {
     await pipeline(source, inspect, encrypt, writer.stream);
     failedFirst = 'store'; // only commit() can fail from here on
     await writer.commit();
-    flight.committed += ciphertextSize(size);
+    reserve(0); // the engine's usage has it now
   } catch (error) {
     // The original error is the answer; a failing clean-up must not replace it (the sweep and the
     // store's lifecycle rule take what is left).
@@ -170,19 +167,13 @@ export async function storeEncrypted(options: {
     clearTimeout(stallTimer);
     reserve(0);
   }
-  let discarded = false;
   return {
     blobId,
     dataKey,
     size,
     sha256: hash.digest('hex'),
     mimeType: mimeType ?? 'application/octet-stream',
-    discard: async () => {
-      await writer.abort();
-      if (discarded) return;
-      discarded = true;
-      flight.committed -= ciphertextSize(size);
-    },
+    discard: () => writer.abort(),
   };
 }
 
@@ -200,12 +191,16 @@ export async function checkBeforeBody(
 }
 
 async function checkSpace(store: BlobStore, limits: Pick<StoreLimits, 'maxStorageBytes'>, incoming: number): Promise<void> {
+  await checkDisk(store, incoming);
+  if (limits.maxStorageBytes !== undefined && (await usedBytes(store)) + inFlightOf(store).writing + incoming > limits.maxStorageBytes)
+    throw insufficientStorage();
+}
+
+async function checkDisk(store: BlobStore, incoming: number): Promise<void> {
   const free = await store.freeBytes().catch((error: unknown) => {
     throw storageUnavailable(error);
   });
   if (free < incoming + DISK_RESERVE) throw insufficientStorage();
-  if (limits.maxStorageBytes !== undefined && (await usedBytes(store)) + inFlightOf(store).writing + incoming > limits.maxStorageBytes)
-    throw insufficientStorage();
 }
 
 /** The engine's usage (cached by the engine); a store that cannot tell is unavailable (503). */

@@ -71,8 +71,8 @@ export async function receiveUpload(
     words: number;
     /**
      * A drop's archive, built by the server: admitted already (its first file's), its own size bound,
-     * no type sniffing. `reclaims`: the stored bytes it replaces (the first file's blob, discarded once
-     * copied in), which MAX_STORAGE_BYTES must not count twice.
+     * no type sniffing. `reclaims`: the stored bytes it replaces (the first file's blob, stored until
+     * the archive is, then discarded), which MAX_STORAGE_BYTES must not count twice.
      */
     archive?: { maxBytes: number; admitted: UploadAdmission; reclaims: number };
   },
@@ -80,7 +80,8 @@ export async function receiveUpload(
   const { config } = deps;
   const limits = {
     maxFileSize: input.archive?.maxBytes ?? config.maxFileSize,
-    maxStorageBytes: config.maxStorageBytes === undefined ? undefined : config.maxStorageBytes + (input.archive?.reclaims ?? 0),
+    maxStorageBytes: config.maxStorageBytes,
+    ...(input.archive ? { reclaims: input.archive.reclaims } : {}),
     allowedMimeTypes: input.archive ? [] : config.allowedMimeTypes,
     stallMs: config.uploadStallSeconds * 1000,
   };

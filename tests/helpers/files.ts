@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { expect } from 'vitest';
 import type { TestApp } from './app.js';
 
@@ -45,6 +46,27 @@ export function postFile(
 }
 
 /** Uploads and asserts 201; returns the JSON answer. */
+/** A chunked PUT (no Content-Length) of `bytes` in 50 KB pieces that waits for `until` once `after` bytes are sent. */
+export function pausedPut(app: TestApp, name: string, bytes: Buffer, pause: { after: number; until: Promise<void> }): Promise<Response> {
+  const body = Readable.from(
+    (async function* () {
+      let sent = 0;
+      for (let at = 0; at < bytes.length; at += 50_000) {
+        if (sent >= pause.after) await pause.until;
+        const piece = bytes.subarray(at, at + 50_000);
+        sent += piece.length;
+        yield piece;
+      }
+    })(),
+  );
+  return fetch(`${app.url}/upload/${name}`, {
+    method: 'PUT',
+    body: Readable.toWeb(body) as ReadableStream<Uint8Array>,
+    duplex: 'half',
+    headers: { Accept: 'application/json' },
+  } as RequestInit);
+}
+
 export async function uploadOk(
   app: TestApp,
   bytes: Uint8Array | string,

@@ -339,6 +339,13 @@ describe('s3 storage engine on a real S3-protocol server', () => {
     expect(await store.usedBytes()).toBe(1000 + 6 * MiB);
     await store.destroy(mine, 'burned');
     expect(await store.usedBytes()).toBe(1000);
+    // An upload aborted after its commit (its record could not be written) gives its bytes back too.
+    const writer = store.create(newBlobId());
+    await pipeline(Readable.from([randomBytes(700)]), writer.stream);
+    await writer.commit();
+    expect(await store.usedBytes()).toBe(1700);
+    await writer.abort();
+    expect(await store.usedBytes()).toBe(1000);
 
     await put(replica, randomBytes(5000)); // another replica's upload: seen after the next listing
     expect(await store.usedBytes()).toBe(1000);

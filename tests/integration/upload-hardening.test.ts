@@ -7,7 +7,7 @@ import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { newBlobId } from '../../app/blobs/blob-id.js';
 import { MIN_PART_SIZE } from '../../app/blobs/s3-options.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { expectError, fileKeys, postFile, storedFiles, uploadOk, waitFor } from '../helpers/files.js';
+import { expectError, fileKeys, pausedPut, postFile, storedFiles, uploadOk, waitFor } from '../helpers/files.js';
 import { startTestS3, type TestS3 } from '../helpers/s3-server.js';
 
 const KB = 1000;
@@ -98,30 +98,10 @@ describe('MAX_STORAGE_BYTES holds for uploads running at the same time', () => {
     await app.close();
   });
 
-  /** A chunked PUT of `bytes` that pauses after 350 KB until `resume` settles. */
-  const pausedPut = (name: string, bytes: Buffer, resume: Promise<void>) =>
-    fetch(`${app.url}/upload/${name}`, {
-      method: 'PUT',
-      body: Readable.toWeb(
-        Readable.from(
-          (async function* () {
-            let sent = 0;
-            for (const piece of pieces(bytes, 50 * KB)) {
-              if (sent === 350 * KB) await resume;
-              sent += piece.length;
-              yield piece;
-            }
-          })(),
-        ),
-      ) as ReadableStream<Uint8Array>,
-      duplex: 'half',
-      headers: { Accept: 'application/json' },
-    } as RequestInit);
-
   it('lets only what fits through: two 700 KB uploads at once under a 1000 KB quota, one 507 and nothing of it left', async () => {
     const answers = await Promise.all([
-      pausedPut('a.bin', randomBytes(700 * KB), underWay),
-      pausedPut('b.bin', randomBytes(700 * KB), underWay),
+      pausedPut(app, 'a.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
+      pausedPut(app, 'b.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
     ]);
     expect(answers.map((res) => res.status).sort()).toEqual([201, 507]);
     await expectError(
@@ -144,6 +124,16 @@ describe('MAX_STORAGE_BYTES counts a drop once', () => {
 
   // A drop's archive re-contains its first file, whose own blob is discarded once copied in: it must
   // not count against the quota twice (SPEC §10.7: MAX_FILE_SIZE and the quota hold for the drop).
+  it("refuses a drop that does not fit, though its first file's blob is discarded while the archive is written", async () => {
+    const before = await traceOf(app);
+    const form = new FormData();
+    form.append('file', new Blob([randomBytes(600 * KB)]), 'first.bin');
+    form.append('file', new Blob([randomBytes(600 * KB)]), 'second.bin');
+    const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
+    await expectError(res, 507, 'INSUFFICIENT_STORAGE');
+    await expectNothingLeft(app, before);
+  });
+
   it('takes a drop that fits once, though its first file is stored twice for a moment', async () => {
     const form = new FormData();
     form.append('file', new Blob([randomBytes(600 * KB)]), 'big.bin');
