@@ -13,7 +13,9 @@ import { HEARTBEAT_TTL_SECONDS, type RedisKeys } from '../app/shared/redis-keys.
 export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logger; workerId: string }) {
   /** The value this process wrote last: the stop removes the key only while it still holds it. */
   let written: string | null = null;
-  const beat = async () => {
+  /** The beat being written, which the stop waits for: it must not land after the stop's delete. */
+  let beating: Promise<void> = Promise.resolve();
+  const write = async () => {
     try {
       const value = JSON.stringify({ worker: deps.workerId, at: Date.now() });
       await deps.redis.set(deps.keys.heartbeat(), value, 'EX', HEARTBEAT_TTL_SECONDS);
@@ -22,6 +24,7 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       deps.log.warn('heartbeat_failed', { error: (error as Error).message });
     }
   };
+  const beat = () => (beating = write());
   const task = cron.schedule('*/5 * * * * *', beat, {
     name: 'heartbeat',
     noOverlap: true,
@@ -35,6 +38,7 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
     stop: async () => {
       await task.stop();
       await task.destroy();
+      await beating;
       if (written === null) return;
       await deleteIfHeld(deps.redis, deps.keys.heartbeat(), written).catch(() => undefined);
     },

@@ -25,6 +25,15 @@ describe("the worker's heartbeat", () => {
     expect(await beatOf(keys)).toBeNull();
   });
 
+  it('is removed by a stop that comes while its first beat is still on its way', async () => {
+    const keys = redisKeys(uniquePrefix());
+    const a = replica(keys, 'a');
+    const beat = a.beat(); // not awaited: the stop starts before Redis has answered it
+    await a.stop();
+    await beat;
+    expect(await beatOf(keys)).toBeNull();
+  });
+
   it('stays when another replica beat after it, even when that beat lands while the stop looks at the key', async () => {
     const keys = redisKeys(uniquePrefix());
     const [a, b] = [replica(keys, 'a'), replica(keys, 'b')];
