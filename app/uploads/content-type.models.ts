@@ -112,11 +112,16 @@ function isHighSurrogate(unit: number): boolean {
 
 /**
  * The `filename=` fallback of Content-Disposition: printable ASCII only (accents dropped, other
- * characters and quotes as `_`); the exact name travels in RFC 5987 `filename*` (SPEC §3).
+ * characters and quotes as `_`); the exact name travels in RFC 5987 `filename*` (SPEC §3). The
+ * compatibility decomposition turns look-alikes into ASCII (`․` U+2024 and `．` into `.`, `／` into
+ * `/`): what the name's own sanitising removed must not come back here, since `curl -J` saves under
+ * this fallback (`․bashrc` would land as `.bashrc`). So no `/` and no leading dot.
  */
 export function asciiFallback(name: string): string {
-  return name
+  const ascii = name
     .normalize('NFKD')
     .replace(/[\u0300-\u036f]/g, '')
-    .replace(/[^\x20-\x7e]|["\\%]/g, '_');
+    .replace(/[^\x20-\x7e]|["\\%/]/g, '_')
+    .replace(/^[. ]+/, '');
+  return ascii === '' ? 'file' : ascii;
 }

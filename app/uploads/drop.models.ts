@@ -23,7 +23,7 @@ function entrySegment(raw: string): string {
   let segment = sanitiseSegment(raw.replace(WINDOWS_RESERVED, '_'));
   // Windows drops trailing dots and spaces, which would silently merge two names.
   segment = segment.replace(/[. ]+$/, '');
-  if (WINDOWS_DEVICE.test(segment)) segment = `_${segment}`;
+  if (WINDOWS_DEVICE.test(segment)) segment = `_${truncateUnits(segment, MAX_FILENAME_UNITS - 1)}`;
   return segment;
 }
 
@@ -43,14 +43,21 @@ export function entrySegments(raw: string | undefined): string[] {
   return segments;
 }
 
-/** `a (2).jpg` for the second `a.jpg`; a name without an extension gets the number at its end. */
+/**
+ * `a (2).jpg` for the second `a.jpg`; a name without an extension gets the number at its end. The
+ * stem is shortened so that the result stays within MAX_FILENAME_UNITS, as every name does.
+ */
 function numbered(name: string, n: number): string {
   const dot = name.lastIndexOf('.');
-  return dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`;
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  const suffix = ` (${n})${ext}`;
+  return truncateUnits(stem, MAX_FILENAME_UNITS - suffix.length) + suffix;
 }
 
 // Case-insensitive and normalised, as on Windows and macOS: `A.jpg` and `a.jpg` are one file there.
-const keyOf = (path: string) => path.normalize('NFC').toLowerCase();
+// Upper then lower case folds what lower case alone keeps apart (`Σ` and final `ς`), and the second
+// normalisation what case mapping leaves decomposed (`J̌` and `ǰ`). Folding too much only numbers a name.
+const keyOf = (path: string) => path.normalize('NFD').toUpperCase().toLowerCase().normalize('NFC');
 
 /**
  * Gives each entry of one drop its final path, in arrival order. A name already taken (by a file,

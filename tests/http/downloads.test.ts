@@ -1,5 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { expectError, uploadOk, waitFor, type UploadAnswer } from '../helpers/files.js';
@@ -90,6 +95,26 @@ describe('downloads (SPEC §3)', () => {
     expect(res.headers.get('content-type')).toBe('application/octet-stream');
     expect(res.headers.get('content-disposition')).toMatch(/^attachment;/);
     expect(await res.text()).toBe(content);
+  });
+
+  // `curl -OJ` (the README's download line) saves under the ASCII `filename=` fallback, not filename*:
+  // look-alikes that become `.` or `/` in ASCII must not make a hidden file or another name there.
+  it.each([
+    ['a one-dot leader (U+2024) before the name', '\u2024bashrc', 'bashrc'],
+    ['a fullwidth full stop (U+FF0E)', '\uFF0Eenvrc', 'envrc'],
+    ['a fullwidth solidus (U+FF0F) inside the name', 'invoice.pdf\uFF0Fx.sh', 'invoice.pdf_x.sh'],
+  ])('saves a name with %s under curl -OJ as that name, never a dotfile or another name', async (_what, raw, saved) => {
+    const up = await uploadRawName(app, raw, 'look-alike');
+    expect(up.filename).toBe(raw);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-curl-oj-'));
+    try {
+      // Not execFileSync: the app answers from this very process.
+      await promisify(execFile)('curl', ['-fsSOJ', up.download_url], { cwd: dir });
+      expect(await readdir(dir)).toEqual([saved]);
+      expect(await readFile(path.join(dir, saved), 'utf8')).toBe('look-alike');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   describe('filenames: one safe attachment header with the right name', () => {

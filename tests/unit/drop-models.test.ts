@@ -56,6 +56,26 @@ describe('EntryNamer', () => {
     expect(namer.name('report/y.txt')).toBe('report (2)/y.txt');
   });
 
+  it('folds case as Windows and macOS do: final sigma, and letters that case mapping leaves decomposed', () => {
+    const namer = new EntryNamer();
+    expect(namer.name('ΟΔΟΣ.txt')).toBe('ΟΔΟΣ.txt');
+    expect(namer.name('οδος.txt')).toBe('οδος (2).txt');
+    expect(namer.name('J\u030C.txt')).toBe('J\u030C.txt');
+    expect(namer.name('\u01F0.txt')).toBe('\u01F0 (2).txt');
+  });
+
+  it('keeps a numbered or device name within 255 UTF-16 units, with its number and extension', () => {
+    const namer = new EntryNamer();
+    const long = `${'a'.repeat(251)}.txt`;
+    expect(namer.name(long)).toBe(long);
+    const second = namer.name(long.toUpperCase());
+    expect(second).toHaveLength(255);
+    expect(second.endsWith(' (2).TXT')).toBe(true);
+    const [device] = entrySegments(`con.${'x'.repeat(251)}`);
+    expect(device).toHaveLength(255);
+    expect(device!.startsWith('_con.')).toBe(true);
+  });
+
   it('merges folders that differ only by case under the first spelling', () => {
     const namer = new EntryNamer();
     expect(namer.name('Photos/a.jpg')).toBe('Photos/a.jpg');
