@@ -65,7 +65,14 @@ process.on('SIGTERM', () => void stopAll(0));
 // them) and V8's flags (a smaller young generation, an old generation kept close to what is live).
 const env: NodeJS.ProcessEnv = { ...API_MALLOC_ENV, ...process.env };
 const nodeFlags = API_NODE_FLAGS;
-if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
+if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') {
+  try {
+    env.CINDERBOX_SECRET = await loadOrCreateLocalSecret();
+  } catch (error) {
+    say((error as Error).message);
+    process.exit(78);
+  }
+}
 
 // With REDIS_URL or REDIS_SENTINELS set, the API and worker use that Redis; otherwise a private one.
 if (!env.REDIS_URL && !env.REDIS_SENTINELS) {

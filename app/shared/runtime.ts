@@ -22,7 +22,13 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
     );
     process.exit(78);
   }
-  const secret = config.secret ?? (await loadOrCreateLocalSecret());
+  let secret = config.secret;
+  try {
+    secret ??= await loadOrCreateLocalSecret();
+  } catch (error) {
+    process.stderr.write(`cinderbox ${service}: ${(error as Error).message}\n`);
+    process.exit(78);
+  }
   return { ...config, secret };
 }
 
