@@ -44,6 +44,15 @@ const app = createApp(deps);
 // Node checks header and request timeouts every 30 s by default: check each second, so a
 // slowloris trickle is cut off near headersTimeout (20 s), not up to 50 s later.
 const server = createServer({ connectionsCheckingInterval: 1_000 }, app);
+// A port already taken (or not ours to bind) stops the start with one line, as a bad value does.
+server.once('error', (error: NodeJS.ErrnoException) => {
+  log.error('startup_failed', { reason: `listen on ${config.host}:${config.port}: ${error.code ?? error.message}` });
+  void log.close().finally(() => process.exit(1));
+});
+if (config.metricsEnabled && config.metricsToken === undefined && config.nodeEnv === 'production')
+  log.warn('metrics_unauthenticated', {
+    hint: 'anyone who reaches /metrics reads it: set METRICS_TOKEN, or keep /metrics off the public proxy',
+  });
 server.listen(config.port, config.host, () => {
   log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });
   // Pre-derived upload keys, refilled only while the KDF would otherwise idle (SPEC §10.5).

@@ -107,11 +107,18 @@ if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
       '--loglevel',
       'warning',
     ],
-    env,
+    // Redis needs nothing of ours: not the secret, nor any credential the environment holds.
+    { PATH: env.PATH },
     { detached: true },
   );
   env.REDIS_URL = `redis://127.0.0.1:${port}`;
-  await waitForRedisPing(port, 10_000);
+  try {
+    await waitForRedisPing(port, 10_000);
+  } catch (error) {
+    // Detached, Redis would outlive us: stop it before leaving.
+    say(`${path.basename(binary)} did not answer: ${(error as Error).message} (its log: ${path.join(dir, 'redis.log')})`);
+    await stopAll(1);
+  }
   say(`private ${path.basename(binary)} on 127.0.0.1:${port} (no persistence, noeviction)`);
 }
 

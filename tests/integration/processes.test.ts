@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../helpers/redis-server.js';
 import { isAlive, runTs } from '../helpers/processes.js';
 
@@ -40,6 +41,32 @@ describe('the processes', () => {
       expect((await proc.exited).code).toBe(73);
       expect(proc.stderr()).toMatch(/^cinderbox (api|worker): STORAGE_PATH: cannot use directory \/etc\/hostname\/uploads \(ENOTDIR\)/);
       expect(proc.stderr().trim().split('\n')).toHaveLength(1);
+    }
+  });
+
+  it('stops the API with one startup_failed line when its port is taken, and warns of a /metrics open to all in production', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const api = runTs('app/main.ts', {
+        REDIS_URL: inject('redisUrl'),
+        REDIS_PREFIX: `cbx-port-${process.pid}`,
+        NODE_ENV: 'production',
+        CINDERBOX_SECRET: 'x'.repeat(64),
+        METRICS_ENABLED: 'true',
+        HOST: '127.0.0.1',
+        PORT: String((taken.address() as net.AddressInfo).port),
+        STORAGE_PATH: path.join(dir, 'port-uploads'),
+        TEMP_PATH: path.join(dir, 'port-temp'),
+        LOG_DIR: '',
+      });
+      const failed = await api.waitForEvent('startup_failed');
+      expect(String(failed.reason)).toMatch(/^listen on 127\.0\.0\.1:\d+: EADDRINUSE$/);
+      expect((await api.exited).code).toBe(1);
+      expect(api.events().find((l) => l.event === 'metrics_unauthenticated')).toMatchObject({ level: 'warn' });
+      expect(api.stderr()).not.toMatch(/at .*\(.*\.ts:\d+/); // no stack trace
+    } finally {
+      taken.close();
     }
   });
 

@@ -61,3 +61,14 @@ describe('compose.yaml gives each process the time its shutdown takes (docs/OPER
     }
   });
 });
+
+describe('compose.yaml keeps the API where its port mapping and health check look for it', () => {
+  it('pins HOST and PORT for the api, so a HOST or PORT line in .env (meant for npm start) cannot move it', async () => {
+    const compose = yaml.load(await readFile(path.join(ROOT, 'compose.yaml'), 'utf8')) as {
+      services: Record<string, { environment?: Record<string, unknown>; ports?: string[] }>;
+    };
+    const api = compose.services.api!;
+    expect(api.environment).toMatchObject({ HOST: '0.0.0.0', PORT: '8000' });
+    expect(api.ports?.every((mapping) => mapping.endsWith(':8000'))).toBe(true);
+  });
+});
