@@ -68,25 +68,32 @@ const keyOf = (path: string) => path.normalize('NFD').toUpperCase().toLowerCase(
 export class EntryNamer {
   private readonly files = new Set<string>();
   private readonly folders = new Map<string, string>();
+  /** The last number given to a name (by its key and role): taken names are never freed, so the search goes on from there. */
+  private readonly lastNumber = new Map<string, number>();
 
   name(raw: string | undefined): string {
     const segments = entrySegments(raw);
     const fileName = segments.pop() as string;
     let parent = '';
     for (const segment of segments) {
-      const join = (name: string) => (parent === '' ? name : `${parent}/${name}`);
-      let n = 1;
-      let path = join(segment);
-      while (this.files.has(keyOf(path))) path = join(numbered(segment, ++n));
+      const path = this.firstFree('folder', parent, segment, (p) => this.files.has(keyOf(p)));
       const existing = this.folders.get(keyOf(path));
       if (existing === undefined) this.folders.set(keyOf(path), path);
       parent = existing ?? path;
     }
-    const join = (name: string) => (parent === '' ? name : `${parent}/${name}`);
-    let n = 1;
-    let path = join(fileName);
-    while (this.files.has(keyOf(path)) || this.folders.has(keyOf(path))) path = join(numbered(fileName, ++n));
+    const path = this.firstFree('file', parent, fileName, (p) => this.files.has(keyOf(p)) || this.folders.has(keyOf(p)));
     this.files.add(keyOf(path));
+    return path;
+  }
+
+  /** `parent/name`, or with the first free ` (n)`: linear in the entries, however many share a name. */
+  private firstFree(role: string, parent: string, name: string, taken: (path: string) => boolean): string {
+    const join = (segment: string) => (parent === '' ? segment : `${parent}/${segment}`);
+    const counter = `${role}:${keyOf(join(name))}`;
+    let n = this.lastNumber.get(counter) ?? 1;
+    let path = n === 1 ? join(name) : join(numbered(name, n));
+    while (taken(path)) path = join(numbered(name, ++n));
+    this.lastNumber.set(counter, n);
     return path;
   }
 }

@@ -76,6 +76,16 @@ describe('EntryNamer', () => {
     expect(device!.startsWith('_con.')).toBe(true);
   });
 
+  it('numbers thousands of one name in order, going on from the last number (no search from 1 each time)', () => {
+    const namer = new EntryNamer();
+    const names = Array.from({ length: 5_000 }, () => namer.name('dir/a.txt'));
+    expect(names[0]).toBe('dir/a.txt');
+    expect(names[4_999]).toBe('dir/a (5000).txt');
+    expect(new Set(names).size).toBe(5_000);
+    expect(namer.name('dir/a (5001).txt')).toBe('dir/a (5001).txt'); // taken by its own spelling first...
+    expect(namer.name('dir/a.txt')).toBe('dir/a (5002).txt'); // ...so the next one skips it
+  });
+
   it('merges folders that differ only by case under the first spelling', () => {
     const namer = new EntryNamer();
     expect(namer.name('Photos/a.jpg')).toBe('Photos/a.jpg');
