@@ -49,6 +49,10 @@ function errorReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
+/** Log files (0640) and their directory (0750, when the process creates it): no other user reads them. */
+export const LOG_FILE_MODE = 0o640;
+export const LOG_DIR_MODE = 0o750;
+
 export function createLogger(options: LoggerOptions): Logger {
   // Formatted once, on the logger: every transport writes the same line (measured: formatting per
   // transport was a noticeable share of a small upload's CPU).
@@ -56,13 +60,15 @@ export function createLogger(options: LoggerOptions): Logger {
   const transports: winston.transport[] = [];
   if (!options.silentStdout) transports.push(new winston.transports.Console());
   if (options.dir !== '') {
-    // Each process writes and rotates only its own file, so two processes never rotate the same one.
+    // One file per role (replicas of a role: docs/OPERATIONS.md "Scaling"). Readable by its owner
+    // and group only: lines carry client addresses when LOG_IP=full.
     transports.push(
       new winston.transports.File({
         filename: path.join(options.dir, `cinderbox-${options.service}.log`),
         maxsize: MAX_FILE_BYTES,
         maxFiles: MAX_FILES,
         tailable: true,
+        options: { flags: 'a', mode: LOG_FILE_MODE },
       }),
     );
   }

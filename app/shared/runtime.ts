@@ -3,6 +3,7 @@ import { access, constants, mkdir } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import { ConfigError, loadConfig, type RuntimeConfig } from '../config.js';
 import { loadOrCreateLocalSecret } from './secret.js';
+import { LOG_DIR_MODE } from './logger.js';
 
 /** What both processes do first: parse config (or exit naming every bad variable) and find the secret. */
 export async function loadRuntimeConfig(env: Record<string, string | undefined>, service: string): Promise<RuntimeConfig> {
@@ -40,7 +41,7 @@ export async function loadRuntimeConfig(env: Record<string, string | undefined>,
 export async function ensureDirectories(config: RuntimeConfig, service = 'api'): Promise<void> {
   const wanted: [string, string, number | undefined][] = [];
   if (config.storageBackend === 'fs') wanted.push(['STORAGE_PATH', config.storagePath, 0o700], ['TEMP_PATH', config.tempPath, 0o700]);
-  if (config.logDir !== '') wanted.push(['LOG_DIR', config.logDir, undefined]);
+  if (config.logDir !== '') wanted.push(['LOG_DIR', config.logDir, LOG_DIR_MODE]);
   for (const [name, dir, mode] of wanted) {
     try {
       await mkdir(dir, { recursive: true, ...(mode !== undefined ? { mode } : {}) });

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../app/shared/logger.js';
@@ -50,5 +53,17 @@ describe('createLogger', () => {
     await log.close();
     expect(lines).toEqual([expect.objectContaining({ event: 'destroy_deferred', level: 'debug', until: 'probe' })]);
     expect(seen.formatted).toBe(true);
+  });
+
+  it('writes its file readable by owner and group only (lines may carry client addresses)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-log-'));
+    try {
+      const log = createLogger({ service: 'api', level: 'info', dir, silentStdout: true });
+      log.info('api_started', { port: 1 });
+      await log.close();
+      expect((await stat(path.join(dir, 'cinderbox-api.log'))).mode & 0o777).toBe(0o640);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
