@@ -193,16 +193,22 @@ export function appOnPrivateRedis(
 
 /**
  * The real app, and with `worker` a real janitor worker on the same Redis and storage (debug logs, so
- * a test can wait for its events), for the enclosing describe block; `env` applies to both.
+ * a test can wait for its events), for the enclosing describe block; `env` applies to both, and
+ * `wrapStore` (startTestApp's) to the app's storage engine.
  */
-export function useAppStack(options: { env?: Record<string, string>; worker?: boolean } = {}): {
+export function useAppStack(
+  options: { env?: Record<string, string>; worker?: boolean; wrapStore?: (store: BlobStore) => BlobStore } = {},
+): {
   readonly app: TestApp;
   readonly worker: RunningProcess;
   readonly env: Record<string, string>;
 } {
   const stack = {} as { app: TestApp; worker: RunningProcess; env: Record<string, string> };
   beforeAll(async () => {
-    stack.app = await startTestApp(options.env ? { env: options.env } : {});
+    stack.app = await startTestApp({
+      ...(options.env ? { env: options.env } : {}),
+      ...(options.wrapStore ? { wrapStore: options.wrapStore } : {}),
+    });
     stack.env = testEnv(stack.app.dir, stack.app.config.redisPrefix, inject('redisUrl'), { ...options.env, LOG_LEVEL: 'debug' });
     if (!options.worker) return;
     stack.worker = runTs('workers/main.ts', stack.env);

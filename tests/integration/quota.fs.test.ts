@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { describe, expect, it } from 'vitest';
+import { useAppStack } from '../helpers/app.js';
 import { pausedPut, uploadOk, waitFor } from '../helpers/files.js';
 
 // MAX_STORAGE_BYTES against the usage as it changes while an upload runs. fs only: another process's
@@ -10,31 +10,25 @@ import { pausedPut, uploadOk, waitFor } from '../helpers/files.js';
 const KB = 1000;
 
 describe('MAX_STORAGE_BYTES follows the usage while an upload runs', () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
 
   it('lets a running upload use the room that another process (the janitor) freed after it started', async () => {
-    await uploadOk(app, randomBytes(600 * KB), 'old.bin');
-    const [old] = await app.storage.blobIds();
+    await uploadOk(running.app, randomBytes(600 * KB), 'old.bin');
+    const [old] = await running.app.storage.blobIds();
     let resume!: () => void;
     const resumed = new Promise<void>((resolve) => (resume = resolve));
-    const pending = pausedPut(app, 'new.bin', randomBytes(700 * KB), { after: 350 * KB, until: resumed });
+    const pending = pausedPut(running.app, 'new.bin', randomBytes(700 * KB), { after: 350 * KB, until: resumed });
     // The upload is under way (its partial is on disk) while only 400 KB are free...
     await waitFor(
-      () => app.storage.partials(),
+      () => running.app.storage.partials(),
       (partials) => partials.length === 1,
       5_000,
       'the upload to start',
     );
-    // ...then the old blob is shredded by another process, which the app learns from its usage scan.
-    await app.storage.store.destroy(old!, 'expired');
+    // ...then the old blob is shredded by another process, which the running.app learns from its usage scan.
+    await running.app.storage.store.destroy(old!, 'expired');
     await waitFor(
-      () => app.deps.store.usedBytes(),
+      () => running.app.deps.store.usedBytes(),
       (used) => used < 100 * KB,
       5_000,
       'the usage to show the shred',
@@ -42,6 +36,6 @@ describe('MAX_STORAGE_BYTES follows the usage while an upload runs', () => {
     resume();
     const res = await pending;
     expect(res.status, await res.clone().text()).toBe(201);
-    expect(await app.storage.blobIds()).toHaveLength(1);
+    expect(await running.app.storage.blobIds()).toHaveLength(1);
   });
 });

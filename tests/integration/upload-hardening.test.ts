@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlobStore } from '../../app/blobs/blob-store.js';
 import { newBlobId } from '../../app/blobs/blob-id.js';
 import { MIN_PART_SIZE } from '../../app/blobs/s3-options.js';
-import { startTestApp, type TestApp } from '../helpers/app.js';
+import { useAppStack, type TestApp } from '../helpers/app.js';
 import { expectError, fileKeys, pausedPut, postFile, storedFiles, uploadOk, waitFor } from '../helpers/files.js';
 import { startTestS3, type TestS3 } from '../helpers/s3-server.js';
 
@@ -42,30 +42,24 @@ function* pieces(data: Buffer, size: number): Generator<Buffer> {
 }
 
 describe('MAX_STORAGE_BYTES holds for bodies of unknown length (SPEC §3: 507)', () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
 
   it('refuses a second multipart upload, and a chunked PUT, that the first one left no room for; nothing of them stays', async () => {
-    await uploadOk(app, randomBytes(700 * KB), 'first.bin');
-    const kept = await traceOf(app);
+    await uploadOk(running.app, randomBytes(700 * KB), 'first.bin');
+    const kept = await traceOf(running.app);
     expect(kept.stored).toHaveLength(1);
 
-    const second = await postFile(app, randomBytes(700 * KB), 'second.bin');
+    const second = await postFile(running.app, randomBytes(700 * KB), 'second.bin');
     await expectError(second, 507, 'INSUFFICIENT_STORAGE');
-    await expectNothingLeft(app, kept);
+    await expectNothingLeft(running.app, kept);
 
-    const chunked = await chunkedPut(app, 'third.bin', randomBytes(700 * KB));
+    const chunked = await chunkedPut(running.app, 'third.bin', randomBytes(700 * KB));
     expect(chunked.headers.get('content-length')).not.toBeNull();
     await expectError(chunked, 507, 'INSUFFICIENT_STORAGE');
-    await expectNothingLeft(app, kept);
+    await expectNothingLeft(running.app, kept);
 
     // What still fits is taken.
-    await uploadOk(app, randomBytes(200 * KB), 'fits.bin');
+    await uploadOk(running.app, randomBytes(200 * KB), 'fits.bin');
   });
 });
 
@@ -75,33 +69,27 @@ describe('MAX_STORAGE_BYTES holds for uploads running at the same time', () => {
   const written = new Map<string, number>();
   let bothUnderWay!: () => void;
   const underWay = new Promise<void>((resolve) => (bothUnderWay = resolve));
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({
-      env: { MAX_STORAGE_BYTES: String(1000 * KB) },
-      wrapStore: (store) => ({
-        ...store,
-        create(blobId) {
-          const writer = store.create(blobId);
-          const write = writer.stream.write.bind(writer.stream) as (chunk: Buffer, ...rest: unknown[]) => boolean;
-          writer.stream.write = ((chunk: Buffer, ...rest: unknown[]) => {
-            written.set(blobId, (written.get(blobId) ?? 0) + chunk.length);
-            if ([...written.values()].filter((n) => n >= 300 * KB).length >= 2) bothUnderWay();
-            return write(chunk, ...rest);
-          }) as typeof writer.stream.write;
-          return writer;
-        },
-      }),
-    });
-  });
-  afterAll(async () => {
-    await app.close();
+  const running = useAppStack({
+    env: { MAX_STORAGE_BYTES: String(1000 * KB) },
+    wrapStore: (store) => ({
+      ...store,
+      create(blobId) {
+        const writer = store.create(blobId);
+        const write = writer.stream.write.bind(writer.stream) as (chunk: Buffer, ...rest: unknown[]) => boolean;
+        writer.stream.write = ((chunk: Buffer, ...rest: unknown[]) => {
+          written.set(blobId, (written.get(blobId) ?? 0) + chunk.length);
+          if ([...written.values()].filter((n) => n >= 300 * KB).length >= 2) bothUnderWay();
+          return write(chunk, ...rest);
+        }) as typeof writer.stream.write;
+        return writer;
+      },
+    }),
   });
 
   it('lets only what fits through: two 700 KB uploads at once under a 1000 KB quota, one 507 and nothing of it left', async () => {
     const answers = await Promise.all([
-      pausedPut(app, 'a.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
-      pausedPut(app, 'b.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
+      pausedPut(running.app, 'a.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
+      pausedPut(running.app, 'b.bin', randomBytes(700 * KB), { after: 350 * KB, until: underWay }),
     ]);
     expect(answers.map((res) => res.status).sort()).toEqual([201, 507]);
     await expectError(
@@ -109,40 +97,34 @@ describe('MAX_STORAGE_BYTES holds for uploads running at the same time', () => {
       507,
       'INSUFFICIENT_STORAGE',
     );
-    expect((await traceOf(app)).stored).toHaveLength(1);
+    expect((await traceOf(running.app)).stored).toHaveLength(1);
   });
 });
 
 describe('MAX_STORAGE_BYTES counts a drop once', () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ env: { MAX_STORAGE_BYTES: String(1000 * KB) } });
 
   // A drop's archive re-contains its first file, whose own blob is discarded once copied in: it must
   // not count against the quota twice (SPEC §10.7: MAX_FILE_SIZE and the quota hold for the drop).
   it("refuses a drop that does not fit, though its first file's blob is discarded while the archive is written", async () => {
-    const before = await traceOf(app);
+    const before = await traceOf(running.app);
     const form = new FormData();
     form.append('file', new Blob([randomBytes(600 * KB)]), 'first.bin');
     form.append('file', new Blob([randomBytes(600 * KB)]), 'second.bin');
-    const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
+    const res = await fetch(`${running.app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
     await expectError(res, 507, 'INSUFFICIENT_STORAGE');
-    await expectNothingLeft(app, before);
+    await expectNothingLeft(running.app, before);
   });
 
   it('takes a drop that fits once, though its first file is stored twice for a moment', async () => {
     const form = new FormData();
     form.append('file', new Blob([randomBytes(600 * KB)]), 'big.bin');
     form.append('file', new Blob(['small\n']), 'small.txt');
-    const res = await fetch(`${app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
+    const res = await fetch(`${running.app.url}/upload`, { method: 'POST', body: form, headers: { Accept: 'application/json' } });
     expect(res.status).toBe(201);
     // Only the archive stays: the first file's own blob is discarded once copied in.
     await waitFor(
-      () => traceOf(app),
+      () => traceOf(running.app),
       (now) => now.stored.length === 1,
     );
   });
@@ -179,14 +161,8 @@ function faultyStore(store: BlobStore, faults: { failAfter: number; failReads: b
 }
 
 describe('a storage engine that fails mid-upload is a 503, not the client’s fault (SPEC §3)', () => {
-  let app: TestApp;
   const faults = { failAfter: 300 * 1024, failReads: false };
-  beforeAll(async () => {
-    app = await startTestApp({ wrapStore: (store) => faultyStore(store, faults) });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ wrapStore: (store) => faultyStore(store, faults) });
 
   const expectStorageUnavailable = async (res: Response) => {
     await expectError(res, 503, 'SERVICE_UNAVAILABLE');
@@ -194,27 +170,27 @@ describe('a storage engine that fails mid-upload is a 503, not the client’s fa
   };
 
   it('answers a PUT of 2 MiB with 503 and Retry-After, logs storage_unavailable, and keeps nothing', async () => {
-    const res = await fetch(`${app.url}/upload/big.bin`, {
+    const res = await fetch(`${running.app.url}/upload/big.bin`, {
       method: 'PUT',
       body: new Uint8Array(randomBytes(2 * MiB)),
       headers: { Accept: 'application/json' },
     });
     await expectStorageUnavailable(res);
-    await expectNothingLeft(app);
-    const line = app.logs.find((l) => l.event === 'storage_unavailable');
+    await expectNothingLeft(running.app);
+    const line = running.app.logs.find((l) => l.event === 'storage_unavailable');
     expect(line).toMatchObject({ level: 'error', code: 'SERVICE_UNAVAILABLE' });
-    expect(app.logs.some((l) => l.error_code === 'UPLOAD_ABORTED')).toBe(false);
+    expect(running.app.logs.some((l) => l.error_code === 'UPLOAD_ABORTED')).toBe(false);
   });
 
   it('answers a chunked PUT and a multipart upload of 2 MiB with 503, and keeps nothing', async () => {
-    await expectStorageUnavailable(await chunkedPut(app, 'chunked.bin', randomBytes(2 * MiB)));
-    await expectNothingLeft(app);
-    await expectStorageUnavailable(await postFile(app, randomBytes(2 * MiB), 'big.bin'));
-    await expectNothingLeft(app);
+    await expectStorageUnavailable(await chunkedPut(running.app, 'chunked.bin', randomBytes(2 * MiB)));
+    await expectNothingLeft(running.app);
+    await expectStorageUnavailable(await postFile(running.app, randomBytes(2 * MiB), 'big.bin'));
+    await expectNothingLeft(running.app);
   });
 
   it('answers a download whose blob cannot be read with 503, before any byte', async () => {
-    const up = await uploadOk(app, 'small enough to store', 'small.txt', { uses: '2' });
+    const up = await uploadOk(running.app, 'small enough to store', 'small.txt', { uses: '2' });
     faults.failReads = true;
     try {
       const res = await fetch(up.download_url);
@@ -228,17 +204,11 @@ describe('a storage engine that fails mid-upload is a 503, not the client’s fa
 });
 
 describe('a stalled raw PUT is told 408 (docs/DECISIONS.md)', () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({ env: { UPLOAD_STALL_SECONDS: '1' } });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ env: { UPLOAD_STALL_SECONDS: '1' } });
 
   it('answers 408 UPLOAD_STALLED with Connection: close, and keeps nothing', async () => {
     const answer = await new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
-      const req = http.request(`${app.url}/upload/stalled.bin`, {
+      const req = http.request(`${running.app.url}/upload/stalled.bin`, {
         method: 'PUT',
         headers: { Accept: 'application/json', 'Content-Length': String(MiB) },
       });
@@ -254,32 +224,26 @@ describe('a stalled raw PUT is told 408 (docs/DECISIONS.md)', () => {
     expect(answer.status).toBe(408);
     expect(answer.connection).toBe('close');
     expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'UPLOAD_STALLED' } });
-    await expectNothingLeft(app);
+    await expectNothingLeft(running.app);
   });
 });
 
 describe("an upload's lease lasts as long as its request may, not MAX_DOWNLOAD_SECONDS", () => {
-  let app: TestApp;
-  beforeAll(async () => {
-    app = await startTestApp({ env: { MAX_DOWNLOAD_SECONDS: '1' } });
-  });
-  afterAll(async () => {
-    await app.close();
-  });
+  const running = useAppStack({ env: { MAX_DOWNLOAD_SECONDS: '1' } });
 
   // An s3 multipart upload is dated by its start: a lease capped at the download cap lapsed while a
   // slow upload still ran, and the sweep then aborted it (docs/DECISIONS.md).
   it('renews past the download cap while the body is still arriving', async () => {
-    const req = http.request(`${app.url}/upload/slow.bin`, { method: 'PUT', headers: { 'Content-Length': String(MiB) } });
+    const req = http.request(`${running.app.url}/upload/slow.bin`, { method: 'PUT', headers: { 'Content-Length': String(MiB) } });
     req.on('error', () => undefined);
     req.write(randomBytes(64 * 1024));
     const [created] = await waitFor(
-      async () => app.storeCalls.filter((c) => c.op === 'create'),
+      async () => running.app.storeCalls.filter((c) => c.op === 'create'),
       (calls) => calls.length === 1,
     );
-    const blobKey = app.deps.keys.blob(created!.blobId);
+    const blobKey = running.app.deps.keys.blob(created!.blobId);
     const leaseEnd = async () => {
-      const members = await app.deps.redis.zrange(blobKey, 0, -1, 'WITHSCORES');
+      const members = await running.app.deps.redis.zrange(blobKey, 0, -1, 'WITHSCORES');
       return members.length === 2 ? Number(members[1]) : null;
     };
     const takenAt = Date.now();
@@ -287,7 +251,7 @@ describe("an upload's lease lasts as long as its request may, not MAX_DOWNLOAD_S
     // One lease TTL (15 s) ahead, where MAX_DOWNLOAD_SECONDS=1 capped it at its start + 1 s.
     expect(first! - takenAt).toBeGreaterThan(10_000);
     req.destroy();
-    await expectNothingLeft(app);
+    await expectNothingLeft(running.app);
   });
 });
 
