@@ -25,19 +25,22 @@ export function findExecutable(names: string[]): string | null {
   return null;
 }
 
-/** Resolves once a Redis on 127.0.0.1:port answers PING with PONG. */
-export async function waitForRedisPing(port: number, timeoutMs: number): Promise<void> {
+/** Resolves once a Redis on 127.0.0.1:port (a number) or on a unix socket (its path) answers PING with PONG. */
+export async function waitForRedisPing(where: number | string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (await pingOnce(port)) return;
-    if (Date.now() > deadline) throw new Error(`Redis on port ${port} did not answer within ${timeoutMs} ms`);
+    if (await pingOnce(where)) return;
+    if (Date.now() > deadline) {
+      const name = typeof where === 'number' ? `on port ${where}` : `on its socket ${where}`;
+      throw new Error(`Redis ${name} did not answer within ${timeoutMs} ms`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
-function pingOnce(port: number): Promise<boolean> {
+function pingOnce(where: number | string): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = typeof where === 'number' ? connect(where, '127.0.0.1') : connect(where);
     let reply = '';
     socket.setTimeout(500, () => socket.destroy());
     socket.on('connect', () => socket.write('PING\r\n'));

@@ -1,16 +1,18 @@
 /**
  * `npm start`: Cinderbox on one machine. When neither REDIS_URL nor REDIS_SENTINELS is set, runs a private Redis (valkey-server
- * or redis-server from PATH) on loopback with no persistence and `noeviction`, its files under var/;
+ * or redis-server from PATH) on a unix socket only this user can reach, with no persistence and
+ * `noeviction`, its log under var/redis;
  * then the API and the janitor worker as child processes. Ctrl-C or SIGTERM stops all of them; if
  * one child dies, the others are stopped and the launcher exits non-zero.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { API_MALLOC_ENV, API_NODE_FLAGS } from '../app/shared/heap.js';
 import { loadOrCreateLocalSecret } from '../app/shared/secret.js';
-import { EPHEMERAL_REDIS_ARGS, findExecutable, freePort, waitForRedisPing } from './redis-server.js';
+import { EPHEMERAL_REDIS_ARGS, findExecutable, waitForRedisPing } from './redis-server.js';
 
 const say = (line: string) => process.stderr.write(`cinderbox: ${line}\n`);
 
@@ -23,6 +25,8 @@ const workerEntry = path.join(here, '..', 'workers', `main${ext}`);
 const children: { name: string; process: ChildProcess }[] = [];
 let stopping = false;
 let exitCode = 0;
+/** The private Redis's socket directory, removed once Redis has stopped. */
+let socketDir: string | undefined;
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -42,6 +46,7 @@ async function stopAll(code: number) {
     redis.process.kill('SIGTERM');
     await exited(redis.process);
   }
+  if (socketDir) await rm(socketDir, { recursive: true, force: true });
   say(`stopped (exit ${exitCode})`);
   process.exit(exitCode);
 }
@@ -86,19 +91,24 @@ if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
   }
   const dir = path.resolve('var', 'redis');
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const port = await freePort();
+  // A unix socket in a directory of its own (mode 0700), not a loopback port: on a shared machine
+  // any local user could reach a TCP port, and this Redis has no password. In the temp directory, since
+  // a socket's path is limited to ~100 bytes and a checkout's may be longer; one per launcher, so two
+  // launchers in one checkout never share a Redis.
+  socketDir = await mkdtemp(path.join(os.tmpdir(), 'cinderbox-redis-'));
+  const socket = path.join(socketDir, 'redis.sock');
   // Detached: Ctrl-C reaches only the launcher and the apps, so Redis outlives them until they have
   // finished shutting down. No persistence: wrapped keys must never reach disk (SPEC §4.5).
   run(
     'redis',
     binary,
     [
-      '--bind',
-      '127.0.0.1',
       '--port',
-      String(port),
-      '--protected-mode',
-      'yes',
+      '0',
+      '--unixsocket',
+      socket,
+      '--unixsocketperm',
+      '700',
       ...EPHEMERAL_REDIS_ARGS,
       '--dir',
       dir,
@@ -111,15 +121,15 @@ if (!env.REDIS_URL && !env.REDIS_SENTINELS) {
     { PATH: env.PATH },
     { detached: true },
   );
-  env.REDIS_URL = `redis://127.0.0.1:${port}`;
+  env.REDIS_URL = pathToFileURL(socket).href.replace(/^file:/, 'unix:');
   try {
-    await waitForRedisPing(port, 10_000);
+    await waitForRedisPing(socket, 10_000);
   } catch (error) {
     // Detached, Redis would outlive us: stop it before leaving.
     say(`${path.basename(binary)} did not answer: ${(error as Error).message} (its log: ${path.join(dir, 'redis.log')})`);
     await stopAll(1);
   }
-  say(`private ${path.basename(binary)} on 127.0.0.1:${port} (no persistence, noeviction)`);
+  say(`private ${path.basename(binary)} on ${socket}, reachable by this user only (no persistence, noeviction)`);
 }
 
 // Children inherit our exec arguments so `tsx` keeps working when the launcher runs from source.

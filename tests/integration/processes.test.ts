@@ -1,5 +1,6 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -16,6 +17,35 @@ function childPids(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** The TCP ports a process listens on (IPv4 and IPv6), from its socket inodes and /proc/net. */
+async function tcpListeners(pid: number): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode) inodes.add(inode);
+  }
+  const ports: number[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of (await readFile(table, 'utf8')).split('\n').slice(1)) {
+      // local_address ("ADDR:PORT" in hex), st (0A = LISTEN), inode.
+      const [, local = '', , state, , , , , , inode = ''] = line.trim().split(/\s+/);
+      if (state === '0A' && inodes.has(inode)) ports.push(parseInt(local.split(':')[1] ?? '', 16));
+    }
+  }
+  return ports;
+}
+
+/** What connecting to a unix socket as another user gives: 'connected' or the error's code. */
+function connectAs(uid: number, socket: string): Promise<string> {
+  const script = `require('net').connect(process.argv[1]).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); });`;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['-e', script, socket], { uid, gid: uid, cwd: '/' }, (error, stdout) =>
+      error ? reject(error) : resolve(stdout.trim()),
+    );
+  });
 }
 
 describe('the processes', () => {
@@ -110,10 +140,25 @@ describe('the processes', () => {
 
       const pids = childPids(launcher.child.pid!);
       expect(pids).toHaveLength(3); // redis, api, worker
+
+      // Its Redis has no password, so it listens on no TCP port, only on a socket in a directory
+      // that no other user can enter (checked as another user where the test can become one).
+      const redisPid = pids.find((pid) =>
+        /redis-server|valkey-server/.test(execFileSync('ps', ['-o', 'args=', '-p', String(pid)], { encoding: 'utf8' })),
+      );
+      expect(redisPid).toBeDefined();
+      expect(await tcpListeners(redisPid!)).toEqual([]);
+      const socket = /private \S+ on (\S+redis\.sock),/.exec(launcher.stderr())?.[1];
+      expect(socket).toBeDefined();
+      expect((await stat(path.dirname(socket!))).mode & 0o777).toBe(0o700);
+      expect((await stat(socket!)).mode & 0o077).toBe(0);
+      if (process.getuid?.() === 0) expect(await connectAs(65534, socket!)).toBe('EACCES');
+
       launcher.child.kill('SIGINT');
       const { code } = await launcher.exited;
       expect(code).toBe(0);
       for (const pid of pids) expect(isAlive(pid)).toBe(false);
+      expect(existsSync(path.dirname(socket!))).toBe(false);
 
       for (const service of ['api', 'worker']) {
         const lines = (await readFile(path.join(logDir, `cinderbox-${service}.log`), 'utf8')).split('\n').filter(Boolean);
