@@ -126,6 +126,35 @@ interface Parts {
   drop?: DropBuilder;
 }
 
+/**
+ * A file part's stream, fed from busboy's only once something reads it. Busboy stops parsing the
+ * request when a part's stream holds more than `fileHwm` (1 byte: see receiveMultipart) unread, so a
+ * part waiting for its turn in a drop holds the request back in the kernel. Piped at once, every part
+ * smaller than the buffers between (~48 KiB) was taken whole while the archive still wrote an earlier
+ * entry: up to MAX_FILES_PER_UPLOAD of them in memory at once.
+ */
+function pipedWhenRead(from: Readable): { stream: PassThrough; drain: () => void } {
+  const stream = new PassThrough();
+  let started = false;
+  const read = stream._read.bind(stream);
+  stream._read = (size: number) => {
+    if (!started) {
+      started = true;
+      from.pipe(stream);
+    }
+    read(size);
+  };
+  from.on('error', (error) => stream.destroy(error));
+  return {
+    stream,
+    drain: () => {
+      started = true; // never piped after this
+      from.unpipe(stream);
+      from.resume();
+    },
+  };
+}
+
 /** What a file part leaves for `_removeFile` when multer gives up on the request. */
 type PartInfo = { pending: PendingUpload } | { drop: DropBuilder };
 
@@ -145,9 +174,8 @@ function encryptingEngine(input: {
     _handleFile(req: Request, file, callback) {
       // Our pipeline reads through its own stream, so its failures (a full disk, a refused type)
       // reach multer only through the callback below, and busboy's own errors still reach us.
-      const source = new PassThrough();
-      file.stream.on('error', (error) => source.destroy(error));
-      file.stream.pipe(source);
+      const part = pipedWhenRead(file.stream);
+      const source = part.stream;
       let state = parts.get(req);
       if (!state) parts.set(req, (state = {}));
       const current = state;
@@ -175,8 +203,7 @@ function encryptingEngine(input: {
         (info) => callback(null, info as unknown as Partial<Express.Multer.File>),
         (error: unknown) => {
           // Drain what is left of this part so busboy can finish the request.
-          file.stream.unpipe(source);
-          file.stream.resume();
+          part.drain();
           onFailure(req, error);
           callback(new EngineFailure(error));
         },
@@ -219,7 +246,7 @@ export function receiveMultipart(receive: Receive, startDrop: StartDrop, limits:
   const onFailure = (req: Request, error: unknown) => {
     if (error instanceof AppError && error.code === 'UPLOAD_STALLED') stalled.get(req)?.(error);
   };
-  const upload = multer({
+  const options: multer.Options & { fileHwm: number } = {
     storage: encryptingEngine({ receive, startDrop, parts, onFailure }),
     // One byte over the limit lets our own pipeline see the overflow and answer 413 itself.
     limits: {
@@ -230,10 +257,14 @@ export function receiveMultipart(receive: Receive, startDrop: StartDrop, limits:
       parts: limits.maxFiles + 11,
       headerPairs: 32,
     },
+    // A part's stream that holds anything unread stops busboy (pipedWhenRead): parts wait in the kernel.
+    fileHwm: 1,
     defParamCharset: 'utf8',
     // A folder's files arrive with their relative paths as names (photos/2026/a.jpg); a drop keeps them.
     preservePath: true,
-  }).array('file', limits.maxFiles);
+  };
+  // multer 2.5 passes fileHwm on to busboy; its types do not list it yet.
+  const upload = multer(options).array('file', limits.maxFiles);
   return (req: Request, res: Response): Promise<ReceivedUpload> =>
     new Promise((resolve, reject) => {
       stalled.set(req, (error) => {
