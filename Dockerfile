@@ -1,6 +1,6 @@
 # Cinderbox: one image, two roles. API (default command) and janitor worker:
 #   docker run … cinderbox                                   -> node dist/app/main.js
-#   docker run --no-healthcheck … cinderbox node dist/workers/main.js
+#   docker run --health-cmd 'node dist/scripts/healthcheck.js --worker' … cinderbox node dist/workers/main.js
 # See compose.yaml and docs/OPERATIONS.md. No `# syntax=` line on purpose: it makes BuildKit fetch a
 # frontend image from a registry. Without registry access, scripts/image-kit provides the base images.
 
@@ -28,6 +28,7 @@ RUN apt-get update \
 ENV HOST=0.0.0.0 \
     NODE_ENV=production \
     PORT=8000 \
+    WORKER_HEALTH_FILE=/tmp/cinderbox-worker.beat \
     LOG_DIR=/app/logs \
     STORAGE_PATH=/data/uploads \
     TEMP_PATH=/data/temp

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { isIP, isIPv6 } from 'node:net';
+import path from 'node:path';
 import { z } from 'zod';
 import { ipv6Groups } from './abuse/client.models.js';
 import { parseRate, type Rate } from './http/rate.models.js';
@@ -281,7 +282,7 @@ export const VARIABLES = {
     'redisUrl',
     redisUrl,
     undefined,
-    'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server',
+    'Redis/Valkey URL; unset (and no REDIS_SENTINELS) = `npm start` runs a private redis-server on a unix socket only your user can reach',
     { sensitive: true },
   ),
   REDIS_SENTINELS: variable(
@@ -437,6 +438,12 @@ export const VARIABLES = {
     port,
     undefined,
     "TCP port of the worker's /metrics (on HOST); unset = the worker serves nothing",
+  ),
+  WORKER_HEALTH_FILE: variable(
+    'workerHealthFile',
+    z.string().refine((s) => s === '' || (path.isAbsolute(s) && !s.endsWith('/')), 'expected an absolute file path (empty = none)'),
+    '',
+    "file the worker rewrites on every heartbeat that reaches Redis (every 5 s), for a container's health check; empty = none",
   ),
   STORAGE_BACKEND: variable(
     'storageBackend',

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import cron, { type Logger as CronLogger } from 'node-cron';
 import type { Redis } from 'ioredis';
 import { deleteIfHeld } from '../app/shared/held-keys.js';
@@ -8,9 +9,11 @@ import { HEARTBEAT_TTL_SECONDS, type RedisKeys } from '../app/shared/redis-keys.
  * The worker's sign of life (SPEC §5): a key with a short TTL, refreshed every 5 seconds by a
  * node-cron task local to this process. It is per process by design — each replica refreshes the
  * same key — so it can never double-run anything. Health reads the key: gone within
- * HEARTBEAT_TTL_SECONDS of the last worker stopping.
+ * HEARTBEAT_TTL_SECONDS of the last worker stopping. With `healthFile`, each beat that reached Redis
+ * also rewrites that file: the container's health check reads its age (scripts/healthcheck.ts), which
+ * tells of this process alone where the key tells of any replica.
  */
-export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logger; workerId: string }) {
+export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logger; workerId: string; healthFile?: string }) {
   /** The value this process wrote last: the stop removes the key only while it still holds it. */
   let written: string | null = null;
   /** The beat being written, which the stop waits for: it must not land after the stop's delete. */
@@ -22,6 +25,20 @@ export function startHeartbeat(deps: { redis: Redis; keys: RedisKeys; log: Logge
       written = value;
     } catch (error) {
       deps.log.warn('heartbeat_failed', { error: (error as Error).message });
+      return;
+    }
+    if (deps.healthFile) await writeHealthFile(deps.healthFile);
+  };
+  let healthFileFailed = false;
+  const writeHealthFile = async (file: string) => {
+    try {
+      await writeFile(file, `${new Date().toISOString()}\n`);
+      healthFileFailed = false;
+    } catch (error) {
+      // Once per failing spell: the health check turns unhealthy and says why no more often.
+      if (!healthFileFailed)
+        deps.log.warn('health_file_failed', { file, error: (error as NodeJS.ErrnoException).code ?? (error as Error).message });
+      healthFileFailed = true;
     }
   };
   const beat = () => (beating = write());

@@ -56,7 +56,7 @@ redis.once('ready', () => {
 // Wrapped keys must not reach a disk: warn about every node that would write them (at start, after a failover).
 watchRedisPersistence({ redis, target: config, log });
 
-const heartbeat = startHeartbeat({ redis, keys, log, workerId });
+const heartbeat = startHeartbeat({ redis, keys, log, workerId, healthFile: config.workerHealthFile });
 await heartbeat.beat();
 
 const janitor = createJanitorQueue(redis, keys.queuePrefix());

@@ -51,6 +51,8 @@ interface Container {
   readOnlyRootfs: boolean;
   capDrop: string[];
   securityOpt: string[];
+  memory: number;
+  pidsLimit: number;
   volumes: string[];
   healthcheck: string[];
   health: { status: string; log: { start: string; exitCode: number }[] } | null;
@@ -82,7 +84,13 @@ describe.skipIf(!probe.available)(title, () => {
     const [c] = JSON.parse(result.stdout) as [
       {
         Config: { User: string; Healthcheck?: { Test?: string[] } };
-        HostConfig: { ReadonlyRootfs: boolean; CapDrop: string[] | null; SecurityOpt: string[] | null };
+        HostConfig: {
+          ReadonlyRootfs: boolean;
+          CapDrop: string[] | null;
+          SecurityOpt: string[] | null;
+          Memory: number;
+          PidsLimit: number | null;
+        };
         Mounts: { Type: string; Name?: string }[];
         State: {
           Running: boolean;
@@ -97,6 +105,8 @@ describe.skipIf(!probe.available)(title, () => {
       readOnlyRootfs: c.HostConfig.ReadonlyRootfs,
       capDrop: c.HostConfig.CapDrop ?? [],
       securityOpt: c.HostConfig.SecurityOpt ?? [],
+      memory: c.HostConfig.Memory,
+      pidsLimit: c.HostConfig.PidsLimit ?? 0,
       volumes: c.Mounts.filter((m) => m.Type === 'volume').map((m) => m.Name ?? ''),
       healthcheck: c.Config.Healthcheck?.Test ?? [],
       health: c.State.Health
@@ -186,19 +196,29 @@ describe.skipIf(!probe.available)(title, () => {
     expect(ready.body.services).toEqual({ redis: 'online', storage: 'online', scheduler: 'online', diceware: 'online' });
   });
 
-  it("turns healthy by the image's HEALTHCHECK one probe after start, about 10 s (the worker has none)", { timeout: 60_000 }, async () => {
-    const api = await until(
-      'api container healthy',
-      () => inspect(ids.api),
-      (c) => c.health?.status === 'healthy',
-      45_000,
-    );
-    expect(api.healthcheck).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js']);
-    const firstPass = api.health!.log.find((l) => l.exitCode === 0)!;
-    const healthyAfterMs = Date.parse(firstPass.start) - Date.parse(api.startedAt);
-    expect(healthyAfterMs).toBeLessThan(15_000);
-    expect((await inspect(ids.worker)).healthcheck).toEqual(['NONE']);
-  });
+  it(
+    "turns healthy by the image's HEALTHCHECK one probe after start, about 10 s; the worker by its heartbeat file",
+    { timeout: 60_000 },
+    async () => {
+      const api = await until(
+        'api container healthy',
+        () => inspect(ids.api),
+        (c) => c.health?.status === 'healthy',
+        45_000,
+      );
+      expect(api.healthcheck).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js']);
+      const firstPass = api.health!.log.find((l) => l.exitCode === 0)!;
+      const healthyAfterMs = Date.parse(firstPass.start) - Date.parse(api.startedAt);
+      expect(healthyAfterMs).toBeLessThan(15_000);
+      const worker = await until(
+        'worker container healthy',
+        () => inspect(ids.worker),
+        (c) => c.health?.status === 'healthy',
+        45_000,
+      );
+      expect(worker.healthcheck).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js', '--worker']);
+    },
+  );
 
   it(
     'round-trips a `curl -T` upload and its printed `curl -fOJ` download; the second download answers 410',
@@ -236,7 +256,7 @@ describe.skipIf(!probe.available)(title, () => {
   );
 
   it(
-    'runs every container as non-root on a read-only root filesystem, without capabilities or new privileges',
+    'runs every container as non-root on a read-only root filesystem, without capabilities or new privileges, within its memory and process bounds',
     { timeout: 60_000 },
     async () => {
       for (const service of SERVICES) {
@@ -245,6 +265,9 @@ describe.skipIf(!probe.available)(title, () => {
         expect(c.readOnlyRootfs, service).toBe(true);
         expect(c.capDrop, service).toEqual(['ALL']);
         expect(c.securityOpt, service).toEqual(['no-new-privileges=true']);
+        // compose.yaml's bounds reach the engine: 512 MiB each, 256 processes (Valkey 64).
+        expect(c.memory, service).toBe(512 * 1024 * 1024);
+        expect(c.pidsLimit, service).toBe(service === 'valkey' ? 64 : 256);
 
         const uid = (await exec(service, ['id', '-u'])).stdout.trim();
         expect(uid, `${service} uid`).toMatch(/^[1-9]\d*$/);

@@ -10,7 +10,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -53,6 +53,8 @@ interface ComposeService {
   environment?: Record<string, string>;
   ports?: unknown[];
   healthcheck?: { test?: string[]; disable?: boolean };
+  mem_limit?: string;
+  pids_limit?: number;
   read_only?: boolean;
   cap_drop?: string[];
   security_opt?: string[];
@@ -121,9 +123,15 @@ describe('compose.yaml', () => {
     expect(worker!.command).toEqual(['node', ...API_NODE_FLAGS, 'dist/workers/main.js']);
     expect(api!.ports).toHaveLength(1);
     expect(worker!.ports).toBeUndefined();
-    // The api keeps the image's HEALTHCHECK (one definition, in the Dockerfile); the worker serves no HTTP.
+    // The api keeps the image's HEALTHCHECK (one definition, in the Dockerfile); the worker serves no
+    // HTTP, so its check reads the age of its heartbeat file instead.
     expect(api!.healthcheck).toBeUndefined();
-    expect(worker!.healthcheck?.test).toEqual(['NONE']); // how `config` writes `disable: true`
+    expect(worker!.healthcheck?.test).toEqual(['CMD', 'node', 'dist/scripts/healthcheck.js', '--worker']);
+    // Every container bounded in memory and processes, so a fault cannot take the host down with it.
+    for (const s of [api!, worker!, valkey]) {
+      expect(s.mem_limit).toMatch(/^\d+[mg]$/);
+      expect(s.pids_limit).toBeGreaterThanOrEqual(64);
+    }
     for (const s of [api!, worker!, valkey]) {
       expect(s.read_only).toBe(true);
       expect(s.cap_drop).toEqual(['ALL']);
@@ -154,7 +162,13 @@ describe('compose.yaml', () => {
       ).toEqual([]);
     }
     const env = (await dockerfile()).filter((i) => i.op === 'ENV').flatMap((i) => envNames(i.args));
-    expect(env).toEqual(expect.arrayContaining(['HOST', 'NODE_ENV', 'PORT', 'LOG_DIR', 'STORAGE_PATH', 'TEMP_PATH']));
+    expect(env).toEqual(expect.arrayContaining(['HOST', 'NODE_ENV', 'PORT', 'LOG_DIR', 'STORAGE_PATH', 'TEMP_PATH', 'WORKER_HEALTH_FILE']));
+    // The worker's heartbeat file lives on the /tmp tmpfs: the root filesystem is read-only under compose.
+    const healthFile = (await dockerfile())
+      .filter((i) => i.op === 'ENV')
+      .map((i) => /WORKER_HEALTH_FILE=(\S+)/.exec(i.args)?.[1])
+      .find(Boolean);
+    expect(healthFile).toMatch(/^\/tmp\/[^/]+$/);
     // Besides Cinderbox's own variables, only the documented runtime tuning of glibc and Node.
     const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES', 'NODE_OPTIONS'];
     expect(
@@ -350,7 +364,8 @@ describe('the image, reproduced without Docker', () => {
       };
       const api = start(cmd, dir, env);
       procs.push(api);
-      const worker = start(['node', 'dist/workers/main.js'], dir, env);
+      const healthFile = path.join(dir, 'state', 'worker.beat');
+      const worker = start(['node', 'dist/workers/main.js'], dir, { ...env, WORKER_HEALTH_FILE: healthFile });
       procs.push(worker);
       const started = await api.waitForEvent('api_started');
       expect(started).toMatchObject({ service: 'api', port, version: expect.any(String) });
@@ -385,9 +400,27 @@ describe('the image, reproduced without Docker', () => {
       expect(down.code).toBe(1);
       expect(Date.now() - t0).toBeLessThan(5_000);
 
+      // The worker's check (compose's), with only WORKER_HEALTH_FILE: healthy while the worker beats.
+      const workerCheck = (file?: string) =>
+        run(process.execPath, [...healthcheckArgv.slice(1), '--worker'], {
+          cwd: dir,
+          env: { PATH: process.env.PATH, ...(file ? { WORKER_HEALTH_FILE: file } : {}) },
+          timeoutMs: 10_000,
+        });
+      const beating = await workerCheck(healthFile);
+      expect(beating.code, beating.stderr).toBe(0);
+
       for (const p of [api, worker]) p.child.kill('SIGTERM');
       expect(await api.exited, api.err()).toBe(0);
       expect(await worker.exited, worker.err()).toBe(0);
+      // A beat older than 20 s (a hung worker, or one cut off from Redis), none at all, or no variable: unhealthy.
+      const old = new Date(Date.now() - 21_000);
+      await utimes(healthFile, old, old);
+      expect((await workerCheck(healthFile)).code).toBe(1);
+      expect((await workerCheck(path.join(dir, 'state', 'no-such.beat'))).code).toBe(1);
+      const unset = await workerCheck();
+      expect(unset.code).toBe(1);
+      expect(unset.stderr).toContain('WORKER_HEALTH_FILE is not set');
       expect(isAlive(api.child.pid!)).toBe(false);
       expect(api.out()).toContain('"event":"shutdown_completed"');
       // Each role writes its own file in LOG_DIR (the logs volume in compose).

@@ -61,6 +61,7 @@ const BAD_VALUES: Record<string, string> = {
   S3_FORCE_PATH_STYLE: 'sometimes',
   METRICS_TOKEN: 'has spaces in it, and is long',
   WORKER_METRICS_PORT: '0',
+  WORKER_HEALTH_FILE: 'worker.beat',
 };
 
 describe('configuration', () => {
