@@ -26,16 +26,17 @@ export function reserveLookup(deps: AbuseDeps, client: CountedClient): Promise<R
 /**
  * After the lookup: a key that matched no file counts as a failure (a 410 for a tombstoned key
  * does not); the failure that reaches DOWNLOAD_FAIL_LIMIT blocks the client on every key route for
- * DOWNLOAD_BLOCK_WINDOW. `logFields` says how the client may appear in the log (LOG_IP).
+ * DOWNLOAD_BLOCK_WINDOW. The log names what was blocked as LOG_IP allows: the client, or its
+ * IPv6 /48, by the hash `admin unblock` takes.
  */
 export async function settleLookup(
   deps: AbuseDeps,
-  client: CountedClient & { logFields: Record<string, unknown> },
+  client: CountedClient & { logFields: Record<string, unknown>; aggregateLogFields: Record<string, unknown> },
   slot: LookupSlot,
   outcome: 'hit' | 'miss',
 ): Promise<void> {
   const started = await deps.abuse.settle(client, slot, outcome, { ...terms(deps.config), now: deps.now().getTime() });
   const blockSeconds = deps.config.downloadBlockSeconds;
   if (started.client) deps.log.warn('ip_blocked', { ...client.logFields, scope: 'client', block_seconds: blockSeconds });
-  if (started.aggregate) deps.log.warn('ip_blocked', { ...client.logFields, scope: 'aggregate', block_seconds: blockSeconds });
+  if (started.aggregate) deps.log.warn('ip_blocked', { ...client.aggregateLogFields, scope: 'aggregate', block_seconds: blockSeconds });
 }

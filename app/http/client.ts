@@ -12,18 +12,24 @@ export function requester(req: Pick<Request, 'ip' | 'socket'>): ClientIdentity {
   return clientIdentity(req.ip ?? req.socket.remoteAddress);
 }
 
-/** The client as Redis and the logs may know it: keyed hashes only; the raw address only when LOG_IP=full. */
-export function countedClient(
-  req: Request,
-  options: { secret: string; logIp: Config['logIp'] },
-): CountedClient & { logFields: Record<string, unknown> } {
+/**
+ * The client as Redis and the logs may know it: keyed hashes only; the raw address only when LOG_IP=full.
+ * `aggregateLogFields` name the client's IPv6 /48 the same way (its hash is what a block of the /48
+ * is listed and lifted by: `admin blocks`, `admin unblock`).
+ */
+export function countedClient(req: Request, options: { secret: string; logIp: Config['logIp'] }): LoggedClient {
   const who = requester(req);
   const id = clientIdOf(options.secret, who.client);
-  const logFields = options.logIp === 'full' ? { ip: who.client, client: id } : options.logIp === 'hash' ? { client: id } : {};
+  const aggregateId = clientIdOf(options.secret, who.aggregate);
+  const fields = (ip: string, hash: string) =>
+    options.logIp === 'full' ? { ip, client: hash } : options.logIp === 'hash' ? { client: hash } : {};
   return {
     id,
-    aggregateId: clientIdOf(options.secret, who.aggregate),
+    aggregateId,
     countAggregate: who.kind === 'ipv6',
-    logFields: { ...logFields, request_id: req.id },
+    logFields: { ...fields(who.client, id), request_id: req.id },
+    aggregateLogFields: { ...fields(who.aggregate, aggregateId), request_id: req.id },
   };
 }
+
+export type LoggedClient = CountedClient & { logFields: Record<string, unknown>; aggregateLogFields: Record<string, unknown> };

@@ -181,6 +181,11 @@ describe('npm run admin', () => {
     // Twelve failures (4 × DOWNLOAD_FAIL_LIMIT) from four /64s of one /48 block the whole /48.
     for (const net of [3, 4, 5, 6]) await block(`2001:db8:2:${net}::1`);
     expect(await statusFrom('2001:db8:2:7::1', uploads[0]!.key)).toBe(429);
+    // Its ip_blocked line names the /48 by the hash `blocks` lists and `unblock` takes (it named the /64).
+    const siteLine = app.logs.filter((l) => l.event === 'ip_blocked' && l.scope === 'aggregate').at(-1);
+    expect(siteLine?.client).toBe(clientIdOf(TEST_SECRET, '2001:db8:2::/48'));
+    const listed = json<{ blocks: { client: string }[] }>(await admin(['blocks', '--json'], env)).blocks.map((b) => b.client);
+    expect(listed).toContain(siteLine?.client);
     const text = await admin(['unblock', '2001:db8:2:6::1'], env);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(
