@@ -360,15 +360,11 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       for await (const upload of uploads(key)) {
         if (upload.key === key && (await abortUpload(upload.key, upload.uploadId))) aborted = true;
       }
-      // The same line as the fs engine's shred; an object store cannot overwrite, so no passes.
-      if (result.found)
-        log.info('blob_shredded', {
-          kind: 'blob',
-          size: result.size,
-          passes: 0,
-          duration_ms: Math.round(performance.now() - started),
-          reason,
-        });
+      // The same lines as the fs engine's shred (the object, its unfinished upload); an object store
+      // cannot overwrite, so no passes.
+      const duration_ms = Math.round(performance.now() - started);
+      if (result.found) log.info('blob_shredded', { kind: 'blob', size: result.size, passes: 0, duration_ms, reason });
+      if (aborted) log.info('blob_shredded', { kind: 'partial', size: 0, passes: 0, duration_ms, reason });
       return { found: result.found || aborted, size: result.size };
     },
 
@@ -407,7 +403,9 @@ export function createS3Store(options: S3StoreOptions): S3BlobStore {
       const [key, uploadId] = JSON.parse(entry.ref) as [string, string];
       if (typeof key !== 'string' || typeof uploadId !== 'string' || !key.startsWith(prefix))
         throw new RangeError('entry is not an upload under this store prefix');
-      return { found: await abortUpload(key, uploadId), size: 0 };
+      const found = await abortUpload(key, uploadId);
+      if (found) log.info('blob_shredded', { kind: 'partial', size: 0, passes: 0, duration_ms: 0, reason });
+      return { found, size: 0 };
     },
 
     freeBytes: () => Promise.resolve(Infinity),

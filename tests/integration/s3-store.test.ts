@@ -87,29 +87,36 @@ function rejection(promise: Promise<unknown>): Promise<NodeJS.ErrnoException> {
   );
 }
 
+/** What a proxy answers in the store's place: a status and an XML body. */
+type Answer = { status: number; body: string };
+
+const ACCESS_DENIED: Answer = {
+  status: 403,
+  body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
+};
+
 /**
- * An HTTP proxy to the suite's own server that answers S3's AccessDenied to the requests `deny`
- * names (it records the name), as a bucket policy without that permission would, and passes
- * everything else through.
+ * An HTTP proxy to the suite's own server that answers the requests `answer` names itself (it records
+ * each name) and passes everything else through: a bucket policy that refuses an operation, or the
+ * multipart uploads s3rver does not implement.
  */
-async function denyingProxy(target: string, deny: (method: string, query: URLSearchParams) => string | null) {
+async function answeringProxy(target: string, answer: (method: string, url: URL) => { name: string; answer: Answer } | null) {
   const upstream = new URL(target);
-  const denied: string[] = [];
+  const answered: string[] = [];
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://proxy');
-    const operation = deny(req.method ?? 'GET', url.searchParams);
-    if (operation !== null) {
-      denied.push(operation);
+    const own = answer(req.method ?? 'GET', new URL(req.url ?? '/', 'http://proxy'));
+    if (own !== null) {
+      answered.push(own.name);
       req.resume();
-      res.writeHead(403, { 'Content-Type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+      res.writeHead(own.answer.status, { 'Content-Type': 'application/xml' });
+      res.end(own.answer.body);
       return;
     }
     const forward = http.request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
+      (reply) => {
+        res.writeHead(reply.statusCode ?? 502, reply.headers);
+        reply.pipe(res);
       },
     );
     forward.on('error', () => res.destroy());
@@ -118,7 +125,7 @@ async function denyingProxy(target: string, deny: (method: string, query: URLSea
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    denied,
+    answered,
     close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))),
   };
 }
@@ -476,23 +483,65 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
         });
         expect(proxy.stalled()).toBe(true);
         stream.destroy();
-        const t0 = Date.now();
-        stream.once('close', () => console.log('DBG exact closed after', Date.now() - t0));
         const again = await collect(await store.read(blobId, { start: 5, end: 9 }));
-        console.log('DBG again after', Date.now() - t0, 'proxy', proxy.stalled());
         expect(again.equals(data.subarray(5, 10))).toBe(true);
       } finally {
         await proxy.close();
       }
     }, 20_000);
 
+    it('logs each unfinished upload it aborts as a shredded partial, from the sweep and from a shred', async () => {
+      // s3rver implements no multipart listing: the proxy lists two unfinished uploads and takes their aborts.
+      const prefix = s3.newPrefix();
+      const [orphan, burned] = [newBlobId(), newBlobId()];
+      const open = new Map([orphan, burned].map((id, i) => [`upload-${i}`, `${prefix}${id}`]));
+      const listing = (wanted: string) =>
+        `<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult><Bucket>${s3.bucket}</Bucket><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${[
+          ...open,
+        ]
+          .filter(([, key]) => key.startsWith(wanted))
+          .map(([id, key]) => `<Upload><Key>${key}</Key><UploadId>${id}</UploadId><Initiated>2026-11-29T10:00:00.000Z</Initiated></Upload>`)
+          .join('')}</ListMultipartUploadsResult>`;
+      const proxy = await answeringProxy(s3.server!.endpoint, (method, url) => {
+        if (method === 'GET' && url.searchParams.has('uploads'))
+          return { name: 'ListMultipartUploads', answer: { status: 200, body: listing(url.searchParams.get('prefix') ?? '') } };
+        if (method === 'DELETE' && url.searchParams.has('uploadId')) {
+          const gone = open.delete(url.searchParams.get('uploadId')!);
+          return {
+            name: 'AbortMultipartUpload',
+            answer: gone ? { status: 204, body: '' } : { status: 404, body: '<Error><Code>NoSuchUpload</Code></Error>' },
+          };
+        }
+        return null;
+      });
+      const { logger, lines } = capturedLogger();
+      try {
+        const store = newStore({ prefix, endpoint: proxy.endpoint, log: logger });
+        const partials = (await entries(store)).filter((e) => e.kind === 'partial');
+        expect(partials.map((e) => e.blobId).sort()).toEqual([orphan, burned].sort());
+        const orphanEntry = partials.find((e) => e.blobId === orphan)!;
+        expect(await store.destroyEntry(orphanEntry, 'orphan')).toEqual({ found: true, size: 0 });
+        expect(await store.destroyEntry(orphanEntry, 'orphan')).toEqual({ found: false, size: 0 });
+        expect(await store.destroy(burned, 'burned')).toEqual({ found: true, size: 0 });
+        expect(open.size).toBe(0);
+        await logger.close();
+        // What the worker's cinderbox_shreds_total{kind="partial"} counts (it stayed 0 on s3).
+        expect(lines().filter((l) => l.event === 'blob_shredded')).toEqual([
+          expect.objectContaining({ kind: 'partial', size: 0, passes: 0, reason: 'orphan' }),
+          expect.objectContaining({ kind: 'partial', size: 0, passes: 0, reason: 'burned' }),
+        ]);
+      } finally {
+        await proxy.close();
+      }
+    });
+
     it('shreds, lists and aborts when the policy denies the multipart clean-up: warned once each, left to the lifecycle rule', async () => {
       // A policy without s3:ListBucketMultipartUploads and s3:AbortMultipartUpload (GET ?uploads, DELETE ?uploadId).
-      const proxy = await denyingProxy(s3.server!.endpoint, (method, query) =>
-        method === 'GET' && query.has('uploads')
-          ? 'ListMultipartUploads'
-          : method === 'DELETE' && query.has('uploadId')
-            ? 'AbortMultipartUpload'
+      const proxy = await answeringProxy(s3.server!.endpoint, (method, url) =>
+        method === 'GET' && url.searchParams.has('uploads')
+          ? { name: 'ListMultipartUploads', answer: ACCESS_DENIED }
+          : method === 'DELETE' && url.searchParams.has('uploadId')
+            ? { name: 'AbortMultipartUpload', answer: ACCESS_DENIED }
             : null,
       );
       const { logger, lines } = capturedLogger();
@@ -506,7 +555,7 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
         // The sweep's listing still yields the objects; the engine does not ask again for an hour.
         expect((await entries(store)).map((e) => [e.blobId, e.kind])).toEqual([[second, 'blob']]);
         expect(await store.destroy(second, 'expired')).toEqual({ found: true, size: 4321 });
-        expect(proxy.denied).toEqual(['ListMultipartUploads']);
+        expect(proxy.answered).toEqual(['ListMultipartUploads']);
         // A failed upload's abort is refused too: the writer is cleaned up as far as it may be.
         const writer = store.create(newBlobId());
         for (const piece of pieces(randomBytes(11 * MiB))) {
@@ -514,7 +563,7 @@ describe.runIf(process.env.CBX_TEST_S3_BUCKET === undefined || process.env.CBX_T
         }
         await writer.abort();
         await writer.abort();
-        expect(proxy.denied).toEqual(['ListMultipartUploads', 'AbortMultipartUpload']);
+        expect(proxy.answered).toEqual(['ListMultipartUploads', 'AbortMultipartUpload']);
         await logger.close();
         const warnings = lines().filter((l) => l.level === 'warn');
         expect(warnings.map((l) => l.event)).toEqual(['s3_multipart_listing_denied', 's3_multipart_abort_denied']);
