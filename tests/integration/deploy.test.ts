@@ -66,14 +66,14 @@ interface ComposeService {
   depends_on?: Record<string, { condition?: string }>;
 }
 
-/** compose.yaml copied into a scratch project with the given .env, then `docker-compose config`. */
-async function composeConfig(dotenv: string | null, env: Record<string, string> = {}): Promise<Run> {
+/** The compose files copied into a scratch project with the given .env, then `docker-compose config`. */
+async function composeConfig(dotenv: string | null, env: Record<string, string> = {}, files = ['compose.yaml']): Promise<Run> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'cbx-compose-'));
   try {
-    await cp(path.join(ROOT, 'compose.yaml'), path.join(dir, 'compose.yaml'));
-    await cp(path.join(ROOT, 'Dockerfile'), path.join(dir, 'Dockerfile'));
+    for (const file of [...files, 'Dockerfile']) await cp(path.join(ROOT, file), path.join(dir, file));
     if (dotenv !== null) await writeFile(path.join(dir, '.env'), dotenv);
-    return await run('docker-compose', ['-f', 'compose.yaml', 'config'], { cwd: dir, env: { ...baseEnv, ...env }, timeoutMs: 30_000 });
+    const args = [...files.flatMap((f) => ['-f', f]), 'config'];
+    return await run('docker-compose', args, { cwd: dir, env: { ...baseEnv, ...env }, timeoutMs: 30_000 });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -86,6 +86,35 @@ function envNames(args: string): string[] {
 }
 
 const SECRET_DOTENV = `CINDERBOX_SECRET=${TEST_SECRET}\n`;
+
+describe('compose.s3.yaml', () => {
+  const files = ['compose.yaml', 'compose.s3.yaml'];
+  // What `openssl rand -base64 30` gives: `/`, `+` and `=` among letters.
+  const secretKey = 'Zm9v/YmFy+YmF6=';
+
+  it('creates the bucket with MinIO credentials from the environment, never on a command line', async () => {
+    const result = await composeConfig(`${SECRET_DOTENV}S3_ACCESS_KEY_ID=cinderbox\nS3_SECRET_ACCESS_KEY=${secretKey}\n`, {}, files);
+    expect(result.code, result.stderr).toBe(0);
+    const init = (yaml.load(result.stdout) as { services: Record<string, ComposeService & { entrypoint?: string[] }> }).services[
+      'minio-init'
+    ]!;
+    expect([...(init.entrypoint ?? []), ...(init.command ?? [])]).toEqual(['mc', 'mb', '--ignore-existing', 'local/cinderbox']);
+    // mc's own reading of MC_HOST_<alias> (cmd/config.go, hostKeys): the key up to the first `:`, the
+    // secret up to the last `@`.
+    const parts = /^(https?:\/\/)(.*?):(.*)@(.*?)$/.exec(init.environment?.MC_HOST_local ?? '');
+    expect(parts?.slice(1)).toEqual(['http://', 'cinderbox', secretKey, 'minio:9000']);
+    for (const service of ['api', 'worker']) {
+      const s = (yaml.load(result.stdout) as { services: Record<string, ComposeService> }).services[service]!;
+      expect(s.environment).toMatchObject({ STORAGE_BACKEND: 's3', S3_ENDPOINT: 'http://minio:9000', S3_BUCKET: 'cinderbox' });
+    }
+  });
+
+  it('refuses to start without the keys, naming them', async () => {
+    const missing = await composeConfig(SECRET_DOTENV, {}, files);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/S3_ACCESS_KEY_ID|S3_SECRET_ACCESS_KEY/);
+  });
+});
 
 describe('compose.yaml', () => {
   let services: Record<string, ComposeService>;
