@@ -10,7 +10,7 @@ import { downloadNumber, type DownloadEvent, type FileRecord, type GoneReason } 
 import { openRecord, resolveKey, type FilesDeps, type ResolvedKey } from '../files/files.usecases.js';
 import type { LookupResult } from '../files/files.models.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
-import type { ResumeRepository } from './resume.repository.js';
+import type { ResumeRecord, ResumeRepository } from './resume.repository.js';
 
 export interface DownloadsDeps extends FilesDeps {
   resumes: ResumeRepository;
@@ -86,10 +86,10 @@ export async function downloadByKey(
   const resolved = await resolveKey(deps, input);
   if (!resolved) return { kind: 'missing' };
   if (input.resume) {
-    const resumed = await resumeDownload(deps, { ...input.resume, lookupId: resolved.lookupId });
+    const resumed = await resumeDownload(deps, { ...input.resume, route: { lookupId: resolved.lookupId } });
     if (resumed) return resumed;
   }
-  return claimDownload(deps, { resolved, signal: input.signal, capability: newResumeCapability() });
+  return claimDownload(deps, { resolved, signal: input.signal, capability: newResumeCapability(), via: 'key' });
 }
 
 /**
@@ -119,7 +119,7 @@ export async function downloadByTicket(
   input: { capability: ResumeCapability; signal: AbortSignal; range?: RangeRequest },
 ): Promise<DownloadStart> {
   if (input.range) {
-    const resumed = await resumeDownload(deps, { capability: input.capability, range: input.range });
+    const resumed = await resumeDownload(deps, { capability: input.capability, range: input.range, route: 'ticket' });
     if (resumed) return resumed;
   }
   const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
@@ -130,6 +130,7 @@ export async function downloadByTicket(
     resolved: { key: '', lookupId: ticket.lookup, kek: passphraseKek },
     signal: input.signal,
     capability: input.capability,
+    via: 'ticket',
   });
 }
 
@@ -141,7 +142,7 @@ export async function downloadByTicket(
  */
 async function claimDownload(
   deps: DownloadsDeps,
-  input: { resolved: ResolvedKey; signal: AbortSignal; capability: ResumeCapability },
+  input: { resolved: ResolvedKey; signal: AbortSignal; capability: ResumeCapability; via: ResumeRecord['via'] },
 ): Promise<DownloadStart> {
   const { resolved } = input;
   if (input.signal.aborted) return { kind: 'client_gone' };
@@ -198,7 +199,15 @@ async function claimDownload(
     if (deps.config.resumeWindowSeconds > 0) {
       const resume = resumeKeys({ capability: input.capability, secret: deps.config.secret });
       resumeId = resume.resumeId;
-      etag = await writeResumeRecord(deps, { resume, capability: input.capability, record, dataKey, lookupId: resolved.lookupId, n });
+      etag = await writeResumeRecord(deps, {
+        resume,
+        capability: input.capability,
+        record,
+        dataKey,
+        lookupId: resolved.lookupId,
+        n,
+        via: input.via,
+      });
     }
     const finish = async ({ complete }: { complete: boolean }) => {
       if (burned) deps.log.info('file_burned', { size: record.size });
@@ -249,13 +258,14 @@ async function writeResumeRecord(
     dataKey: Buffer;
     lookupId: string;
     n: number;
+    via: ResumeRecord['via'];
   },
 ): Promise<string | null> {
   const { record, resume } = input;
   const wk = wrapResumeKey({ dataKey: input.dataKey, kek: resume.kek, resumeId: resume.resumeId, blobId: record.blob }).toString('base64');
   const stored = await deps.resumes.store(
     resume.resumeId,
-    { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n },
+    { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n, via: input.via },
     deps.now().getTime() + deps.config.resumeWindowSeconds * 1000,
   );
   return stored ? input.capability.etag : null;
@@ -271,16 +281,21 @@ async function removeResumeRecord(deps: DownloadsDeps, resumeId: string): Promis
 }
 
 /**
- * Finishes a started download: null when the capability opens nothing (unknown, expired, or another
- * file's on a key route), so the caller serves a new download instead. A file its sender deleted is
+ * Finishes a started download: null when the capability opens nothing (unknown, expired, another
+ * file's on a key route, or a passphrase download's on a ticket's address, where no passphrase is
+ * asked: its capability alone must not open the file), so the caller serves a new download instead. A file its sender deleted is
  * not resumed. Spends nothing; a lease keeps the bytes while they are sent, taken in one step with
  * the check that the window still keeps them.
  */
-async function resumeDownload(deps: DownloadsDeps, input: ResumeRequest & { lookupId?: string }): Promise<DownloadStart | null> {
+async function resumeDownload(
+  deps: DownloadsDeps,
+  input: ResumeRequest & { route: { lookupId: string } | 'ticket' },
+): Promise<DownloadStart | null> {
   if (deps.config.resumeWindowSeconds === 0) return null;
   const { resumeId, kek } = resumeKeys({ capability: input.capability, secret: deps.config.secret });
   const resume = await deps.resumes.get(resumeId);
-  if (!resume || (input.lookupId !== undefined && resume.lookup !== input.lookupId)) return null;
+  if (!resume) return null;
+  if (input.route === 'ticket' ? resume.via !== 'ticket' : resume.lookup !== input.route.lookupId) return null;
   const fate = await deps.files.peek(resume.lookup, deps.now().getTime());
   if (fate.kind === 'gone' && fate.reason === 'deleted') return fate;
 

@@ -21,6 +21,12 @@ export interface ResumeRecord {
   lookup: string;
   /** Which download of the file (1-based) this record finishes, for the sender's receipt. */
   n: number;
+  /**
+   * How that download was asked for: by passphrase (`key`) or by a ticket. Only a ticket's download
+   * resumes on the ticket's address, which asks for no passphrase; a passphrase download resumes
+   * only where its passphrase is given again.
+   */
+  via: 'key' | 'ticket';
 }
 
 /** The recipient page's download ticket: the passphrase's KEK wrapped for one GET. */
@@ -78,6 +84,8 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
         record.lookup,
         'n',
         record.n,
+        'via',
+        record.via,
       );
       return stored === 1;
     },
@@ -117,6 +125,8 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
         size: Number(found.size),
         lookup: found.lookup ?? '',
         n: Number(found.n),
+        // A record without the field (written before it existed) is a passphrase download's.
+        via: found.via === 'ticket' ? 'ticket' : 'key',
       };
     },
 

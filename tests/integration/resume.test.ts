@@ -165,6 +165,22 @@ describe('resumable one-time downloads', () => {
     expect(((await (await fetch(`${app.url}/status/${other.key}`)).json()) as { remaining_uses: number }).remaining_uses).toBe(1);
   });
 
+  it("does not let a passphrase download's capability through a ticket's address, which asks for no passphrase", async () => {
+    const secret = randomBytes(200_000);
+    const { key } = await uploadBytes(app, secret, 'secret.bin');
+    const { etag } = await cutDownload(`${app.url}/download/${key}`, 10);
+    // The ETag is "r1.<token>" and a ticket's address is /download/t/<token>: the same token, asked
+    // for as a ticket's resume with the whole file as its range.
+    const token = etag!.slice('"r1.'.length, -1);
+    const res = await fetch(`${app.url}/download/t/${token}`, { headers: { Range: 'bytes=0-', 'If-Range': etag! } });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: 'FILE_NOT_FOUND' } });
+    // With its passphrase, the same capability still finishes the download.
+    const own = await fetch(`${app.url}/download`, { headers: { 'X-Key': key, Range: 'bytes=10-', 'If-Range': etag! } });
+    expect(own.status).toBe(206);
+    expect(Buffer.from(await own.arrayBuffer()).equals(secret.subarray(10))).toBe(true);
+  });
+
   it('refuses to resume a file its sender deleted', async () => {
     const res = await fetch(`${app.url}/upload/deleted.bin?uses=2`, {
       method: 'PUT',
