@@ -148,6 +148,8 @@ export async function receiveUpload(
         // The record's own protection holds the blob now: the store script ended the lease.
         lease.stopRenewing();
         settled = Promise.resolve();
+        // Wrapped in the record, the data key is needed no more in this process.
+        stored.dataKey.fill(0);
         return uploaded;
       } catch (error) {
         settled ??= discard();
@@ -181,12 +183,16 @@ async function registerUpload(
   await deps.enqueue('expire', { blobId: stored.blobId }, { delayMs: expires.getTime() - created.getTime() });
   // A `words` field sent after the file part may ask for another count than the one drawn for.
   let drawn = input.drawn && input.drawn.passphrase.split('-').length === options.words ? input.drawn : null;
+  if (input.drawn && !drawn) input.drawn.kek.fill(0);
   for (let draw = 0; draw < MAX_DRAWS; draw += 1) {
     const { passphrase: key, lookupId, kek } = drawn ?? (await derived(deps, options.words, input.who));
     drawn = null;
+    // Each KEK wraps one data key and is then wiped: a lookup derives it again from the passphrase.
+    const wk = wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64');
+    kek.fill(0);
     const record: FileRecord = {
       blob: stored.blobId,
-      wk: wrapDataKey({ dataKey: stored.dataKey, kek, lookupId }).toString('base64'),
+      wk,
       meta: encryptMetadata({
         dataKey: stored.dataKey,
         blobId: stored.blobId,

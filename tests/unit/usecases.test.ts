@@ -96,6 +96,28 @@ describe('uploads (in memory)', () => {
     expect((await fileStatus(world.deps, { key: uploaded.key, who })).kind).toBe('found');
   });
 
+  it('wipes the KEK and the data key once the record holds them wrapped; the file still opens', async () => {
+    const world = fakeWorld();
+    const keks: Buffer[] = [];
+    const derive = world.deps.kdf.derive;
+    world.deps.kdf = {
+      ...world.deps.kdf,
+      derive: async (passphrase, requester) => {
+        const keys = await derive(passphrase, requester);
+        keks.push(keys.kek);
+        return keys;
+      },
+    };
+    const pending = await receiveUpload(world.deps, { source: Readable.from([Buffer.from('secret body')]), who, words: 4 });
+    const uploaded = await pending.register({ filename: 'notes.txt', options: options() });
+    expect(keks).toHaveLength(1);
+    expect(keks[0]!.every((byte) => byte === 0)).toBe(true);
+    expect(pending.stored.dataKey.every((byte) => byte === 0)).toBe(true);
+    expect((await readAll(ready(await downloadByKey(world.deps, { key: uploaded.key, who, signal: live() })))).toString()).toBe(
+      'secret body',
+    );
+  });
+
   it('removes the stored blob and every lease when the record cannot be written', async () => {
     const world = fakeWorld();
     world.files.store = () => Promise.resolve(false); // every passphrase drawn is "taken"
