@@ -245,9 +245,10 @@ function burnShredDelayMs(config: Pick<DownloadsDeps['config'], 'resumeWindowSec
 
 /**
  * Wraps the data key for the capability alone and keeps it (and the blob) for RESUME_WINDOW_SECONDS:
- * the ETag. Null when the sender deleted the file since the claim: the download started before the
- * delete, so it is served to its end (SPEC §10.1), but the delete ended every resume window of the
- * file, so it gets none (no ETag, `Accept-Ranges: none`, as with resume off).
+ * the ETag. Null when the sender deleted the file since the claim, or an `admin purge` began since:
+ * the download started before, so it is served to its end (SPEC §10.1), but the delete or the purge
+ * ended every resume window of the file, so it gets none (no ETag, `Accept-Ranges: none`, as with
+ * resume off).
  */
 async function writeResumeRecord(
   deps: DownloadsDeps,
@@ -267,6 +268,7 @@ async function writeResumeRecord(
     resume.resumeId,
     { blob: record.blob, wk, meta: record.meta, size: record.size, lookup: input.lookupId, n: input.n, via: input.via },
     deps.now().getTime() + deps.config.resumeWindowSeconds * 1000,
+    record.epoch ?? '0',
   );
   return stored ? input.capability.etag : null;
 }

@@ -55,7 +55,7 @@ function fromFlat(flat: string[]): Map<string, string> {
 
 export function createResumeRepository(redis: Redis, keys: RedisKeys) {
   if (!('cbxResumeStore' in redis)) {
-    redis.defineCommand('cbxResumeStore', { numberOfKeys: 2, lua: `${PROTECT_LUA}\n${lua('resume-store')}` });
+    redis.defineCommand('cbxResumeStore', { numberOfKeys: 4, lua: `${PROTECT_LUA}\n${lua('resume-store')}` });
     redis.defineCommand('cbxResumeLease', { numberOfKeys: 3, lua: `${PROTECT_LUA}\n${lua('resume-lease')}` });
     redis.defineCommand('cbxTakeTicket', { numberOfKeys: 1, lua: TAKE_TICKET });
   }
@@ -63,15 +63,19 @@ export function createResumeRepository(redis: Redis, keys: RedisKeys) {
   return {
     /**
      * Stores the record until `until` (ms) and keeps its blob from the janitor as long; false (nothing
-     * written) once the sender has deleted the file.
+     * written) once the sender has deleted the file, or an `admin purge` began since the download's
+     * claim (`claimEpoch`, from claim.lua).
      */
-    async store(resumeId: string, record: ResumeRecord, until: number): Promise<boolean> {
+    async store(resumeId: string, record: ResumeRecord, until: number, claimEpoch: string): Promise<boolean> {
       const stored = await s.cbxResumeStore(
         keys.resume(resumeId),
         keys.tombstone(record.lookup),
+        keys.purgeEpoch(),
+        keys.purgeRunning(),
         keys.blob(''),
         record.blob,
         until,
+        claimEpoch,
         'blob',
         record.blob,
         'wk',

@@ -21,6 +21,8 @@ export interface FileRecord {
   dt: string;
   /** On a record a claim returned only: which download (1-based) that claim started (claim.lua). */
   download?: number;
+  /** On a record a claim returned only: the purge epoch at the claim (refund.lua, resume-store.lua). */
+  epoch?: string;
 }
 
 export type GoneReason = 'burned' | 'expired' | 'deleted';
@@ -34,8 +36,8 @@ const fileScript = (name: string) => `${PROTECT_LUA}\n${lua('lookup')}\n${lua(na
 
 const SCRIPTS = {
   cbxStore: { numberOfKeys: 3, lua: fileScript('store') },
-  cbxClaim: { numberOfKeys: 3, lua: fileScript('claim') },
-  cbxRefund: { numberOfKeys: 3, lua: fileScript('refund') },
+  cbxClaim: { numberOfKeys: 4, lua: fileScript('claim') },
+  cbxRefund: { numberOfKeys: 5, lua: fileScript('refund') },
   cbxPeek: { numberOfKeys: 3, lua: fileScript('peek') },
   cbxPreview: { numberOfKeys: 3, lua: fileScript('preview') },
   cbxDelete: { numberOfKeys: 3, lua: fileScript('delete') },
@@ -131,6 +133,7 @@ function fromFields(flat: unknown[]): FileRecord {
     expires: Number(get('expires')),
     dt: get('dt'),
     ...(map.has('download') ? { download: Number(map.get('download')) } : {}),
+    ...(map.has('epoch') ? { epoch: map.get('epoch')! } : {}),
   };
 }
 
@@ -183,7 +186,14 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
      * is true for the request that took the last one.
      */
     async claim(lookupId: string, options: { now: number; leaseId: string; leaseUntil: number }): Promise<Lookup<{ burned: boolean }>> {
-      const reply = await s.cbxClaim(...fileKeys(lookupId), blobPrefix, options.now, options.leaseId, options.leaseUntil);
+      const reply = await s.cbxClaim(
+        ...fileKeys(lookupId),
+        keys.purgeEpoch(),
+        blobPrefix,
+        options.now,
+        options.leaseId,
+        options.leaseUntil,
+      );
       return interpret(reply, (status) => (status === 'ok' ? { burned: false } : status === 'burned' ? { burned: true } : undefined));
     },
 
@@ -196,12 +206,15 @@ export function createFilesRepository(redis: Redis, keys: RedisKeys, tombstoneMs
       const { record } = claimed;
       const reply = await s.cbxRefund(
         ...fileKeys(lookupId),
+        keys.purgeEpoch(),
+        keys.purgeRunning(),
         blobPrefix,
         claimed.now,
         claimed.burned ? '1' : '0',
         record.blob,
         record.expires,
         downloadNumber(record),
+        record.epoch ?? '0',
         ...toFields(record),
       );
       return reply === 1;

@@ -42,6 +42,14 @@ export interface RedisKeys {
   resume(resumeId: string): string;
   /** A download ticket of the recipient page: the passphrase's KEK wrapped for one GET, kept a minute. */
   ticket(ticketId: string): string;
+  /**
+   * How many times an `admin purge` started or ended (a counter, no TTL): a claim notes it, and its
+   * refund or resume record is refused once it changed, so no download claimed before or during a
+   * purge brings a file or a wrapped key back after it.
+   */
+  purgeEpoch(): string;
+  /** Present while an `admin purge` runs (an hour at most, should it die half-way). */
+  purgeRunning(): string;
 }
 
 export const HEARTBEAT_TTL_SECONDS = 15;
@@ -65,5 +73,7 @@ export function redisKeys(prefix: string): RedisKeys {
     sweepLock: () => `${prefix}:janitor:sweep-lock`,
     resume: (resumeId) => `${prefix}:resume:{${resumeId}}`,
     ticket: (ticketId) => `${prefix}:ticket:{${ticketId}}`,
+    purgeEpoch: () => `${prefix}:purge:epoch`,
+    purgeRunning: () => `${prefix}:purge:running`,
   };
 }

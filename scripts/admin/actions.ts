@@ -157,6 +157,23 @@ export function purgeRefused(): Report {
  * shred each blob (it waits for downloads already running).
  */
 export async function purge(ctx: AdminContext): Promise<Report> {
+  // A download claimed before this point, or while the passes run, must not give its use back (a burn's
+  // refund restores the record) or write a resume record after a pass went past its file: the claim
+  // noted the epoch, and refund.lua and resume-store.lua refuse once it changed or while this runs.
+  await ctx.redis.set(ctx.keys.purgeRunning(), String(ctx.now()), 'PX', PURGE_RUNNING_MAX_MS);
+  await ctx.redis.incr(ctx.keys.purgeEpoch());
+  try {
+    return await purgePasses(ctx);
+  } finally {
+    await ctx.redis.incr(ctx.keys.purgeEpoch());
+    await ctx.redis.del(ctx.keys.purgeRunning());
+  }
+}
+
+/** How long a purge that died half-way keeps refunds and new resume windows refused. */
+const PURGE_RUNNING_MAX_MS = 60 * 60_000;
+
+async function purgePasses(ctx: AdminContext): Promise<Report> {
   const redis = scripted(ctx.redis);
   const blobPrefix = ctx.keys.blob('');
   let purged = 0;

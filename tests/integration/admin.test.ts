@@ -367,10 +367,10 @@ describe('npm run admin purge, with resume windows open', () => {
     expect(await app.storage.blobIds()).toEqual([]);
   });
 
-  // A file uploaded after the purge's first pass, and downloaded, is live: its resume window ends with
-  // the others, but its bytes are its own jobs' (a shred queued for it would wait for its expiry under
-  // the id its sender's delete then uses, and that delete's shred would wait too).
-  it("ends the window of a file that became live during the purge, and leaves its bytes to the file's own delete", async () => {
+  // A file uploaded after the purge's first pass, and downloaded, is live: its download gets no resume
+  // window while the purge runs, and its bytes are its own jobs' (a shred queued for it would wait for
+  // its expiry under the id its sender's delete then uses, and that delete's shred would wait too).
+  it("opens no window for a file that became live during the purge, and leaves its bytes to the file's own delete", async () => {
     const { app, worker, env } = stack;
     await uploadOk(app, 'purged in the first pass', 'first.txt');
     let late: UploadAnswer | undefined;
@@ -382,13 +382,14 @@ describe('npm run admin purge, with resume windows open', () => {
         late = await uploadOk(app, 'uploaded during the purge', 'late.txt', { uses: '2' });
         const res = await fetch(late.download_url, { headers: { Accept: '*/*' } });
         expect(res.status).toBe(200);
+        expect(res.headers.get('etag')).toBeNull();
         await res.arrayBuffer();
       }
       return enqueue(...args);
     }) as typeof enqueue;
     try {
       const report = await purge(ctx);
-      expect(report.json).toEqual({ purged: 1, resume_windows_ended: 1, shreds_queued: 1, worker_online: true });
+      expect(report.json).toEqual({ purged: 1, resume_windows_ended: 0, shreds_queued: 1, worker_online: true });
     } finally {
       await ctx.close();
     }
@@ -409,6 +410,84 @@ describe('npm run admin purge, with resume windows open', () => {
       20_000,
       'both blobs to be shredded',
     );
+  });
+
+  /** Makes the app's next blob read wait at a gate, then fail (`fail`) or read for real. */
+  const stallNextRead = (app: TestApp) => {
+    const store = app.deps.store;
+    const real = store.read.bind(store);
+    let reached!: () => void;
+    let release!: (how: 'fail' | 'read') => void;
+    const atRead = new Promise<void>((resolve) => (reached = resolve));
+    const gate = new Promise<'fail' | 'read'>((resolve) => (release = resolve));
+    store.read = async (...args: Parameters<typeof real>) => {
+      store.read = real;
+      reached();
+      if ((await gate) === 'fail') throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', syscall: 'read' });
+      return real(...args);
+    };
+    return { atRead, release };
+  };
+
+  // The burn is claimed before the purge; its first pass finds no record; the download then fails and
+  // its refund restores the record (tombstone back to "expired") before the pass over the tombstones.
+  it('keeps a burn gone whose refund comes between the passes', async () => {
+    const { app, env } = stack;
+    await uploadOk(app, 'purged in the first pass', 'first.txt');
+    const file = await uploadOk(app, 'burning now', 'burning.txt', { uses: '1' });
+    const read = stallNextRead(app);
+    const pending = fetch(file.download_url, { headers: { Accept: '*/*' } });
+    await read.atRead;
+
+    const ctx = await connect(loadConfig(env));
+    const enqueue = ctx.janitor.enqueue;
+    let failed: number | undefined;
+    ctx.janitor.enqueue = (async (...args: Parameters<typeof enqueue>) => {
+      if (failed === undefined) {
+        read.release('fail');
+        failed = (await pending).status; // answered after its refund ran
+      }
+      return enqueue(...args);
+    }) as typeof enqueue;
+    try {
+      await purge(ctx);
+    } finally {
+      await ctx.close();
+    }
+    expect(failed).toBe(503);
+    const status = await fetch(`${app.url}/status/${file.key}`);
+    expect(status.status).toBe(410);
+    expect(await status.json()).toMatchObject({ error: { code: 'FILE_GONE' } });
+  });
+
+  // A download claimed just before its file expired verifies its first chunk only after a purge that
+  // ran past the expiry (the file was no longer live for its first pass): it gets no resume window.
+  it('writes no resume record for a download claimed before the purge and started after it', async () => {
+    let offset = 0;
+    const app = await startTestApp({ now: () => new Date(Date.now() + offset) });
+    try {
+      const file = await uploadOk(app, 'about to expire', 'expiring.txt', { uses: '2', expiry: '1' });
+      const read = stallNextRead(app);
+      const pending = fetch(file.download_url, { headers: { Accept: '*/*' } });
+      await read.atRead;
+      offset = 61_000; // the record's time is up (Redis has not removed it yet)
+
+      const ctx = await connect(loadConfig(testEnv(app.dir, app.config.redisPrefix, inject('redisUrl'))));
+      ctx.now = () => Date.now() + offset;
+      try {
+        expect((await purge(ctx)).json).toMatchObject({ purged: 0, resume_windows_ended: 0 });
+      } finally {
+        await ctx.close();
+      }
+      read.release('read');
+      const res = await pending;
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('about to expire');
+      expect(res.headers.get('etag')).toBeNull();
+      expect(await redisKeysOf(app, 'resume:*')).toEqual([]);
+    } finally {
+      await app.close();
+    }
   });
 
   // A burn on its way to its first byte has no record left for purge to delete, and no resume record

@@ -1,7 +1,8 @@
 -- Claim one download use and lease the blob for that download, atomically.
--- KEYS: file, tombstone, receipt   ARGV: blobPrefix, nowMs, leaseId, leaseUntilMs
+-- KEYS: file, tombstone, receipt, purge epoch   ARGV: blobPrefix, nowMs, leaseId, leaseUntilMs
 -- Returns {'ok'|'burned', field, value, ...} with `uses` already decremented and 'download' (this
--- download's number) appended, or {'gone', reason}, or {'missing'}.
+-- download's number) and 'epoch' (the purge epoch, for refund.lua and resume-store.lua) appended, or
+-- {'gone', reason}, or {'missing'}.
 -- The request that takes the last use deletes the record (crypto-shred), marks the tombstone and
 -- drops the blob's 'live' protection; its own lease keeps the bytes until that download ends.
 if not is_live(ARGV[2]) then
@@ -35,4 +36,6 @@ else
 end
 table.insert(record, 'download')
 table.insert(record, n)
+table.insert(record, 'epoch')
+table.insert(record, redis.call('GET', KEYS[4]) or '0')
 return record
