@@ -302,3 +302,35 @@ describe('after the resume window', () => {
     ).toEqual([]);
   });
 });
+
+describe('a file that expired with a resume window open', () => {
+  let offset = 0;
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp({ now: () => new Date(Date.now() + offset) });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  // Its window keeps the bytes, and any holder of the download's capability could fetch them: the
+  // sender's delete still ends that, as it does for a burned file.
+  it("is still its sender's to delete: the window ends and the capability opens nothing", async () => {
+    const res = await fetch(`${app.url}/upload/expiring.bin?uses=2&expiry=1`, {
+      method: 'PUT',
+      body: randomBytes(200_000),
+      headers: { Accept: 'application/json' },
+    });
+    const { key, delete_token: token } = (await res.json()) as { key: string; delete_token: string };
+    const { etag } = await cutDownload(`${app.url}/download/${key}`, 10);
+    offset = 61_000; // the file's minute is over
+
+    const wrong = await fetch(`${app.url}/files`, { method: 'DELETE', headers: { 'X-Key': key, 'X-Delete-Token': 'x'.repeat(43) } });
+    expect(wrong.status).toBe(410);
+    expect(await wrong.json()).toMatchObject({ error: { reason: 'expired' } });
+    expect((await fetch(`${app.url}/files`, { method: 'DELETE', headers: { 'X-Key': key, 'X-Delete-Token': token } })).status).toBe(204);
+    const resumed = await fetch(`${app.url}/download/${key}`, { headers: { Accept: '*/*', Range: 'bytes=10-', 'If-Range': etag! } });
+    expect(resumed.status).toBe(410);
+    expect(await resumed.json()).toMatchObject({ error: { reason: 'deleted' } });
+  });
+});

@@ -13,7 +13,8 @@ if ARGV[5] ~= '' then redis.call('ZREM', blob_key(ARGV[2]), ARGV[5]) end
 -- The tombstone waits with reason "expired"; a burn or delete overwrites the reason.
 redis.call('SET', KEYS[2], 'expired', 'PXAT', ARGV[4])
 -- The receipt: what the sender may learn with the delete token (times and counts only), as long as
--- the tombstone lasts. It keeps the token's hash, since the record (and its copy) goes at the burn.
-redis.call('HSET', KEYS[3], 'dt', redis.call('HGET', KEYS[1], 'dt'), 'total', redis.call('HGET', KEYS[1], 'total'), 'refused', 0, 'resumes', 0)
+-- the tombstone lasts. It keeps the token's hash and the blob id, since the record (and its copy) goes
+-- at the burn or the expiry, and the sender may still delete what a resume window keeps (delete.lua).
+redis.call('HSET', KEYS[3], 'dt', redis.call('HGET', KEYS[1], 'dt'), 'total', redis.call('HGET', KEYS[1], 'total'), 'refused', 0, 'resumes', 0, 'blob', ARGV[2])
 redis.call('PEXPIREAT', KEYS[3], ARGV[4])
 return 1
