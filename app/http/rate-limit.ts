@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { MemoryStore, rateLimit, type RateLimitRequestHandler } from 'express-rate-limit';
 import { clientIdOf } from '../abuse/abuse.models.js';
 import { AGGREGATE_MULTIPLE } from '../abuse/client.models.js';
@@ -55,8 +56,19 @@ export function createRateLimiter(options: {
     ? new MemoryStore()
     : new RedisStore({
         prefix: options.prefix,
-        sendCommand: (command: string, ...args: string[]) =>
-          (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
+        sendCommand: (command: string, ...args: string[]) => {
+          // rate-limit-redis keeps the promise of its SCRIPT LOAD and replays it on every request:
+          // one load that fails (Redis away at start, or while reloading after a restart) would
+          // refuse every request until the API restarts. A script's SHA is its SHA1, so answer that
+          // whatever the load did: the next EVALSHA runs, or meets NOSCRIPT and loads it again.
+          if (command.toUpperCase() === 'SCRIPT' && args[0]?.toUpperCase() === 'LOAD' && args[1] !== undefined) {
+            const sha = createHash('sha1').update(args[1]).digest('hex');
+            return options.redis.call(command, ...args).then(
+              () => sha,
+              () => sha,
+            );
+          }
+          return (options.redis.call(command, ...args) as Promise<RedisReply>).catch((error: unknown) => {
             // Redis full (maxmemory, noeviction) refuses the counter's write, not reads: let a request
             // that only reads through (status, a download's claim answers 507 by itself) rather than
             // turn every route into 507. Uploads still fail at their own writes (SPEC §3, docs/FAULTS.md).
@@ -65,7 +77,8 @@ export function createRateLimiter(options: {
               return [1, options.rate.windowMs] as RedisReply;
             }
             throw error;
-          }),
+          });
+        },
       });
   return rateLimit({
     windowMs: options.rate.windowMs,
