@@ -99,12 +99,22 @@ export function s3StorageView(target: S3Target, prefix: string): StorageView {
       await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + blobId, Body: data.subarray(0, length) }));
     },
     async put(name, bytes, options = {}) {
-      await client.send(
-        new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: typeof bytes === 'string' ? Buffer.from(bytes) : bytes }),
-      );
-      // S3 sets LastModified itself; s3rver takes it from its file's mtime, which a test may set.
-      if (options.ageMs !== undefined)
-        await backdate(path.join(needsS3rver('backdating an object'), `${prefix}${name}${S3RVER_OBJECT}`), options.ageMs);
+      const body = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + name, Body: body }));
+      if (options.ageMs === undefined) return;
+      // S3 sets LastModified itself; s3rver takes it from its file's mtime, which a test may set. It
+      // answers the PUT before its file is written (it ends the write stream and goes on), so its own
+      // write could land after a backdate and undo it (seen in CI under load): backdate once the
+      // whole body is in the file, and check what the store now reports.
+      const file = path.join(needsS3rver('backdating an object'), `${prefix}${name}${S3RVER_OBJECT}`);
+      const deadline = Date.now() + 10_000;
+      while ((await stat(file).catch(() => null))?.size !== body.length) {
+        if (Date.now() > deadline) throw new Error(`s3rver did not write ${name} within 10 s`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await backdate(file, options.ageMs);
+      const { LastModified } = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix + name }));
+      if ((LastModified?.getTime() ?? Infinity) > Date.now() - options.ageMs + 60_000) throw new Error(`${name} could not be backdated`);
     },
     async putPartial(blobId, bytes, options = {}) {
       // An unfinished upload's start (Initiated) cannot be set through the API, nor on s3rver (it lists none).
