@@ -57,44 +57,65 @@ function numbered(name: string, n: number): string {
 // Case-insensitive and normalised, as on Windows and macOS: `A.jpg` and `a.jpg` are one file there.
 // Upper then lower case folds what lower case alone keeps apart (`Σ` and final `ς`), and the second
 // normalisation what case mapping leaves decomposed (`J̌` and `ǰ`). Folding too much only numbers a name.
-const keyOf = (path: string) => path.normalize('NFD').toUpperCase().toLowerCase().normalize('NFC');
+const keyOf = (name: string) => name.normalize('NFD').toUpperCase().toLowerCase().normalize('NFC');
+
+/** A folder of the drop: an id that names it in the tables below, and its path as first spelled. */
+interface Folder {
+  id: number;
+  path: string;
+}
+
+const ROOT: Folder = { id: 0, path: '' };
+
+const pathIn = (parent: Folder, name: string) => (parent.path === '' ? name : `${parent.path}/${name}`);
 
 /**
  * Gives each entry of one drop its final path, in arrival order. A name already taken (by a file,
  * or by a folder of another entry) gets the first free ` (n)`; a folder whose name a file already
  * has is renamed the same way, consistently for every entry under it; folders that differ only by
  * case are merged under the first spelling.
+ *
+ * Names are looked up by their folder's id and their own key, never by their whole path: an entry's
+ * work and memory grow with its own length, not with its depth times its length (a hundred entries
+ * of 500 one-letter folders each held ~100 MB of path keys when the tables were keyed by path).
  */
 export class EntryNamer {
+  /** Every file name taken, as `<folder id>/<key>`. */
   private readonly files = new Set<string>();
-  private readonly folders = new Map<string, string>();
-  /** The last number given to a name (by its key and role): taken names are never freed, so the search goes on from there. */
+  /** Every folder, by `<parent id>/<key>`. */
+  private readonly folders = new Map<string, Folder>();
+  /** The last number given to a name (by its role, folder and key): taken names are never freed, so the search goes on from there. */
   private readonly lastNumber = new Map<string, number>();
+  private nextId = 1;
 
   name(raw: string | undefined): string {
     const segments = entrySegments(raw);
     const fileName = segments.pop() as string;
-    let parent = '';
+    let parent = ROOT;
     for (const segment of segments) {
-      const path = this.firstFree('folder', parent, segment, (p) => this.files.has(keyOf(p)));
-      const existing = this.folders.get(keyOf(path));
-      if (existing === undefined) this.folders.set(keyOf(path), path);
-      parent = existing ?? path;
+      const name = this.firstFree('folder', parent, segment, (key) => this.files.has(key));
+      const key = `${parent.id}/${keyOf(name)}`;
+      let folder = this.folders.get(key);
+      if (folder === undefined) {
+        folder = { id: this.nextId++, path: pathIn(parent, name) };
+        this.folders.set(key, folder);
+      }
+      parent = folder;
     }
-    const path = this.firstFree('file', parent, fileName, (p) => this.files.has(keyOf(p)) || this.folders.has(keyOf(p)));
-    this.files.add(keyOf(path));
-    return path;
+    const name = this.firstFree('file', parent, fileName, (key) => this.files.has(key) || this.folders.has(key));
+    this.files.add(`${parent.id}/${keyOf(name)}`);
+    return pathIn(parent, name);
   }
 
-  /** `parent/name`, or with the first free ` (n)`: linear in the entries, however many share a name. */
-  private firstFree(role: string, parent: string, name: string, taken: (path: string) => boolean): string {
-    const join = (segment: string) => (parent === '' ? segment : `${parent}/${segment}`);
-    const counter = `${role}:${keyOf(join(name))}`;
+  /** `name`, or with the first free ` (n)` in `parent`: linear in the entries, however many share a name. */
+  private firstFree(role: string, parent: Folder, name: string, taken: (key: string) => boolean): string {
+    const keyIn = (segment: string) => `${parent.id}/${keyOf(segment)}`;
+    const counter = `${role}:${keyIn(name)}`;
     let n = this.lastNumber.get(counter) ?? 1;
-    let path = n === 1 ? join(name) : join(numbered(name, n));
-    while (taken(path)) path = join(numbered(name, ++n));
+    let candidate = n === 1 ? name : numbered(name, n);
+    while (taken(keyIn(candidate))) candidate = numbered(name, ++n);
     this.lastNumber.set(counter, n);
-    return path;
+    return candidate;
   }
 }
 

@@ -86,6 +86,19 @@ describe('EntryNamer', () => {
     expect(namer.name('dir/a.txt')).toBe('dir/a (5002).txt'); // ...so the next one skips it
   });
 
+  // A hundred entries of 500 nested folders each (about 1,000 characters, within the path limit):
+  // keyed by their whole paths, the namer's tables held every prefix of every path, ~200 MB here
+  // in two-byte characters, and a request of ~150 KB could make the API hold that.
+  it('holds memory in proportion to its entries, not to their depth times their length', () => {
+    const before = process.memoryUsage().heapUsed;
+    const namer = new EntryNamer();
+    const deep = (i: number) => `r${i}/${'ж/'.repeat(500)}f.txt`;
+    for (let i = 0; i < 100; i += 1) expect(namer.name(deep(i))).toBe(deep(i));
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(40 * 1024 * 1024);
+    expect(namer.name(deep(7))).toBe(`r7/${'ж/'.repeat(500)}f (2).txt`);
+    expect(namer.name(`R7/${'Ж/'.repeat(500)}`)).toBe(`r7/${'ж/'.repeat(499)}Ж (2)`);
+  });
+
   it('merges folders that differ only by case under the first spelling', () => {
     const namer = new EntryNamer();
     expect(namer.name('Photos/a.jpg')).toBe('Photos/a.jpg');
