@@ -38,12 +38,19 @@ export function uploadOptionsSchema(
 
 export type UploadOptions = z.output<ReturnType<typeof uploadOptionsSchema>>;
 
-/** The option fields a client sent, trimmed; an empty field means "use the default". */
-export function presentOptions(source: Record<string, unknown>): Record<string, string> {
-  const out: Record<string, string> = {};
+/**
+ * The option fields a client sent, trimmed; an empty field means "use the default". A field sent
+ * twice (`?words=8&words=8`, two `-F words=…`) arrives as a list: it is named in `repeated`, never
+ * dropped for the default (which would have given a 12-word request a 4-word passphrase).
+ */
+export function presentOptions(source: Record<string, unknown>): { options: Record<string, string>; repeated: string[] } {
+  const options: Record<string, string> = {};
+  const repeated: string[] = [];
   for (const name of UPLOAD_OPTION_NAMES) {
     const value = source[name];
-    if (typeof value === 'string' && value.trim() !== '') out[name] = value.trim();
+    if (typeof value === 'string') {
+      if (value.trim() !== '') options[name] = value.trim();
+    } else if (value !== undefined) repeated.push(name);
   }
-  return out;
+  return { options, repeated };
 }

@@ -62,7 +62,9 @@ export function createUploadsRouter(deps: FilesDeps, limiter: RequestHandler): R
   const { config } = deps;
   const schema = uploadOptionsSchema(config);
   const parseOptions = (fields: Record<string, unknown>): UploadOptions => {
-    const parsed = schema.safeParse(presentOptions(fields));
+    const { options, repeated } = presentOptions(fields);
+    if (repeated.length > 0) throw validationFailed(repeated.map((field) => ({ field, message: `Give ${field} once.` })));
+    const parsed = schema.safeParse(options);
     if (!parsed.success) throw validationFailed(zodDetails(parsed.error));
     return parsed.data;
   };

@@ -176,6 +176,29 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       expect(body.error.details?.[0]?.field).toBe('uses');
     });
 
+    // A repeated field arrives as a list; it was dropped for the default, so a 12-word request got 4.
+    it('400 VALIDATION_FAILED for an option given twice, in the query or the form, and nothing left behind', async () => {
+      const before = (await fileKeys(app)).length;
+      const filesBaseline = await storedFiles(app);
+      const put = await fetch(`${app.url}/upload/x.txt?words=12&words=12`, { method: 'PUT', body: 'x' });
+      expect((await expectError(put, 400, 'VALIDATION_FAILED')).error.details).toEqual([{ field: 'words', message: 'Give words once.' }]);
+      const form = new FormData();
+      form.append('expiry', '5');
+      form.append('expiry', '5');
+      form.append('file', new Blob(['some text']), 'v.txt');
+      const post = await fetch(`${app.url}/upload`, { method: 'POST', body: form });
+      expect((await expectError(post, 400, 'VALIDATION_FAILED')).error.details).toEqual([
+        { field: 'expiry', message: 'Give expiry once.' },
+      ]);
+      expect(
+        await waitFor(
+          () => storedFiles(app),
+          (f) => f.length === filesBaseline.length,
+        ),
+      ).toEqual(filesBaseline);
+      expect((await fileKeys(app)).length).toBe(before);
+    });
+
     it('400 MISSING_FILE without a file', async () => {
       const form = new FormData();
       form.append('uses', '1');
