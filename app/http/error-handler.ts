@@ -89,28 +89,34 @@ function sendError(req: Request, res: Response, appError: AppError): void {
   });
 }
 
-/** A full KDF queue is an overload an attacker can cause at will: at most one `kdf_busy` line per second. */
-const KDF_BUSY_LOG_INTERVAL_MS = 1000;
+/**
+ * Lines that every request repeats while one cause lasts: a full KDF queue (an overload an attacker
+ * can cause at will), Redis or the storage away, Redis full. At most one of each per second, with
+ * `suppressed` counting the lines left out since the last; a bug's `request_failed` is never sampled.
+ */
+const SAMPLED_LOG_INTERVAL_MS = 1000;
 
 export function errorHandler(log: Logger, options: { now?: () => number } = {}): ErrorRequestHandler {
   const now = options.now ?? Date.now;
-  let kdfBusyLoggedAt = -Infinity;
-  let kdfBusySuppressed = 0;
-  const logKdfBusy = (requestId: string) => {
-    if (now() - kdfBusyLoggedAt < KDF_BUSY_LOG_INTERVAL_MS) {
-      kdfBusySuppressed += 1;
+  const last = new Map<string, { at: number; suppressed: number }>();
+  const sampled = (event: string, emit: (suppressed: number) => void) => {
+    const seen = last.get(event) ?? { at: -Infinity, suppressed: 0 };
+    last.set(event, seen);
+    if (now() - seen.at < SAMPLED_LOG_INTERVAL_MS) {
+      seen.suppressed += 1;
       return;
     }
-    // warn and no stack: it is load, not a fault; `suppressed` counts the lines sampled away since the last.
-    log.warn('kdf_busy', { request_id: requestId, code: 'SERVICE_UNAVAILABLE', suppressed: kdfBusySuppressed });
-    kdfBusyLoggedAt = now();
-    kdfBusySuppressed = 0;
+    emit(seen.suppressed);
+    seen.at = now();
+    seen.suppressed = 0;
   };
 
   return (error: unknown, req, res, _next) => {
     const appError = toAppError(error);
-    if (isKdfBusy(error)) logKdfBusy(req.id);
-    else if (appError.status >= 500) {
+    if (isKdfBusy(error)) {
+      // warn and no stack: it is load, not a fault.
+      sampled('kdf_busy', (suppressed) => log.warn('kdf_busy', { request_id: req.id, code: 'SERVICE_UNAVAILABLE', suppressed }));
+    } else if (appError.status >= 500) {
       const cause = appError.cause ?? error;
       const event = isStorageUnavailable(cause)
         ? 'storage_unavailable'
@@ -120,11 +126,13 @@ export function errorHandler(log: Logger, options: { now?: () => number } = {}):
             ? 'redis_out_of_memory'
             : 'request_failed';
       // Through errorForLog, like the worker's lines: an fs error's message names its path, and so the blob id.
-      log.error(event, {
+      const fields = {
         request_id: req.id,
         code: appError.code,
         error: cause instanceof Error ? errorDetailsForLog(cause) : errorForLog(cause),
-      });
+      };
+      if (event === 'request_failed') log.error(event, fields);
+      else sampled(event, (suppressed) => log.error(event, { ...fields, suppressed }));
     }
     res.locals.logFields = { ...res.locals.logFields, error_code: appError.code };
     sendError(req, res, appError);

@@ -217,6 +217,8 @@ const UNAVAILABLE_MESSAGES = [
   'Socket timeout',
   // min-replicas-to-write on the primary (optional hardening, docs/OPERATIONS.md).
   'NOREPLICAS',
+  // A primary demoted while a WAIT (an upload's replication check) was blocked on it.
+  'UNBLOCKED',
 ];
 
 /** True for errors that mean "Redis cannot answer now", as opposed to a bug in a command. */

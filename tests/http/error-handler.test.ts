@@ -41,6 +41,9 @@ describe('the error middleware', () => {
     app.get('/kdf-busy', () => {
       throw kdfBusy();
     });
+    app.get('/redis-down', () => {
+      throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+    });
     app.use(notFoundHandler());
     app.use(errorHandler(log, { now: () => clock }));
     server = app.listen(0, '127.0.0.1');
@@ -126,5 +129,26 @@ describe('the error middleware', () => {
     ]);
     expect(busy.some((l) => 'error' in l || JSON.stringify(l).includes('stack'))).toBe(false);
     expect(logged.some((l) => l.event === 'redis_unavailable' || l.level === 'error')).toBe(false);
+  });
+
+  // Every request repeats it while Redis is away: one line a second, not one per request.
+  it('answers Redis away with 503 and logs redis_unavailable at most once a second, counting the rest', async () => {
+    const before = lines.length;
+    clock = 50_000;
+    const first = await fetch(`${url}/redis-down`);
+    expect(first.status).toBe(503);
+    for (let i = 0; i < 5; i += 1) expect((await fetch(`${url}/redis-down`)).status).toBe(503);
+    clock = 51_000;
+    expect((await fetch(`${url}/redis-down`)).status).toBe(503);
+    const logged = lines.slice(before).filter((l) => l.event === 'redis_unavailable');
+    expect(logged).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        code: 'SERVICE_UNAVAILABLE',
+        request_id: first.headers.get('x-request-id'),
+        suppressed: 0,
+      }),
+      expect.objectContaining({ level: 'error', suppressed: 5 }),
+    ]);
   });
 });

@@ -123,6 +123,10 @@ describe('Redis configuration: a URL or Sentinel', () => {
   it('counts failover errors and an unconfirmed write as "Redis unavailable" (503)', () => {
     expect(isRedisUnavailable(new Error("READONLY You can't write against a read only replica."))).toBe(true);
     expect(isRedisUnavailable(new ReplicationUnconfirmedError(1, 500))).toBe(true);
+    // A WAIT blocked on a primary that is demoted (Redis answers every blocked client so).
+    expect(
+      isRedisUnavailable(new Error('UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)')),
+    ).toBe(true);
     expect(isRedisUnavailable(new Error('ERR unknown command'))).toBe(false);
   });
 });
