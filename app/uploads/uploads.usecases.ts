@@ -206,8 +206,14 @@ async function registerUpload(
       expires: expires.getTime(),
       dt: hashDeleteToken(deleteToken),
     };
-    // A fresh draw if a live record (or a recent tombstone) already uses this passphrase.
-    if (!(await deps.files.store(lookupId, record, input.leaseId))) continue;
+    // A fresh draw if a live record (or a recent tombstone) already uses this passphrase. A store
+    // whose answer was lost (a timeout, a dropped connection) may have run: its record goes, as below,
+    // before the blob it names is discarded.
+    const written = await deps.files.store(lookupId, record, input.leaseId).catch(async (error: unknown) => {
+      await deps.files.remove(lookupId, record.dt, deps.now().getTime()).catch(() => undefined);
+      throw error;
+    });
+    if (!written) continue;
     // Acknowledged only once a replica has the record, when replicas are attached (SPEC §10.3).
     // Unacknowledged, the upload fails (503) and its blob is discarded: its record goes first, as a
     // delete would, so nothing is left that names a blob that no longer exists.

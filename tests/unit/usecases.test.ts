@@ -118,6 +118,19 @@ describe('uploads (in memory)', () => {
     );
   });
 
+  it('removes a record whose store ran but whose answer was lost, before its blob goes', async () => {
+    const world = fakeWorld();
+    const store = world.files.store.bind(world.files);
+    world.files.store = async (...args: Parameters<typeof store>) => {
+      await store(...args);
+      throw new Error('Command timed out');
+    };
+    const pending = await receiveUpload(world.deps, { source: Readable.from([Buffer.from('x')]), who, words: 4 });
+    await expect(pending.register({ filename: 'x', options: options() })).rejects.toThrow('Command timed out');
+    expect(world.store.blobs.size).toBe(0);
+    expect([...world.files.records.keys()]).toEqual([]);
+  });
+
   it('removes the stored blob and every lease when the record cannot be written', async () => {
     const world = fakeWorld();
     world.files.store = () => Promise.resolve(false); // every passphrase drawn is "taken"
