@@ -71,9 +71,11 @@ export function servedContentType(type: string): string {
   return ACTIVE.test(type) ? 'application/octet-stream' : type;
 }
 
-// Path parts, C0/C1 controls, bidi overrides and isolates, zero-width marks and line separators.
+// Path parts, C0/C1 controls, bidi marks, overrides and isolates (the Arabic letter mark too), zero-width
+// and invisible characters (the word joiner and invisible operators, the Mongolian vowel separator)
+// and line separators.
 // eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
 
 /**
  * Longest stored filename, in UTF-16 code units: what common filesystems accept (NTFS, APFS), and

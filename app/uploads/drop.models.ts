@@ -51,6 +51,8 @@ function numbered(name: string, n: number): string {
   const dot = name.lastIndexOf('.');
   const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
   const suffix = ` (${n})${ext}`;
+  // An extension too long to leave room for the stem is not kept apart: the number goes at the end.
+  if (suffix.length >= MAX_FILENAME_UNITS) return truncateUnits(name, MAX_FILENAME_UNITS - ` (${n})`.length) + ` (${n})`;
   return truncateUnits(stem, MAX_FILENAME_UNITS - suffix.length) + suffix;
 }
 

@@ -71,6 +71,12 @@ describe('EntryNamer', () => {
     const second = namer.name(long.toUpperCase());
     expect(second).toHaveLength(255);
     expect(second.endsWith(' (2).TXT')).toBe(true);
+    // An extension that leaves no room for a stem (`a.` and 253 more): the number goes at the end.
+    const allExtension = `a.${'x'.repeat(253)}`;
+    expect(namer.name(allExtension)).toBe(allExtension);
+    const again = namer.name(allExtension);
+    expect(again).toHaveLength(255);
+    expect(again).toBe(`a.${'x'.repeat(249)} (2)`);
     const [device] = entrySegments(`con.${'x'.repeat(251)}`);
     expect(device).toHaveLength(255);
     expect(device!.startsWith('_con.')).toBe(true);

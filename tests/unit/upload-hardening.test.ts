@@ -52,6 +52,12 @@ describe('sanitiseFilename keeps at most 255 UTF-16 units', () => {
     expect(name.isWellFormed()).toBe(true);
   });
 
+  it('removes the invisible characters the bidi and zero-width ranges miss', () => {
+    // The Arabic letter mark, the word joiner, an invisible separator, the Mongolian vowel separator.
+    expect(sanitiseFilename('x\u061cgpj.exe')).toBe('xgpj.exe');
+    expect(sanitiseFilename('a\u2060b\u2063c\u180e.txt')).toBe('abc.txt');
+  });
+
   it('leaves a name of exactly 255 units as it is, and cuts drop entry segments the same way', () => {
     const exact = `${'😀'.repeat(126)}abc`;
     expect(exact.length).toBe(255);
