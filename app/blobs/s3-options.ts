@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import { ciphertextSize } from '../crypto/stream.js';
 import type { Logger } from '../shared/logger.js';
+import { maxArchiveBytes } from '../uploads/drop.models.js';
 
 /**
  * The s3 engine's options and its pure decisions, apart from s3-store.ts so that reading the
@@ -63,7 +64,9 @@ export function s3OptionsFromConfig(config: Config): Omit<S3StoreOptions, 'log'>
         : undefined,
     // S3-compatible servers (MinIO, Ceph, Garage, a plain IP) rarely have a wildcard DNS name per bucket.
     forcePathStyle: config.s3ForcePathStyle ?? config.s3Endpoint !== undefined,
-    maxObjectBytes: ciphertextSize(config.maxFileSize),
+    // The largest object an upload writes is a drop's archive: its zip records come on top of
+    // MAX_FILE_SIZE, and the 10,000th part must still hold them.
+    maxObjectBytes: ciphertextSize(maxArchiveBytes(config)),
   };
 }
 

@@ -3,11 +3,20 @@
  * the drop's own name. Pure functions; docs/DECISIONS.md "Drops" lists the rules.
  */
 import { MAX_FILENAME_UNITS, sanitiseFilename, sanitiseSegment, truncateUnits } from './content-type.models.js';
+import { archiveOverheadBound } from './drop-archive.js';
 
 /** A path longer than this (in characters) keeps only its file name: no extractor chokes on it. */
 export const MAX_ENTRY_PATH_CHARACTERS = 1024;
 /** The most UTF-8 bytes an entry name can take (4 per character at worst). */
 export const MAX_ENTRY_NAME_BYTES = 4 * MAX_ENTRY_PATH_CHARACTERS;
+
+/**
+ * The largest plaintext any upload stores: a drop's archive, MAX_FILE_SIZE of its files' bytes plus
+ * the zip's own records for MAX_FILES_PER_UPLOAD entries (a single file is never larger).
+ */
+export function maxArchiveBytes(config: { maxFileSize: number; maxFilesPerUpload: number }): number {
+  return config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES });
+}
 
 // Characters Windows refuses in a name (Explorer fails the whole extraction on them); `:` would also
 // name an NTFS alternate data stream.

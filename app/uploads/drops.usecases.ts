@@ -5,8 +5,8 @@ import { ciphertextSize, createDecryptStream } from '../crypto/stream.js';
 import type { FilesDeps } from '../files/files.usecases.js';
 import { validationFailed } from '../http/errors.js';
 import { detectType, isAllowedType, SNIFF_BYTES } from './content-type.models.js';
-import { archiveOverheadBound, zipArchive, type ArchiveEntry } from './drop-archive.js';
-import { dropName, EntryNamer, MAX_ENTRY_NAME_BYTES } from './drop.models.js';
+import { zipArchive, type ArchiveEntry } from './drop-archive.js';
+import { dropName, EntryNamer, maxArchiveBytes } from './drop.models.js';
 import { fileTooLarge, unsupportedMediaType } from './uploads.errors.js';
 import type { Requester } from '../kdf/fair-scheduler.js';
 import { receiveUpload, type PendingUpload } from './uploads.usecases.js';
@@ -94,7 +94,7 @@ export function startDrop(
     who: first.who,
     words: first.words,
     archive: {
-      maxBytes: config.maxFileSize + archiveOverheadBound({ entries: config.maxFilesPerUpload, nameBytes: MAX_ENTRY_NAME_BYTES }),
+      maxBytes: maxArchiveBytes(config),
       admitted: first.pending.handOver(),
       // The first file's blob is discarded once the archive is stored (finish): until then the archive
       // may use its room, exactly.

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../app/config.js';
 import { choosePartSize, MAX_PARTS, MIN_PART_SIZE, s3OptionsFromConfig } from '../../app/blobs/s3-options.js';
 import { ciphertextSize } from '../../app/crypto/stream.js';
+import { maxArchiveBytes } from '../../app/uploads/drop.models.js';
 import { problemsOf } from '../helpers/config.js';
 
 describe('s3 configuration', () => {
@@ -67,9 +68,18 @@ describe('s3 configuration', () => {
     const part = choosePartSize(MIN_PART_SIZE, large);
     expect(part * MAX_PARTS).toBeGreaterThanOrEqual(large);
     expect(part % (1024 * 1024)).toBe(0);
-    expect(
-      s3OptionsFromConfig(loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'b-1', MAX_FILE_SIZE: String(100 * 1024 ** 3) })).maxObjectBytes,
-    ).toBe(large);
+    const config = loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'b-1', MAX_FILE_SIZE: String(100 * 1024 ** 3) });
+    expect(s3OptionsFromConfig(config).maxObjectBytes).toBe(ciphertextSize(maxArchiveBytes(config)));
     expect(() => choosePartSize(MIN_PART_SIZE - 1, undefined)).toThrow(RangeError);
+  });
+
+  // A drop of MAX_FILE_SIZE holds its zip records too: a part size that MAX_FILE_SIZE alone just fits
+  // into 10,000 parts failed such a drop at its 10,001st part, after its whole body had arrived.
+  it('sizes parts for the largest drop, its zip records included', () => {
+    let fits = 0;
+    for (let step = 2 ** 40; step >= 1; step /= 2) if (ciphertextSize(fits + step) <= MAX_PARTS * MIN_PART_SIZE) fits += step;
+    const config = loadConfig({ STORAGE_BACKEND: 's3', S3_BUCKET: 'cinderbox', MAX_FILE_SIZE: String(fits) });
+    const partSize = choosePartSize(MIN_PART_SIZE, s3OptionsFromConfig(config).maxObjectBytes);
+    expect(partSize * MAX_PARTS).toBeGreaterThanOrEqual(ciphertextSize(maxArchiveBytes(config)));
   });
 });
