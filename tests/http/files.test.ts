@@ -145,6 +145,18 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       expect(res.headers.get('x-sha256')).toBe(sha256(''));
     });
 
+    /** The records and stored files there are now; a refused upload must leave them so. */
+    const storedState = async () => ({ keys: (await fileKeys(app)).length, files: await storedFiles(app) });
+    const expectStoredAsBefore = async (before: Awaited<ReturnType<typeof storedState>>) => {
+      expect(
+        await waitFor(
+          () => storedFiles(app),
+          (f) => f.length === before.files.length,
+        ),
+      ).toEqual(before.files);
+      expect((await fileKeys(app)).length).toBe(before.keys);
+    };
+
     it.each([
       ['uses=0', { uses: '0' }, 'uses'],
       ['uses=99', { uses: '99' }, 'uses'],
@@ -156,19 +168,12 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       const resolved = Object.fromEntries(
         Object.entries(fields).map(([k, v]) => [k, v === 'MAX+1' ? String(app.config.maxExpiryMinutes + 1) : v]),
       );
-      const before = (await fileKeys(app)).length;
-      const filesBaseline = await storedFiles(app);
+      const before = await storedState();
       const res = await postFile(app, 'some text', 'v.txt', resolved);
       const body = await expectError(res, 400, 'VALIDATION_FAILED');
       expect(body.error.details).toEqual([{ field, message: expect.any(String) }]);
       // The blob stored while parsing is discarded.
-      expect(
-        await waitFor(
-          () => storedFiles(app),
-          (f) => f.length === filesBaseline.length,
-        ),
-      ).toEqual(filesBaseline);
-      expect((await fileKeys(app)).length).toBe(before);
+      await expectStoredAsBefore(before);
     });
 
     it('400 VALIDATION_FAILED for PUT query parameters too', async () => {
@@ -178,8 +183,7 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
 
     // A repeated field arrives as a list; it was dropped for the default, so a 12-word request got 4.
     it('400 VALIDATION_FAILED for an option given twice, in the query or the form, and nothing left behind', async () => {
-      const before = (await fileKeys(app)).length;
-      const filesBaseline = await storedFiles(app);
+      const before = await storedState();
       const put = await fetch(`${app.url}/upload/x.txt?words=12&words=12`, { method: 'PUT', body: 'x' });
       expect((await expectError(put, 400, 'VALIDATION_FAILED')).error.details).toEqual([{ field: 'words', message: 'Give words once.' }]);
       const form = new FormData();
@@ -190,13 +194,7 @@ describe('the files API: upload, status, preview, delete (SPEC §3)', () => {
       expect((await expectError(post, 400, 'VALIDATION_FAILED')).error.details).toEqual([
         { field: 'expiry', message: 'Give expiry once.' },
       ]);
-      expect(
-        await waitFor(
-          () => storedFiles(app),
-          (f) => f.length === filesBaseline.length,
-        ),
-      ).toEqual(filesBaseline);
-      expect((await fileKeys(app)).length).toBe(before);
+      await expectStoredAsBefore(before);
     });
 
     it('400 MISSING_FILE without a file', async () => {
