@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { storageUnavailable, type BlobStore } from '../../app/blobs/blob-store.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { expectError, uploadOk } from '../helpers/files.js';
@@ -22,13 +22,15 @@ function failingReads(store: BlobStore, fault: { make: ((blobId: string) => Erro
 }
 
 describe('a failed read is logged without the blob’s path or id (docs/SECURITY.md: no blob ids tied to requests)', () => {
+  // An app per case: an outage's lines are sampled to one a second per event (error-handler.ts), and
+  // each case must see its own.
   let app: TestApp;
   const fault: { make: ((blobId: string) => Error) | null; asked: string[] } = { make: null, asked: [] };
 
-  beforeAll(async () => {
+  beforeEach(async () => {
     app = await startTestApp({ wrapStore: (store) => failingReads(store, fault) });
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await app.close();
   });
 
