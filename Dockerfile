@@ -10,14 +10,21 @@ FROM node:22-bookworm-slim AS build
 # up older ones: docker images --filter dangling=true --filter label=io.cinderbox.stage=build
 LABEL io.cinderbox.stage=build
 WORKDIR /app
+# A C compiler for scrypt's core (native/scrypt.c -> build/scrypt.node, docs/DECISIONS.md); only the
+# compiled addon goes on to the runtime stage.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would build before the sources are here; the build runs below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY native ./native
 COPY app ./app
 COPY workers ./workers
 COPY scripts ./scripts
-RUN npm run build
+RUN npm run build \
+ && test -f build/scrypt.node
 
 # --- runtime: production dependencies, compiled code, wordlist, pages and Lua scripts only ----------
 FROM node:22-bookworm-slim AS runtime
@@ -33,10 +40,7 @@ ENV HOST=0.0.0.0 \
     STORAGE_PATH=/data/uploads \
     TEMP_PATH=/data/temp
 # Runtime tuning, measured in docs/BENCHMARKS.md: glibc's per-thread malloc arenas and its rising mmap
-# threshold (scrypt allocates 16 MiB per derivation on libuv threads; once one is freed, glibc keeps
-# the next ones in its heap) and V8's young generation were most of the API's peak RSS. Huge pages
-# for glibc's mappings (used where the host's transparent_hugepage is `madvise` or `always`) give
-# back most of what mapping 16 MiB afresh per derivation costs: scrypt 44 → 37 ms here. compose.yaml
+# threshold and V8's young generation were most of the API's peak RSS. compose.yaml
 # starts the API and worker with the rest of V8's flags (app/shared/heap.ts: NODE_OPTIONS refuses
 # --heap-growing-percent).
 ENV MALLOC_ARENA_MAX=2 \
@@ -53,6 +57,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
 # bench and the doc generators in dist/scripts stay out of the image.
 COPY --from=build /app/dist/app ./dist/app
 COPY --from=build /app/dist/workers ./dist/workers
+COPY --from=build /app/build/scrypt.node ./build/
 COPY --from=build /app/dist/scripts/healthcheck.js ./dist/scripts/
 # The admin command: docker compose exec api node dist/scripts/admin.js doctor (docs/OPERATIONS.md).
 COPY --from=build /app/dist/scripts/admin.js ./dist/scripts/

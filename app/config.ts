@@ -358,7 +358,7 @@ export const VARIABLES = {
     '4',
     `words in a passphrase (uploads may ask for up to ${KEY_WORDS.max})`,
   ),
-  KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 40 ms here; see docs/FORMAT.md)'),
+  KDF_COST: variable('kdfCostLog2', kdfCost, '14', 'scrypt cost as log2 N (14 = 16384, about 30 ms here; see docs/FORMAT.md)'),
   KDF_CONCURRENCY: variable(
     'kdfConcurrency',
     positiveInt,

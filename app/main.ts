@@ -7,6 +7,7 @@ import { installShutdown } from './shared/shutdown.js';
 import { configureServerTimeouts } from './http/timeouts.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { storeFromConfig } from './blobs/store-from-config.js';
+import { scryptEngine } from './crypto/scrypt.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
@@ -54,7 +55,13 @@ if (config.metricsEnabled && config.metricsToken === undefined && config.nodeEnv
     hint: 'anyone who reaches /metrics reads it: set METRICS_TOKEN, or keep /metrics off the public proxy',
   });
 server.listen(config.port, config.host, () => {
-  log.info('api_started', { port: config.port, host: config.host, version: VERSION, max_file_size: config.maxFileSize });
+  log.info('api_started', {
+    port: config.port,
+    host: config.host,
+    version: VERSION,
+    max_file_size: config.maxFileSize,
+    kdf_engine: scryptEngine,
+  });
   // Pre-derived upload keys, refilled only while the KDF would otherwise idle (SPEC §10.5).
   pool?.start();
 });

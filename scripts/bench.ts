@@ -19,7 +19,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_KDF_CONCURRENCY, DEFAULT_SCRYPT_COST_LOG2 } from '../app/crypto/keys.js';
 import { percentile, request, runLoad, streamDownload, streamMultipartUpload, streamUpload, type LoadStats } from './bench/client.js';
-import { apiSettingsCeiling, benchKdf as benchKdfOf, measureCeiling } from './bench/kdf-ceiling.js';
+import { apiSettingsCeiling, benchKdf as benchKdfOf, measureCeiling, opensslBenchKdf } from './bench/kdf-ceiling.js';
+import { scryptEngine } from '../app/crypto/scrypt.js';
 import { aesGcm, disk, loopback, MiB, type LoopbackResult } from './bench/limits.js';
 import { S3RVER_CREDENTIALS, startS3rver, type S3rver } from './bench/s3rver.js';
 import { freePort, memory, resetPeak, startStack, type Stack } from './bench/stack.js';
@@ -100,14 +101,20 @@ async function kdfInProcess(): Promise<KdfResults> {
   // disk limit's writeback runs just before), so a drift of the machine's speed moves both alike:
   // their ratio is what those settings cost the KDF.
   const apiSettings = apiSettingsCeiling({ ...ceilingPlan(), secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency });
+  // node:crypto's scrypt too, in the same turns: what the native engine gains (docs/DECISIONS.md).
+  const openssl = opensslBenchKdf({ secret: SECRET, costLog2: kdfCost, concurrency: kdfConcurrency });
+  await openssl.derive('warm up the pool', KDF_CLIENT);
   const own: number[] = [];
   const api: number[] = [];
+  const viaOpenssl: number[] = [];
   try {
     for (let i = 0; i < 3; i++) {
       await untilQuiet();
       own.push(await kdfCeilingNow());
       await untilQuiet();
       api.push(await apiSettings.measure());
+      await untilQuiet();
+      viaOpenssl.push(await measureCeiling(openssl, ceilingPlan()));
     }
   } finally {
     apiSettings.close();
@@ -117,6 +124,7 @@ async function kdfInProcess(): Promise<KdfResults> {
     msMean: times.reduce((a, b) => a + b, 0) / times.length,
     perSecond: median(own),
     apiSettingsPerSecond: median(api),
+    opensslPerSecond: median(viaOpenssl),
   };
 }
 
@@ -127,6 +135,8 @@ interface KdfResults {
   perSecond: number;
   /** The same, measured alternately with it, in a process with the API's glibc settings (API_MALLOC_ENV). */
   apiSettingsPerSecond: number;
+  /** The ceiling of node:crypto's scrypt in this process, measured in the same turns. */
+  opensslPerSecond: number;
 }
 
 const KDF_CLIENT = { client: 'bench', aggregate: 'bench' };
@@ -794,12 +804,18 @@ function report(
 
   const kdfCeiling = kdf.perSecond;
   add(
-    `KDF (scrypt 2^${kdfCost}) in-process`,
+    `KDF (scrypt 2^${kdfCost}, ${scryptEngine} engine) in-process`,
     `${r1(kdf.msMedian)} ms alone`,
     `ceiling ${r1(kdfCeiling)} derivations/s (${kdfConcurrency} at once; ${r1((kdfConcurrency * 1000) / kdf.msMedian)}/s if they did not share the memory bus)`,
   );
-  // The ratios below are against the ceiling with glibc's defaults; the API returns scrypt's memory
-  // after each derivation (the 150 MiB bound), and this row says what that costs the KDF alone.
+  add(
+    `KDF ceiling of node:crypto's scrypt (OpenSSL) in-process, for comparison`,
+    `${r1(kdf.opensslPerSecond)} derivations/s`,
+    `${scryptEngine} engine ${r1(kdf.perSecond)}/s (what the API runs, and every ratio below is against); three 2 s measurements of each, in turns, medians`,
+    pct(kdf.opensslPerSecond / kdf.perSecond),
+  );
+  // The ratios below are against the ceiling with glibc's defaults; this row says what the API's
+  // glibc settings (the 150 MiB bound) cost the KDF alone.
   const settingsFactor = kdf.apiSettingsPerSecond / kdf.perSecond;
   add(
     `KDF ceiling with the API's glibc settings (own process)`,

@@ -3,25 +3,26 @@
  * and KEK; the KEK wraps each file's random data key; the data key encrypts the payload (stream.ts)
  * and the metadata. All functions are deterministic given their inputs; randomness is injectable.
  */
-import { createHash, randomBytes, scrypt } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { integrityCheckFailed } from './crypto.errors.js';
 import { KEY_LENGTH, NONCE_LENGTH, hkdf, open, seal } from './envelope.js';
+import { scrypt } from './scrypt.js';
 import { DATA_KEY_LENGTH } from './stream.js';
 
 // The metadata moved to its own module (version 2 padding); callers keep importing it from here.
 export { decryptMetadata, encryptMetadata, type FileEntry, type FileMetadata } from './metadata.js';
 
-/** log2 N. Measured in docs/FORMAT.md: 2^14 is ~39 ms here, 2^15 already ~97 ms. */
+/** log2 N. Measured in docs/FORMAT.md: 2^14 is ~29 ms here (node:crypto's ~39 ms), 2^15 twice that. */
 export const DEFAULT_SCRYPT_COST_LOG2 = 14;
 /** One scrypt per core on the 2-core host; the libuv pool (4 threads) keeps room for fs and dns. */
 export const DEFAULT_KDF_CONCURRENCY = 2;
-/** With 2 running at ~40 ms each, 256 waiting is ~5 s of work (a burst of 50 clients waits ~1 s); beyond that, 503 at once. */
+/** With 2 running at ~30 ms each, 256 waiting is ~4 s of work (a burst of 50 clients waits ~1 s); beyond that, 503 at once. */
 export const DEFAULT_KDF_MAX_QUEUE = 256;
 export const MIN_SCRYPT_COST_LOG2 = 10;
 export const MAX_SCRYPT_COST_LOG2 = 20;
 
-const SCRYPT_R = 8;
-const SCRYPT_P = 1;
+/** scrypt's block size (r); p is 1. */
+export const SCRYPT_R = 8;
 /** The envelope version of a wrapped data key (record or resume). */
 const WRAP_VERSION = 1;
 const SCRYPT_SALT_PREFIX = 'cinderbox scrypt v1';
@@ -44,12 +45,7 @@ function scryptAsync(passphrase: string, salt: Buffer, costLog2: number): Promis
   if (!Number.isInteger(costLog2) || costLog2 < MIN_SCRYPT_COST_LOG2 || costLog2 > MAX_SCRYPT_COST_LOG2) {
     throw new RangeError(`scrypt cost must be log2 N in ${MIN_SCRYPT_COST_LOG2}..${MAX_SCRYPT_COST_LOG2}`);
   }
-  const N = 2 ** costLog2;
-  // scrypt needs 128·N·r bytes; Node's default maxmem (32 MiB) refuses N ≥ 2^15 at r = 8.
-  const maxmem = 2 * 128 * N * SCRYPT_R;
-  return new Promise((resolve, reject) => {
-    scrypt(passphrase, salt, KEY_LENGTH, { N, r: SCRYPT_R, p: SCRYPT_P, maxmem }, (error, key) => (error ? reject(error) : resolve(key)));
-  });
+  return scrypt(passphrase, salt, { costLog2, r: SCRYPT_R, length: KEY_LENGTH });
 }
 
 /** The async scrypt runs on the libuv pool; call it through the KDF (app/kdf/kdf.ts) so the pool cannot be flooded. */

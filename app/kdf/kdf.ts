@@ -12,6 +12,7 @@ import {
   MIN_SCRYPT_COST_LOG2,
   type DerivedKeys,
 } from '../crypto/keys.js';
+import { releaseScryptMemory } from '../crypto/scrypt.js';
 import { createFairScheduler, type FairSchedulerStats, type Requester } from './fair-scheduler.js';
 
 export type DeriveKeys = (options: { passphrase: string; secret: Buffer | string; costLog2: number }) => Promise<DerivedKeys>;
@@ -30,6 +31,8 @@ interface KdfOptions {
   maxQueuedPerAggregate?: number;
   /** Tests inject a fake; the default is scrypt on the libuv pool. */
   deriveKeys?: DeriveKeys;
+  /** Called whenever the KDF idles; the default unmaps the memory scrypt keeps while busy (app/crypto/scrypt.ts). */
+  releaseMemory?: () => void;
 }
 
 export interface KdfStats extends FairSchedulerStats {
@@ -60,10 +63,30 @@ export function createKdf(options: KdfOptions): Kdf {
     maxPerClient: options.maxPerClient,
     maxQueuedPerAggregate: options.maxQueuedPerAggregate,
   });
+  // scrypt keeps its memory from one derivation to the next while the KDF is busy; it is given back
+  // when none runs after the current callbacks (the scheduler starts a queued derivation as soon as
+  // one ends, so a queue never sees it go), at once for a lone lookup.
+  const releaseMemory = options.releaseMemory ?? releaseScryptMemory;
+  let running = 0;
+  let pendingRelease: NodeJS.Immediate | undefined;
+  const releaseWhenIdle = () => {
+    pendingRelease = undefined;
+    if (running === 0) releaseMemory();
+  };
   // An empty passphrase is a caller's bug: refuse it before it takes a place in the queue.
   const task = (passphrase: string) => {
     if (passphrase.length === 0) throw new RangeError('passphrase must not be empty');
-    return () => derive({ passphrase, secret, costLog2 });
+    return async () => {
+      running += 1;
+      if (pendingRelease) clearImmediate(pendingRelease);
+      pendingRelease = undefined;
+      try {
+        return await derive({ passphrase, secret, costLog2 });
+      } finally {
+        running -= 1;
+        if (running === 0) pendingRelease = setImmediate(releaseWhenIdle);
+      }
+    };
   };
 
   return {

@@ -31,10 +31,13 @@ export const API_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percen
 
 /**
  * glibc's settings for the API process (scripts/start.ts; the Dockerfile sets the same), measured in
- * docs/BENCHMARKS.md: fewer malloc arenas for the scrypt threads, a fixed mmap threshold so each
- * derivation's 16 MiB goes back to the system when freed (glibc otherwise raises the threshold after
- * the first free and keeps the next ones in its heap), and transparent huge pages for those mappings
- * (4,096 page faults per derivation made scrypt 28 % slower; eight 2 MiB faults cost about 6 %).
+ * docs/BENCHMARKS.md: fewer malloc arenas for libuv's threads, a fixed mmap threshold so that large
+ * buffers go back to the system when freed (glibc otherwise raises the threshold after the first free
+ * and keeps the next ones in its heap), and transparent huge pages for glibc's mappings. They were
+ * chosen for node:crypto's scrypt, which allocates 16 MiB per derivation (4,096 page faults per
+ * derivation made it 28 % slower; eight 2 MiB faults about 6 %); the native engine
+ * (app/crypto/scrypt.ts) maps and advises its own memory, and the settings stay for the fallback
+ * engine and for the heap (without huge pages the highest phase measured within noise).
  */
 export const API_MALLOC_ENV = {
   MALLOC_ARENA_MAX: '2',

@@ -2,6 +2,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { API_MALLOC_ENV } from '../../app/shared/heap.js';
 import { createKdf } from '../../app/kdf/kdf.js';
+import { KEY_LENGTH } from '../../app/crypto/envelope.js';
+import { SCRYPT_R, scryptSalt } from '../../app/crypto/keys.js';
+import { opensslScryptAsync } from '../../app/crypto/scrypt.js';
 
 /** What a ceiling measurement needs: the KDF's settings and how much work to time. */
 export interface CeilingPlan {
@@ -30,10 +33,27 @@ export function benchKdf(plan: Pick<CeilingPlan, 'secret' | 'costLog2' | 'concur
 }
 
 /**
+ * The same KDF on node:crypto's scrypt (OpenSSL's), the engine before native/scrypt.c: the bench
+ * reports its ceiling beside the API's engine's, for comparison only.
+ */
+export function opensslBenchKdf(plan: Pick<CeilingPlan, 'secret' | 'costLog2' | 'concurrency'>) {
+  return createKdf({
+    secret: plan.secret,
+    costLog2: plan.costLog2,
+    concurrency: plan.concurrency,
+    maxPerClient: 1_000,
+    deriveKeys: async ({ passphrase, secret, costLog2 }) => {
+      const master = await opensslScryptAsync(passphrase, scryptSalt(secret), { costLog2, r: SCRYPT_R, length: KEY_LENGTH });
+      return { lookupId: master.toString('hex'), kek: master };
+    },
+  });
+}
+
+/**
  * The same measurement in a process of its own that runs with the API's glibc settings
- * (API_MALLOC_ENV): there each derivation maps and zero-fills its 16 MiB afresh, as in the API,
- * where the bench's own process (glibc's defaults) reuses them. The pair says how much of the
- * ceiling the API's memory settings cost.
+ * (API_MALLOC_ENV). With node:crypto's scrypt each derivation mapped and zero-filled its 16 MiB
+ * afresh there, where the bench's own process (glibc's defaults) reused them; the native engine
+ * keeps its own mappings either way. The pair says how much of the ceiling those settings cost.
  */
 export function apiSettingsCeiling(plan: CeilingPlan): { measure(): Promise<number>; close(): void } {
   const child: ChildProcess = fork(fileURLToPath(import.meta.url), ['--child'], {

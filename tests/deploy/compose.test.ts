@@ -309,7 +309,13 @@ describe.skipIf(!probe.available)(title, () => {
     expect(await ls('dist/scripts')).toEqual(scripts);
     const modules = await ls('node_modules');
     expect(modules).toContain('express');
-    for (const dev of ['typescript', 'vitest', 'tsx', 'eslint']) expect(modules, `${dev} is a dev dependency`).not.toContain(dev);
+    for (const dev of ['typescript', 'vitest', 'tsx', 'eslint', 'node-api-headers'])
+      expect(modules, `${dev} is a dev dependency`).not.toContain(dev);
+    // scrypt's native core was compiled in the build stage; the runtime stage has the addon, no compiler.
+    expect(await ls('build')).toEqual(['scrypt.node']);
+    expect((await exec('api', ['sh', '-c', 'command -v cc gcc || echo none'])).stdout.trim()).toBe('none');
+    const started = (await docker(['logs', ids.api!])).stdout.split('\n').find((line) => line.includes('"event":"api_started"'));
+    expect(JSON.parse(started ?? '{}')).toMatchObject({ kdf_engine: 'native' });
     // The admin command runs in the image against the stack's Valkey, as OPERATIONS.md shows.
     const stats = await exec('api', ['node', 'dist/scripts/admin.js', 'stats', '--json']);
     expect(stats.code, tail(stats.stderr)).toBe(0);

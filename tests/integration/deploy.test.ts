@@ -356,11 +356,15 @@ describe('the image, reproduced without Docker', () => {
       expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
       const copied = await run(process.execPath, ['scripts/copy-assets.mjs', buildStageDist], { cwd: ROOT, env: baseEnv });
       expect(copied.code, copied.stderr).toBe(0);
+      const native = await run(process.execPath, ['scripts/build-native.mjs', path.join(buildStage, 'build')], { cwd: ROOT, env: baseEnv });
+      expect(native.code, native.stderr).toBe(0);
       const fromBuild = copiesFromBuild(runtime);
-      expect(fromBuild.map((c) => c.source)).toEqual(expect.arrayContaining(['/app/dist/app', '/app/dist/workers']));
+      expect(fromBuild.map((c) => c.source)).toEqual(
+        expect.arrayContaining(['/app/dist/app', '/app/dist/workers', '/app/build/scrypt.node']),
+      );
       for (const { source, target } of fromBuild) {
-        expect(source.startsWith('/app/dist/'), source).toBe(true);
-        const from = path.join(buildStageDist, path.posix.relative('/app/dist', source));
+        expect(/^\/app\/(dist|build)\//.test(source), source).toBe(true);
+        const from = path.join(buildStage, path.posix.relative('/app', source));
         expect(existsSync(from), `COPY --from=build ${source}: the build does not emit it`).toBe(true);
         await cp(from, target.endsWith('/') ? path.join(dir, target, path.basename(source)) : path.join(dir, target), { recursive: true });
       }
@@ -397,7 +401,8 @@ describe('the image, reproduced without Docker', () => {
       const worker = start(['node', 'dist/workers/main.js'], dir, { ...env, WORKER_HEALTH_FILE: healthFile });
       procs.push(worker);
       const started = await api.waitForEvent('api_started');
-      expect(started).toMatchObject({ service: 'api', port, version: expect.any(String) });
+      // The addon the image copies from the build stage is found from dist/ (the native scrypt engine).
+      expect(started).toMatchObject({ service: 'api', port, version: expect.any(String), kdf_engine: 'native' });
       await worker.waitForEvent('worker_started');
 
       // The image's HEALTHCHECK, with only PORT, against the running API.

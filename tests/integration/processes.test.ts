@@ -129,7 +129,8 @@ describe('the processes', () => {
         TEMP_PATH: path.join(dir, 'temp'),
         CINDERBOX_SECRET: 'launcher-test-secret-0123456789abcdefghij',
       });
-      await launcher.waitForEvent('api_started');
+      // The compiled API finds the addon from dist/ (the sources' tests find it from app/).
+      expect((await launcher.waitForEvent('api_started')).kdf_engine).toBe('native');
       await launcher.waitForEvent('worker_started');
       const health = await fetch(`http://127.0.0.1:${port}/health`);
       expect(health.status).toBe(200);

@@ -140,4 +140,30 @@ describe('createKdf', () => {
     expect(() => createKdf({ secret: SECRET, costLog2: 14.5 })).toThrow(RangeError);
     expect(() => createKdf({ secret: SECRET, concurrency: 0 })).toThrow(RangeError);
   });
+
+  it("gives scrypt's memory back only when no derivation runs or waits, not between queued ones", async () => {
+    const { calls, derive } = fakeDerive();
+    let releases = 0;
+    const kdf = createKdf({ secret: SECRET, concurrency: 1, maxPerClient: 3, deriveKeys: derive, releaseMemory: () => (releases += 1) });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const results = ['a', 'b', 'c'].map((p) => kdf.derive(`${PASSPHRASE}-${p}`, alice));
+    calls[0]!.finish();
+    await results[0];
+    await turn();
+    expect(calls).toHaveLength(2);
+    expect(releases).toBe(0);
+    calls[1]!.fail(new Error('boom'));
+    await expect(results[1]).rejects.toThrow('boom');
+    await turn();
+    expect(releases).toBe(0);
+    calls[2]!.finish();
+    await results[2];
+    await turn();
+    expect(releases).toBe(1);
+    const lone = kdf.derive(PASSPHRASE, bob);
+    calls[3]!.finish();
+    await lone;
+    await turn();
+    expect(releases).toBe(2);
+  });
 });
