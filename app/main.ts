@@ -7,7 +7,7 @@ import { installShutdown } from './shared/shutdown.js';
 import { configureServerTimeouts } from './http/timeouts.js';
 import type { BlobStore } from './blobs/blob-store.js';
 import { storeFromConfig } from './blobs/store-from-config.js';
-import { scryptEngine } from './crypto/scrypt.js';
+import { scryptEngine, scryptEngineProblem } from './crypto/scrypt.js';
 
 // The only file of the API that reads process.env, listens and wires signals (STYLE §2).
 const config = await loadRuntimeConfig(process.env, 'api');
@@ -55,6 +55,7 @@ if (config.metricsEnabled && config.metricsToken === undefined && config.nodeEnv
     hint: 'anyone who reaches /metrics reads it: set METRICS_TOKEN, or keep /metrics off the public proxy',
   });
 server.listen(config.port, config.host, () => {
+  if (scryptEngineProblem) log.warn('kdf_engine_unavailable', { error: scryptEngineProblem });
   log.info('api_started', {
     port: config.port,
     host: config.host,

@@ -14,7 +14,9 @@
  *
  * Secrets: a mapping holds a derivation's whole state (enough to finish it without the passphrase),
  * so it is zeroed with explicit_bzero before it goes back on the list, as OpenSSL cleanses its own;
- * MADV_DONTDUMP keeps it out of core dumps. The block buffer is the caller's; the caller wipes it.
+ * MADV_DONTDUMP keeps it out of core dumps. The job mixes its own copy of the caller's block (so
+ * nothing the caller does to its Buffer meanwhile can be written through), wipes it after, and
+ * overwrites the stack the mixing used; the caller wipes its Buffer.
  */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -25,8 +27,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Mappings kept for reuse: at most one per derivation that can run at once (KDF_CONCURRENCY ≤ 1023). */
-#define MAX_KEPT 16
+/* Mappings kept for reuse: never more than ran at once (KDF_CONCURRENCY ≤ 1023, libuv's pool). */
+#define MAX_KEPT 1024
+#define MAX_R 16
+#define MAX_LOG2N 20
 #define ROTL(a, b) (((a) << (b)) | ((a) >> (32 - (b))))
 
 /* Salsa20/8 core, in place on 16 little-endian words (RFC 7914 §3). */
@@ -63,6 +67,14 @@ static void block_mix(const uint32_t *in, uint32_t *out, size_t r) {
     salsa20_8(x);
     memcpy(&out[((i & 1) * r + (i >> 1)) * 16], x, sizeof x);
   }
+  explicit_bzero(x, sizeof x);
+}
+
+/* Overwrites the stack below the caller's frame, where ROMix's frames held state (as libgcrypt's burn_stack). */
+static __attribute__((noinline)) void burn_stack(void) {
+  uint8_t scratch[4096];
+  explicit_bzero(scratch, sizeof scratch);
+  __asm__ __volatile__("" : : "r"(scratch) : "memory");
 }
 
 static inline void xor_into(uint32_t *dst, const uint32_t *src, size_t words) {
@@ -125,8 +137,12 @@ static void *take_memory(size_t size) {
     return NULL;
   }
   /* Advice only: transparent huge pages where the host allows them (eight faults, not 4,096). */
+#ifdef MADV_HUGEPAGE
   madvise(memory, size, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_DONTDUMP
   madvise(memory, size, MADV_DONTDUMP);
+#endif
   return memory;
 }
 
@@ -150,10 +166,12 @@ typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   napi_ref block_ref;
-  uint8_t *block;
+  /* Where the caller's block was when the job started; it is written back only if it is still there. */
+  void *caller_data;
   size_t r;
   uint64_t n;
   int out_of_memory;
+  uint8_t block[128 * MAX_R];
 } job_t;
 
 static void execute(napi_env env, void *data) {
@@ -167,55 +185,104 @@ static void execute(napi_env env, void *data) {
   }
   romix(job->block, job->r, job->n, memory);
   give_back(memory, size);
+  burn_stack();
+}
+
+static void free_job(napi_env env, job_t *job) {
+  if (job->block_ref) napi_delete_reference(env, job->block_ref);
+  if (job->work) napi_delete_async_work(env, job->work);
+  explicit_bzero(job->block, sizeof job->block);
+  free(job);
+}
+
+static void reject(napi_env env, napi_deferred deferred, const char *text) {
+  napi_value message, error;
+  if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message) == napi_ok &&
+      napi_create_error(env, NULL, message, &error) == napi_ok)
+    napi_reject_deferred(env, deferred, error);
+}
+
+/* The block of a Uint8Array (a Buffer), or NULL when `value` is anything else. */
+static uint8_t *uint8_data(napi_env env, napi_value value, size_t *length) {
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  void *data = NULL;
+  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, value, &type, length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return NULL;
+  return data;
 }
 
 static void complete(napi_env env, napi_status status, void *data) {
   job_t *job = data;
-  if (status == napi_ok && !job->out_of_memory) {
+  napi_value block;
+  size_t length = 0;
+  uint8_t *now = NULL;
+  if (napi_get_reference_value(env, job->block_ref, &block) == napi_ok && block) now = uint8_data(env, block, &length);
+  if (status != napi_ok) {
+    reject(env, job->deferred, "scrypt: cancelled");
+  } else if (job->out_of_memory) {
+    reject(env, job->deferred, "scrypt: cannot map its memory");
+  } else if (now != job->caller_data || length != 128 * job->r) {
+    reject(env, job->deferred, "scrypt: the block's memory changed while it was mixed");
+  } else {
     napi_value undefined;
+    memcpy(now, job->block, length);
     napi_get_undefined(env, &undefined);
     napi_resolve_deferred(env, job->deferred, undefined);
-  } else {
-    napi_value message, error;
-    napi_create_string_utf8(env, job->out_of_memory ? "scrypt: cannot map its memory" : "scrypt: cancelled", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, NULL, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
   }
-  napi_delete_reference(env, job->block_ref);
-  napi_delete_async_work(env, job->work);
-  free(job);
+  free_job(env, job);
 }
 
-/* romix(block: Buffer of 128·r bytes, mixed in place, log2N: 1..20, r: 1..16): Promise<void>, on libuv's pool. At most 2 GiB. */
+/* A whole number in [low, high] from a JS number, or -1. */
+static int64_t whole(napi_env env, napi_value value, int64_t low, int64_t high) {
+  double number = 0;
+  if (napi_get_value_double(env, value, &number) != napi_ok || number != (double)(int64_t)number) return -1;
+  return number < (double)low || number > (double)high ? -1 : (int64_t)number;
+}
+
+/*
+ * romix(block: Buffer of 128·r bytes, mixed in place, log2N: 1..20, r: 1..16, N < 2^(16·r)):
+ * Promise<void>, run on libuv's pool. At most 2 GiB + 4 KiB of memory.
+ */
 static napi_value js_romix(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  void *data = NULL;
   size_t length = 0;
-  uint32_t log2n = 0, r = 0;
-  bool is_buffer = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3 ||
-      napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
-      napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok ||
-      napi_get_value_uint32(env, argv[1], &log2n) != napi_ok || napi_get_value_uint32(env, argv[2], &r) != napi_ok ||
-      log2n < 1 || log2n > 20 || r < 1 || r > 16 || length != 128 * (size_t)r) {
-    napi_throw_range_error(env, NULL, "romix(block, log2N, r): block must be a Buffer of 128·r bytes, log2N 1..20, r 1..16");
+  uint8_t *data = NULL;
+  int64_t log2n = -1, r = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == 3) {
+    data = uint8_data(env, argv[0], &length);
+    log2n = whole(env, argv[1], 1, MAX_LOG2N);
+    r = whole(env, argv[2], 1, MAX_R);
+  }
+  /* RFC 7914 §2: N must be less than 2^(128·r/8). */
+  if (!data || log2n < 0 || r < 0 || log2n >= 16 * r || length != 128 * (size_t)r) {
+    napi_throw_range_error(env, NULL, "romix(block, log2N, r): block must be a Uint8Array of 128·r bytes, log2N 1..20 below 16·r, r 1..16");
     return NULL;
   }
   job_t *job = calloc(1, sizeof *job);
-  napi_value promise, name;
   if (!job) {
     napi_throw_error(env, NULL, "scrypt: out of memory");
     return NULL;
   }
-  job->block = data;
-  job->r = r;
+  job->caller_data = data;
+  job->r = (size_t)r;
   job->n = (uint64_t)1 << log2n;
-  napi_create_reference(env, argv[0], 1, &job->block_ref);
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "cinderbox:scrypt", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
+  memcpy(job->block, data, length);
+  napi_value promise, name;
+  if (napi_create_reference(env, argv[0], 1, &job->block_ref) != napi_ok ||
+      napi_create_string_utf8(env, "cinderbox:scrypt", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) != napi_ok ||
+      napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
+    free_job(env, job);
+    napi_throw_error(env, NULL, "scrypt: cannot start");
+    return NULL;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    reject(env, job->deferred, "scrypt: cannot start");
+    free_job(env, job);
+  }
   return promise;
 }
 

@@ -56,7 +56,11 @@ export async function deriveKeys(options: { passphrase: string; secret: Buffer |
 async function deriveWithSalt(passphrase: string, salt: Buffer, costLog2: number): Promise<DerivedKeys> {
   if (passphrase.length === 0) throw new RangeError('passphrase must not be empty');
   const master = await scryptAsync(passphrase, salt, costLog2);
-  return { lookupId: hkdf(master, LOOKUP_INFO).toString('hex'), kek: hkdf(master, KEK_INFO) };
+  try {
+    return { lookupId: hkdf(master, LOOKUP_INFO).toString('hex'), kek: hkdf(master, KEK_INFO) };
+  } finally {
+    master.fill(0);
+  }
 }
 
 export function generateDataKey(): Buffer {

@@ -7,6 +7,7 @@
 import { pbkdf2Sync, scrypt as opensslScrypt } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface ScryptParams {
@@ -24,26 +25,43 @@ interface NativeScrypt {
 }
 
 /**
- * build/scrypt.node at the package's root: two levels above this module in the sources
- * (app/crypto/), three in the compiled code (dist/app/crypto/).
+ * build/scrypt.node at the package's root (the directory with package.json): two levels above this
+ * module in the sources (app/crypto/), three in the compiled code (dist/app/crypto/). An addon that
+ * is there but does not load (built for another machine) leaves the fallback and says why.
  */
-function loadNative(): NativeScrypt | null {
+function loadNative(): { native: NativeScrypt | null; problem: string | null } {
   const require = createRequire(import.meta.url);
   for (const up of ['../../', '../../../']) {
-    const file = fileURLToPath(new URL(`${up}build/scrypt.node`, import.meta.url));
-    if (existsSync(file)) return require(file) as NativeScrypt;
+    const root = fileURLToPath(new URL(up, import.meta.url));
+    const file = path.join(root, 'build', 'scrypt.node');
+    if (!existsSync(path.join(root, 'package.json')) || !existsSync(file)) continue;
+    try {
+      return { native: require(file) as NativeScrypt, problem: null };
+    } catch (error) {
+      return { native: null, problem: error instanceof Error ? error.message : String(error) };
+    }
   }
-  return null;
+  return { native: null, problem: null };
 }
 
-const native = loadNative();
+const { native, problem } = loadNative();
 
 /** `native` (native/scrypt.c) or `openssl` (node:crypto); the API's start line names it. */
 export const scryptEngine: 'native' | 'openssl' = native ? 'native' : 'openssl';
+/** Why build/scrypt.node did not load where it exists (the API logs it); null otherwise. */
+export const scryptEngineProblem: string | null = problem;
 
-/** scrypt with p = 1, on libuv's pool. The password is used as UTF-8, as node:crypto does. */
+const whole = (n: number, low: number, high: number) => Number.isInteger(n) && n >= low && n <= high;
+
+/**
+ * scrypt with p = 1, on libuv's pool. The password is used as UTF-8, as node:crypto does. Both
+ * engines take the same parameters: log2 N 1..20 and below 16·r (RFC 7914 §2), r 1..16.
+ */
 export async function scrypt(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   const { costLog2, r, length } = params;
+  if (!whole(costLog2, 1, 20) || !whole(r, 1, 16) || costLog2 >= 16 * r || !whole(length, 1, 1024)) {
+    throw new RangeError('scrypt: log2 N must be a whole number 1..20 below 16·r, r 1..16, length 1..1024');
+  }
   if (!native) return opensslScryptAsync(password, salt, params);
   // B = PBKDF2(P, S, 1, 128·r); B = ROMix(B); DK = PBKDF2(P, B, 1, dkLen). The PBKDF2s are a few
   // dozen microseconds on this thread; the block is the whole state, so it is wiped after.

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { opensslScryptAsync, releaseScryptMemory, scrypt, scryptEngine, scryptMemoryStats } from '../../app/crypto/scrypt.js';
 import { deriveKeys } from '../../app/crypto/keys.js';
@@ -10,6 +11,14 @@ describe('scrypt (native/scrypt.c)', () => {
   // `npm run build` compiles it wherever a C compiler is; the README's test command installs one.
   it('is the native engine here', () => {
     expect(scryptEngine).toBe('native');
+  });
+
+  it("gives RFC 7914 §12's first vector (empty password and salt, N = 16, r = 1, p = 1)", async () => {
+    const key = await scrypt('', Buffer.alloc(0), { costLog2: 4, r: 1, length: 64 });
+    expect(key.toString('hex')).toBe(
+      '77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442' +
+        'fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906',
+    );
   });
 
   it('gives RFC 7914 §12 vector for N = 16384, r = 8, p = 1', async () => {
@@ -36,10 +45,34 @@ describe('scrypt (native/scrypt.c)', () => {
     }
   });
 
-  it('refuses parameters outside its bounds, with a RangeError', async () => {
-    await expect(scrypt('pw', Buffer.from('salt'), { costLog2: 21, r: 8, length: 32 })).rejects.toThrow(RangeError);
-    await expect(scrypt('pw', Buffer.from('salt'), { costLog2: 0, r: 8, length: 32 })).rejects.toThrow(RangeError);
-    await expect(scrypt('pw', Buffer.from('salt'), { costLog2: 10, r: 17, length: 32 })).rejects.toThrow(RangeError);
+  it('refuses parameters outside its bounds, with a RangeError, before either engine runs', async () => {
+    for (const params of [
+      { costLog2: 21, r: 8, length: 32 },
+      { costLog2: 0, r: 8, length: 32 },
+      { costLog2: 10.5, r: 8, length: 32 },
+      { costLog2: 10, r: 17, length: 32 },
+      { costLog2: 16, r: 1, length: 32 }, // N must be below 2^(16·r) (RFC 7914 §2)
+      { costLog2: 10, r: 8, length: 0 },
+    ])
+      await expect(scrypt('pw', Buffer.from('salt'), params), JSON.stringify(params)).rejects.toThrow(RangeError);
+  });
+
+  it('checks its own arguments too, and writes no result into memory its block no longer owns', async () => {
+    const addon = createRequire(import.meta.url)('../../build/scrypt.node') as {
+      romix(block: unknown, log2N: unknown, r: unknown): Promise<void>;
+    };
+    expect(() => addon.romix(new Float64Array(16), 4, 1)).toThrow(RangeError);
+    expect(() => addon.romix(new Uint8Array(128), 4.5, 1)).toThrow(RangeError);
+    expect(() => addon.romix(new Uint8Array(128), 2 ** 32 + 4, 1)).toThrow(RangeError);
+    expect(() => addon.romix(new Uint8Array(128), 16, 1)).toThrow(RangeError);
+    expect(() => addon.romix(new Uint8Array(127), 4, 1)).toThrow(RangeError);
+    // The caller gives its block's memory away while the job runs: the job mixed its own copy and
+    // refuses to write back, instead of writing into memory that now belongs to someone else.
+    const block = new Uint8Array(128 * 8).fill(7);
+    const running = addon.romix(block, 14, 8);
+    const moved = structuredClone(block.buffer, { transfer: [block.buffer] });
+    await expect(running).rejects.toThrow('changed');
+    expect(new Uint8Array(moved).every((byte) => byte === 7)).toBe(true);
   });
 
   it('reuses one mapping across a queue of derivations and unmaps it when the KDF idles', async () => {
