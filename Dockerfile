@@ -40,12 +40,11 @@ ENV HOST=0.0.0.0 \
     STORAGE_PATH=/data/uploads \
     TEMP_PATH=/data/temp
 # Runtime tuning, measured in docs/BENCHMARKS.md: glibc's per-thread malloc arenas and its rising mmap
-# threshold and V8's young generation were most of the API's peak RSS. compose.yaml
+# threshold and V8's young generation were most of the API's peak RSS (app/shared/heap.ts). compose.yaml
 # starts the API and worker with the rest of V8's flags (app/shared/heap.ts: NODE_OPTIONS refuses
 # --heap-growing-percent).
 ENV MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=1048576 \
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     NODE_OPTIONS=--max-semi-space-size=2
 WORKDIR /app
 COPY package.json package-lock.json ./

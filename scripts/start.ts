@@ -66,8 +66,8 @@ process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
 // Memory tuning measured in docs/BENCHMARKS.md (the image sets the same), from app/shared/heap.ts:
-// glibc's settings (fewer arenas, scrypt's 16 MiB returned after each derivation, huge pages for
-// them) and V8's flags (a smaller young generation, an old generation kept close to what is live).
+// glibc's settings (fewer arenas, large buffers returned when freed) and V8's flags (a smaller
+// young generation, an old generation kept close to what is live).
 const env: NodeJS.ProcessEnv = { ...API_MALLOC_ENV, ...process.env };
 const nodeFlags = API_NODE_FLAGS;
 if (!env.CINDERBOX_SECRET && env.NODE_ENV !== 'production') {

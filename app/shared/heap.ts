@@ -31,18 +31,16 @@ export const API_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percen
 
 /**
  * glibc's settings for the API process (scripts/start.ts; the Dockerfile sets the same), measured in
- * docs/BENCHMARKS.md: fewer malloc arenas for libuv's threads, a fixed mmap threshold so that large
- * buffers go back to the system when freed (glibc otherwise raises the threshold after the first free
- * and keeps the next ones in its heap), and transparent huge pages for glibc's mappings. They were
- * chosen for node:crypto's scrypt, which allocates 16 MiB per derivation (4,096 page faults per
- * derivation made it 28 % slower; eight 2 MiB faults about 6 %); the native engine
- * (app/crypto/scrypt.ts) maps and advises its own memory, and the settings stay for the fallback
- * engine and for the heap (without huge pages the highest phase measured within noise).
+ * docs/BENCHMARKS.md: fewer malloc arenas for libuv's threads, and a fixed mmap threshold so that
+ * large buffers go back to the system when freed (glibc otherwise raises the threshold after the
+ * first free and keeps the next ones in its heap). Until the native scrypt engine, glibc's huge pages
+ * (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) were set too, for node:crypto's scrypt and its 16 MiB per
+ * derivation; the engine advises its own memory, and without them glibc's heap stays in 4 KiB pages:
+ * the small-file peaks 137.6–140.2 MiB against 142.6–151.7 MiB with them (three stacks each).
  */
 export const API_MALLOC_ENV = {
   MALLOC_ARENA_MAX: '2',
   MALLOC_MMAP_THRESHOLD_: '1048576',
-  GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1',
 } as const;
 
 type Collect = (options: { type: 'minor' }) => void;

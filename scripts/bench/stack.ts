@@ -37,8 +37,10 @@ export async function resetPeak(pid: number): Promise<boolean> {
 export async function startStack(root: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Stack> {
   // Measure what production runs: the compiled build, fresh (tsx in the API would add its own memory).
   execFileSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
-  // What `npm run build` does after tsc: the Lua scripts and pages next to the compiled modules.
+  // What `npm run build` does after tsc: the Lua scripts and pages next to the compiled modules, and
+  // scrypt's native core.
   execFileSync(process.execPath, [path.join(root, 'scripts', 'copy-assets.mjs')], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(root, 'scripts', 'build-native.mjs')], { cwd: root, stdio: 'inherit' });
   const args = [path.join(root, 'dist', 'scripts', 'start.js')];
   const launcher = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

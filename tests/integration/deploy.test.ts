@@ -199,7 +199,7 @@ describe('compose.yaml', () => {
       .find(Boolean);
     expect(healthFile).toMatch(/^\/tmp\/[^/]+$/);
     // Besides Cinderbox's own variables, only the documented runtime tuning of glibc and Node.
-    const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES', 'NODE_OPTIONS'];
+    const runtimeTuning = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'NODE_OPTIONS'];
     expect(
       env.filter((n) => !known.has(n) && !runtimeTuning.includes(n)),
       'Dockerfile sets unknown variables',
