@@ -2,6 +2,11 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { appOnPrivateRedis } from '../helpers/app.js';
 
+/** Resolves once the client is (again) ready; ioredis's 'ready' comes after its ready check. */
+async function untilReady(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+}
+
 describe('health during a Redis outage', () => {
   const world = appOnPrivateRedis();
 
@@ -45,11 +50,15 @@ describe('health during a Redis outage', () => {
     try {
       await operator.set(keys.heartbeat(), 'x', 'EX', 15);
       await operator.replicaof('127.0.0.1', '1'); // a primary that is not there: the node stays a replica
+      // The probe's READONLY makes the API drop its connection; wait for that, or a loaded machine
+      // can still find the old connection "ready" below and probe through it as it closes.
+      const dropped = new Promise<void>((resolve) => redis.once('close', () => resolve()));
       const res = await fetch(`${world.app.url}/health`);
       expect(res.status).toBe(503);
       expect(await res.json()).toMatchObject({ status: 'unhealthy', services: { redis: 'offline' } });
+      await dropped;
       await operator.replicaof('NO', 'ONE');
-      if (redis.status !== 'ready') await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+      await untilReady(redis);
       await operator.set(keys.heartbeat(), 'x', 'EX', 15);
       expect((await fetch(`${world.app.url}/health`)).status).toBe(200);
     } finally {
@@ -60,6 +69,7 @@ describe('health during a Redis outage', () => {
 
   it('says degraded and why when Redis is out of memory (uploads are refused, reads still work)', async () => {
     const operator = new Redis(world.redis.url);
+    await untilReady(world.app.deps.redis); // the test before may leave it reconnecting
     try {
       await operator.set(world.app.deps.keys.heartbeat(), 'x', 'EX', 15);
       await operator.config('SET', 'maxmemory', '1');
